@@ -1,0 +1,37 @@
+# PatentCLIP Search. Set-up is two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PROTOS := $(wildcard protos/patentclip/v1/*.proto)
+
+.PHONY: install demo test test-unit proto proto-check lint clean
+
+install: $(STAMP)
+
+# torch and torchvision first, pinned: pip takes them from local wheels where they exist.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	PY=$(PY) bash scripts/demo.sh
+
+test: install
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+# Regenerate the committed protobuf/gRPC code from protos/ (tests fail if they drift).
+proto: install
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+
+lint: install
+	$(PY) -m ruff check patentclip services trainer tests scripts
+
+clean:
+	rm -rf data/demo .pytest_cache

@@ -1,0 +1,270 @@
+"""``patentclip``: the command line over the core.
+
+    patentclip generate --out data/bundles --date 2021-01-05 --patents 40
+    patentclip model init-tiny --out data/models/patentclip-tiny
+    patentclip index data/bundles/I20210105.tar
+    patentclip search --text "bottle with a narrow neck" --locarno 09 --k 10
+    patentclip search --image drawing.tif --json
+    patentclip collections
+
+Settings come from PATENTCLIP_* environment variables (see .env.example), then flags.
+Errors are one clear line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+from patentclip.config import CoreSettings
+from patentclip.errors import InvalidInputError, NotFoundError, PatentClipError
+from patentclip.store import Hit, PatentStore, SearchFilters
+
+logger = logging.getLogger("patentclip")
+
+EXIT_USAGE, EXIT_FAILED = 2, 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return EXIT_USAGE
+    flags = ("model", "pretrained", "device", "milvus_uri", "images_dir", "batch_size")
+    settings = CoreSettings.from_env().override(**{f: getattr(args, f, None) for f in flags})
+    try:
+        return args.run(args, settings)
+    except InvalidInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PatentClipError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    # SUPPRESS: a flag not given leaves no attribute, so "patentclip --model X index" and
+    # "patentclip index --model X" both work (subparser defaults would overwrite otherwise).
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--model", help="open_clip name, hf-hub:org/repo or local-dir:PATH "
+                        "(env PATENTCLIP_MODEL)")
+    common.add_argument("--pretrained", help="pretrained tag or checkpoint file")
+    common.add_argument("--device", help="cpu, cuda, ... (env PATENTCLIP_DEVICE)")
+    common.add_argument("--milvus-uri", help="Milvus Lite file or http://host:19530 "
+                        "(env PATENTCLIP_MILVUS_URI)")
+    common.add_argument("-v", "--verbose", action="store_true")
+
+    parser = argparse.ArgumentParser(prog="patentclip", description=__doc__.split("\n")[0],
+                                     parents=[common])
+    sub = parser.add_subparsers(title="commands")
+
+    gen = sub.add_parser("generate", parents=[common],
+                         help="write a synthetic weekly USPTO design bundle (I20YYMMDD.tar)")
+    gen.add_argument("--out", required=True, type=Path)
+    gen.add_argument("--date", type=date.fromisoformat, default=date(2021, 1, 5),
+                     help="grant date (a Tuesday), YYYY-MM-DD")
+    gen.add_argument("--patents", type=int, default=40)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--first-number", type=int, default=None,
+                     help="first patent number (default derived from the date)")
+    gen.set_defaults(run=_run_generate)
+
+    model = sub.add_parser("model", parents=[common], help="model utilities")
+    model_sub = model.add_subparsers(title="model commands")
+    tiny = model_sub.add_parser("init-tiny", parents=[common],
+                                help="create the tiny open_clip model used by tests and demo")
+    tiny.add_argument("--out", required=True, type=Path)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(run=_run_init_tiny)
+    info = model_sub.add_parser("info", parents=[common], help="load a model, print its version")
+    info.set_defaults(run=_run_model_info)
+
+    index = sub.add_parser("index", parents=[common],
+                           help="read grants, encode sheets and captions, upsert into Milvus")
+    index.add_argument("sources", nargs="+", help="I20YYMMDD.tar, per-patent zip, ipg zip "
+                       "or folder")
+    index.add_argument("--images-dir", help="image store folder (env PATENTCLIP_IMAGES_DIR)")
+    index.add_argument("--batch-size", type=int)
+    index.add_argument("--no-progress", action="store_true")
+    index.add_argument("--set-live", action="store_true",
+                       help="point the live alias at this model's collection (it is set "
+                       "automatically when no live collection exists yet)")
+    index.set_defaults(run=_run_index)
+
+    search = sub.add_parser("search", parents=[common], help="search by text or drawing")
+    query = search.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text")
+    query.add_argument("--image", type=Path, help="TIFF, PNG or JPEG drawing")
+    search.add_argument("--locarno", action="append", default=[],
+                        help="Locarno class (02) or class+subclass (0204); repeatable")
+    search.add_argument("--from", dest="date_from", type=date.fromisoformat)
+    search.add_argument("--to", dest="date_to", type=date.fromisoformat)
+    search.add_argument("--view", action="append", default=[], help="repeatable")
+    search.add_argument("--k", type=int, default=10)
+    search.add_argument("--against", choices=("drawing", "caption", "both"),
+                        help="what to match: drawings, sheet captions, or both fused "
+                        "(default: both for text, drawing for images)")
+    search.add_argument("--no-group", action="store_true",
+                        help="return sheets, not one hit per patent")
+    search.add_argument("--collection", help="collection or alias (default: the live alias)")
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(run=_run_search)
+
+    cols = sub.add_parser("collections", parents=[common], help="list collections")
+    cols.set_defaults(run=_run_collections)
+    return parser
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _run_generate(args, settings: CoreSettings) -> int:
+    from patentclip.synthetic import BundleGenerator
+
+    path = BundleGenerator(seed=args.seed).write_bundle(
+        args.out, args.date, args.patents, first_number=args.first_number)
+    print(f"wrote {path}")
+    return 0
+
+
+def _run_init_tiny(args, settings: CoreSettings) -> int:
+    from patentclip.encoder import create_tiny_model
+
+    out = create_tiny_model(args.out, seed=args.seed)
+    print(f"wrote tiny model to {out}; use --model local-dir:{out}")
+    return 0
+
+
+def _run_model_info(args, settings: CoreSettings) -> int:
+    encoder = _load_encoder(settings)
+    print(json.dumps(encoder.info.__dict__, indent=2))
+    return 0
+
+
+def _run_index(args, settings: CoreSettings) -> int:
+    from patentclip.imagestore import LocalImageStore
+    from patentclip.indexer import Indexer
+
+    for source in args.sources:
+        if not Path(source).exists():
+            raise InvalidInputError(f"{source}: no such file or folder")
+    encoder = _load_encoder(settings)
+    with _store(settings) as store:
+        indexer = Indexer(encoder, store, LocalImageStore(settings.images_dir),
+                          batch_size=settings.batch_size, progress=not args.no_progress)
+        summary = indexer.index(args.sources)
+        live = _set_live_if_needed(store, summary.collection, args.set_live)
+    print(f"indexed {summary.grants} grants, {summary.sheets} sheets ({summary.rows} rows) "
+          f"into {summary.collection} in {summary.seconds:.1f}s "
+          f"({summary.sheets_per_second:.1f} sheets/s){live}")
+    for reason, count in sorted(summary.skipped.items()):
+        print(f"skipped {count}: {reason}")
+    for error in summary.errors:
+        print(f"error: {error}")
+    return EXIT_FAILED if summary.errors and not summary.sheets else 0
+
+
+def _run_search(args, settings: CoreSettings) -> int:
+    from patentclip.search import SearchEngine
+
+    filters = SearchFilters(
+        locarno=tuple(args.locarno), views=tuple(args.view),
+        date_from=_yyyymmdd(args.date_from), date_to=_yyyymmdd(args.date_to))
+    filters.validate()
+    if args.image and not args.image.is_file():
+        raise InvalidInputError(f"{args.image}: no such file")
+    encoder = _load_encoder(settings)
+    group = not args.no_group
+    with _store(settings) as store:
+        engine = SearchEngine(encoder, store, args.collection or store.live_alias)
+        if args.text is not None:
+            result = engine.search_text(args.text, args.k, filters, args.against or "both",
+                                        group)
+        else:
+            result = engine.search_image(args.image.read_bytes(), args.k, filters,
+                                         args.against or "drawing", group, name=str(args.image))
+    if args.json:
+        print(json.dumps({"model_version": result.model_version,
+                          "collection": result.collection,
+                          "hits": [h.as_dict() for h in result.hits]}, indent=2))
+    else:
+        print(format_hits(result.hits))
+        print(f"\n{len(result.hits)} hits from {result.collection} "
+              f"(model {result.model_version})")
+    return 0
+
+
+def _run_collections(args, settings: CoreSettings) -> int:
+    with _store(settings) as store:
+        try:
+            live = store.resolve(store.live_alias)
+        except NotFoundError:
+            live = ""
+        names = store.list_collections()
+        if not names:
+            print(f"no collections at {settings.milvus_uri}")
+        for name in names:
+            info = store.describe(name)
+            marker = " (live)" if name == live else ""
+            print(f"{name}{marker}: model {info.model_version}, dim {info.dim}, {info.rows} rows")
+    return 0
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def format_hits(hits: list[Hit]) -> str:
+    """A readable fixed-width table: rank, patent, title, sheet, view, Locarno, score."""
+    header = f"{'#':>3}  {'patent':<9} {'title':<40} {'sheet':>5} {'view':<12} " \
+             f"{'locarno':<7} {'granted':<10} {'match':<7} {'score':>6}"
+    lines = [header, "-" * len(header)]
+    for rank, h in enumerate(hits, start=1):
+        title = h.title if len(h.title) <= 40 else h.title[:37] + "..."
+        day = h.grant_date
+        granted = f"{day // 10000}-{day // 100 % 100:02d}-{day % 100:02d}"
+        lines.append(f"{rank:>3}  {h.patent:<9} {title:<40} {h.sheet:>5} {h.view:<12} "
+                     f"{h.locarno:<7} {granted:<10} {h.modality:<7} {h.score:>6.3f}")
+    return "\n".join(lines)
+
+
+def _yyyymmdd(value: date | None) -> int | None:
+    return int(value.strftime("%Y%m%d")) if value else None
+
+
+def _load_encoder(settings: CoreSettings):
+    from patentclip.encoder import Encoder
+
+    return Encoder.load(settings.model, pretrained=settings.pretrained or None,
+                        device=settings.device, batch_size=settings.batch_size)
+
+
+def _store(settings: CoreSettings) -> PatentStore:
+    uri = settings.milvus_uri
+    if not uri.startswith(("http://", "https://", "tcp://", "unix:")):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    return PatentStore(uri, token=settings.milvus_token, timeout=settings.milvus_timeout_s,
+                       prefix=settings.collection_prefix)
+
+
+def _set_live_if_needed(store: PatentStore, collection: str, force: bool) -> str:
+    try:
+        current = store.resolve(store.live_alias)
+    except NotFoundError:
+        current = ""
+    if force or not current:
+        store.set_alias(store.live_alias, collection)
+        return f"; live alias {store.live_alias} -> {collection}"
+    if current != collection:
+        return (f"; live alias still points at {current} (use --set-live to switch)")
+    return ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

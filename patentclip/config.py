@@ -1,0 +1,47 @@
+"""Typed settings shared by the CLI and (later) the services.
+
+Built from environment variables (documented in ``.env.example``) and then overridden by
+command-line flags, inside ``main()``; never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+
+DEFAULT_MODEL = "local-dir:data/models/patentclip-tiny"
+
+
+@dataclass(frozen=True)
+class CoreSettings:
+    """Where the model, the vectors and the drawing images are."""
+
+    model: str = DEFAULT_MODEL  # PATENTCLIP_MODEL: open_clip name, hf-hub:..., local-dir:...
+    pretrained: str = ""  # PATENTCLIP_PRETRAINED: pretrained tag or checkpoint file
+    device: str = "cpu"  # PATENTCLIP_DEVICE: cpu, cuda, cuda:1
+    batch_size: int = 32  # PATENTCLIP_BATCH_SIZE: encoder batch size
+    milvus_uri: str = "data/patents.db"  # PATENTCLIP_MILVUS_URI: file = Milvus Lite, http://
+    milvus_token: str = ""  # PATENTCLIP_MILVUS_TOKEN: "user:password" or API token
+    milvus_timeout_s: float = 30.0  # PATENTCLIP_MILVUS_TIMEOUT_S: per call
+    collection_prefix: str = "patentclip"  # PATENTCLIP_COLLECTION_PREFIX
+    images_dir: str = "data/images"  # PATENTCLIP_IMAGES_DIR: local image store root
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CoreSettings:
+        env = os.environ if env is None else env
+        values = {}
+        for f in fields(cls):
+            raw = env.get(f"PATENTCLIP_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = type(getattr(cls, f.name))(raw)
+        return cls(**values)
+
+    def override(self, **flags) -> CoreSettings:
+        """Apply command-line flags that were given (None means 'not given')."""
+        return replace(self, **{k: v for k, v in flags.items() if v is not None})
+
+    def __repr__(self) -> str:  # never print secrets
+        shown = {f.name: ("***" if f.name == "milvus_token" and getattr(self, f.name)
+                          else getattr(self, f.name)) for f in fields(self)}
+        return f"CoreSettings({shown})"

@@ -1,0 +1,207 @@
+"""The PatentCLIP encoder: one object over an open_clip model.
+
+``Encoder.load`` accepts what open_clip accepts and what users have:
+
+* an open_clip architecture name plus a pretrained tag or checkpoint file
+  (``Encoder.load("ViT-B-32", pretrained="/ckpt/epoch_10.pt")``);
+* ``hf-hub:org/repo`` (e.g. ``hf-hub:hhshomee/PatentCLIP_ViT_L``);
+* ``local-dir:/path`` holding ``open_clip_config.json`` + weights, the layout
+  ``save_local_model`` writes and the Hugging Face repos use.
+
+Outputs are L2-normalized float32 arrays. ``model_version`` is derived from the weights
+themselves, so the same weights always give the same version, whatever the path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from patentclip.errors import ModelLoadError
+from patentclip.images import DrawingPreprocessor
+
+logger = logging.getLogger(__name__)
+
+LOCAL_DIR = "local-dir:"
+HF_HUB = "hf-hub:"
+
+# A deliberately tiny open_clip ViT for tests and the demo: trains and encodes fast on CPU.
+TINY_MODEL_CONFIG: dict = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32,
+                   "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2,
+                 "layers": 2},
+}
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What a caller needs to know about a loaded encoder."""
+
+    spec: str
+    model_version: str
+    dim: int
+    image_size: int
+
+
+class Encoder:
+    """Encode drawings and texts into PatentCLIP's joint embedding space."""
+
+    def __init__(self, model: torch.nn.Module, normalize, tokenizer, spec: str,
+                 image_size: int, device: str = "cpu", batch_size: int = 32) -> None:
+        self.model = model.eval().to(device)
+        self._normalize = normalize
+        self.tokenizer = tokenizer
+        self.device = device
+        self.batch_size = batch_size
+        self.preprocessor = DrawingPreprocessor(image_size=image_size)
+        version = f"{_slug(spec)}_{weights_digest(self.model)[:12]}"
+        with torch.inference_mode():
+            dim = int(self.model.encode_text(tokenizer(["x"]).to(device)).shape[-1])
+        self.info = EncoderInfo(spec=spec, model_version=version, dim=dim, image_size=image_size)
+
+    @property
+    def model_version(self) -> str:
+        return self.info.model_version
+
+    @property
+    def dim(self) -> int:
+        return self.info.dim
+
+    @classmethod
+    def load(cls, spec: str, pretrained: str | None = None, device: str = "cpu",
+             batch_size: int = 32) -> Encoder:
+        """Load an encoder; raise ModelLoadError with instructions if weights are missing."""
+        import open_clip  # heavy import, only when a model is really loaded
+
+        _check_spec(spec, pretrained)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                spec, pretrained=pretrained, device="cpu")
+            tokenizer = open_clip.get_tokenizer(spec)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # open_clip/hub raise many types; all mean "cannot load"
+            raise ModelLoadError(_load_failure_message(spec, pretrained, exc)) from exc
+        image_size = _image_size(model)
+        if pretrained is None and not spec.startswith((LOCAL_DIR, HF_HUB)):
+            logger.warning("model %s has random weights (no pretrained tag or checkpoint)", spec)
+        # open_clip's eval transform (resize, crop, normalize) is kept as is: our drawings
+        # arrive square at the model's size, so its resize and crop are no-ops.
+        return cls(model, preprocess, tokenizer, spec, image_size,
+                   device=device, batch_size=batch_size)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Encode square RGB drawings (see DrawingPreprocessor) -> (n, dim) unit vectors."""
+        return self._batched(images, self._encode_image_batch)
+
+    def encode_drawings(self, blobs: Sequence[bytes], names: Sequence[str] | None = None
+                        ) -> np.ndarray:
+        """Decode, pad and encode raw drawing bytes (TIFF, PNG, JPEG)."""
+        names = names or [f"image {i}" for i in range(len(blobs))]
+        pairs = zip(blobs, names, strict=True)
+        return self.encode_images([self.preprocessor(b, n) for b, n in pairs])
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode texts -> (n, dim) unit vectors."""
+        return self._batched(list(texts), self._encode_text_batch)
+
+    def _batched(self, items: Sequence, encode) -> np.ndarray:
+        if len(items) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        parts = [encode(items[i:i + self.batch_size])
+                 for i in range(0, len(items), self.batch_size)]
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    @torch.inference_mode()
+    def _encode_image_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
+        pixels = torch.stack([self._normalize(img) for img in images]).to(self.device)
+        return _unit(self.model.encode_image(pixels))
+
+    @torch.inference_mode()
+    def _encode_text_batch(self, texts: Sequence[str]) -> np.ndarray:
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        return _unit(self.model.encode_text(tokens))
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A stable hex digest of a model's weights (names + values, in sorted order)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_local_model(model: torch.nn.Module, model_cfg: dict, out_dir: str | Path,
+                     preprocess_cfg: dict | None = None) -> Path:
+    """Write a model in open_clip's local-dir/HF layout (config + safetensors)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "open_clip_model.safetensors"))
+    config = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg or {}}
+    (out / "open_clip_config.json").write_text(json.dumps(config, indent=2))
+    return out
+
+
+def create_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
+    """Create the tiny test/demo model with seeded random weights; return its folder."""
+    import open_clip
+
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**TINY_MODEL_CONFIG)
+    return save_local_model(model, TINY_MODEL_CONFIG, out_dir)
+
+
+def _unit(features: torch.Tensor) -> np.ndarray:
+    features = torch.nn.functional.normalize(features.float(), dim=-1)
+    return features.cpu().numpy()
+
+
+def _image_size(model: torch.nn.Module) -> int:
+    size = getattr(model.visual, "image_size", 224)
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def _slug(spec: str) -> str:
+    if spec.startswith(LOCAL_DIR):
+        spec = Path(spec[len(LOCAL_DIR):]).name or "local"
+    elif spec.startswith(HF_HUB):
+        spec = spec[len(HF_HUB):].split("/")[-1]
+    return re.sub(r"[^a-z0-9]+", "_", spec.lower()).strip("_")[:40] or "model"
+
+
+def _check_spec(spec: str, pretrained: str | None) -> None:
+    if spec.startswith(LOCAL_DIR):
+        folder = Path(spec[len(LOCAL_DIR):])
+        if not (folder / "open_clip_config.json").is_file():
+            raise ModelLoadError(f"{spec}: no open_clip_config.json in {folder} (a local model "
+                                 "folder holds open_clip_config.json and open_clip_model."
+                                 "safetensors; `patentclip model init-tiny --out DIR` makes one)")
+    if pretrained and ("/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))):
+        if not Path(pretrained).is_file():
+            raise ModelLoadError(f"checkpoint file not found: {pretrained}")
+
+
+def _load_failure_message(spec: str, pretrained: str | None, exc: Exception) -> str:
+    what = f"{spec}" + (f" (pretrained={pretrained})" if pretrained else "")
+    hint = ""
+    if spec.startswith(HF_HUB) or pretrained:
+        repo = spec[len(HF_HUB):] if spec.startswith(HF_HUB) else f"the '{pretrained}' weights"
+        hint = (f" The weights could not be fetched (no network, or the hub is unreachable). "
+                f"On a machine with access run `hf download {repo} --local-dir DIR`, copy DIR "
+                f"here and use --model local-dir:DIR.")
+    return f"cannot load model {what}: {type(exc).__name__}: {exc}.{hint}"

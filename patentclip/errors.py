@@ -1,0 +1,65 @@
+"""Domain errors for PatentCLIP Search.
+
+Every error a caller can act on is one of these. They carry no transport
+knowledge: the gRPC layer (later) maps them to status codes in one interceptor,
+the CLI maps them to exit codes and a one-line message.
+"""
+
+from __future__ import annotations
+
+
+class PatentClipError(Exception):
+    """Base class of all domain errors."""
+
+
+class InvalidInputError(PatentClipError):
+    """A request or file is malformed; retrying the same input cannot succeed."""
+
+
+class GrantParseError(InvalidInputError):
+    """One grant document could not be read. Names the source and the reason."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class NotADesignGrantError(GrantParseError):
+    """The document is a utility, plant or reissue grant: skipped, not fatal."""
+
+    def __init__(self, source: str, doc_kind: str) -> None:
+        super().__init__(source, f"not a design grant (kind {doc_kind or 'unknown'})")
+        self.doc_kind = doc_kind
+
+
+class UnsafeArchiveError(InvalidInputError):
+    """An archive member would escape the target (path traversal, absolute path, link)."""
+
+
+class ImageDecodeError(InvalidInputError):
+    """A drawing could not be decoded, or is larger than the configured pixel limit."""
+
+
+class InvalidQueryError(InvalidInputError):
+    """A search request is invalid (empty text, bad filter, top_k out of range...)."""
+
+
+class NotFoundError(PatentClipError):
+    """The requested patent, collection or model version does not exist."""
+
+
+class ModelLoadError(PatentClipError):
+    """An encoder could not be loaded; the message says how to provide the weights."""
+
+
+class StoreError(PatentClipError):
+    """The vector store refused an operation (not a connectivity problem)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The vector store cannot be reached. Retriable."""
+
+
+class ModelVersionMismatchError(PatentClipError):
+    """A collection was built by another model version than the loaded encoder."""

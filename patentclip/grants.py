@@ -1,0 +1,214 @@
+"""The design-grant domain model: what one US design patent says about itself.
+
+A grant has *figures* (numbered views described in the text, "FIG. 2 is a bottom
+view thereof") and *drawing sheets* (the TIFF images). They are not the same thing:
+one sheet can carry several figures, and the front-page image (``D00000``) repeats
+a representative figure. The XML lists both but never says which figure is on which
+sheet, so :class:`SheetFigureMapping` records how a sheet's figures were inferred.
+See ``docs/grant-model.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+
+class View(enum.StrEnum):
+    """The fixed vocabulary of drawing views. The original wording is kept beside it."""
+
+    FRONT = "front"
+    REAR = "rear"
+    LEFT = "left"
+    RIGHT = "right"
+    TOP = "top"
+    BOTTOM = "bottom"
+    PERSPECTIVE = "perspective"
+    EXPLODED = "exploded"
+    SECTION = "section"
+    DETAIL = "detail"
+    IN_USE = "in-use"
+    OTHER = "other"
+
+
+# Checked in order: the first rule whose pattern matches the view phrase wins. Special
+# views (exploded, section, detail, in use) beat the direction they are seen from, and
+# "perspective" beats "front" in "front perspective view".
+_VIEW_RULES: tuple[tuple[View, re.Pattern[str]], ...] = tuple(
+    (view, re.compile(pattern, re.IGNORECASE))
+    for view, pattern in (
+        (View.EXPLODED, r"\bexploded\b"),
+        (View.SECTION, r"\b(cross[- ]?)?section(al)?\b|\bcut[- ]?away\b"),
+        (View.DETAIL, r"\b(enlarged|detail(ed)?|fragmentary|partial|close[- ]?up|zoomed)\b"),
+        (View.IN_USE,
+         r"\b(in[- ]use|environment(al)?|in an? (exemplary )?environment|installed)\b"),
+        (View.PERSPECTIVE, r"\b(perspective|isometric|3-?d)\b"),
+        (View.BOTTOM, r"\b(bottom|underside|lower plan)\b"),
+        (View.TOP, r"\b(top|plan)\b"),
+        (View.REAR, r"\b(rear|back)\b"),
+        (View.LEFT, r"\bleft\b"),
+        (View.RIGHT, r"\bright\b"),
+        (View.FRONT, r"\b(front|elevation(al)?|from view)\b"),
+    )
+)
+
+
+def normalize_view(text: str) -> View:
+    """Map a view phrase ("front perspective view", "1.3 : Left") to the vocabulary.
+
+    Unrecognised phrases ("a side view", "a second image thereof") map to OTHER; the
+    caller keeps the original text, so nothing is lost.
+    """
+    for view, pattern in _VIEW_RULES:
+        if pattern.search(text):
+            return view
+    return View.OTHER
+
+
+class SheetFigureMapping(enum.StrEnum):
+    """How the figures on a drawing sheet were determined."""
+
+    ONE_PER_SHEET = "one-per-sheet"  # figure count == sheet count: sheet n holds FIG n
+    FRONT_PAGE = "front-page"  # D00000 repeats a representative figure, not named in XML
+    UNKNOWN = "unknown"  # counts differ: the XML does not say which figures a sheet holds
+
+
+@dataclass(frozen=True)
+class LocarnoClass:
+    """Locarno classification, e.g. code '0204' = class '02', subclass '04', edition '13'."""
+
+    code: str
+    edition: str = ""
+
+    @property
+    def main_class(self) -> str:
+        return self.code[:2]
+
+    @property
+    def subclass(self) -> str:
+        return self.code[2:4]
+
+
+@dataclass(frozen=True)
+class UspcClass:
+    """US national classification in USPTO's fixed-width form ('D28 47') and normalized."""
+
+    raw: str
+    main: bool = True
+
+    @property
+    def normalized(self) -> str:
+        """'D28 47' -> 'D28/47'; 'D 2728' -> 'D2/728'; 'D14486' -> 'D14/486'."""
+        return normalize_uspc(self.raw)
+
+
+def normalize_uspc(raw: str) -> str:
+    """Normalize a USPC class string to 'CLASS/SUBCLASS'.
+
+    USPTO writes a 3-character class field then the subclass ('D28 47', 'D 2728' is class
+    D2 subclass 728). The fixed width is the only reliable separator, so split at 3.
+    """
+    text = raw.rstrip()
+    if len(text) <= 3:
+        return text.replace(" ", "")
+    klass, sub = text[:3].replace(" ", ""), text[3:].strip()
+    return f"{klass}/{sub}" if sub else klass
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One numbered figure as described in 'description-of-drawings'."""
+
+    number: str
+    view: View
+    view_text: str
+    description: str
+
+
+@dataclass(frozen=True)
+class DrawingSheet:
+    """One drawing image (a TIFF sheet) of a grant."""
+
+    number: int
+    file_name: str
+    figure_numbers: tuple[str, ...] = ()
+    mapping: SheetFigureMapping = SheetFigureMapping.UNKNOWN
+    image_uri: str = ""
+
+    @property
+    def front_page(self) -> bool:
+        return self.mapping is SheetFigureMapping.FRONT_PAGE
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One US design patent grant, as its XML states it."""
+
+    patent_number: str
+    kind: str
+    title: str
+    grant_date: int
+    locarno: LocarnoClass | None
+    uspc: tuple[UspcClass, ...]
+    claim: str
+    figures: tuple[Figure, ...]
+    sheets: tuple[DrawingSheet, ...]
+    drawing_notes: tuple[str, ...] = ()
+    dtd_version: str = ""
+    source: str = ""
+    declared_figure_count: int | None = None
+    declared_sheet_count: int | None = None
+
+    def figure(self, number: str) -> Figure | None:
+        return next((f for f in self.figures if f.number == number), None)
+
+    def sheet_figures(self, sheet: DrawingSheet) -> list[Figure]:
+        return [f for n in sheet.figure_numbers if (f := self.figure(n)) is not None]
+
+    def sheet_view(self, sheet: DrawingSheet) -> str:
+        """The normalized view of a sheet: its single figure's view, else 'unknown'/'mixed'."""
+        views = {f.view.value for f in self.sheet_figures(sheet)}
+        if not views:
+            return "unknown"
+        return views.pop() if len(views) == 1 else "mixed"
+
+    def sheet_caption(self, sheet: DrawingSheet) -> str:
+        """A caption for a sheet built only from what the patent says about it.
+
+        'thereof' in a figure description refers to the claimed article, so it is
+        replaced by the title: "FIG. 2 is a bottom view thereof" -> "bottom view of a
+        shaving blade cartridge".
+        """
+        title = self.title.strip().rstrip(".")
+        parts = [_figure_phrase(f, title) for f in self.sheet_figures(sheet)]
+        if parts:
+            return "; ".join(parts)
+        if sheet.front_page:
+            return f"front page drawing of a {title.lower()}"
+        return f"drawing sheet {sheet.number} of a {title.lower()}"
+
+
+def _figure_phrase(figure: Figure, title: str) -> str:
+    text = figure.description.strip().rstrip(";,.").removesuffix(" and").rstrip(";,")
+    match = re.match(r"^(?:FIGS?\.?|FIGURES?|The FIGURE)\s*[\w.\-]*\s*(?:is|are|provides|shows)\s+"
+                     r"(?:an?\s+|the\s+)?", text, re.IGNORECASE)
+    phrase = text[match.end():] if match else text
+    phrase = re.sub(r"\bthereof\b", f"of a {title.lower()}", phrase)
+    return phrase.strip()
+
+
+@dataclass
+class ReadReport:
+    """What a read of one source produced: counts and per-document problems."""
+
+    read: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())

@@ -1,0 +1,47 @@
+"""Where drawing images live once ingested, addressed by URI.
+
+``LocalImageStore`` keeps them in a folder (``file://`` URIs). The interface is the two
+methods below, so an S3-compatible bucket can stand in later without touching callers.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from patentclip.errors import InvalidInputError, NotFoundError
+
+
+class LocalImageStore:
+    """Drawing images under ``root/<patent>/<file name>``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+
+    def put(self, patent: str, file_name: str, data: bytes) -> str:
+        """Store bytes (idempotent: same name, same size is left alone); return the URI."""
+        path = self._path(patent, file_name)
+        if not (path.is_file() and path.stat().st_size == len(data)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(path.suffix + ".part")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return path.as_uri()
+
+    def get(self, uri: str) -> bytes:
+        parsed = urlparse(uri)
+        if parsed.scheme != "file":
+            raise InvalidInputError(f"{uri}: not a file:// URI")
+        path = Path(unquote(parsed.path)).resolve()
+        if self.root not in path.parents:
+            raise InvalidInputError(f"{uri}: outside the image store {self.root}")
+        if not path.is_file():
+            raise NotFoundError(f"{uri}: no such image")
+        return path.read_bytes()
+
+    def _path(self, patent: str, file_name: str) -> Path:
+        for part in (patent, file_name):
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", part):
+                raise InvalidInputError(f"unsafe image name: {part!r}")
+        return self.root / patent / file_name

@@ -1,0 +1,501 @@
+"""Read USPTO design grants the way they arrive.
+
+Sources (``GrantReader.read`` picks by what the path is):
+
+* a weekly with-images bundle ``I20YYMMDD.tar`` holding ``DESIGN/USD0xxxxxx-YYYYMMDD.ZIP``
+  members, each zip holding the XML and its TIFF sheets;
+* a single per-patent ``.ZIP``;
+* a folder of per-patent folders (``USD0907292-20210105/USD0907292-20210105.XML`` + TIFs),
+  a single per-patent folder, or a folder of per-patent zips;
+* the text-only ``ipgYYMMDD.zip`` (or its ``.xml``): concatenated XML documents, no images.
+
+Utility, plant and reissue documents are skipped and counted. A broken document is
+recorded in :class:`ReadReport` with its file name and reason, and reading goes on.
+XML is parsed with defusedxml: external entities and entity expansion are refused.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import posixpath
+import re
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.etree.ElementTree import Element
+
+import defusedxml.ElementTree as safe_et
+from defusedxml import DefusedXmlException
+
+from patentclip.errors import (
+    GrantParseError,
+    InvalidInputError,
+    NotADesignGrantError,
+    UnsafeArchiveError,
+)
+from patentclip.grants import (
+    DrawingSheet,
+    Figure,
+    Grant,
+    LocarnoClass,
+    ReadReport,
+    SheetFigureMapping,
+    UspcClass,
+    View,
+    normalize_view,
+)
+
+logger = logging.getLogger(__name__)
+
+DESIGN_KINDS = frozenset({"S1", "S"})
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """Bounds that stop archive bombs before they fill memory."""
+
+    max_members: int = 200_000
+    max_member_bytes: int = 256 * 1024 * 1024
+    max_total_bytes: int = 64 * 1024 * 1024 * 1024
+
+
+@dataclass
+class GrantDocument:
+    """A parsed grant plus the bytes of the drawing sheets that were found."""
+
+    grant: Grant
+    images: dict[str, bytes] = field(default_factory=dict)
+    missing_images: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- XML parsing
+
+
+def parse_grant_xml(data: bytes, source: str) -> Grant:
+    """Parse one us-patent-grant XML document (DTD v4.0-v4.5) into a :class:`Grant`.
+
+    Raises NotADesignGrantError for utility/plant/reissue documents and GrantParseError
+    (naming ``source``) for anything malformed or missing.
+    """
+    root = _parse_root(data, source)
+    if root.tag != "us-patent-grant":
+        raise GrantParseError(source, f"root element is <{root.tag}>, expected <us-patent-grant>")
+    biblio = root.find("us-bibliographic-data-grant")
+    if biblio is None:
+        raise GrantParseError(source, "missing <us-bibliographic-data-grant>")
+    number, kind, date = _publication(biblio, source)
+    if kind not in DESIGN_KINDS or not number.startswith("D"):
+        raise NotADesignGrantError(source, kind)
+    figures, notes = _figures(root.find("description/description-of-drawings"))
+    declared_figures = _int_or_none(biblio.findtext("figures/number-of-figures"))
+    sheets = _sheets(root.find("drawings"), [f.number for f in figures], declared_figures)
+    return Grant(
+        patent_number=number,
+        kind=kind,
+        title=_required_text(biblio, "invention-title", source),
+        grant_date=date,
+        locarno=_locarno(biblio),
+        uspc=_uspc(biblio),
+        claim=_claim(root),
+        figures=tuple(figures),
+        sheets=tuple(sheets),
+        drawing_notes=tuple(notes),
+        dtd_version=root.get("dtd-version", ""),
+        source=source,
+        declared_figure_count=declared_figures,
+        declared_sheet_count=_int_or_none(biblio.findtext("figures/number-of-drawing-sheets")),
+    )
+
+
+def _parse_root(data: bytes, source: str) -> Element:
+    try:
+        return safe_et.fromstring(data, forbid_dtd=False, forbid_entities=True,
+                                  forbid_external=True)
+    except DefusedXmlException as exc:
+        raise GrantParseError(source, f"refused unsafe XML ({type(exc).__name__})") from exc
+    except safe_et.ParseError as exc:
+        raise GrantParseError(source, f"malformed XML: {exc}") from exc
+
+
+def _text(element: Element | None) -> str:
+    return " ".join("".join(element.itertext()).split()) if element is not None else ""
+
+
+def _required_text(parent: Element, path: str, source: str) -> str:
+    text = _text(parent.find(path))
+    if not text:
+        raise GrantParseError(source, f"missing required element <{path}>")
+    return text
+
+
+def _int_or_none(text: str | None) -> int | None:
+    return int(text) if text and text.strip().isdigit() else None
+
+
+def _publication(biblio: Element, source: str) -> tuple[str, str, int]:
+    doc = biblio.find("publication-reference/document-id")
+    if doc is None:
+        raise GrantParseError(source, "missing <publication-reference>")
+    number = _required_text(doc, "doc-number", source)
+    kind = _text(doc.find("kind"))
+    date_text = _text(doc.find("date"))
+    if not re.fullmatch(r"\d{8}", date_text):
+        raise GrantParseError(source, f"bad or missing grant <date>: {date_text!r}")
+    return number, kind, int(date_text)
+
+
+def _locarno(biblio: Element) -> LocarnoClass | None:
+    node = biblio.find("classification-locarno")
+    if node is None:
+        return None
+    code = re.sub(r"\D", "", _text(node.find("main-classification")))
+    if not code:
+        return None
+    return LocarnoClass(code=code.zfill(4)[:4], edition=_text(node.find("edition")))
+
+
+def _uspc(biblio: Element) -> tuple[UspcClass, ...]:
+    node = biblio.find("classification-national")
+    if node is None:
+        return ()
+    classes = []
+    for child in node:
+        if child.tag in ("main-classification", "further-classification") and child.text:
+            classes.append(UspcClass(raw=child.text.strip("\n"),
+                                     main=child.tag == "main-classification"))
+    return tuple(classes)
+
+
+def _claim(root: Element) -> str:
+    return " ".join(_text(c) for c in root.findall("claims/claim/claim-text"))
+
+
+_FIG_LEAD = re.compile(
+    r"^\s*(?:FIGS?\.?|FIGURES?)\s*(?P<nums>\d+(?:\.\d+)?[A-Z]?(?:\s*(?:,|and|to|through|-|–)\s*"
+    r"(?:FIGS?\.?\s*)?\d+(?:\.\d+)?[A-Z]?)*)\s*(?P<rest>.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_THE_FIGURE = re.compile(r"^\s*The\s+FIGURE\b\s*(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
+_HAGUE = re.compile(r"^\s*(?P<num>\d+\.\d+)\s*:?\s*(?P<rest>.*)$", re.DOTALL)
+_VIEW_PHRASE = re.compile(r"(?:is|are|provides|shows)\s+(?:an?\s+|the\s+)?(?P<view>.*?\bview\b)",
+                          re.IGNORECASE)
+
+
+_SPECIAL_VIEWS = frozenset({View.EXPLODED, View.SECTION, View.DETAIL, View.IN_USE})
+
+
+def _figures(node: Element | None) -> tuple[list[Figure], list[str]]:
+    """Figures from description-of-drawings paragraphs; other paragraphs become notes."""
+    if node is None:
+        return [], []
+    figures: list[Figure] = []
+    notes: list[str] = []
+    for para in node.iter("p"):
+        text = _text(para)
+        parsed = _parse_figure_paragraph(text)
+        if parsed is None:
+            if text:
+                notes.append(text)
+            continue
+        numbers, view_text = parsed
+        view = normalize_view(view_text)
+        if view not in _SPECIAL_VIEWS and normalize_view(text) is View.IN_USE:
+            view = View.IN_USE  # "a perspective view, shown in an environment"
+        known = {f.number for f in figures}
+        # A figure described twice (e.g. again in a Hague "reproduction" note) keeps its
+        # first description; the later paragraph is kept as a note.
+        if all(n in known for n in numbers):
+            notes.append(text)
+            continue
+        figures.extend(Figure(number=n, view=view, view_text=view_text, description=text)
+                       for n in numbers if n not in known)
+    return figures, notes
+
+
+def _parse_figure_paragraph(text: str) -> tuple[list[str], str] | None:
+    """Return (figure numbers, view phrase) if the paragraph describes figures."""
+    if match := _THE_FIGURE.match(text):
+        return ["1"], _view_phrase(match["rest"])
+    if match := _HAGUE.match(text):
+        rest = match["rest"].strip()
+        return [match["num"]], _view_phrase(rest) if _VIEW_PHRASE.match(rest) else rest or "view"
+    if match := _FIG_LEAD.match(text):
+        return _expand_figure_numbers(match["nums"]), _view_phrase(match["rest"])
+    return None
+
+
+def _view_phrase(rest: str) -> str:
+    match = _VIEW_PHRASE.search(rest)
+    return match["view"] if match else rest.split(";")[0].strip()[:120]
+
+
+def _expand_figure_numbers(text: str) -> list[str]:
+    """'1 and 2' -> [1, 2]; '3-5' / '3 through 5' -> [3, 4, 5]; '2A' stays '2A'."""
+    tokens = re.findall(r"\d+(?:\.\d+)?[A-Z]?|to|through|-|–", text, re.IGNORECASE)
+    numbers: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        is_range = (i + 2 < len(tokens) and tokens[i + 1].lower() in ("to", "through", "-", "–")
+                    and token.isdigit() and tokens[i + 2].isdigit())
+        if is_range:
+            numbers.extend(str(n) for n in range(int(token), int(tokens[i + 2]) + 1))
+            i += 3
+        else:
+            if token[0].isdigit():
+                numbers.append(token)
+            i += 1
+    return numbers
+
+
+def _sheets(node: Element | None, figure_numbers: list[str],
+            declared_figures: int | None) -> list[DrawingSheet]:
+    """Drawing sheets in XML order; D00000 is the front page.
+
+    Sheet n holds the n-th described figure only when the described figures, the declared
+    figure count and the number of (non-front-page) sheets all agree; otherwise the XML
+    does not say which figures a sheet holds and the mapping is UNKNOWN.
+    """
+    if node is None:
+        return []
+    files = []
+    for figure in node.iter("figure"):
+        img = figure.find("img")
+        if img is not None and img.get("file"):
+            files.append((int(figure.get("num", "0") or 0), img.get("file")))
+    body = [f for f in files if f[0] != 0]
+    one_per_sheet = (len(figure_numbers) == len(body) > 0
+                     and declared_figures in (None, len(body)))
+    body_figures = iter(figure_numbers if one_per_sheet else [])
+    sheets = []
+    for num, file_name in files:
+        if num == 0:
+            sheets.append(DrawingSheet(number=0, file_name=file_name,
+                                       mapping=SheetFigureMapping.FRONT_PAGE))
+        elif one_per_sheet:
+            sheets.append(DrawingSheet(number=num, file_name=file_name,
+                                       figure_numbers=(next(body_figures),),
+                                       mapping=SheetFigureMapping.ONE_PER_SHEET))
+        else:
+            sheets.append(DrawingSheet(number=num, file_name=file_name))
+    return sheets
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class GrantReader:
+    """Iterate design grants from any supported source; collect problems in ``report``."""
+
+    def __init__(self, limits: ArchiveLimits | None = None, load_images: bool = True) -> None:
+        self.limits = limits or ArchiveLimits()
+        self.load_images = load_images
+        self.report = ReadReport()
+
+    def read(self, path: str | Path) -> Iterator[GrantDocument]:
+        """Yield every readable design grant under ``path``. Raises only if ``path`` is unusable."""
+        path = Path(path)
+        if not path.exists():
+            raise InvalidInputError(f"{path}: no such file or folder")
+        if path.is_dir():
+            yield from self._read_folder(path)
+        elif path.suffix.lower() == ".tar":
+            yield from self._read_tar(path)
+        elif path.suffix.lower() == ".zip":
+            yield from self._read_zip_file(path)
+        elif path.suffix.lower() == ".xml":
+            yield from self._read_concatenated(path.read_bytes(), str(path), {})
+        else:
+            raise InvalidInputError(f"{path}: unsupported source (expected a .tar bundle, a .zip, "
+                                    "an .xml file or a folder)")
+
+    # -- folders
+
+    def _read_folder(self, folder: Path) -> Iterator[GrantDocument]:
+        xmls = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".xml")
+        if xmls:
+            for xml in xmls:
+                images = _FolderImages(folder) if self.load_images else None
+                yield from self._parse(xml.read_bytes(), str(xml), images)
+            return
+        for child in sorted(folder.iterdir()):
+            if child.is_dir():
+                yield from self._read_folder(child)
+            elif child.suffix.lower() in (".zip", ".tar"):
+                yield from self.read(child)
+
+    # -- archives
+
+    def _read_tar(self, path: Path) -> Iterator[GrantDocument]:
+        try:
+            tar = tarfile.open(path, "r:*")
+        except (tarfile.TarError, OSError) as exc:
+            raise InvalidInputError(f"{path}: not a readable tar bundle ({exc})") from exc
+        total = 0
+        with tar:
+            for count, member in enumerate(tar):
+                source = f"{path.name}!{member.name}"
+                if count >= self.limits.max_members:
+                    self._fail(source, f"bundle has more than {self.limits.max_members} members")
+                    return
+                if not member.name.lower().endswith(".zip"):
+                    continue
+                try:
+                    _check_member_name(member.name)
+                    if not member.isfile():
+                        raise UnsafeArchiveError(f"member is a link or special file: {member.name}")
+                    if not _is_design_zip_name(member.name):
+                        self.report.skip(f"not a design grant ({_kind_from_name(member.name)})")
+                        continue
+                    total += member.size
+                    self._check_sizes(member.size, total)
+                    data = _read_limited(tar.extractfile(member), self.limits.max_member_bytes)
+                except (UnsafeArchiveError, InvalidInputError) as exc:
+                    self._fail(source, str(exc))
+                    continue
+                yield from self._read_zip_bytes(data, source)
+
+    def _read_zip_file(self, path: Path) -> Iterator[GrantDocument]:
+        yield from self._read_zip_bytes(path.read_bytes(), path.name)
+
+    def _read_zip_bytes(self, data: bytes, source: str) -> Iterator[GrantDocument]:
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+        except zipfile.BadZipFile as exc:
+            self._fail(source, f"not a valid zip ({exc})")
+            return
+        with archive:
+            try:
+                members = self._zip_members(archive)
+            except (UnsafeArchiveError, InvalidInputError) as exc:
+                self._fail(source, str(exc))
+                return
+            xml_names = [n for n in members if n.lower().endswith(".xml")]
+            if not xml_names:
+                self._fail(source, "zip holds no XML document")
+                return
+            images = {posixpath.basename(n): n for n in members
+                      if not n.lower().endswith(".xml")} if self.load_images else None
+            for xml_name in xml_names:
+                xml_bytes = self._zip_read(archive, xml_name)
+                zip_images = _ZipImages(archive, images, self) if images is not None else None
+                yield from self._read_concatenated(xml_bytes, f"{source}!{xml_name}", zip_images)
+
+    def _zip_members(self, archive: zipfile.ZipFile) -> list[str]:
+        infos = archive.infolist()
+        if len(infos) > self.limits.max_members:
+            raise InvalidInputError(f"zip has {len(infos)} members, "
+                                    f"limit {self.limits.max_members}")
+        total = 0
+        names = []
+        for info in infos:
+            _check_member_name(info.filename)
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                raise UnsafeArchiveError(f"member is a symbolic link: {info.filename}")
+            if info.is_dir():
+                continue
+            total += info.file_size
+            self._check_sizes(info.file_size, total)
+            names.append(info.filename)
+        return names
+
+    def _zip_read(self, archive: zipfile.ZipFile, name: str) -> bytes:
+        with archive.open(name) as handle:
+            return _read_limited(handle, self.limits.max_member_bytes)
+
+    def _check_sizes(self, member_bytes: int, total_bytes: int) -> None:
+        if member_bytes > self.limits.max_member_bytes:
+            raise InvalidInputError(f"member of {member_bytes} bytes exceeds the limit of "
+                                    f"{self.limits.max_member_bytes}")
+        if total_bytes > self.limits.max_total_bytes:
+            raise InvalidInputError(f"archive exceeds the total limit of "
+                                    f"{self.limits.max_total_bytes} bytes")
+
+    # -- documents
+
+    def _read_concatenated(self, data: bytes, source: str, images) -> Iterator[GrantDocument]:
+        """One XML document, or an ipg file of many concatenated ones."""
+        documents = [d for d in re.split(rb"(?=<\?xml\s)", data) if d.strip()]
+        for index, document in enumerate(documents):
+            doc_source = source if len(documents) == 1 else f"{source}#doc{index + 1}"
+            yield from self._parse(document, doc_source, images)
+
+    def _parse(self, data: bytes, source: str, images) -> Iterator[GrantDocument]:
+        try:
+            grant = parse_grant_xml(data, source)
+        except NotADesignGrantError as exc:
+            self.report.skip(f"not a design grant (kind {exc.doc_kind or 'unknown'})")
+            return
+        except GrantParseError as exc:
+            self._fail(source, exc.reason)
+            return
+        document = GrantDocument(grant=grant)
+        if images is not None:
+            for sheet in grant.sheets:
+                blob = images.get(sheet.file_name)
+                if blob is None:
+                    document.missing_images.append(sheet.file_name)
+                else:
+                    document.images[sheet.file_name] = blob
+            if document.missing_images:
+                self._fail(source, f"missing drawing files: {', '.join(document.missing_images)}")
+        self.report.read += 1
+        yield document
+
+    def _fail(self, source: str, reason: str) -> None:
+        message = f"{source}: {reason}"
+        logger.warning("skipping %s", message)
+        self.report.errors.append(message)
+
+
+class _FolderImages:
+    """Image lookup by file name inside one patent folder (case-insensitive)."""
+
+    def __init__(self, folder: Path) -> None:
+        self._files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+
+    def get(self, name: str) -> bytes | None:
+        path = self._files.get(name.lower())
+        return path.read_bytes() if path else None
+
+
+class _ZipImages:
+    def __init__(self, archive: zipfile.ZipFile, names: dict[str, str], reader: GrantReader):
+        self._archive, self._reader = archive, reader
+        self._names = {k.lower(): v for k, v in names.items()}
+
+    def get(self, name: str) -> bytes | None:
+        member = self._names.get(name.lower())
+        return self._reader._zip_read(self._archive, member) if member else None
+
+
+def _check_member_name(name: str) -> None:
+    normalized = name.replace("\\", "/")
+    if normalized.startswith("/") or re.match(r"^[A-Za-z]:", normalized):
+        raise UnsafeArchiveError(f"member has an absolute path: {name}")
+    if ".." in normalized.split("/"):
+        raise UnsafeArchiveError(f"member path escapes the archive: {name}")
+
+
+def _read_limited(handle, limit: int) -> bytes:
+    if handle is None:
+        raise InvalidInputError("archive member has no data")
+    data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidInputError(f"member expands beyond the limit of {limit} bytes")
+    return data
+
+
+def _is_design_zip_name(name: str) -> bool:
+    return posixpath.basename(name).upper().startswith("USD")
+
+
+def _kind_from_name(name: str) -> str:
+    base = posixpath.basename(name).upper()
+    for prefix, kind in (("USPP", "plant"), ("USRE", "reissue"), ("USH", "SIR")):
+        if base.startswith(prefix):
+            return kind
+    return "utility" if re.match(r"US\d", base) else "unknown"

@@ -1,0 +1,403 @@
+"""Vector store over pymilvus ``MilvusClient``: one collection per model version.
+
+The same code runs on Milvus Lite (``./data/patents.db``, embedded, the default) and on a
+Milvus server (``http://host:19530``).
+
+Layout of a collection ``patentclip_<model_version>``:
+
+* one row per drawing sheet and modality, primary key ``<patent>-<sheet:03d>:<modality>``
+  (``D0907292-001:drawing`` holds the sheet image's vector, ``D0907292-001:caption`` the
+  vector of the caption the patent gives that sheet). One vector field per collection,
+  because Milvus 2.3 servers allow only one;
+* scalar fields for filtering and display (patent, sheet, view, Locarno, grant date...);
+* HNSW index with COSINE metric; vectors are unit length, so score = cosine similarity;
+* the collection's properties record ``patentclip.model_version`` and ``patentclip.dim``:
+  a collection is never written or searched with vectors of another model.
+
+Upserts are keyed, so re-indexing the same grants never duplicates rows. Grouping (one hit
+per patent, best sheet first) is done here, over an over-fetched candidate list, because
+Milvus 2.3 has no server-side grouping.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from pymilvus import DataType, MilvusClient
+from pymilvus.exceptions import MilvusException
+
+from patentclip.errors import (
+    InvalidQueryError,
+    ModelVersionMismatchError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
+
+logger = logging.getLogger(__name__)
+
+MODALITIES = ("drawing", "caption")
+VERSION_PROPERTY = "patentclip.model_version"
+DIM_PROPERTY = "patentclip.dim"
+MAX_SEARCH_LIMIT = 16_384  # Milvus' topk ceiling
+HNSW_PARAMS = {"M": 16, "efConstruction": 200}
+
+_STRING_FIELDS = {  # name -> max length in bytes
+    "id": 64, "patent": 16, "modality": 8, "view": 16, "locarno": 4, "locarno_class": 2,
+    "title": 512, "figures": 256, "caption": 2048, "image_uri": 1024,
+}
+_VIEW_NAMES = frozenset({"front", "rear", "left", "right", "top", "bottom", "perspective",
+                         "exploded", "section", "detail", "in-use", "other", "unknown", "mixed"})
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    """One stored vector: a drawing sheet's image, or its caption."""
+
+    patent: str
+    sheet: int
+    modality: str
+    vector: Sequence[float]
+    view: str = "unknown"
+    locarno: str = ""
+    grant_date: int = 0
+    title: str = ""
+    figures: str = ""
+    caption: str = ""
+    image_uri: str = ""
+
+    @property
+    def id(self) -> str:
+        return row_id(self.patent, self.sheet, self.modality)
+
+
+def row_id(patent: str, sheet: int, modality: str) -> str:
+    """The primary key: ``D0907292-001:drawing``."""
+    return f"{patent}-{sheet:03d}:{modality}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result row; ``score`` is the cosine similarity."""
+
+    patent: str
+    sheet: int
+    modality: str
+    score: float
+    view: str
+    locarno: str
+    grant_date: int
+    title: str
+    figures: str
+    caption: str
+    image_uri: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Filters an examiner narrows a search by. Validated: values go into a Milvus expression."""
+
+    locarno: tuple[str, ...] = ()  # '02' (class) or '0204' (class + subclass)
+    date_from: int | None = None  # YYYYMMDD, inclusive
+    date_to: int | None = None
+    views: tuple[str, ...] = ()
+    exclude_patents: tuple[str, ...] = field(default=())
+
+    def validate(self) -> None:
+        for code in self.locarno:
+            if not re.fullmatch(r"\d{2}|\d{4}", code):
+                raise InvalidQueryError(f"locarno filter {code!r}: expected 2 digits (class, "
+                                        "e.g. 02) or 4 digits (class+subclass, e.g. 0204)")
+        for name, value in (("date_from", self.date_from), ("date_to", self.date_to)):
+            if value is not None and not (10000101 <= value <= 99991231):
+                raise InvalidQueryError(f"{name} {value}: expected a date as YYYYMMDD")
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise InvalidQueryError(f"date range is empty: {self.date_from} > {self.date_to}")
+        for view in self.views:
+            if view not in _VIEW_NAMES:
+                raise InvalidQueryError(f"view filter {view!r}: expected one of "
+                                        f"{', '.join(sorted(_VIEW_NAMES))}")
+        for patent in self.exclude_patents:
+            _check_patent_number(patent)
+
+    def expression(self, modality: str | None = None) -> str:
+        """The Milvus boolean expression for these filters (validated first)."""
+        self.validate()
+        clauses = []
+        if modality:
+            clauses.append(f'modality == "{modality}"')
+        classes = [c for c in self.locarno if len(c) == 2]
+        subclasses = [c for c in self.locarno if len(c) == 4]
+        ors = []
+        if classes:
+            ors.append(f"locarno_class in {_string_list(classes)}")
+        if subclasses:
+            ors.append(f"locarno in {_string_list(subclasses)}")
+        if ors:
+            clauses.append("(" + " or ".join(ors) + ")")
+        if self.date_from is not None:
+            clauses.append(f"grant_date >= {int(self.date_from)}")
+        if self.date_to is not None:
+            clauses.append(f"grant_date <= {int(self.date_to)}")
+        if self.views:
+            clauses.append(f"view in {_string_list(self.views)}")
+        if self.exclude_patents:
+            clauses.append(f"patent not in {_string_list(self.exclude_patents)}")
+        return " and ".join(clauses)
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    model_version: str
+    dim: int
+    rows: int
+
+
+def group_by_patent(hits: Iterable[Hit], k: int) -> list[Hit]:
+    """Keep each patent's best hit, in score order, up to ``k`` patents."""
+    best: dict[str, Hit] = {}
+    for hit in sorted(hits, key=lambda h: -h.score):
+        best.setdefault(hit.patent, hit)
+        if len(best) == k:
+            break
+    return list(best.values())
+
+
+class PatentStore:
+    """Collections of sheet vectors, one per model version, in Milvus."""
+
+    def __init__(self, uri: str, token: str = "", timeout: float = 30.0,
+                 prefix: str = "patentclip", ef: int = 64) -> None:
+        self.uri, self.timeout, self.prefix, self.ef = uri, timeout, prefix, ef
+        self._loaded: set[str] = set()
+        try:
+            self.client = MilvusClient(uri=uri, token=token, timeout=timeout)
+        except MilvusException as exc:
+            raise StoreUnavailableError(f"cannot connect to Milvus at {uri}: {exc}") from exc
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> PatentStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def collection_name(self, model_version: str) -> str:
+        return f"{self.prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', model_version)}"
+
+    @property
+    def live_alias(self) -> str:
+        return f"{self.prefix}_live"
+
+    # -- collections
+
+    def ensure_collection(self, model_version: str, dim: int) -> str:
+        """Create the version's collection if missing; refuse one recorded for another model."""
+        name = self.collection_name(model_version)
+        if self._call(self.client.has_collection, name):
+            info = self.describe(name)
+            if info.model_version != model_version or info.dim != dim:
+                raise ModelVersionMismatchError(
+                    f"collection {name} holds {info.model_version} (dim {info.dim}), "
+                    f"not {model_version} (dim {dim})")
+            return name
+        self._call(self.client.create_collection, name, schema=_schema(dim),
+                   index_params=self._index_params(),
+                   properties={VERSION_PROPERTY: model_version, DIM_PROPERTY: str(dim)})
+        logger.info("created collection %s (model %s, dim %d)", name, model_version, dim)
+        return name
+
+    def describe(self, name_or_alias: str) -> CollectionInfo:
+        """Model version, dim and row count of a collection (or of an alias' target)."""
+        name = self.resolve(name_or_alias)
+        description = self._call(self.client.describe_collection, name)
+        properties = description.get("properties") or {}
+        dim = int(properties.get(DIM_PROPERTY, 0)) or _vector_dim(description)
+        return CollectionInfo(name=name, model_version=properties.get(VERSION_PROPERTY, ""),
+                              dim=dim, rows=self.count(name))
+
+    def resolve(self, name_or_alias: str) -> str:
+        """The collection a name or alias points to; NotFoundError if neither exists."""
+        if name_or_alias in self._call(self.client.list_aliases).get("aliases", []):
+            return self._call(self.client.describe_alias, name_or_alias)["collection_name"]
+        if self._call(self.client.has_collection, name_or_alias):
+            return name_or_alias
+        raise NotFoundError(f"no collection or alias named {name_or_alias!r} at {self.uri}")
+
+    def list_collections(self) -> list[str]:
+        return sorted(n for n in self._call(self.client.list_collections)
+                      if n.startswith(self.prefix + "_"))
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Point ``alias`` at ``collection`` (atomic switch if it already exists)."""
+        if alias in self._call(self.client.list_aliases).get("aliases", []):
+            self._call(self.client.alter_alias, collection, alias)
+        else:
+            self._call(self.client.create_alias, collection, alias)
+
+    def drop_alias(self, alias: str) -> None:
+        if alias in self._call(self.client.list_aliases).get("aliases", []):
+            self._call(self.client.drop_alias, alias)
+
+    def drop(self, name: str) -> None:
+        self._call(self.client.drop_collection, name)
+        self._loaded.discard(name)
+
+    # -- rows
+
+    def upsert(self, collection: str, rows: Sequence[SheetRow]) -> int:
+        """Insert or replace rows by key; returns the number written."""
+        if not rows:
+            return 0
+        return int(self._call(self.client.upsert, collection,
+                              [_row_dict(r) for r in rows]).get("upsert_count", len(rows)))
+
+    def flush(self, collection: str) -> None:
+        """Seal growing segments: searches on Milvus Lite are several times faster after."""
+        self._call(self.client.flush, collection)
+
+    def load(self, collection: str) -> None:
+        """Load a collection for search/query once per process (a new process finds it
+        released)."""
+        if collection not in self._loaded:
+            self._call(self.client.load_collection, collection)
+            self._loaded.add(collection)
+
+    def count(self, collection: str, modality: str | None = None) -> int:
+        self.load(collection)
+        expr = f'modality == "{modality}"' if modality else ""
+        result = self._call(self.client.query, collection, filter=expr,
+                            output_fields=["count(*)"])
+        return int(result[0]["count(*)"]) if result else 0
+
+    def patent_rows(self, collection: str, patent: str, with_vectors: bool = False
+                    ) -> list[dict]:
+        """All rows of one patent, sheet order."""
+        _check_patent_number(patent)
+        self.load(collection)
+        fields = _OUTPUT_FIELDS + (["vector"] if with_vectors else [])
+        rows = self._call(self.client.query, collection, filter=f'patent == "{patent}"',
+                          output_fields=fields, limit=MAX_SEARCH_LIMIT)
+        return sorted(rows, key=lambda r: (r["sheet"], r["modality"]))
+
+    def search(self, collection: str, vectors: np.ndarray, k: int,
+               filters: SearchFilters | None = None, modality: str | None = None,
+               group: bool = True) -> list[list[Hit]]:
+        """Top-k hits for each query vector; with ``group`` one hit per patent."""
+        if not 1 <= k <= MAX_SEARCH_LIMIT:
+            raise InvalidQueryError(f"k={k}: must be between 1 and {MAX_SEARCH_LIMIT}")
+        if modality is not None and modality not in MODALITIES:
+            raise InvalidQueryError(f"modality {modality!r}: expected one of {MODALITIES}")
+        expression = (filters or SearchFilters()).expression(modality)
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        self.load(collection)
+        return [self._search_one(collection, v, k, expression, group) for v in vectors]
+
+    def _search_one(self, collection: str, vector: np.ndarray, k: int, expression: str,
+                    group: bool) -> list[Hit]:
+        limit = min(k * 8 if group else k, MAX_SEARCH_LIMIT)
+        while True:
+            raw = self._call(self.client.search, collection, data=[vector.tolist()],
+                             limit=limit, filter=expression, output_fields=_OUTPUT_FIELDS,
+                             search_params={"metric_type": "COSINE",
+                                            "params": {"ef": max(self.ef, limit)}})[0]
+            hits = [_hit(r) for r in raw]
+            if not group:
+                return hits[:k]
+            grouped = group_by_patent(hits, k)
+            # Stop when k patents are found, the candidates ran out, or Milvus' cap is hit.
+            if len(grouped) >= k or len(hits) < limit or limit >= MAX_SEARCH_LIMIT:
+                return grouped
+            limit = min(limit * 4, MAX_SEARCH_LIMIT)
+
+    # -- helpers
+
+    def _index_params(self):
+        params = self.client.prepare_index_params()
+        params.add_index(field_name="vector", index_type="HNSW", metric_type="COSINE",
+                         params=HNSW_PARAMS)
+        return params
+
+    def _call(self, method, *args, **kwargs):
+        """Call pymilvus with the store's timeout; connection failures become StoreUnavailable."""
+        try:
+            return method(*args, timeout=self.timeout, **kwargs)
+        except MilvusException as exc:
+            if _is_unavailable(exc):
+                raise StoreUnavailableError(f"Milvus at {self.uri} unavailable: "
+                                            f"{exc.message}") from exc
+            raise StoreError(f"Milvus at {self.uri}: {exc.message}") from exc
+
+
+_OUTPUT_FIELDS = ["patent", "sheet", "modality", "view", "locarno", "grant_date", "title",
+                  "figures", "caption", "image_uri"]
+
+
+def _schema(dim: int):
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
+                                        description="PatentCLIP drawing-sheet vectors")
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=_STRING_FIELDS["id"])
+    for name in ("patent", "modality", "view", "locarno", "locarno_class"):
+        schema.add_field(name, DataType.VARCHAR, max_length=_STRING_FIELDS[name])
+    schema.add_field("sheet", DataType.INT64)
+    schema.add_field("grant_date", DataType.INT64)
+    for name in ("title", "figures", "caption", "image_uri"):
+        schema.add_field(name, DataType.VARCHAR, max_length=_STRING_FIELDS[name])
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    return schema
+
+
+def _row_dict(row: SheetRow) -> dict:
+    if row.modality not in MODALITIES:
+        raise ValueError(f"modality {row.modality!r} not in {MODALITIES}")
+    values = {
+        "id": row.id, "patent": row.patent, "sheet": int(row.sheet), "modality": row.modality,
+        "view": row.view, "locarno": row.locarno, "locarno_class": row.locarno[:2],
+        "grant_date": int(row.grant_date), "title": row.title, "figures": row.figures,
+        "caption": row.caption, "image_uri": row.image_uri,
+        "vector": [float(x) for x in row.vector],
+    }
+    for name, limit in _STRING_FIELDS.items():
+        values[name] = _truncate_utf8(values[name], limit)
+    return values
+
+
+def _truncate_utf8(text: str, limit: int) -> str:
+    data = text.encode("utf-8")
+    return text if len(data) <= limit else data[:limit].decode("utf-8", errors="ignore")
+
+
+def _hit(raw: dict) -> Hit:
+    entity = raw["entity"]
+    return Hit(score=float(raw["distance"]), **{k: entity[k] for k in _OUTPUT_FIELDS})
+
+
+def _vector_dim(description: dict) -> int:
+    for f in description.get("fields", []):
+        if f.get("name") == "vector":
+            return int(f.get("params", {}).get("dim", 0))
+    return 0
+
+
+def _string_list(values: Iterable[str]) -> str:
+    return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+
+def _check_patent_number(patent: str) -> None:
+    if not re.fullmatch(r"[A-Z]{0,2}\d{5,8}", patent):
+        raise InvalidQueryError(f"patent number {patent!r}: expected e.g. D0907292")
+
+
+def _is_unavailable(exc: MilvusException) -> bool:
+    text = f"{exc.code} {exc.message}".lower()
+    return any(s in text for s in ("unavailable", "connect", "deadline", "timeout", "closed"))

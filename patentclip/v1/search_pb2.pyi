@@ -1,0 +1,168 @@
+from patentclip.v1 import grant_pb2 as _grant_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Against(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AGAINST_UNSPECIFIED: _ClassVar[Against]
+    AGAINST_DRAWING: _ClassVar[Against]
+    AGAINST_CAPTION: _ClassVar[Against]
+    AGAINST_BOTH: _ClassVar[Against]
+AGAINST_UNSPECIFIED: Against
+AGAINST_DRAWING: Against
+AGAINST_CAPTION: Against
+AGAINST_BOTH: Against
+
+class Filters(_message.Message):
+    __slots__ = ("locarno", "date_from", "date_to", "views")
+    LOCARNO_FIELD_NUMBER: _ClassVar[int]
+    DATE_FROM_FIELD_NUMBER: _ClassVar[int]
+    DATE_TO_FIELD_NUMBER: _ClassVar[int]
+    VIEWS_FIELD_NUMBER: _ClassVar[int]
+    locarno: _containers.RepeatedScalarFieldContainer[str]
+    date_from: int
+    date_to: int
+    views: _containers.RepeatedScalarFieldContainer[_grant_pb2.View]
+    def __init__(self, locarno: _Optional[_Iterable[str]] = ..., date_from: _Optional[int] = ..., date_to: _Optional[int] = ..., views: _Optional[_Iterable[_Union[_grant_pb2.View, str]]] = ...) -> None: ...
+
+class SearchOptions(_message.Message):
+    __slots__ = ("top_k", "filters", "group_by_patent", "page_token", "against")
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_PATENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AGAINST_FIELD_NUMBER: _ClassVar[int]
+    top_k: int
+    filters: Filters
+    group_by_patent: bool
+    page_token: str
+    against: Against
+    def __init__(self, top_k: _Optional[int] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., group_by_patent: _Optional[bool] = ..., page_token: _Optional[str] = ..., against: _Optional[_Union[Against, str]] = ...) -> None: ...
+
+class SearchByTextRequest(_message.Message):
+    __slots__ = ("text", "options")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    options: SearchOptions
+    def __init__(self, text: _Optional[str] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
+
+class SearchByImageRequest(_message.Message):
+    __slots__ = ("image", "options")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    options: SearchOptions
+    def __init__(self, image: _Optional[bytes] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
+
+class SearchSimilarRequest(_message.Message):
+    __slots__ = ("patent_number", "options")
+    PATENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    patent_number: str
+    options: SearchOptions
+    def __init__(self, patent_number: _Optional[str] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
+
+class Hit(_message.Message):
+    __slots__ = ("patent_number", "title", "grant_date", "locarno", "sheet", "figure_numbers", "view", "figure_description", "score", "image_uri", "matched")
+    PATENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    GRANT_DATE_FIELD_NUMBER: _ClassVar[int]
+    LOCARNO_FIELD_NUMBER: _ClassVar[int]
+    SHEET_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_URI_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    patent_number: str
+    title: str
+    grant_date: int
+    locarno: str
+    sheet: int
+    figure_numbers: _containers.RepeatedScalarFieldContainer[str]
+    view: _grant_pb2.View
+    figure_description: str
+    score: float
+    image_uri: str
+    matched: str
+    def __init__(self, patent_number: _Optional[str] = ..., title: _Optional[str] = ..., grant_date: _Optional[int] = ..., locarno: _Optional[str] = ..., sheet: _Optional[int] = ..., figure_numbers: _Optional[_Iterable[str]] = ..., view: _Optional[_Union[_grant_pb2.View, str]] = ..., figure_description: _Optional[str] = ..., score: _Optional[float] = ..., image_uri: _Optional[str] = ..., matched: _Optional[str] = ...) -> None: ...
+
+class SearchResponse(_message.Message):
+    __slots__ = ("hits", "model_version", "collection", "next_page_token")
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[Hit]
+    model_version: str
+    collection: str
+    next_page_token: str
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., collection: _Optional[str] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetPatentRequest(_message.Message):
+    __slots__ = ("patent_number",)
+    PATENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    patent_number: str
+    def __init__(self, patent_number: _Optional[str] = ...) -> None: ...
+
+class GetPatentResponse(_message.Message):
+    __slots__ = ("grant", "model_version")
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    grant: _grant_pb2.Grant
+    model_version: str
+    def __init__(self, grant: _Optional[_Union[_grant_pb2.Grant, _Mapping]] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class EncodeTextRequest(_message.Message):
+    __slots__ = ("texts",)
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, texts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EncodeImageRequest(_message.Message):
+    __slots__ = ("images",)
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, images: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class Vector(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class EncodeResponse(_message.Message):
+    __slots__ = ("vectors", "model_version", "dim")
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    vectors: _containers.RepeatedCompositeFieldContainer[Vector]
+    model_version: str
+    dim: int
+    def __init__(self, vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., model_version: _Optional[str] = ..., dim: _Optional[int] = ...) -> None: ...
+
+class ServerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServerInfoResponse(_message.Message):
+    __slots__ = ("model_version", "collection", "alias", "corpus_sheets", "dim")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    CORPUS_SHEETS_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    collection: str
+    alias: str
+    corpus_sheets: int
+    dim: int
+    def __init__(self, model_version: _Optional[str] = ..., collection: _Optional[str] = ..., alias: _Optional[str] = ..., corpus_sheets: _Optional[int] = ..., dim: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,107 @@
+"""The store on both backends: Milvus Lite and a real Milvus 2.3.5 server."""
+
+import numpy as np
+import pytest
+
+from patentclip.errors import InvalidQueryError, ModelVersionMismatchError, NotFoundError
+from patentclip.store import SearchFilters, SheetRow
+
+DIM = 16
+
+
+def rows(n_patents=6, sheets=3, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in range(n_patents):
+        for s in range(sheets):
+            for modality in ("drawing", "caption"):
+                v = rng.normal(size=DIM)
+                out.append(SheetRow(
+                    patent=f"D09000{p:02d}", sheet=s, modality=modality,
+                    vector=v / np.linalg.norm(v), view=("front", "top", "perspective")[s],
+                    locarno=("0901", "0204", "2606")[p % 3], grant_date=20210105 + 7 * p,
+                    title=f"Design {p}", figures=str(s), caption=f"caption {p}-{s}"))
+    return out
+
+
+def test_upsert_twice_leaves_no_duplicates(store):
+    name = store.ensure_collection("m1", DIM)
+    data = rows()
+    assert store.upsert(name, data) == len(data)
+    store.upsert(name, data)
+    store.upsert(name, data[:5])
+    store.flush(name)
+    assert store.count(name) == len(data)
+    assert store.count(name, "drawing") == len(data) // 2
+
+
+def test_search_finds_exact_vector_and_respects_filters(store):
+    name = store.ensure_collection("m1", DIM)
+    data = rows()
+    store.upsert(name, data)
+    store.flush(name)
+    target = next(r for r in data if r.patent == "D0900004" and r.sheet == 1
+                  and r.modality == "drawing")
+    top = store.search(name, np.asarray(target.vector), 3, modality="drawing", group=False)[0]
+    assert (top[0].patent, top[0].sheet, top[0].modality) == ("D0900004", 1, "drawing")
+    assert top[0].score == pytest.approx(1.0, abs=1e-4)
+    assert top[0].locarno == "0204" and top[0].title == "Design 4" and top[0].view == "top"
+
+    query = np.asarray(data[0].vector)
+    for filters, check in [
+        (SearchFilters(locarno=("02",)), lambda h: h.locarno.startswith("02")),
+        (SearchFilters(locarno=("2606",)), lambda h: h.locarno == "2606"),
+        (SearchFilters(date_from=20210112, date_to=20210126),
+         lambda h: 20210112 <= h.grant_date <= 20210126),
+        (SearchFilters(views=("front", "top")), lambda h: h.view in ("front", "top")),
+        (SearchFilters(exclude_patents=("D0900000",)), lambda h: h.patent != "D0900000"),
+    ]:
+        hits = store.search(name, query, 50, filters, group=False)[0]
+        expected = [r for r in data if check(r)]
+        assert hits and all(check(h) for h in hits)
+        assert len(hits) == len(expected)  # small collection: every matching row returned
+
+
+def test_grouping_returns_each_patent_once_with_its_best_sheet(store):
+    name = store.ensure_collection("m1", DIM)
+    data = rows()
+    store.upsert(name, data)
+    store.flush(name)
+    query = np.asarray(data[7].vector)
+    ungrouped = store.search(name, query, 36, group=False)[0]
+    grouped = store.search(name, query, 4)[0]
+    assert len(grouped) == 4 and len({h.patent for h in grouped}) == 4
+    best = {}
+    for h in ungrouped:
+        best.setdefault(h.patent, h)
+    assert [(h.patent, h.sheet, h.modality) for h in grouped] == [
+        (h.patent, h.sheet, h.modality) for h in list(best.values())[:4]]
+
+
+def test_collection_records_its_model_and_refuses_another(store):
+    name = store.ensure_collection("model_a", DIM)
+    info = store.describe(name)
+    assert (info.model_version, info.dim, info.rows) == ("model_a", DIM, 0)
+    assert store.ensure_collection("model_a", DIM) == name
+    with pytest.raises(ModelVersionMismatchError):
+        store.ensure_collection("model_a", DIM * 2)
+
+
+def test_alias_switches_between_versions(store):
+    a = store.ensure_collection("va", DIM)
+    b = store.ensure_collection("vb", DIM)
+    store.upsert(a, rows()[:4])
+    store.flush(a)
+    store.set_alias(store.live_alias, a)
+    assert store.resolve(store.live_alias) == a
+    assert store.describe(store.live_alias).rows == 4
+    store.set_alias(store.live_alias, b)
+    assert store.resolve(store.live_alias) == b
+    with pytest.raises(NotFoundError):
+        store.resolve("no_such_collection")
+
+
+def test_bad_k_is_refused(store):
+    name = store.ensure_collection("m1", DIM)
+    with pytest.raises(InvalidQueryError):
+        store.search(name, np.ones(DIM), 0)

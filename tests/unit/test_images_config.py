@@ -1,0 +1,80 @@
+import io
+
+import pytest
+from PIL import Image
+
+from patentclip.config import CoreSettings
+from patentclip.errors import ImageDecodeError
+from patentclip.images import DrawingPreprocessor
+
+
+def tiff_g4(width, height, box):
+    image = Image.new("L", (width, height), 255)
+    image.paste(0, box)
+    buffer = io.BytesIO()
+    image.convert("1").save(buffer, format="TIFF", compression="group4")
+    return buffer.getvalue()
+
+
+def test_tall_drawing_is_padded_not_cropped_or_stretched():
+    # a 300x900 sheet whose whole width is a black band from y=300 to y=600
+    data = tiff_g4(300, 900, (0, 300, 300, 600))
+    out = DrawingPreprocessor(image_size=90)(data, "tall.tif")
+    assert out.size == (90, 90) and out.mode == "RGB"
+    gray = out.convert("L")
+    # drawing occupies the middle third horizontally (pad 300 each side), band in the middle
+    assert gray.getpixel((45, 45)) < 60  # inside the band
+    assert gray.getpixel((5, 45)) > 200  # left padding is white
+    assert gray.getpixel((45, 5)) > 200  # above the band is white (not cropped away)
+    dark = [x for x in range(90) if gray.getpixel((x, 45)) < 128]
+    assert 28 <= min(dark) <= 31 and 58 <= max(dark) <= 61  # aspect kept: 30 px wide
+
+
+def test_pixel_limit_refuses_before_decoding():
+    data = tiff_g4(2000, 2000, (0, 0, 10, 10))
+    with pytest.raises(ImageDecodeError, match="exceeds the limit"):
+        DrawingPreprocessor(image_size=64, max_pixels=1_000_000)(data, "big.tif")
+
+
+@pytest.mark.parametrize("data", [b"not an image", tiff_g4(200, 200, (0, 0, 50, 50))[:120]])
+def test_corrupt_images_give_a_clear_error(data):
+    with pytest.raises(ImageDecodeError, match="bad.TIF"):
+        DrawingPreprocessor(image_size=64)(data, "bad.TIF")
+
+
+def test_png_with_alpha_is_flattened_on_white():
+    image = Image.new("RGBA", (50, 50), (0, 0, 0, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    out = DrawingPreprocessor(image_size=32)(buffer.getvalue(), "x.png").convert("L")
+    assert out.getpixel((16, 16)) == 255
+
+
+def test_settings_from_env_then_flags_and_secret_hidden():
+    env = {"PATENTCLIP_MILVUS_URI": "http://m:19530", "PATENTCLIP_BATCH_SIZE": "8",
+           "PATENTCLIP_MILVUS_TOKEN": "root:s3cret"}
+    settings = CoreSettings.from_env(env).override(batch_size=None, model="local-dir:/m")
+    assert settings.milvus_uri == "http://m:19530" and settings.batch_size == 8
+    assert settings.model == "local-dir:/m"
+    assert "s3cret" not in repr(settings)
+
+
+def test_core_imports_no_transport():
+    """The core never imports gRPC, Kafka, services or trainer itself (pymilvus, a
+    dependency, talks gRPC internally; that is not the core's business)."""
+    import ast
+    from pathlib import Path
+
+    import patentclip
+
+    core = Path(patentclip.__file__).parent
+    offenders = []
+    for path in core.rglob("*.py"):
+        if path.name.endswith("_pb2_grpc.py"):
+            continue  # generated stubs, imported by services only
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names
+                          if n.split(".")[0] in ("grpc", "kafka", "services", "trainer")]
+    assert offenders == []

@@ -1,0 +1,97 @@
+"""Pure search logic: filter expressions, grouping and rank fusion against references."""
+
+import itertools
+import random
+
+import pytest
+
+from patentclip.errors import InvalidQueryError
+from patentclip.search import reciprocal_rank_fusion
+from patentclip.store import Hit, SearchFilters, group_by_patent, row_id
+
+
+def hit(patent, sheet, score, modality="drawing"):
+    return Hit(patent=patent, sheet=sheet, modality=modality, score=score, view="front",
+               locarno="0901", grant_date=20210105, title="t", figures="", caption="",
+               image_uri="")
+
+
+def test_row_id_is_patent_sheet_modality():
+    assert row_id("D0907292", 3, "drawing") == "D0907292-003:drawing"
+
+
+def test_filter_expression():
+    f = SearchFilters(locarno=("02", "0901"), date_from=20210101, date_to=20211231,
+                      views=("front", "top"))
+    assert f.expression("drawing") == (
+        'modality == "drawing" and (locarno_class in ["02"] or locarno in ["0901"]) and '
+        'grant_date >= 20210101 and grant_date <= 20211231 and view in ["front", "top"]')
+    assert SearchFilters().expression() == ""
+
+
+@pytest.mark.parametrize("filters, message", [
+    (SearchFilters(locarno=('02"] or 1==1',)), "locarno filter"),
+    (SearchFilters(locarno=("2",)), "locarno filter"),
+    (SearchFilters(date_from=2021), "date_from"),
+    (SearchFilters(date_from=20220101, date_to=20210101), "date range is empty"),
+    (SearchFilters(views=("sideways",)), "view filter"),
+    (SearchFilters(exclude_patents=('D1" or "1',)), "patent number"),
+])
+def test_bad_filters_are_refused_with_a_reason(filters, message):
+    with pytest.raises(InvalidQueryError, match=message):
+        filters.expression()
+
+
+def brute_force_group(hits, k):
+    best = {}
+    for h in hits:
+        if h.patent not in best or h.score > best[h.patent].score:
+            best[h.patent] = h
+    return sorted(best.values(), key=lambda h: -h.score)[:k]
+
+
+def test_group_by_patent_matches_brute_force():
+    rng = random.Random(0)
+    for _ in range(50):
+        hits = [hit(f"D{rng.randrange(8)}", s, rng.random()) for s in range(30)]
+        k = rng.randrange(1, 10)
+        assert group_by_patent(hits, k) == brute_force_group(hits, k)
+
+
+def brute_force_rrf(rankings, k, rrf_k=60):
+    scores = {}
+    for ranking in rankings:
+        for rank, h in enumerate(ranking, 1):
+            scores[h.patent] = scores.get(h.patent, 0) + 1 / (rrf_k + rank)
+    return sorted(scores, key=lambda p: -scores[p])[:k]
+
+
+def test_reciprocal_rank_fusion_matches_reference():
+    rng = random.Random(1)
+    patents = [f"D{i}" for i in range(12)]
+    for _ in range(30):
+        rankings = [[hit(p, 1, 0.5) for p in rng.sample(patents, 8)] for _ in range(2)]
+        fused = [h.patent for h in reciprocal_rank_fusion(rankings, 5)]
+        expected = brute_force_rrf(rankings, 5)
+        # equal RRF scores may tie; compare the score sequences, then the membership
+        assert len(fused) == len(expected) == 5
+        ref_scores = {p: sum(1 / (60 + r.index(p) + 1) for r in
+                             ([h.patent for h in x] for x in rankings) if p in r)
+                      for p in patents}
+        assert [round(ref_scores[p], 12) for p in fused] == [
+            round(ref_scores[p], 12) for p in expected]
+
+
+def test_rrf_prefers_items_ranked_high_in_both_lists():
+    a = [hit(p, 1, 0.5) for p in ("D1", "D2", "D3", "D5", "D6")]
+    b = [hit(p, 1, 0.5, "caption") for p in ("D4", "D2", "D7", "D8", "D3")]
+    # D2: 2/62; D3: 1/63 + 1/65; D1 and D4: 1/61 (tie broken by first seen)
+    assert [h.patent for h in reciprocal_rank_fusion([a, b], 4)] == ["D2", "D3", "D1", "D4"]
+
+
+def test_rrf_keeps_best_ranked_representative():
+    a = [hit("D1", 2, 0.9), hit("D2", 1, 0.8)]
+    b = [hit("D2", 5, 0.99, "caption"), hit("D1", 7, 0.5, "caption")]
+    fused = {h.patent: h for h in reciprocal_rank_fusion([a, b], 2)}
+    assert (fused["D1"].sheet, fused["D2"].sheet) == (2, 5)
+    assert list(itertools.islice(fused, 2))  # both present
