@@ -307,7 +307,7 @@ class GrantReader:
         elif path.suffix.lower() == ".zip":
             yield from self._read_zip_file(path)
         elif path.suffix.lower() == ".xml":
-            yield from self._read_concatenated(path.read_bytes(), str(path), {})
+            yield from self._read_concatenated(path.read_bytes(), str(path), None)
         else:
             raise InvalidInputError(f"{path}: unsupported source (expected a .tar bundle, a .zip, "
                                     "an .xml file or a folder)")
@@ -378,7 +378,9 @@ class GrantReader:
                 self._fail(source, "zip holds no XML document")
                 return
             images = {posixpath.basename(n): n for n in members
-                      if not n.lower().endswith(".xml")} if self.load_images else None
+                      if not n.lower().endswith(".xml")}
+            if not images or not self.load_images:
+                images = None  # text-only (ipg) zip: no drawings expected
             for xml_name in xml_names:
                 xml_bytes = self._zip_read(archive, xml_name)
                 zip_images = _ZipImages(archive, images, self) if images is not None else None

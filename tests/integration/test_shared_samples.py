@@ -152,3 +152,21 @@ def test_corrupt_tiff_is_reported_by_the_indexer_and_the_rest_indexed(sample_dir
     assert any("USD0929296-20210831-D00001.TIF" in e and "truncated" in e
                for e in summary.errors)
     assert store.count(summary.collection, "drawing") == 11
+
+
+def test_text_only_ipg_zip_reads_designs_and_skips_others(sample_dir, tmp_path):
+    xmls = [next(d.glob("*.XML")).read_bytes() for d in sorted(sample_dir.iterdir())
+            if d.is_dir()][:5]
+    utility = (b'<?xml version="1.0" encoding="UTF-8"?>\n<us-patent-grant><us-bibliographic-'
+               b"data-grant><publication-reference><document-id><doc-number>10881234</doc-"
+               b"number><kind>B2</kind><date>20210105</date></document-id></publication-"
+               b"reference></us-bibliographic-data-grant></us-patent-grant>\n")
+    ipg = tmp_path / "ipg210105.zip"
+    with zipfile.ZipFile(ipg, "w") as zf:
+        zf.writestr("ipg210105.xml", b"\n".join([xmls[0], utility, *xmls[1:]]))
+    reader = GrantReader()
+    docs = list(reader.read(ipg))
+    assert len(docs) == 5 and reader.report.errors == []
+    assert reader.report.skipped == {"not a design grant (kind B2)": 1}
+    assert all(d.images == {} and d.grant.sheets for d in docs)
+    assert docs[0].grant.source == "ipg210105.zip!ipg210105.xml#doc1"
