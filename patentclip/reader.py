@@ -377,10 +377,9 @@ class GrantReader:
             if not xml_names:
                 self._fail(source, "zip holds no XML document")
                 return
-            images = {posixpath.basename(n): n for n in members
-                      if not n.lower().endswith(".xml")}
-            if not images or not self.load_images:
-                images = None  # text-only (ipg) zip: no drawings expected
+            text_only = posixpath.basename(source).lower().startswith("ipg")
+            images = None if text_only or not self.load_images else {
+                posixpath.basename(n): n for n in members if not n.lower().endswith(".xml")}
             for xml_name in xml_names:
                 xml_bytes = self._zip_read(archive, xml_name)
                 zip_images = _ZipImages(archive, images, self) if images is not None else None

@@ -170,3 +170,14 @@ def test_text_only_ipg_zip_reads_designs_and_skips_others(sample_dir, tmp_path):
     assert reader.report.skipped == {"not a design grant (kind B2)": 1}
     assert all(d.images == {} and d.grant.sheets for d in docs)
     assert docs[0].grant.source == "ipg210105.zip!ipg210105.xml#doc1"
+
+
+def test_design_zip_without_its_drawings_reports_them_missing(sample_dir, tmp_path):
+    folder = sample_dir / "USD0929296-20210831"
+    xml = next(folder.glob("*.XML"))
+    path = tmp_path / "USD0929296-20210831.ZIP"
+    path.write_bytes(_zip({f"{folder.name}/{xml.name}": xml.read_bytes()}))
+    reader = GrantReader()
+    docs = list(reader.read(path))
+    assert len(docs) == 1 and docs[0].images == {}
+    assert "missing drawing files: USD0929296-20210831-D00000.TIF" in reader.report.errors[0]
