@@ -9,8 +9,35 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from typing import TypeVar
+
+from patentclip.errors import InvalidInputError
 
 DEFAULT_MODEL = "local-dir:data/models/patentclip-tiny"
+
+T = TypeVar("T")
+
+
+def settings_from_env(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
+    """Build a flat settings dataclass from ``<prefix><FIELD NAME>`` variables.
+
+    Values are converted to each field's default's type; a value that does not convert is
+    an InvalidInputError naming the variable.
+    """
+    env = os.environ if env is None else env
+    values = {}
+    for f in fields(cls):
+        name = f"{prefix}{f.name.upper()}"
+        raw = env.get(name)
+        if raw is None:
+            continue
+        kind = type(f.default)
+        try:
+            values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on") \
+                if kind is bool else kind(raw)
+        except ValueError as exc:
+            raise InvalidInputError(f"{name}={raw!r}: expected {kind.__name__}") from exc
+    return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -29,13 +56,7 @@ class CoreSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CoreSettings:
-        env = os.environ if env is None else env
-        values = {}
-        for f in fields(cls):
-            raw = env.get(f"PATENTCLIP_{f.name.upper()}")
-            if raw is not None:
-                values[f.name] = type(getattr(cls, f.name))(raw)
-        return cls(**values)
+        return settings_from_env(cls, "PATENTCLIP_", env)
 
     def override(self, **flags) -> CoreSettings:
         """Apply command-line flags that were given (None means 'not given')."""

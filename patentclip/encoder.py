@@ -112,6 +112,18 @@ class Encoder:
         pairs = zip(blobs, names, strict=True)
         return self.encode_images([self.preprocessor(b, n) for b, n in pairs])
 
+    def drawing_pixels(self, data: bytes, name: str = "image") -> torch.Tensor:
+        """Decode, pad and normalize one drawing into the model's input tensor.
+
+        Pure CPU work that releases the GIL in PIL; pipelines run it in worker threads so
+        the model never waits on decoding (see patentclip.embedding).
+        """
+        return self._normalize(self.preprocessor(data, name))
+
+    def encode_pixels(self, pixels: Sequence[torch.Tensor]) -> np.ndarray:
+        """Encode tensors made by :meth:`drawing_pixels` -> (n, dim) unit vectors."""
+        return self._batched(list(pixels), self._encode_pixel_batch)
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Encode texts -> (n, dim) unit vectors."""
         return self._batched(list(texts), self._encode_text_batch)
@@ -127,6 +139,10 @@ class Encoder:
     def _encode_image_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
         pixels = torch.stack([self._normalize(img) for img in images]).to(self.device)
         return _unit(self.model.encode_image(pixels))
+
+    @torch.inference_mode()
+    def _encode_pixel_batch(self, pixels: Sequence[torch.Tensor]) -> np.ndarray:
+        return _unit(self.model.encode_image(torch.stack(list(pixels)).to(self.device)))
 
     @torch.inference_mode()
     def _encode_text_batch(self, texts: Sequence[str]) -> np.ndarray:

@@ -57,8 +57,32 @@ class StoreError(PatentClipError):
     """The vector store refused an operation (not a connectivity problem)."""
 
 
-class StoreUnavailableError(StoreError):
+class UnavailableError(PatentClipError):
+    """A dependency (vector store, image store, broker) cannot be reached right now.
+
+    Retriable: callers at the I/O edge retry with bounded back-off and never drop the work.
+    """
+
+
+class StoreUnavailableError(StoreError, UnavailableError):
     """The vector store cannot be reached. Retriable."""
+
+
+class ImageStoreUnavailableError(UnavailableError):
+    """The image store timed out or failed to answer. Retriable."""
+
+
+class EventDecodeError(InvalidInputError):
+    """A grant event cannot be used: undecodable bytes, unknown schema version, bad fields.
+
+    ``reason`` is a short fixed code (bounded cardinality: it is a dead-letter header and a
+    metric label); the message says what exactly is wrong.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 class ModelVersionMismatchError(PatentClipError):

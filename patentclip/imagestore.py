@@ -1,7 +1,9 @@
 """Where drawing images live once ingested, addressed by URI.
 
 ``LocalImageStore`` keeps them in a folder (``file://`` URIs). The interface is the two
-methods below, so an S3-compatible bucket can stand in later without touching callers.
+methods below, so an S3-compatible bucket can stand in later without touching callers:
+``put`` returns a URI, ``get`` raises NotFoundError for a missing object (not retriable)
+and ImageStoreUnavailableError for a failed read (retriable).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from patentclip.errors import InvalidInputError, NotFoundError
+from patentclip.errors import ImageStoreUnavailableError, InvalidInputError, NotFoundError
 
 
 class LocalImageStore:
@@ -36,9 +38,12 @@ class LocalImageStore:
         path = Path(unquote(parsed.path)).resolve()
         if self.root not in path.parents:
             raise InvalidInputError(f"{uri}: outside the image store {self.root}")
-        if not path.is_file():
-            raise NotFoundError(f"{uri}: no such image")
-        return path.read_bytes()
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise NotFoundError(f"{uri}: no such image") from exc
+        except OSError as exc:  # a slow or failing disk/NFS mount: retriable
+            raise ImageStoreUnavailableError(f"{uri}: image store read failed: {exc}") from exc
 
     def _path(self, patent: str, file_name: str) -> Path:
         for part in (patent, file_name):

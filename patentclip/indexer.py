@@ -1,8 +1,8 @@
 """The offline index job: grants -> sheet images + captions -> vectors -> Milvus.
 
-Decoding runs in a thread pool one chunk ahead of the encoder, so the encoder does not
-wait on TIFF decoding. Every problem (unreadable document, missing or corrupt drawing)
-is reported with its file name and the rest of the source is still indexed.
+Decoding runs in a thread pool one chunk ahead of the encoder (patentclip.embedding), so
+the encoder does not wait on TIFF decoding. Every problem (unreadable document, missing
+or corrupt drawing) is reported with its file name and the rest of the source is indexed.
 """
 
 from __future__ import annotations
@@ -10,19 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
 from tqdm import tqdm
 
+from patentclip.embedding import PreparedBatch, SheetEmbedder, SheetJob
 from patentclip.encoder import Encoder
-from patentclip.errors import ImageDecodeError
-from patentclip.grants import DrawingSheet, Grant
 from patentclip.imagestore import LocalImageStore
 from patentclip.reader import GrantDocument, GrantReader
-from patentclip.store import PatentStore, SheetRow
+from patentclip.store import PatentStore
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +42,6 @@ class IndexSummary:
         return self.sheets / self.seconds if self.seconds else 0.0
 
 
-@dataclass(frozen=True)
-class _SheetJob:
-    grant: Grant
-    sheet: DrawingSheet
-    data: bytes
-    image_uri: str
-
-
 class Indexer:
     """Index grant sources into the encoder's collection."""
 
@@ -61,8 +50,7 @@ class Indexer:
                  decode_workers: int = 2, progress: bool = True) -> None:
         self.encoder, self.store, self.image_store = encoder, store, image_store
         self.batch_size, self.progress = batch_size, progress
-        self._pool = ThreadPoolExecutor(max_workers=decode_workers,
-                                        thread_name_prefix="decode")
+        self.embedder = SheetEmbedder(encoder, decode_workers=decode_workers)
 
     def index(self, sources: Iterable[str | Path]) -> IndexSummary:
         """Read, encode and upsert every design grant in ``sources``; then flush."""
@@ -72,13 +60,16 @@ class Indexer:
                                                           self.encoder.dim)
         reader = GrantReader()
         with tqdm(desc="indexing", unit="sheet", disable=not self.progress) as bar:
+            pending: PreparedBatch | None = None  # decoding while the previous one encodes
             for source in sources:
                 jobs = self._sheet_jobs(reader.read(source), summary)
                 for chunk in _chunks(jobs, self.batch_size):
-                    self._index_chunk(chunk, summary)
-                    bar.update(len(chunk))
-                    rate = bar.n / max(bar.format_dict["elapsed"], 1e-9)
-                    bar.set_postfix(images_per_s=f"{rate:.1f}")
+                    prepared = self.embedder.prepare(chunk)
+                    if pending is not None:
+                        bar.update(self._write(pending, summary))
+                    pending = prepared
+            if pending is not None:
+                bar.update(self._write(pending, summary))
         self.store.flush(summary.collection)
         summary.skipped = dict(reader.report.skipped)
         summary.errors = list(reader.report.errors) + summary.errors
@@ -86,7 +77,7 @@ class Indexer:
         return summary
 
     def _sheet_jobs(self, documents: Iterator[GrantDocument], summary: IndexSummary
-                    ) -> Iterator[_SheetJob]:
+                    ) -> Iterator[SheetJob]:
         for document in documents:
             summary.grants += 1
             grant = document.grant
@@ -96,42 +87,16 @@ class Indexer:
                     continue  # reported by the reader as a missing drawing file
                 uri = (self.image_store.put(grant.patent_number, sheet.file_name, data)
                        if self.image_store else "")
-                yield _SheetJob(grant, sheet, data, uri)
+                yield SheetJob(grant, sheet, uri, data)
 
-    def _index_chunk(self, chunk: list[_SheetJob], summary: IndexSummary) -> None:
-        decoded = list(self._pool.map(self._decode, chunk))
-        ok = [(job, image) for job, image in zip(chunk, decoded, strict=True)
-              if not isinstance(image, ImageDecodeError)]
-        summary.errors.extend(str(e) for e in decoded if isinstance(e, ImageDecodeError))
-        if not ok:
-            return
-        image_vectors = self.encoder.encode_images([image for _, image in ok])
-        captions = [job.grant.sheet_caption(job.sheet) for job, _ in ok]
-        caption_vectors = self.encoder.encode_texts(captions)
-        rows = []
-        for (job, _), caption, image_vec, caption_vec in zip(ok, captions, image_vectors,
-                                                              caption_vectors, strict=True):
-            rows.append(_row(job, "drawing", caption, image_vec))
-            rows.append(_row(job, "caption", caption, caption_vec))
-        summary.rows += self.store.upsert(summary.collection, rows)
-        summary.sheets += len(ok)
-
-    def _decode(self, job: _SheetJob) -> Image.Image | ImageDecodeError:
-        try:
-            return self.encoder.preprocessor(job.data, f"{job.grant.source}: {job.sheet.file_name}")
-        except ImageDecodeError as exc:
-            logger.warning("skipping drawing: %s", exc)
-            return exc
-
-
-def _row(job: _SheetJob, modality: str, caption: str, vector) -> SheetRow:
-    grant, sheet = job.grant, job.sheet
-    return SheetRow(
-        patent=grant.patent_number, sheet=sheet.number, modality=modality, vector=vector,
-        view=grant.sheet_view(sheet), locarno=grant.locarno.code if grant.locarno else "",
-        grant_date=grant.grant_date, title=grant.title, figures=",".join(sheet.figure_numbers),
-        caption=caption, image_uri=job.image_uri,
-    )
+    def _write(self, batch: PreparedBatch, summary: IndexSummary) -> int:
+        embedded = self.embedder.embed(batch)
+        for failure in embedded.failures:
+            logger.warning("skipping drawing: %s", failure.detail)
+            summary.errors.append(failure.detail)
+        summary.rows += self.store.upsert(summary.collection, embedded.rows)
+        summary.sheets += len(embedded.embedded)
+        return len(batch.jobs)
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

@@ -25,11 +25,13 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
+from patentclip.config import CoreSettings
 from patentclip.errors import (
     InvalidQueryError,
     ModelVersionMismatchError,
@@ -161,6 +163,15 @@ class CollectionInfo:
     rows: int
 
 
+def open_store(settings: CoreSettings) -> PatentStore:
+    """The store the settings name; creates the parent folder of a Milvus Lite file."""
+    uri = settings.milvus_uri
+    if "://" not in uri and not uri.startswith("unix:"):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    return PatentStore(uri, token=settings.milvus_token, timeout=settings.milvus_timeout_s,
+                       prefix=settings.collection_prefix)
+
+
 def group_by_patent(hits: Iterable[Hit], k: int) -> list[Hit]:
     """Keep each patent's best hit, in score order, up to ``k`` patents."""
     best: dict[str, Hit] = {}
@@ -169,6 +180,19 @@ def group_by_patent(hits: Iterable[Hit], k: int) -> list[Hit]:
         if len(best) == k:
             break
     return list(best.values())
+
+
+class _LiteUnimplementedFilter(logging.Filter):
+    """Milvus Lite's embedded gRPC server logs a traceback when pymilvus probes an RPC it
+    does not implement (AllocTimestamp); pymilvus falls back by itself, so drop that one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, NotImplementedError)
+                    and "Method not implemented" in record.getMessage())
+
+
+logging.getLogger("grpc._server").addFilter(_LiteUnimplementedFilter())
 
 
 class PatentStore:
@@ -274,10 +298,11 @@ class PatentStore:
             self._loaded.add(collection)
 
     def count(self, collection: str, modality: str | None = None) -> int:
+        """Rows in a collection; reads its own writes (Strong consistency) on a server."""
         self.load(collection)
         expr = f'modality == "{modality}"' if modality else ""
         result = self._call(self.client.query, collection, filter=expr,
-                            output_fields=["count(*)"])
+                            output_fields=["count(*)"], consistency_level="Strong")
         return int(result[0]["count(*)"]) if result else 0
 
     def patent_rows(self, collection: str, patent: str, with_vectors: bool = False
@@ -287,7 +312,8 @@ class PatentStore:
         self.load(collection)
         fields = _OUTPUT_FIELDS + (["vector"] if with_vectors else [])
         rows = self._call(self.client.query, collection, filter=f'patent == "{patent}"',
-                          output_fields=fields, limit=MAX_SEARCH_LIMIT)
+                          output_fields=fields, limit=MAX_SEARCH_LIMIT,
+                          consistency_level="Strong")
         return sorted(rows, key=lambda r: (r["sheet"], r["modality"]))
 
     def search(self, collection: str, vectors: np.ndarray, k: int,

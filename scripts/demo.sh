@@ -7,7 +7,7 @@ DEMO=data/demo
 export PATENTCLIP_MILVUS_URI=$DEMO/patents.db
 export PATENTCLIP_IMAGES_DIR=$DEMO/images
 export PATENTCLIP_MODEL=local-dir:$DEMO/models/patentclip-tiny
-pc() { echo; echo "\$ patentclip $*"; "$PY" -m patentclip "$@"; }
+pc() { echo; echo "\$ patentclip $*"; "$PY" -m services.cli "$@"; }
 
 start=$SECONDS
 rm -rf "$DEMO"
@@ -27,5 +27,5 @@ Demo finished in $((SECONDS - start)) s.
             matches are meaningful; text->drawing needs a trained PatentCLIP checkpoint)
   vectors:  $PATENTCLIP_MILVUS_URI (Milvus Lite)    images: $PATENTCLIP_IMAGES_DIR
 Try: PATENTCLIP_MILVUS_URI=$PATENTCLIP_MILVUS_URI PATENTCLIP_MODEL=$PATENTCLIP_MODEL \\
-     $PY -m patentclip search --text "storage box" --k 5
+     $PY -m services.cli search --text "storage box" --k 5
 MSG

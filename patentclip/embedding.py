@@ -1,0 +1,148 @@
+"""Sheets -> vectors: the embedding step shared by the offline indexer and the embedder.
+
+Two phases, so callers can overlap I/O with the model:
+
+* :meth:`SheetEmbedder.prepare` starts fetching (image store) and decoding (TIFF -> padded,
+  normalized tensor) of a batch in worker threads and returns at once;
+* :meth:`SheetEmbedder.embed` waits for them, encodes drawings and captions, and builds the
+  rows to upsert.
+
+A caller prepares batch N+1 before embedding batch N, so the encoder never waits on
+decoding. Sheets that cannot be used (missing image, corrupt TIFF) are returned as
+failures with a reason; a dependency that is down (image store timeout) raises
+:class:`~patentclip.errors.UnavailableError` so the caller retries instead of dropping work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from patentclip.encoder import Encoder
+from patentclip.errors import ImageDecodeError, InvalidInputError, NotFoundError
+from patentclip.events import REASON_CORRUPT_IMAGE, REASON_MISSING_IMAGE
+from patentclip.grants import DrawingSheet, Grant
+from patentclip.store import SheetRow
+
+
+class ImageSource(Protocol):
+    """Where drawing bytes come from (``LocalImageStore`` or an S3-compatible bucket)."""
+
+    def get(self, uri: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class SheetJob:
+    """One drawing sheet to embed. ``data`` None means: fetch ``image_uri`` first."""
+
+    grant: Grant
+    sheet: DrawingSheet
+    image_uri: str = ""
+    data: bytes | None = None
+    tag: object = None  # caller's bookkeeping (e.g. the Kafka message it came from)
+
+
+@dataclass(frozen=True)
+class SheetFailure:
+    """A sheet that cannot be embedded; ``reason`` is a fixed code, ``detail`` the why."""
+
+    job: SheetJob
+    reason: str
+    detail: str
+
+
+@dataclass
+class PreparedBatch:
+    jobs: list[SheetJob]
+    futures: list[Future]
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class EmbeddedBatch:
+    """Rows to upsert (two per sheet: drawing and caption), failures, stage timings."""
+
+    rows: list[SheetRow]
+    embedded: list[SheetJob]
+    failures: list[SheetFailure]
+    decode_wait_seconds: float
+    encode_seconds: float
+
+
+class SheetEmbedder:
+    """Decode in a thread pool, encode drawings and captions with one encoder."""
+
+    def __init__(self, encoder: Encoder, images: ImageSource | None = None,
+                 decode_workers: int = 2) -> None:
+        self.encoder, self.images = encoder, images
+        self._pool = ThreadPoolExecutor(max_workers=max(1, decode_workers),
+                                        thread_name_prefix="decode")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def prepare(self, jobs: Sequence[SheetJob]) -> PreparedBatch:
+        """Start fetching and decoding ``jobs`` in the background; returns immediately."""
+        return PreparedBatch(list(jobs), [self._pool.submit(self._pixels, job) for job in jobs])
+
+    def embed(self, batch: PreparedBatch,
+              on_decoded: Callable[[float], None] | None = None) -> EmbeddedBatch:
+        """Wait for decoding, then encode. Raises UnavailableError if a fetch must be retried."""
+        waited = time.perf_counter()
+        ok: list[tuple[SheetJob, torch.Tensor]] = []
+        failures: list[SheetFailure] = []
+        for job, future in zip(batch.jobs, batch.futures, strict=True):
+            result = future.result()  # UnavailableError propagates: the batch is retried
+            if isinstance(result, SheetFailure):
+                failures.append(result)
+            else:
+                ok.append((job, result))
+        decode_wait = time.perf_counter() - waited
+        if on_decoded:
+            on_decoded(decode_wait)
+        started = time.perf_counter()
+        rows: list[SheetRow] = []
+        if ok:
+            captions = [job.grant.sheet_caption(job.sheet) for job, _ in ok]
+            image_vectors = self.encoder.encode_pixels([pixels for _, pixels in ok])
+            caption_vectors = self.encoder.encode_texts(captions)
+            for (job, _), caption, image_vec, caption_vec in zip(
+                    ok, captions, image_vectors, caption_vectors, strict=True):
+                rows.append(sheet_row(job, "drawing", caption, image_vec))
+                rows.append(sheet_row(job, "caption", caption, caption_vec))
+        return EmbeddedBatch(rows=rows, embedded=[job for job, _ in ok], failures=failures,
+                             decode_wait_seconds=decode_wait,
+                             encode_seconds=time.perf_counter() - started)
+
+    def _pixels(self, job: SheetJob) -> torch.Tensor | SheetFailure:
+        name = f"{job.grant.patent_number} {job.sheet.file_name}"
+        try:
+            data = job.data if job.data is not None else self._fetch(job.image_uri)
+            return self.encoder.drawing_pixels(data, name)
+        except NotFoundError as exc:
+            return SheetFailure(job, REASON_MISSING_IMAGE, str(exc))
+        except ImageDecodeError as exc:
+            return SheetFailure(job, REASON_CORRUPT_IMAGE, str(exc))
+        except InvalidInputError as exc:  # e.g. a URI outside the image store
+            return SheetFailure(job, REASON_MISSING_IMAGE, str(exc))
+
+    def _fetch(self, uri: str) -> bytes:
+        if self.images is None:
+            raise NotFoundError(f"{uri}: no image store configured to fetch it from")
+        return self.images.get(uri)
+
+
+def sheet_row(job: SheetJob, modality: str, caption: str, vector) -> SheetRow:
+    """The stored row of one sheet and modality, with the grant's filterable metadata."""
+    grant, sheet = job.grant, job.sheet
+    return SheetRow(
+        patent=grant.patent_number, sheet=sheet.number, modality=modality, vector=vector,
+        view=grant.sheet_view(sheet), locarno=grant.locarno.code if grant.locarno else "",
+        grant_date=grant.grant_date, title=grant.title, figures=",".join(sheet.figure_numbers),
+        caption=caption, image_uri=job.image_uri or sheet.image_uri,
+    )

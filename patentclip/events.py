@@ -1,0 +1,138 @@
+"""Grant events: the protobuf message on the grants topic, to and from the domain model.
+
+The topic is the system of record, so an event carries everything the embedder and a
+later reindex need: the whole grant (title, classes, figures, sheets) and, per sheet, the
+image store URI of its drawing. The image bytes themselves stay in the image store.
+
+This module knows protobuf (the schema in ``protos/``), not the broker.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from patentclip.errors import EventDecodeError
+from patentclip.grants import (
+    DrawingSheet,
+    Figure,
+    Grant,
+    LocarnoClass,
+    SheetFigureMapping,
+    UspcClass,
+    View,
+)
+from patentclip.v1 import grant_pb2 as pb
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+
+# Dead-letter reasons: a fixed, small set (they are metric labels and message headers).
+REASON_UNDECODABLE = "undecodable_event"
+REASON_SCHEMA_VERSION = "unsupported_schema_version"
+REASON_INVALID_GRANT = "invalid_grant"
+REASON_MISSING_IMAGE = "missing_image"
+REASON_CORRUPT_IMAGE = "corrupt_image"
+
+_VIEW_TO_PB = {view: pb.View.Value(f"VIEW_{view.name}") for view in View}
+_VIEW_FROM_PB = {number: view for view, number in _VIEW_TO_PB.items()}
+_MAPPING_TO_PB = {
+    SheetFigureMapping.ONE_PER_SHEET: pb.SHEET_FIGURE_MAPPING_ONE_PER_SHEET,
+    SheetFigureMapping.FRONT_PAGE: pb.SHEET_FIGURE_MAPPING_FRONT_PAGE,
+    SheetFigureMapping.UNKNOWN: pb.SHEET_FIGURE_MAPPING_UNKNOWN,
+}
+_MAPPING_FROM_PB = {number: mapping for mapping, number in _MAPPING_TO_PB.items()}
+
+
+@dataclass(frozen=True)
+class PublishedGrant:
+    """A grant as read back from the topic: sheets carry their image URIs."""
+
+    grant: Grant
+    bundle: str
+    published_unix_ms: int
+    schema_version: int
+
+
+def event_key(grant: Grant) -> bytes:
+    """The message key: the patent number, so every event of a patent lands in one
+    partition, in order, and log compaction would keep the latest."""
+    return grant.patent_number.encode("ascii")
+
+
+def encode_event(grant: Grant, bundle: str = "", published_unix_ms: int | None = None) -> bytes:
+    """Serialize a grant (sheets with their ``image_uri`` set) as a GrantEvent."""
+    event = pb.GrantEvent(
+        schema_version=SCHEMA_VERSION, grant=grant_to_proto(grant), bundle=bundle,
+        published_unix_ms=int(time.time() * 1000) if published_unix_ms is None
+        else published_unix_ms)
+    return event.SerializeToString(deterministic=True)
+
+
+def decode_event(data: bytes | None) -> PublishedGrant:
+    """Parse and validate one message value; EventDecodeError says why it is unusable."""
+    if not data:
+        raise EventDecodeError(REASON_UNDECODABLE, "empty message value")
+    event = pb.GrantEvent()
+    try:
+        event.ParseFromString(data)
+    except (DecodeError, ValueError) as exc:
+        raise EventDecodeError(REASON_UNDECODABLE, f"not a GrantEvent protobuf ({exc})") from exc
+    if event.schema_version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise EventDecodeError(REASON_SCHEMA_VERSION,
+                               f"schema_version {event.schema_version}; this consumer reads "
+                               f"{sorted(SUPPORTED_SCHEMA_VERSIONS)}")
+    return PublishedGrant(grant=grant_from_proto(event.grant), bundle=event.bundle,
+                          published_unix_ms=event.published_unix_ms,
+                          schema_version=event.schema_version)
+
+
+def grant_to_proto(grant: Grant) -> pb.Grant:
+    message = pb.Grant(
+        patent_number=grant.patent_number, kind=grant.kind, title=grant.title,
+        grant_date=grant.grant_date, claim=grant.claim, drawing_notes=list(grant.drawing_notes),
+        dtd_version=grant.dtd_version, source=grant.source)
+    if grant.locarno:
+        message.locarno.code, message.locarno.edition = grant.locarno.code, grant.locarno.edition
+    message.uspc.extend(pb.UspcClass(raw=u.raw, normalized=u.normalized, main=u.main)
+                        for u in grant.uspc)
+    message.figures.extend(pb.Figure(number=f.number, view=_VIEW_TO_PB[f.view],
+                                     view_text=f.view_text, description=f.description)
+                           for f in grant.figures)
+    message.sheets.extend(pb.DrawingSheet(number=s.number, file_name=s.file_name,
+                                          image_uri=s.image_uri,
+                                          figure_numbers=list(s.figure_numbers),
+                                          mapping=_MAPPING_TO_PB[s.mapping])
+                          for s in grant.sheets)
+    return message
+
+
+def grant_from_proto(message: pb.Grant) -> Grant:
+    """The domain grant; checks the fields every consumer relies on."""
+    number = message.patent_number
+    if not re.fullmatch(r"[A-Z]{0,2}\d{5,8}", number):
+        raise EventDecodeError(REASON_INVALID_GRANT, f"patent_number {number!r} is not a "
+                               "patent number (e.g. D0907292)")
+    if not 10000101 <= message.grant_date <= 99991231:
+        raise EventDecodeError(REASON_INVALID_GRANT,
+                               f"{number}: grant_date {message.grant_date} is not YYYYMMDD")
+    for sheet in message.sheets:
+        if not sheet.image_uri:
+            raise EventDecodeError(REASON_INVALID_GRANT,
+                                   f"{number}: sheet {sheet.number} has no image_uri")
+    locarno = (LocarnoClass(message.locarno.code, message.locarno.edition)
+               if message.HasField("locarno") and message.locarno.code else None)
+    return Grant(
+        patent_number=number, kind=message.kind, title=message.title,
+        grant_date=message.grant_date, locarno=locarno,
+        uspc=tuple(UspcClass(u.raw, u.main) for u in message.uspc), claim=message.claim,
+        figures=tuple(Figure(f.number, _VIEW_FROM_PB.get(f.view, View.OTHER), f.view_text,
+                             f.description) for f in message.figures),
+        sheets=tuple(DrawingSheet(s.number, s.file_name, tuple(s.figure_numbers),
+                                  _MAPPING_FROM_PB.get(s.mapping, SheetFigureMapping.UNKNOWN),
+                                  s.image_uri) for s in message.sheets),
+        drawing_notes=tuple(message.drawing_notes), dtd_version=message.dtd_version,
+        source=message.source)

@@ -1,0 +1,64 @@
+"""EmbedderSettings: the embedding service's one typed config (env, then flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from patentclip.config import CoreSettings, settings_from_env
+from patentclip.errors import InvalidInputError
+from services.broker import KafkaSettings
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """How the embedder consumes (env PATENTCLIP_EMBEDDER_*)."""
+
+    group_id: str = "patentclip-embedder"
+    batch_grants: int = 16  # messages (grants) per micro-batch
+    batch_max_wait_ms: int = 500  # a partial batch is processed after this long
+    session_timeout_ms: int = 10_000
+    max_poll_interval_ms: int = 300_000  # must exceed one batch's encode + upsert time
+    decode_workers: int = 2  # threads that fetch and decode drawings ahead of the encoder
+    retry_initial_s: float = 0.5  # back-off for retriable failures (Milvus, image store)
+    retry_max_s: float = 10.0  # ... capped here; retried until it succeeds or shutdown
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9101  # /metrics, /healthz, /readyz; 0 = off
+    set_live_if_missing: bool = True  # point the live alias at our collection if none exists
+    failpoint: str = ""  # tests only: "before_upsert@N" / "after_upsert@N" blocks there
+
+    @classmethod
+    def from_env(cls, env=None) -> ConsumerSettings:
+        return settings_from_env(cls, "PATENTCLIP_EMBEDDER_", env)
+
+    def validate(self) -> None:
+        for name in ("batch_grants", "decode_workers", "batch_max_wait_ms",
+                     "session_timeout_ms", "max_poll_interval_ms"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(f"embedder setting {name}={getattr(self, name)}: "
+                                        "must be at least 1")
+        if not 0 < self.retry_initial_s <= self.retry_max_s:
+            raise InvalidInputError("embedder retry back-off: need 0 < retry_initial_s <= "
+                                    "retry_max_s")
+
+
+@dataclass(frozen=True)
+class EmbedderSettings:
+    """Everything the embedder needs: model/store (core), broker, consumer behaviour."""
+
+    core: CoreSettings = field(default_factory=CoreSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    consumer: ConsumerSettings = field(default_factory=ConsumerSettings)
+
+    @classmethod
+    def from_env(cls, env=None) -> EmbedderSettings:
+        return cls(CoreSettings.from_env(env), KafkaSettings.from_env(env),
+                   ConsumerSettings.from_env(env))
+
+    def override(self, core: dict | None = None, kafka: dict | None = None,
+                 consumer: dict | None = None) -> EmbedderSettings:
+        """Apply flags that were given (None = not given)."""
+        def given(values):
+            return {k: v for k, v in (values or {}).items() if v is not None}
+        return EmbedderSettings(replace(self.core, **given(core)),
+                                replace(self.kafka, **given(kafka)),
+                                replace(self.consumer, **given(consumer)))

@@ -1,0 +1,365 @@
+"""GrantConsumer: the embedder's loop. Poll -> decode -> encode -> upsert -> commit.
+
+Delivery is at-least-once with idempotent writes, which gives exactly one row per sheet:
+
+1. poll a micro-batch (``batch_grants`` events, or what arrived within ``batch_max_wait_ms``);
+2. start fetching and decoding its drawings in worker threads (``SheetEmbedder.prepare``),
+   then finish the *previous* batch while they run, so the encoder never waits on TIFFs;
+3. finishing a batch: encode, upsert into the model version's collection (keyed rows),
+   dead-letter the events that cannot be used, and only then commit offsets (last + 1).
+
+A crash anywhere before the commit re-delivers the batch; the upsert replaces the same
+keys. Retriable failures (Milvus, image store, broker) are retried with capped back-off
+while the consumer is paused in its group: nothing is skipped or committed past what was
+written. On shutdown the batch not yet written is abandoned uncommitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+from tqdm import tqdm
+
+from patentclip.embedding import EmbeddedBatch, PreparedBatch, SheetEmbedder, SheetJob
+from patentclip.encoder import Encoder
+from patentclip.errors import EventDecodeError, NotFoundError, UnavailableError
+from patentclip.events import decode_event
+from patentclip.store import PatentStore
+from services.broker import make_consumer, make_producer, partition_lag
+from services.embedder.config import EmbedderSettings
+from services.embedder.metrics import EmbedderMetrics
+from services.failpoints import Failpoints
+from services.retry import Backoff, Stopping
+
+logger = logging.getLogger(__name__)
+
+HEADER_PREFIX = "patentclip."
+
+
+class _KafkaUnavailable(UnavailableError):
+    """A produce or commit to the broker failed in a way worth retrying."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event that cannot be ingested, and why."""
+
+    record: object  # kafka ConsumerRecord
+    reason: str
+    detail: str
+    failed_sheets: tuple[str, ...] = ()
+
+
+@dataclass
+class MicroBatch:
+    records: list
+    dead: list[DeadLetter]
+    prepared: PreparedBatch
+    offsets: dict[TopicPartition, int]  # next offset to commit, per partition
+
+
+@dataclass
+class ConsumeSummary:
+    """What a run did (returned to the CLI and to tests)."""
+
+    collection: str = ""
+    model_version: str = ""
+    events: int = 0
+    sheets: int = 0
+    rows: int = 0
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    caught_up: bool = False
+
+
+class GrantConsumer:
+    """One member of the embedder consumer group."""
+
+    def __init__(self, settings: EmbedderSettings, encoder: Encoder, store: PatentStore,
+                 images, metrics: EmbedderMetrics | None = None,
+                 stop: threading.Event | None = None, progress: bool = False) -> None:
+        self.settings, self.encoder, self.store = settings, encoder, store
+        self.metrics = metrics or EmbedderMetrics()
+        self.stop = stop or threading.Event()
+        self.embedder = SheetEmbedder(encoder, images, settings.consumer.decode_workers)
+        self.failpoints = Failpoints(settings.consumer.failpoint)
+        self.progress = progress
+        self.summary = ConsumeSummary(model_version=encoder.model_version)
+        self.ready_reason = "starting"
+        self._consumer: KafkaConsumer | None = None
+        self._producer: KafkaProducer | None = None
+        c = settings.consumer
+        self.backoff = Backoff(c.retry_initial_s, c.retry_max_s, self.stop,
+                               keepalive=self._keepalive, on_retry=self._on_retry,
+                               on_recovered=self._on_recovered)
+
+    # -- lifecycle
+
+    def run(self, until_caught_up: bool = False) -> ConsumeSummary:
+        """Consume until stop is set (or, with ``until_caught_up``, until no lag is left)."""
+        started = time.perf_counter()
+        self.summary.collection = self._target_collection()
+        self.metrics.model.info({"model_version": self.encoder.model_version,
+                                 "collection": self.summary.collection})
+        self._connect()
+        pending: MicroBatch | None = None
+        bar = tqdm(desc="ingesting", unit="event", disable=not self.progress)
+        try:
+            self._set_ready("")
+            while not self.stop.is_set():
+                records = self._poll_batch()
+                batch = self._prepare(records) if records else None
+                if pending is not None:
+                    self._finish(pending)
+                    bar.update(len(pending.records))
+                pending = batch
+                lag = partition_lag(self._consumer)
+                self.metrics.set_lag(lag)
+                if lag:
+                    bar.set_postfix(lag=sum(lag.values()), refresh=False)
+                if until_caught_up and pending is None and self._caught_up(lag):
+                    self.summary.caught_up = True
+                    break
+        except Stopping:
+            logger.info("stop requested while waiting on a dependency")
+        finally:
+            bar.close()
+            if pending is not None:
+                logger.info("abandoning an uncommitted batch of %d events (re-delivered "
+                            "later)", len(pending.records))
+            self._close()
+            self.summary.seconds = time.perf_counter() - started
+        return self.summary
+
+    def _target_collection(self) -> str:
+        collection = self.backoff.call(
+            lambda: self.store.ensure_collection(self.encoder.model_version,
+                                                 self.encoder.dim), (UnavailableError,),
+            "milvus")
+        if self.settings.consumer.set_live_if_missing:
+            try:
+                live = self.store.resolve(self.store.live_alias)
+            except NotFoundError:
+                self.store.set_alias(self.store.live_alias, collection)
+                live = collection
+                logger.info("live alias %s -> %s", self.store.live_alias, collection)
+            if live != collection:
+                logger.warning("writing to %s while the live alias points at %s (a reindex "
+                               "or a rollout in progress?)", collection, live)
+        return collection
+
+    def _connect(self) -> None:
+        k, c = self.settings.kafka, self.settings.consumer
+        self._consumer = make_consumer(k, c.group_id, "embedder", c.session_timeout_ms,
+                                       c.max_poll_interval_ms, c.batch_grants)
+        self._consumer.subscribe([k.topic], listener=_RebalanceLog(self.metrics))
+        self._producer = make_producer(k, "embedder-dlq")
+        logger.info("consuming %s as group %s into %s (model %s)", k.topic, c.group_id,
+                    self.summary.collection, self.encoder.model_version)
+
+    def _close(self) -> None:
+        self._set_ready("stopped")
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)  # leaves the group: partitions move now
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+        self.embedder.close()
+
+    # -- the loop's steps
+
+    def _poll_batch(self) -> list:
+        """Up to ``batch_grants`` events; returns early when ``batch_max_wait_ms`` passed
+        since the first one, or after an empty 200 ms poll."""
+        c = self.settings.consumer
+        records: list = []
+        deadline = None
+        while len(records) < c.batch_grants and not self.stop.is_set():
+            now = time.monotonic()
+            timeout_ms = 200 if deadline is None else int(max(0.0, deadline - now) * 1000)
+            polled = self._consumer.poll(timeout_ms=timeout_ms,
+                                         max_records=c.batch_grants - len(records))
+            for messages in polled.values():
+                records.extend(messages)
+            if records and deadline is None:
+                deadline = now + c.batch_max_wait_ms / 1000
+            if not polled and (deadline is None or time.monotonic() >= deadline):
+                break
+        self.metrics.messages_consumed.inc(len(records))
+        return records
+
+    def _prepare(self, records: list) -> MicroBatch:
+        """Parse events and start decoding their drawings (returns before decoding ends)."""
+        jobs, dead = [], []
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+            try:
+                grant = decode_event(record.value).grant
+            except EventDecodeError as exc:
+                dead.append(DeadLetter(record, exc.reason, exc.detail))
+                continue
+            jobs += [SheetJob(grant, sheet, sheet.image_uri, tag=record) for sheet in grant.sheets]
+        return MicroBatch(records, dead, self.embedder.prepare(jobs), offsets)
+
+    def _finish(self, batch: MicroBatch) -> None:
+        """Encode, upsert, dead-letter, commit: in this order, each retried if retriable."""
+        embedded = self.backoff.call(lambda: self._embed(batch), (UnavailableError,),
+                                     "image_store")
+        dead = batch.dead + _dead_letters_for(embedded)
+        self.failpoints.hit("before_upsert")
+        started = time.perf_counter()
+        rows = self.backoff.call(
+            lambda: self.store.upsert(self.summary.collection, embedded.rows),
+            (UnavailableError,), "milvus")
+        self.metrics.stage_seconds.labels("upsert").observe(time.perf_counter() - started)
+        self.failpoints.hit("after_upsert")
+        if dead:
+            self.backoff.call(lambda: self._send_dead_letters(dead), (_KafkaUnavailable,),
+                              "kafka")
+        self._commit(batch.offsets)
+        self._count(batch, embedded, rows, dead)
+
+    def _embed(self, batch: MicroBatch) -> EmbeddedBatch:
+        try:
+            embedded = self.embedder.embed(
+                batch.prepared,
+                on_decoded=lambda s: self.metrics.stage_seconds.labels("decode").observe(s))
+        except UnavailableError:
+            batch.prepared = self.embedder.prepare(batch.prepared.jobs)  # fresh fetches
+            raise
+        self.metrics.stage_seconds.labels("encode").observe(embedded.encode_seconds)
+        self.metrics.batch_sheets.observe(len(embedded.embedded))
+        return embedded
+
+    def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
+        topic = self.settings.kafka.dlq_topic
+        try:
+            futures = [self._producer.send(topic, key=d.record.key, value=d.record.value,
+                                           headers=_dlq_headers(d)) for d in dead]
+            self._producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000)
+            for future in futures:
+                future.get(timeout=1)
+        except KafkaError as exc:
+            raise _KafkaUnavailable(f"dead-letter topic {topic}: {exc}") from exc
+        for d in dead:
+            logger.warning("dead-lettered %s[%d]@%d: %s", d.record.topic, d.record.partition,
+                           d.record.offset, d.detail)
+
+    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        owned = self._consumer.assignment()
+        mine = {tp: OffsetAndMetadata(offset, None, -1) for tp, offset in offsets.items()
+                if tp in owned}
+        if not mine:
+            return
+        started = time.perf_counter()
+        try:
+            self.backoff.call(lambda: self._commit_once(mine), (_KafkaUnavailable,), "kafka")
+        except CommitFailedError as exc:
+            # The group rebalanced: the new owner re-reads these events; upserts are keyed.
+            logger.warning("commit refused after a rebalance (events will be re-delivered): "
+                           "%s", exc)
+        self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - started)
+
+    def _commit_once(self, offsets: dict) -> None:
+        try:
+            self._consumer.commit(offsets=offsets)
+        except CommitFailedError:
+            raise
+        except KafkaError as exc:
+            raise _KafkaUnavailable(f"offset commit: {exc}") from exc
+
+    def _count(self, batch: MicroBatch, embedded: EmbeddedBatch, rows: int,
+               dead: list[DeadLetter]) -> None:
+        dead_records = {id(d.record) for d in dead}
+        ingested = sum(1 for r in batch.records if id(r) not in dead_records)
+        self.metrics.grants_ingested.inc(ingested)
+        self.metrics.sheets_embedded.inc(len(embedded.embedded))
+        for d in dead:
+            self.metrics.dead_lettered.labels(d.reason).inc()
+            self.summary.dead_lettered[d.reason] = self.summary.dead_lettered.get(d.reason,
+                                                                                  0) + 1
+        if embedded.embedded:
+            self.metrics.last_ingest.set_to_current_time()
+        self.summary.events += len(batch.records)
+        self.summary.sheets += len(embedded.embedded)
+        self.summary.rows += rows
+
+    def _caught_up(self, lag: dict[int, int]) -> bool:
+        assigned = self._consumer.assignment()
+        return bool(assigned) and len(lag) == len(assigned) and not any(lag.values())
+
+    # -- back-off hooks
+
+    def _keepalive(self) -> None:
+        """While waiting to retry: stay in the group without taking new events."""
+        assigned = self._consumer.assignment() if self._consumer else set()
+        if assigned:
+            self._consumer.pause(*assigned)
+            self._consumer.poll(timeout_ms=0)
+
+    def _on_retry(self, dependency: str, exc: Exception) -> None:
+        self.metrics.retries.labels(dependency).inc()
+        self._set_ready(f"waiting for {dependency}: {exc}")
+
+    def _on_recovered(self, dependency: str) -> None:
+        if self._consumer is not None and self._consumer.paused():
+            self._consumer.resume(*self._consumer.paused())
+        self._set_ready("")
+
+    def _set_ready(self, reason: str) -> None:
+        self.ready_reason = reason
+        self.metrics.ready.set(0 if reason else 1)
+
+
+class _RebalanceLog(ConsumerRebalanceListener):
+    """Logs partition moves and drops lag series of partitions this member gave up."""
+
+    def __init__(self, metrics: EmbedderMetrics) -> None:
+        self.metrics = metrics
+
+    def on_partitions_revoked(self, revoked) -> None:
+        for tp in revoked:
+            try:
+                self.metrics.lag.remove(str(tp.partition))
+            except KeyError:
+                pass  # never measured
+        if revoked:
+            logger.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+
+    def on_partitions_assigned(self, assigned) -> None:
+        logger.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+
+
+def _dead_letters_for(embedded: EmbeddedBatch) -> list[DeadLetter]:
+    """One dead letter per event that had sheets fail, naming them and the first reason."""
+    by_record: dict[int, list] = {}
+    for failure in embedded.failures:
+        by_record.setdefault(id(failure.job.tag), []).append(failure)
+    letters = []
+    for failures in by_record.values():
+        reasons = Counter(f.reason for f in failures)
+        letters.append(DeadLetter(
+            failures[0].job.tag, reasons.most_common(1)[0][0],
+            "; ".join(f.detail for f in failures),
+            tuple(f.job.sheet.file_name for f in failures)))
+    return letters
+
+
+def _dlq_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
+    record = dead.record
+    headers = {
+        "reason": dead.reason, "detail": dead.detail[:1000], "source.topic": record.topic,
+        "source.partition": str(record.partition), "source.offset": str(record.offset),
+        "failed-sheets": ",".join(dead.failed_sheets),
+        "dead-lettered-unix-ms": str(int(time.time() * 1000)),
+    }
+    return [(HEADER_PREFIX + k, v.encode("utf-8")) for k, v in headers.items()]

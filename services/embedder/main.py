@@ -1,0 +1,132 @@
+"""``python -m services.embedder`` / ``patentclip serve embedder``: run one group member.
+
+Settings: PATENTCLIP_* environment variables (see .env.example), then flags. SIGTERM or
+SIGINT stops it gracefully: the batch being written is finished and committed, the next
+one is abandoned uncommitted, and the consumer leaves its group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from patentclip.errors import PatentClipError
+from services.broker import ensure_topics
+from services.embedder.config import EmbedderSettings
+from services.embedder.consumer import GrantConsumer
+from services.embedder.metrics import EmbedderMetrics
+from services.observability import ProbeServer
+
+logger = logging.getLogger(__name__)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m services.embedder",
+                                description="Embedding microservice: grants topic -> Milvus")
+    p.add_argument("--bootstrap-servers", help="Kafka host:port[,...] "
+                   "(env PATENTCLIP_KAFKA_BOOTSTRAP_SERVERS)")
+    p.add_argument("--topic", help="grants topic (env PATENTCLIP_KAFKA_TOPIC)")
+    p.add_argument("--dlq-topic", help="dead-letter topic (env PATENTCLIP_KAFKA_DLQ_TOPIC)")
+    p.add_argument("--partitions", type=int, help="partitions of topics created here")
+    p.add_argument("--group", help="consumer group (env PATENTCLIP_EMBEDDER_GROUP_ID)")
+    p.add_argument("--batch-grants", type=int, help="events per micro-batch")
+    p.add_argument("--batch-max-wait-ms", type=int)
+    p.add_argument("--metrics-port", type=int, help="/metrics /healthz /readyz; 0 = off")
+    p.add_argument("--model", help="open_clip name, hf-hub:..., local-dir:...")
+    p.add_argument("--pretrained")
+    p.add_argument("--device", help="cpu, cuda, cuda:1")
+    p.add_argument("--batch-size", type=int, help="encoder batch size")
+    p.add_argument("--milvus-uri")
+    p.add_argument("--images-dir")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def settings_from(args: argparse.Namespace, env=None) -> EmbedderSettings:
+    return EmbedderSettings.from_env(env).override(
+        core={"model": args.model, "pretrained": args.pretrained, "device": args.device,
+              "batch_size": args.batch_size, "milvus_uri": args.milvus_uri,
+              "images_dir": args.images_dir},
+        kafka={"bootstrap_servers": args.bootstrap_servers, "topic": args.topic,
+               "dlq_topic": args.dlq_topic, "partitions": args.partitions},
+        consumer={"group_id": args.group, "batch_grants": args.batch_grants,
+                  "batch_max_wait_ms": args.batch_max_wait_ms,
+                  "metrics_port": args.metrics_port})
+
+
+def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set, for in-process tests)."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = stop or threading.Event()
+    try:
+        settings = settings_from(args)
+        settings.consumer.validate()
+        return run(settings, stop)
+    except PatentClipError as exc:
+        logger.error("embedder cannot run: %s", exc)
+        return 1
+
+
+def run(settings: EmbedderSettings, stop: threading.Event, until_caught_up: bool = False,
+        progress: bool = False, encoder=None) -> int:
+    """Consume with ``settings`` until stopped (or caught up); returns the exit code."""
+    from patentclip.encoder import Encoder
+    from patentclip.imagestore import LocalImageStore
+    from patentclip.store import open_store
+
+    _install_signal_handlers(stop)
+    metrics = EmbedderMetrics()
+    consumer: GrantConsumer | None = None
+
+    def ready() -> tuple[bool, str]:
+        reason = consumer.ready_reason if consumer else "loading the model"
+        return not reason, reason
+
+    probes = None
+    if settings.consumer.metrics_port:
+        probes = ProbeServer(metrics.registry, settings.consumer.metrics_host,
+                             settings.consumer.metrics_port,
+                             live=lambda: (True, "alive"), ready=ready).start()
+    try:
+        core = settings.core
+        encoder = encoder or Encoder.load(core.model, pretrained=core.pretrained or None,
+                               device=core.device, batch_size=core.batch_size)
+        ensure_topics(settings.kafka, settings.kafka.topic, settings.kafka.dlq_topic)
+        with open_store(core) as store:
+            consumer = GrantConsumer(settings, encoder, store, LocalImageStore(core.images_dir),
+                                     metrics, stop, progress=progress)
+            summary = consumer.run(until_caught_up=until_caught_up)
+        logger.info("embedder stopped: %d events, %d sheets, %d rows, dead-lettered %s",
+                    summary.events, summary.sheets, summary.rows, summary.dead_lettered or 0)
+        if until_caught_up:
+            print(f"reindexed {summary.events} events, {summary.sheets} sheets "
+                  f"({summary.rows} rows) into {summary.collection} in {summary.seconds:.1f}s; "
+                  f"dead-lettered {summary.dead_lettered or 0}; "
+                  f"{'caught up' if summary.caught_up else 'stopped before catching up'}")
+            return 0 if summary.caught_up else 1
+        return 0
+    finally:
+        if probes:
+            probes.stop()
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # in-process tests stop us through the event
+
+    def handle(signum, frame) -> None:
+        logger.info("received %s: finishing the current batch, then leaving the group",
+                    signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Helpers for the streaming tests: bundles, publishing, embedder processes, DLQ reading."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+
+from patentclip.imagestore import LocalImageStore
+from patentclip.reader import GrantReader
+from services.broker import KafkaSettings, ensure_topics, make_producer
+from services.embedder.config import ConsumerSettings, EmbedderSettings
+from services.publisher import GrantPublisher, PublishSummary
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Tansu's first group join waits for the rebalance timeout: keep these short in tests.
+FAST_CONSUMER = ConsumerSettings(batch_grants=8, batch_max_wait_ms=200, session_timeout_ms=3000,
+                                 max_poll_interval_ms=6000, retry_initial_s=0.2,
+                                 retry_max_s=1.0, metrics_port=0)
+
+
+def make_bundle(out: Path, patents: int, seed: int = 0, day: str = "2021-01-05",
+                first_number: int | None = None) -> Path:
+    from datetime import date
+
+    from patentclip.synthetic import BundleGenerator
+
+    return BundleGenerator(seed=seed).write_bundle(out, date.fromisoformat(day), patents,
+                                                   first_number=first_number)
+
+
+def publish(kafka: KafkaSettings, images_dir: Path, *sources: Path) -> PublishSummary:
+    ensure_topics(kafka, kafka.topic, kafka.dlq_topic)
+    producer = make_producer(kafka, "test-publisher")
+    try:
+        return GrantPublisher(producer, LocalImageStore(images_dir), kafka.topic,
+                              send_timeout_s=10, progress=False).publish(sources)
+    finally:
+        producer.close(timeout=5)
+
+
+def sheet_ids(*sources: Path) -> set[str]:
+    """Primary keys the collection must hold: one per sheet image and modality."""
+    from patentclip.store import row_id
+
+    ids = set()
+    for source in sources:
+        for document in GrantReader().read(source):
+            for sheet in document.grant.sheets:
+                if sheet.file_name in document.images:
+                    for modality in ("drawing", "caption"):
+                        ids.add(row_id(document.grant.patent_number, sheet.number, modality))
+    return ids
+
+
+def settings(kafka: KafkaSettings, milvus_uri: str, model_dir: Path, images_dir: Path,
+             prefix: str, **consumer) -> EmbedderSettings:
+    from patentclip.config import CoreSettings
+
+    core = CoreSettings(model=f"local-dir:{model_dir}", milvus_uri=milvus_uri,
+                        images_dir=str(images_dir), collection_prefix=prefix, batch_size=16)
+    return EmbedderSettings(core, kafka, replace(FAST_CONSUMER, **consumer))
+
+
+def stored_ids(store, collection: str) -> list[str]:
+    store.load(collection)
+    rows = store.client.query(collection, filter='id != ""', output_fields=["id"],
+                              limit=16384, consistency_level="Strong")
+    return [r["id"] for r in rows]
+
+
+def committed_offsets(kafka: KafkaSettings, group: str) -> dict[int, int]:
+    admin = KafkaAdminClient(bootstrap_servers=kafka.servers, request_timeout_ms=10_000)
+    try:
+        offsets = admin.list_group_offsets(group)
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.get(group, {}).items()}
+
+
+def read_topic(kafka: KafkaSettings, topic: str, expected: int, timeout: float = 20.0) -> list:
+    """All messages of ``topic`` (stops when ``expected`` arrived or at the timeout)."""
+    consumer = KafkaConsumer(bootstrap_servers=kafka.servers, enable_auto_commit=False,
+                             request_timeout_ms=11_000)
+    partitions = consumer.partitions_for_topic(topic) or set()
+    consumer.assign([TopicPartition(topic, p) for p in partitions])
+    consumer.seek_to_beginning()
+    messages, deadline = [], time.monotonic() + timeout
+    while len(messages) < expected and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=300).values():
+            messages.extend(batch)
+    consumer.close()
+    return messages
+
+
+def produce_raw(kafka: KafkaSettings, items: list[tuple[bytes, bytes]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=kafka.servers, acks="all")
+    for key, value in items:
+        producer.send(kafka.topic, key=key, value=value)
+    producer.flush(timeout=10)
+    producer.close()
+
+
+class EmbedderProcess:
+    """``python -m services.embedder`` in a child process, its log in a file."""
+
+    def __init__(self, embedder: EmbedderSettings, log: Path, failpoint: str = "",
+                 metrics_port: int = 0) -> None:
+        self.log = log
+        c, k, core = embedder.consumer, embedder.kafka, embedder.core
+        env = dict(os.environ)
+        env.update({
+            "PATENTCLIP_MODEL": core.model, "PATENTCLIP_MILVUS_URI": core.milvus_uri,
+            "PATENTCLIP_IMAGES_DIR": core.images_dir, "PATENTCLIP_BATCH_SIZE": "16",
+            "PATENTCLIP_COLLECTION_PREFIX": core.collection_prefix,
+            "PATENTCLIP_KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
+            "PATENTCLIP_KAFKA_TOPIC": k.topic, "PATENTCLIP_KAFKA_DLQ_TOPIC": k.dlq_topic,
+            "PATENTCLIP_KAFKA_PARTITIONS": str(k.partitions),
+            "PATENTCLIP_EMBEDDER_GROUP_ID": c.group_id,
+            "PATENTCLIP_EMBEDDER_BATCH_GRANTS": str(c.batch_grants),
+            "PATENTCLIP_EMBEDDER_BATCH_MAX_WAIT_MS": str(c.batch_max_wait_ms),
+            "PATENTCLIP_EMBEDDER_SESSION_TIMEOUT_MS": str(c.session_timeout_ms),
+            "PATENTCLIP_EMBEDDER_MAX_POLL_INTERVAL_MS": str(c.max_poll_interval_ms),
+            "PATENTCLIP_EMBEDDER_RETRY_INITIAL_S": str(c.retry_initial_s),
+            "PATENTCLIP_EMBEDDER_RETRY_MAX_S": str(c.retry_max_s),
+            "PATENTCLIP_EMBEDDER_METRICS_HOST": "127.0.0.1",
+            "PATENTCLIP_EMBEDDER_METRICS_PORT": str(metrics_port),
+            "PATENTCLIP_EMBEDDER_FAILPOINT": failpoint,
+        })
+        self._out = open(log, "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "services.embedder"], cwd=REPO,
+                                     env=env, stdout=self._out, stderr=subprocess.STDOUT)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, needle: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.text():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"embedder exited ({self.proc.returncode}) before "
+                                     f"{needle!r}:\n{self.text()[-3000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"no {needle!r} in the embedder log after {timeout}s:\n"
+                             f"{self.text()[-3000:]}")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self._out.close()
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        self.proc.terminate()
+        code = self.proc.wait(timeout=timeout)
+        self._out.close()
+        return code
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

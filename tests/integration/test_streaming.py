@@ -1,0 +1,322 @@
+"""Streaming ingestion against a real broker (Tansu) and real Milvus (Lite and 2.3.5 server).
+
+publish -> grants topic -> embedder -> Milvus: exactly one row per sheet and modality,
+through crashes (SIGKILL at failpoints), poison messages, Milvus outages, two group
+members and re-publishing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+import uuid
+from dataclasses import replace
+
+import pytest
+from streaming_helpers import (
+    EmbedderProcess,
+    committed_offsets,
+    make_bundle,
+    produce_raw,
+    publish,
+    read_topic,
+    settings,
+    sheet_ids,
+    stored_ids,
+    wait_until,
+)
+
+from patentclip.events import encode_event
+from patentclip.imagestore import LocalImageStore
+from patentclip.reader import GrantReader
+from patentclip.store import PatentStore
+from patentclip.v1 import grant_pb2
+from services.embedder.consumer import GrantConsumer
+
+
+def _consume(embedder_settings, encoder, store, images_dir):
+    consumer = GrantConsumer(embedder_settings, encoder, store, LocalImageStore(images_dir))
+    return consumer.run(until_caught_up=True)
+
+
+def test_publish_and_ingest_real_and_generated_grants_exactly_once(
+        store, encoder, tiny_model_dir, kafka_settings, sample_dir, tmp_path):
+    bundle = make_bundle(tmp_path / "bundles", patents=10, seed=3)
+    images = tmp_path / "images"
+    published = publish(kafka_settings, images, sample_dir, bundle)
+    assert published.published == 50 and not published.failed
+    assert published.skipped == {"not a design grant (utility)": 1}
+
+    embedder = settings(kafka_settings, store.uri, tiny_model_dir, images, store.prefix)
+    summary = _consume(embedder, encoder, store, images)
+    assert summary.caught_up and summary.events == 50 and not summary.dead_lettered
+    expected = sheet_ids(sample_dir, bundle)
+    ids = stored_ids(store, summary.collection)
+    assert len(ids) == len(expected) and set(ids) == expected
+
+    # Metadata of a real grant made it through the event intact.
+    doc = next(d for d in GrantReader().read(sample_dir) if len(d.grant.sheets) > 2)
+    rows = store.patent_rows(summary.collection, doc.grant.patent_number)
+    drawing = [r for r in rows if r["modality"] == "drawing"]
+    assert [r["sheet"] for r in drawing] == [s.number for s in doc.grant.sheets]
+    for row, sheet in zip(drawing, doc.grant.sheets, strict=True):
+        assert row["title"] == doc.grant.title and row["grant_date"] == doc.grant.grant_date
+        assert row["locarno"] == doc.grant.locarno.code
+        assert row["view"] == doc.grant.sheet_view(sheet)
+        assert row["image_uri"].startswith("file://") and row["image_uri"].endswith(
+            sheet.file_name)
+
+    # Publishing the same week again changes nothing downstream.
+    again = publish(kafka_settings, images, bundle)
+    assert again.published == 10
+    summary = _consume(embedder, encoder, store, images)
+    assert summary.events == 10
+    assert sorted(stored_ids(store, summary.collection)) == sorted(ids)
+
+
+def test_poison_messages_are_dead_lettered_and_the_rest_ingested(
+        tmp_path, encoder, tiny_model_dir, kafka_settings):
+    bundle = make_bundle(tmp_path / "bundles", patents=6, seed=4)
+    images = tmp_path / "images"
+    published = publish(kafka_settings, images, bundle)
+    documents = list(GrantReader().read(bundle))
+    good = documents[0].grant
+    missing = replace(good, patent_number="D0999001", sheets=tuple(
+        replace(s, image_uri=(images / "D0999001" / s.file_name).as_uri())
+        for s in good.sheets))
+    corrupt_uri = LocalImageStore(images).put("D0999002", "D0999002-20210105-D00001.TIF",
+                                              b"II*\x00 this is not a TIFF")
+    corrupt = replace(good, patent_number="D0999002",
+                      sheets=(replace(good.sheets[0], image_uri=corrupt_uri),))
+
+    future = grant_pb2.GrantEvent(schema_version=99).SerializeToString()
+    produce_raw(kafka_settings, [
+        (b"D0999000", b"\x08\x96\x01\xff\xfe random bytes, not a protobuf"),
+        (b"D0999001", encode_event(missing)),
+        (b"D0999002", encode_event(corrupt)),
+        (b"D0999003", future),
+    ])
+    store = PatentStore(str(tmp_path / "patents.db"), prefix="poison")
+    embedder = settings(kafka_settings, store.uri, tiny_model_dir, images, "poison")
+    summary = _consume(embedder, encoder, store, images)
+    assert summary.caught_up and summary.events == published.published + 4
+    assert summary.dead_lettered == {"undecodable_event": 1, "missing_image": 1,
+                                     "corrupt_image": 1, "unsupported_schema_version": 1}
+    assert set(stored_ids(store, summary.collection)) == sheet_ids(bundle)
+
+    letters = read_topic(kafka_settings, kafka_settings.dlq_topic, expected=4)
+    by_key = {m.key: dict(m.headers) for m in letters}
+    assert set(by_key) == {b"D0999000", b"D0999001", b"D0999002", b"D0999003"}
+    assert by_key[b"D0999000"]["patentclip.reason"] == b"undecodable_event"
+    assert by_key[b"D0999001"]["patentclip.reason"] == b"missing_image"
+    assert b"no such image" in by_key[b"D0999001"]["patentclip.detail"]
+    assert by_key[b"D0999002"]["patentclip.reason"] == b"corrupt_image"
+    assert by_key[b"D0999002"]["patentclip.failed-sheets"] == good.sheets[0].file_name.encode()
+    assert by_key[b"D0999003"]["patentclip.reason"] == b"unsupported_schema_version"
+    for headers in by_key.values():
+        assert headers["patentclip.source.topic"] == kafka_settings.topic.encode()
+        assert int(headers["patentclip.source.offset"]) >= 0
+    store.close()
+
+
+# Each crash point once, on each backend once (a process per case costs ~20 s).
+@pytest.mark.parametrize(("shared_milvus_uri", "failpoint"), [
+    ("lite", "before_upsert@2"), ("server", "after_upsert@2")], indirect=["shared_milvus_uri"])
+def test_sigkill_mid_batch_loses_and_duplicates_nothing(
+        failpoint, shared_milvus_uri, encoder, tiny_model_dir, kafka_settings, tmp_path):
+    bundle = make_bundle(tmp_path / "bundles", patents=24, seed=5)
+    images = tmp_path / "images"
+    publish(kafka_settings, images, bundle)
+    prefix = f"k{uuid.uuid4().hex[:6]}"
+    embedder = settings(kafka_settings, shared_milvus_uri, tiny_model_dir, images, prefix,
+                        group_id=f"g-{prefix}", batch_grants=4)
+    process = EmbedderProcess(embedder, tmp_path / "embedder.log", failpoint=failpoint)
+    process.wait_for(f"FAILPOINT {failpoint} reached", timeout=90)
+    committed_before_kill = sum(committed_offsets(kafka_settings, embedder.consumer.group_id)
+                                .values())
+    process.kill()  # SIGKILL in the middle of the second batch
+    assert committed_before_kill == 4  # only the first batch was committed
+
+    with PatentStore(shared_milvus_uri, prefix=prefix) as store:
+        summary = _consume(embedder, encoder, store, images)
+        assert summary.caught_up
+        assert summary.events == 20  # the uncommitted batch came back, nothing else
+        ids = stored_ids(store, summary.collection)
+        assert len(ids) == len(set(ids)) and set(ids) == sheet_ids(bundle)
+        store.drop(summary.collection)
+
+
+def test_milvus_outage_pauses_ingestion_and_loses_nothing(
+        lite_server, tiny_model_dir, kafka_settings, tmp_path, monkeypatch):
+    from services.embedder.main import main
+
+    bundle = make_bundle(tmp_path / "bundles", patents=12, seed=6)
+    images = tmp_path / "images"
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    port = _free_port()
+    _service_env(monkeypatch, kafka_settings, lite_server.uri, tiny_model_dir, images,
+                 group, port)
+    stop = threading.Event()
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(main([], stop=stop)))
+    thread.start()
+    try:
+        wait_until(lambda: _http(port, "/readyz")[0] == 200, 60, "embedder ready")
+        assert _http(port, "/healthz") == (200, "alive")
+        lite_server.stop()
+        publish(kafka_settings, images, bundle)
+        wait_until(lambda: _http(port, "/readyz")[0] == 503, 60, "readiness to drop")
+        status, reason = _http(port, "/readyz")
+        assert "waiting for milvus" in reason
+        assert _http(port, "/healthz")[0] == 200  # alive: k8s must not restart it
+        assert sum(committed_offsets(kafka_settings, group).values()) == 0
+
+        lite_server.start()
+        wait_until(lambda: _metric(port, "patentclip_embedder_grants_ingested_total") == 12,
+                   90, "all grants ingested after Milvus came back")
+        assert _http(port, "/readyz")[0] == 200
+        assert _metric(port, 'patentclip_embedder_retries_total{dependency="milvus"}') >= 1
+        wait_until(lambda: sum(committed_offsets(kafka_settings, group).values()) == 12, 30,
+                   "offsets committed")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert result == [0]
+    with PatentStore(lite_server.uri, prefix="outage") as store:
+        name = store.list_collections()[0]
+        ids = stored_ids(store, name)
+        assert len(ids) == len(set(ids)) and set(ids) == sheet_ids(bundle)
+
+
+def test_two_processes_in_one_group_split_partitions_and_ingest_once(
+        milvus_server_uri, encoder, tiny_model_dir, kafka_settings, tmp_path):
+    bundle = make_bundle(tmp_path / "bundles", patents=32, seed=8)
+    images = tmp_path / "images"
+    prefix = f"s{uuid.uuid4().hex[:6]}"
+    embedder = settings(kafka_settings, milvus_server_uri, tiny_model_dir, images, prefix,
+                        group_id=f"g-{prefix}", batch_grants=4)
+    publish(kafka_settings, images)  # creates the topic (4 partitions) before anyone joins
+    ports = [_free_port(), _free_port()]
+    members = [EmbedderProcess(embedder, tmp_path / f"embedder{i}.log", metrics_port=port)
+               for i, port in enumerate(ports)]
+    try:
+        for member in members:
+            member.wait_for("partitions assigned", timeout=90)
+        wait_until(lambda: _split(_assignments(members)), 60, "both members to hold partitions")
+        publish(kafka_settings, images, bundle)
+        wait_until(lambda: sum(_metric(p, "patentclip_embedder_grants_ingested_total")
+                               for p in ports) >= 32, 120, "32 grants ingested")
+        consumed = [_metric(p, "patentclip_embedder_messages_consumed_total") for p in ports]
+        assert sum(consumed) == 32 and all(consumed), consumed
+        codes = [member.terminate() for member in members]  # SIGTERM: graceful
+        assert codes == [0, 0]
+        assert all("leaving the group" in m.text() for m in members)
+    finally:
+        for member in members:
+            if member.proc.poll() is None:
+                member.kill()
+    assert _split(_assignments(members))
+    with PatentStore(milvus_server_uri, prefix=prefix) as store:
+        name = store.list_collections()[0]
+        ids = stored_ids(store, name)
+        assert len(ids) == len(set(ids)) and set(ids) == sheet_ids(bundle)
+        store.drop_alias(store.live_alias)
+        store.drop(name)
+
+
+def test_reindex_replays_the_topic_into_a_new_model_without_touching_live(
+        tmp_path, encoder, tiny_model_dir, kafka_settings, monkeypatch, capsys):
+    from patentclip.encoder import create_tiny_model
+    from services.cli import main
+
+    bundle = make_bundle(tmp_path / "bundles", patents=8, seed=9)
+    images = tmp_path / "images"
+    publish(kafka_settings, images, bundle)
+    db = str(tmp_path / "patents.db")
+    embedder = settings(kafka_settings, db, tiny_model_dir, images, "patentclip")
+    with PatentStore(db) as store:
+        live = _consume(embedder, encoder, store, images).collection
+    new_model = create_tiny_model(tmp_path / "tiny-v2", seed=1)
+    for name, value in {"SESSION_TIMEOUT_MS": "3000", "MAX_POLL_INTERVAL_MS": "6000",
+                        "BATCH_MAX_WAIT_MS": "200"}.items():
+        monkeypatch.setenv(f"PATENTCLIP_EMBEDDER_{name}", value)
+    code = main(["reindex", "--model", f"local-dir:{new_model}", "--milvus-uri", db,
+                 "--images-dir", str(images), "--bootstrap-servers",
+                 kafka_settings.bootstrap_servers, "--topic", kafka_settings.topic])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "reindexed 8 events" in out and "caught up" in out
+    with PatentStore(db) as store:
+        collections = store.list_collections()
+        assert len(collections) == 2
+        new = next(c for c in collections if c != live)
+        assert store.resolve(store.live_alias) == live
+        assert set(stored_ids(store, new)) == set(stored_ids(store, live)) == sheet_ids(bundle)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _free_port() -> int:
+    from conftest import free_port
+
+    return free_port()
+
+
+def _service_env(monkeypatch, kafka, milvus_uri, model_dir, images, group, port) -> None:
+    values = {
+        "PATENTCLIP_MODEL": f"local-dir:{model_dir}", "PATENTCLIP_MILVUS_URI": milvus_uri,
+        "PATENTCLIP_IMAGES_DIR": str(images), "PATENTCLIP_COLLECTION_PREFIX": "outage",
+        "PATENTCLIP_MILVUS_TIMEOUT_S": "3",
+        "PATENTCLIP_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "PATENTCLIP_KAFKA_TOPIC": kafka.topic, "PATENTCLIP_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
+        "PATENTCLIP_KAFKA_PARTITIONS": "4", "PATENTCLIP_EMBEDDER_GROUP_ID": group,
+        "PATENTCLIP_EMBEDDER_SESSION_TIMEOUT_MS": "3000",
+        "PATENTCLIP_EMBEDDER_MAX_POLL_INTERVAL_MS": "6000",
+        "PATENTCLIP_EMBEDDER_BATCH_MAX_WAIT_MS": "200",
+        "PATENTCLIP_EMBEDDER_RETRY_INITIAL_S": "0.2", "PATENTCLIP_EMBEDDER_RETRY_MAX_S": "1",
+        "PATENTCLIP_EMBEDDER_METRICS_HOST": "127.0.0.1",
+        "PATENTCLIP_EMBEDDER_METRICS_PORT": str(port),
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def _http(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode().strip()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode().strip()
+    except OSError:
+        return 0, "unreachable"
+
+
+def _metric(port: int, name: str) -> float:
+    status, text = _http(port, "/metrics")
+    if status != 200:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or (("{" in name) and line.startswith(name)):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _split(assignments) -> bool:
+    """Two members with disjoint, non-empty partition sets covering all four."""
+    if not assignments:
+        return False
+    a, b = assignments
+    return bool(a and b and not a & b and a | b == {0, 1, 2, 3})
+
+
+def _assignments(members) -> list[set[int]] | None:
+    """Each member's latest 'partitions assigned: [...]' from its log."""
+    latest = []
+    for member in members:
+        lines = [line for line in member.text().splitlines() if "partitions assigned:" in line]
+        if not lines:
+            return None
+        latest.append(set(json.loads(lines[-1].split("partitions assigned:")[1].strip())))
+    return latest if all(latest) else None
