@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/patentclip/v1/*.proto)
 
-.PHONY: install demo test test-unit proto proto-check lint clean
+.PHONY: install demo test test-unit proto proto-check lint clean bench-ingest
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ test-unit: install
 # Regenerate the committed protobuf/gRPC code from protos/ (tests fail if they drift).
 proto: install
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+
+# Benchmarks (not tests): results, a table and a plot under reports/.
+bench-ingest: install
+	$(PY) scripts/bench_ingest.py --out reports/bench-ingest $(BENCH_ARGS)
 
 lint: install
 	$(PY) -m ruff check patentclip services trainer tests scripts

@@ -48,17 +48,19 @@ TINY_MODEL_CONFIG: dict = {
 class EncoderInfo:
     """What a caller needs to know about a loaded encoder."""
 
-    spec: str
+    spec: str  # loadable from any working directory (local-dir: paths are absolute)
     model_version: str
     dim: int
     image_size: int
+    pretrained: str = ""
 
 
 class Encoder:
     """Encode drawings and texts into PatentCLIP's joint embedding space."""
 
     def __init__(self, model: torch.nn.Module, normalize, tokenizer, spec: str,
-                 image_size: int, device: str = "cpu", batch_size: int = 32) -> None:
+                 image_size: int, device: str = "cpu", batch_size: int = 32,
+                 pretrained: str = "") -> None:
         self.model = model.eval().to(device)
         self._normalize = normalize
         self.tokenizer = tokenizer
@@ -68,7 +70,8 @@ class Encoder:
         version = f"{_slug(spec)}_{weights_digest(self.model)[:12]}"
         with torch.inference_mode():
             dim = int(self.model.encode_text(tokenizer(["x"]).to(device)).shape[-1])
-        self.info = EncoderInfo(spec=spec, model_version=version, dim=dim, image_size=image_size)
+        self.info = EncoderInfo(spec=spec, model_version=version, dim=dim, image_size=image_size,
+                                pretrained=pretrained)
 
     @property
     def model_version(self) -> str:
@@ -85,6 +88,10 @@ class Encoder:
         import open_clip  # heavy import, only when a model is really loaded
 
         _check_spec(spec, pretrained)
+        if spec.startswith(LOCAL_DIR):
+            spec = LOCAL_DIR + str(Path(spec[len(LOCAL_DIR):]).resolve())
+        if pretrained and Path(pretrained).is_file():
+            pretrained = str(Path(pretrained).resolve())
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 spec, pretrained=pretrained, device="cpu")
@@ -99,15 +106,19 @@ class Encoder:
         # open_clip's eval transform (resize, crop, normalize) is kept as is: our drawings
         # arrive square at the model's size, so its resize and crop are no-ops.
         return cls(model, preprocess, tokenizer, spec, image_size,
-                   device=device, batch_size=batch_size)
+                   device=device, batch_size=batch_size, pretrained=pretrained or "")
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Encode square RGB drawings (see DrawingPreprocessor) -> (n, dim) unit vectors."""
         return self._batched(images, self._encode_image_batch)
 
-    def encode_drawings(self, blobs: Sequence[bytes], names: Sequence[str] | None = None
-                        ) -> np.ndarray:
-        """Decode, pad and encode raw drawing bytes (TIFF, PNG, JPEG)."""
+    def encode_drawings(self, blobs: Sequence[bytes], names: Sequence[str] | None = None,
+                        timeout: float | None = None) -> np.ndarray:
+        """Decode, pad and encode raw drawing bytes (TIFF, PNG, JPEG).
+
+        ``timeout`` is accepted for interface parity with BatchedEncoder; a direct encode
+        is synchronous and always finishes.
+        """
         names = names or [f"image {i}" for i in range(len(blobs))]
         pairs = zip(blobs, names, strict=True)
         return self.encode_images([self.preprocessor(b, n) for b, n in pairs])
@@ -120,12 +131,13 @@ class Encoder:
         """
         return self._normalize(self.preprocessor(data, name))
 
-    def encode_pixels(self, pixels: Sequence[torch.Tensor]) -> np.ndarray:
+    def encode_pixels(self, pixels: Sequence[torch.Tensor], timeout: float | None = None
+                      ) -> np.ndarray:
         """Encode tensors made by :meth:`drawing_pixels` -> (n, dim) unit vectors."""
         return self._batched(list(pixels), self._encode_pixel_batch)
 
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Encode texts -> (n, dim) unit vectors."""
+    def encode_texts(self, texts: Sequence[str], timeout: float | None = None) -> np.ndarray:
+        """Encode texts -> (n, dim) unit vectors (``timeout``: see encode_drawings)."""
         return self._batched(list(texts), self._encode_text_batch)
 
     def _batched(self, items: Sequence, encode) -> np.ndarray:

@@ -87,3 +87,7 @@ class EventDecodeError(InvalidInputError):
 
 class ModelVersionMismatchError(PatentClipError):
     """A collection was built by another model version than the loaded encoder."""
+
+
+class DeadlineExceededError(PatentClipError):
+    """The caller's deadline passed before the work was done."""

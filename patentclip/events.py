@@ -90,6 +90,14 @@ def decode_event(data: bytes | None) -> PublishedGrant:
                           schema_version=event.schema_version)
 
 
+GRANT_RECORD = "grant.pb"  # the Grant protobuf kept beside a patent's drawings
+
+
+def grant_record(grant: Grant) -> bytes:
+    """The serialized Grant stored with its drawings, so GetPatent can answer in full."""
+    return grant_to_proto(grant).SerializeToString(deterministic=True)
+
+
 def grant_to_proto(grant: Grant) -> pb.Grant:
     message = pb.Grant(
         patent_number=grant.patent_number, kind=grant.kind, title=grant.title,

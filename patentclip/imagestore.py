@@ -22,14 +22,19 @@ class LocalImageStore:
         self.root = Path(root).resolve()
 
     def put(self, patent: str, file_name: str, data: bytes) -> str:
-        """Store bytes (idempotent: same name, same size is left alone); return the URI."""
+        """Store bytes (idempotent: identical content is left alone); return the URI."""
         path = self._path(patent, file_name)
-        if not (path.is_file() and path.stat().st_size == len(data)):
+        if not (path.is_file() and path.stat().st_size == len(data)
+                and path.read_bytes() == data):
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(path.suffix + ".part")
             tmp.write_bytes(data)
             tmp.replace(path)
         return path.as_uri()
+
+    def uri_for(self, patent: str, file_name: str) -> str:
+        """The URI ``put`` returns for this name (whether or not it exists yet)."""
+        return self._path(patent, file_name).as_uri()
 
     def get(self, uri: str) -> bytes:
         parsed = urlparse(uri)

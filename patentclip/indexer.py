@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
 from patentclip.embedding import PreparedBatch, SheetEmbedder, SheetJob
 from patentclip.encoder import Encoder
+from patentclip.events import GRANT_RECORD, grant_record
 from patentclip.imagestore import LocalImageStore
 from patentclip.reader import GrantDocument, GrantReader
 from patentclip.store import PatentStore
@@ -56,8 +57,9 @@ class Indexer:
         """Read, encode and upsert every design grant in ``sources``; then flush."""
         started = time.perf_counter()
         summary = IndexSummary(model_version=self.encoder.model_version)
-        summary.collection = self.store.ensure_collection(self.encoder.model_version,
-                                                          self.encoder.dim)
+        info = self.encoder.info
+        summary.collection = self.store.ensure_collection(info.model_version, info.dim,
+                                                          info.spec, info.pretrained)
         reader = GrantReader()
         with tqdm(desc="indexing", unit="sheet", disable=not self.progress) as bar:
             pending: PreparedBatch | None = None  # decoding while the previous one encodes
@@ -81,6 +83,8 @@ class Indexer:
         for document in documents:
             summary.grants += 1
             grant = document.grant
+            if self.image_store:
+                self._store_record(document)
             for sheet in grant.sheets:
                 data = document.images.get(sheet.file_name)
                 if data is None:
@@ -88,6 +92,14 @@ class Indexer:
                 uri = (self.image_store.put(grant.patent_number, sheet.file_name, data)
                        if self.image_store else "")
                 yield SheetJob(grant, sheet, uri, data)
+
+    def _store_record(self, document: GrantDocument) -> None:
+        grant = document.grant
+        sheets = tuple(replace(s, image_uri=self.image_store.uri_for(grant.patent_number,
+                                                                     s.file_name))
+                       for s in grant.sheets if s.file_name in document.images)
+        self.image_store.put(grant.patent_number, GRANT_RECORD,
+                             grant_record(replace(grant, sheets=sheets)))
 
     def _write(self, batch: PreparedBatch, summary: IndexSummary) -> int:
         embedded = self.embedder.embed(batch)

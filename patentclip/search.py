@@ -10,18 +10,26 @@ rankings with reciprocal-rank fusion instead of mixing raw scores.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from patentclip.encoder import Encoder
-from patentclip.errors import InvalidQueryError, ModelVersionMismatchError, NotFoundError
+from patentclip.errors import (
+    DeadlineExceededError,
+    InvalidQueryError,
+    ModelVersionMismatchError,
+    NotFoundError,
+)
 from patentclip.store import MAX_SEARCH_LIMIT, Hit, PatentStore, SearchFilters
 
 logger = logging.getLogger(__name__)
 
 MAX_TOP_K = 200
+MAX_RESULT_WINDOW = 1000  # offset + top_k: deeper pages are not served
 MAX_TEXT_CHARS = 2000
 AGAINST = ("drawing", "caption", "both")
 RRF_K = 60
@@ -36,7 +44,8 @@ class SearchResult:
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int, rrf_k: int = RRF_K,
                            group: bool = True) -> list[Hit]:
-    """Fuse ranked lists: score(d) = sum 1/(rrf_k + rank). Keeps each item's best-ranked hit.
+    """Fuse ranked lists: score(d) = sum 1/(rrf_k + rank). Keeps each item's best-ranked hit,
+    with the fused score as its ``score`` (cosine scores of two modalities do not compare).
 
     Items are patents when ``group`` (one hit per patent), else sheets.
     """
@@ -49,13 +58,46 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int, rrf_k: int
             if key not in representative or rank < representative[key][0]:
                 representative[key] = (rank, hit)
     order = sorted(fused, key=lambda key: (-fused[key], representative[key][0]))
-    return [representative[key][1] for key in order[:k]]
+    # The fused score replaces the cosine: scores of one list stay in rank order.
+    return [replace(representative[key][1], score=fused[key]) for key in order[:k]]
+
+
+class Deadline:
+    """Seconds left of a caller's time budget (None = no deadline)."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self._until = None if timeout is None else time.monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        if self._until is None:
+            return None
+        left = self._until - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceededError("deadline passed before the search finished")
+        return left
+
+
+@dataclass(frozen=True)
+class PatentRecord:
+    """What the collection holds about one patent: its metadata and sheets."""
+
+    patent: str
+    title: str
+    grant_date: int
+    locarno: str
+    sheets: list[dict]  # sheet, view, figures, caption, image_uri (drawing rows, in order)
 
 
 class SearchEngine:
-    """Search one collection (or alias) with the encoder that built it."""
+    """Search one collection (or alias) with the encoder that built it.
 
-    def __init__(self, encoder: Encoder, store: PatentStore, collection: str) -> None:
+    ``encoder`` is an :class:`~patentclip.encoder.Encoder` or anything with its query
+    interface (a :class:`~patentclip.batching.BatchedEncoder` in the query service).
+    """
+
+    def __init__(self, encoder: Encoder, store: PatentStore, collection: str,
+                 on_stage: Callable[[str, float], None] | None = None) -> None:
+        self.on_stage = on_stage or (lambda stage, seconds: None)
         info = store.describe(collection)
         if info.model_version != encoder.model_version:
             raise ModelVersionMismatchError(
@@ -63,40 +105,66 @@ class SearchEngine:
                 f"loaded model is {encoder.model_version}; load the matching model")
         self.encoder, self.store, self.collection = encoder, store, info.name
 
+    @property
+    def model_version(self) -> str:
+        return self.encoder.model_version
+
     def search_text(self, text: str, k: int = 10, filters: SearchFilters | None = None,
-                    against: str = "both", group: bool = True) -> SearchResult:
+                    against: str = "both", group: bool = True, offset: int = 0,
+                    timeout: float | None = None) -> SearchResult:
         text = (text or "").strip()
         if not text:
             raise InvalidQueryError("text query is empty")
         if len(text) > MAX_TEXT_CHARS:
             raise InvalidQueryError(f"text query has {len(text)} characters, "
                                     f"limit {MAX_TEXT_CHARS}")
-        return self.search_vector(self.encoder.encode_texts([text])[0], k, filters, against,
-                                  group)
+        _check_window(k, offset, against)
+        _validate(filters)
+        deadline = Deadline(timeout)
+        with self._stage("encode"):
+            vector = self.encoder.encode_texts([text], timeout=deadline.remaining())[0]
+        return self._search(vector[None, :], k, filters, against, group, offset, deadline)
 
     def search_image(self, data: bytes, k: int = 10, filters: SearchFilters | None = None,
                      against: str = "drawing", group: bool = True,
-                     name: str = "query image") -> SearchResult:
+                     name: str = "query image", offset: int = 0,
+                     timeout: float | None = None) -> SearchResult:
         if not data:
             raise InvalidQueryError("image query is empty")
-        vector = self.encoder.encode_drawings([data], [name])[0]
-        return self.search_vector(vector, k, filters, against, group)
+        _check_window(k, offset, against)
+        _validate(filters)
+        deadline = Deadline(timeout)
+        with self._stage("decode"):
+            pixels = self.encoder.drawing_pixels(data, name)
+        with self._stage("encode"):
+            vector = self.encoder.encode_pixels([pixels], timeout=deadline.remaining())[0]
+        return self._search(vector[None, :], k, filters, against, group, offset, deadline)
 
     def search_vector(self, vector: np.ndarray, k: int = 10,
                       filters: SearchFilters | None = None, against: str = "both",
-                      group: bool = True) -> SearchResult:
-        if not 1 <= k <= MAX_TOP_K:
-            raise InvalidQueryError(f"top_k={k}: must be between 1 and {MAX_TOP_K}")
-        if against not in AGAINST:
-            raise InvalidQueryError(f"against={against!r}: expected one of {AGAINST}")
-        modalities = ("drawing", "caption") if against == "both" else (against,)
-        depth = k if len(modalities) == 1 else min(max(2 * k, 20), MAX_SEARCH_LIMIT)
-        rankings = [self.store.search(self.collection, vector, depth, filters, modality=m,
-                                      group=group)[0] for m in modalities]
-        hits = rankings[0][:k] if len(rankings) == 1 else reciprocal_rank_fusion(
-            rankings, k, group=group)
-        return SearchResult(hits=hits, model_version=self.encoder.model_version,
-                            collection=self.collection)
+                      group: bool = True, offset: int = 0,
+                      timeout: float | None = None) -> SearchResult:
+        _check_window(k, offset, against)
+        _validate(filters)
+        return self._search(np.atleast_2d(vector), k, filters, against, group, offset,
+                            Deadline(timeout))
+
+    def search_similar(self, patent: str, k: int = 10, filters: SearchFilters | None = None,
+                       against: str = "drawing", group: bool = True, offset: int = 0,
+                       timeout: float | None = None) -> SearchResult:
+        """Designs like ``patent``'s drawings, excluding the patent itself.
+
+        Every drawing sheet of the patent is a query; a candidate's score is its best
+        cosine similarity to any of them.
+        """
+        _check_window(k, offset, against)
+        _validate(filters)
+        deadline = Deadline(timeout)
+        vectors = self.patent_vectors(patent)
+        base = filters or SearchFilters()
+        exclude = SearchFilters(base.locarno, base.date_from, base.date_to, base.views,
+                                tuple(base.exclude_patents) + (patent,))
+        return self._search(vectors, k, exclude, against, group, offset, deadline)
 
     def patent_vectors(self, patent: str) -> np.ndarray:
         rows = [r for r in self.store.patent_rows(self.collection, patent, with_vectors=True)
@@ -104,3 +172,84 @@ class SearchEngine:
         if not rows:
             raise NotFoundError(f"patent {patent} is not in collection {self.collection}")
         return np.asarray([r["vector"] for r in rows], dtype=np.float32)
+
+    def get_patent(self, patent: str) -> PatentRecord:
+        """The patent's metadata and drawing sheets as stored; NotFoundError if absent."""
+        rows = [r for r in self.store.patent_rows(self.collection, patent)
+                if r["modality"] == "drawing"]
+        if not rows:
+            raise NotFoundError(f"patent {patent} is not in collection {self.collection}")
+        first = rows[0]
+        return PatentRecord(
+            patent=patent, title=first["title"], grant_date=first["grant_date"],
+            locarno=first["locarno"],
+            sheets=[{k: r[k] for k in ("sheet", "view", "figures", "caption", "image_uri")}
+                    for r in rows])
+
+    def _search(self, vectors: np.ndarray, k: int, filters: SearchFilters | None,
+                against: str, group: bool, offset: int, deadline: Deadline) -> SearchResult:
+        depth = k + offset
+        modalities = ("drawing", "caption") if against == "both" else (against,)
+        fetch = depth if len(modalities) == 1 else fusion_depth(depth)
+        rankings = []
+        for modality in modalities:
+            with self._stage("search"):
+                per_query = self.store.search(self.collection, vectors, fetch, filters,
+                                              modality=modality, group=group,
+                                              timeout=deadline.remaining())
+            rankings.append(per_query[0] if len(per_query) == 1
+                            else best_score_fusion(per_query, fetch, group))
+        hits = rankings[0][:depth] if len(rankings) == 1 else reciprocal_rank_fusion(
+            rankings, depth, group=group)
+        return SearchResult(hits=hits[offset:offset + k],
+                            model_version=self.encoder.model_version,
+                            collection=self.collection)
+
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.on_stage(name, time.perf_counter() - started)
+
+
+def fusion_depth(depth: int) -> int:
+    """How many candidates per modality feed rank fusion for results down to ``depth``.
+
+    Fusion over a different candidate depth can order items differently, so the depth comes
+    from a fixed ladder (100, 200, 400, ...): pages that fall in one rung (the first 50
+    results by default) are slices of one and the same fused ranking.
+    """
+    rung = 100
+    while rung < 2 * depth:
+        rung *= 2
+    return min(rung, MAX_SEARCH_LIMIT)
+
+
+def best_score_fusion(rankings: Sequence[Sequence[Hit]], k: int, group: bool = True
+                      ) -> list[Hit]:
+    """Merge rankings of several query vectors: each item keeps its best-scoring hit."""
+    best: dict[tuple, Hit] = {}
+    for ranking in rankings:
+        for hit in ranking:
+            key = (hit.patent,) if group else (hit.patent, hit.sheet, hit.modality)
+            if key not in best or hit.score > best[key].score:
+                best[key] = hit
+    return sorted(best.values(), key=lambda h: -h.score)[:k]
+
+
+def _check_window(k: int, offset: int, against: str) -> None:
+    if not 1 <= k <= MAX_TOP_K:
+        raise InvalidQueryError(f"top_k={k}: must be between 1 and {MAX_TOP_K}")
+    if offset < 0 or k + offset > MAX_RESULT_WINDOW:
+        raise InvalidQueryError(f"offset={offset}: offset + top_k must be between 0 and "
+                                f"{MAX_RESULT_WINDOW}")
+    if against not in AGAINST:
+        raise InvalidQueryError(f"against={against!r}: expected one of {AGAINST}")
+
+
+def _validate(filters: SearchFilters | None) -> None:
+    if filters is not None:
+        filters.validate()

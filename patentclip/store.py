@@ -33,6 +33,7 @@ from pymilvus.exceptions import MilvusException
 
 from patentclip.config import CoreSettings
 from patentclip.errors import (
+    DeadlineExceededError,
     InvalidQueryError,
     ModelVersionMismatchError,
     NotFoundError,
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 MODALITIES = ("drawing", "caption")
 VERSION_PROPERTY = "patentclip.model_version"
 DIM_PROPERTY = "patentclip.dim"
+SPEC_PROPERTY = "patentclip.model_spec"  # how to load the model: a query service follows it
+PRETRAINED_PROPERTY = "patentclip.model_pretrained"
 MAX_SEARCH_LIMIT = 16_384  # Milvus' topk ceiling
 HNSW_PARAMS = {"M": 16, "efConstruction": 200}
 
@@ -161,6 +164,8 @@ class CollectionInfo:
     model_version: str
     dim: int
     rows: int
+    model_spec: str = ""
+    pretrained: str = ""
 
 
 def open_store(settings: CoreSettings) -> PatentStore:
@@ -225,8 +230,13 @@ class PatentStore:
 
     # -- collections
 
-    def ensure_collection(self, model_version: str, dim: int) -> str:
-        """Create the version's collection if missing; refuse one recorded for another model."""
+    def ensure_collection(self, model_version: str, dim: int, model_spec: str = "",
+                          pretrained: str = "") -> str:
+        """Create the version's collection if missing; refuse one recorded for another model.
+
+        ``model_spec``/``pretrained`` record how to load the model that writes it, so a query
+        service that follows the live alias can load the matching encoder.
+        """
         name = self.collection_name(model_version)
         if self._call(self.client.has_collection, name):
             info = self.describe(name)
@@ -237,7 +247,8 @@ class PatentStore:
             return name
         self._call(self.client.create_collection, name, schema=_schema(dim),
                    index_params=self._index_params(),
-                   properties={VERSION_PROPERTY: model_version, DIM_PROPERTY: str(dim)})
+                   properties={VERSION_PROPERTY: model_version, DIM_PROPERTY: str(dim),
+                               SPEC_PROPERTY: model_spec, PRETRAINED_PROPERTY: pretrained})
         logger.info("created collection %s (model %s, dim %d)", name, model_version, dim)
         return name
 
@@ -248,7 +259,9 @@ class PatentStore:
         properties = description.get("properties") or {}
         dim = int(properties.get(DIM_PROPERTY, 0)) or _vector_dim(description)
         return CollectionInfo(name=name, model_version=properties.get(VERSION_PROPERTY, ""),
-                              dim=dim, rows=self.count(name))
+                              dim=dim, rows=self.count(name),
+                              model_spec=properties.get(SPEC_PROPERTY, ""),
+                              pretrained=properties.get(PRETRAINED_PROPERTY, ""))
 
     def resolve(self, name_or_alias: str) -> str:
         """The collection a name or alias points to; NotFoundError if neither exists."""
@@ -318,8 +331,12 @@ class PatentStore:
 
     def search(self, collection: str, vectors: np.ndarray, k: int,
                filters: SearchFilters | None = None, modality: str | None = None,
-               group: bool = True) -> list[list[Hit]]:
-        """Top-k hits for each query vector; with ``group`` one hit per patent."""
+               group: bool = True, timeout: float | None = None) -> list[list[Hit]]:
+        """Top-k hits for each query vector; with ``group`` one hit per patent.
+
+        ``timeout`` (seconds) caps each Milvus call below the store's own timeout: a
+        caller's deadline propagates to the search.
+        """
         if not 1 <= k <= MAX_SEARCH_LIMIT:
             raise InvalidQueryError(f"k={k}: must be between 1 and {MAX_SEARCH_LIMIT}")
         if modality is not None and modality not in MODALITIES:
@@ -327,16 +344,18 @@ class PatentStore:
         expression = (filters or SearchFilters()).expression(modality)
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         self.load(collection)
-        return [self._search_one(collection, v, k, expression, group) for v in vectors]
+        return [self._search_one(collection, v, k, expression, group, timeout)
+                for v in vectors]
 
     def _search_one(self, collection: str, vector: np.ndarray, k: int, expression: str,
-                    group: bool) -> list[Hit]:
+                    group: bool, timeout: float | None) -> list[Hit]:
         limit = min(k * 8 if group else k, MAX_SEARCH_LIMIT)
         while True:
             raw = self._call(self.client.search, collection, data=[vector.tolist()],
                              limit=limit, filter=expression, output_fields=_OUTPUT_FIELDS,
                              search_params={"metric_type": "COSINE",
-                                            "params": {"ef": max(self.ef, limit)}})[0]
+                                            "params": {"ef": max(self.ef, limit)}},
+                             _timeout=timeout)[0]
             hits = [_hit(r) for r in raw]
             if not group:
                 return hits[:k]
@@ -354,11 +373,18 @@ class PatentStore:
                          params=HNSW_PARAMS)
         return params
 
-    def _call(self, method, *args, **kwargs):
-        """Call pymilvus with the store's timeout; connection failures become StoreUnavailable."""
+    def _call(self, method, *args, _timeout: float | None = None, **kwargs):
+        """Call pymilvus with the store's timeout (or a shorter caller deadline); connection
+        failures become StoreUnavailable, a passed deadline DeadlineExceeded."""
+        timeout = self.timeout if _timeout is None else min(self.timeout, _timeout)
+        if timeout <= 0:
+            raise DeadlineExceededError("deadline passed before the vector search")
         try:
-            return method(*args, timeout=self.timeout, **kwargs)
+            return method(*args, timeout=timeout, **kwargs)
         except MilvusException as exc:
+            if _timeout is not None and _timeout <= self.timeout and _is_deadline(exc):
+                raise DeadlineExceededError(f"vector search did not finish within the "
+                                            f"caller's deadline ({timeout:.3f}s)") from exc
             if _is_unavailable(exc):
                 raise StoreUnavailableError(f"Milvus at {self.uri} unavailable: "
                                             f"{exc.message}") from exc
@@ -422,6 +448,11 @@ def _string_list(values: Iterable[str]) -> str:
 def _check_patent_number(patent: str) -> None:
     if not re.fullmatch(r"[A-Z]{0,2}\d{5,8}", patent):
         raise InvalidQueryError(f"patent number {patent!r}: expected e.g. D0907292")
+
+
+def _is_deadline(exc: MilvusException) -> bool:
+    text = f"{exc.code} {exc.message}".lower()
+    return "deadline" in text or "timeout" in text or "timed out" in text
 
 
 def _is_unavailable(exc: MilvusException) -> bool:

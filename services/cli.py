@@ -5,6 +5,7 @@
     patentclip index data/bundles/I20210105.tar
     patentclip search --text "bottle with a narrow neck" --locarno 09 --k 10
     patentclip search --image drawing.tif --json
+    patentclip search --server localhost:50051 --similar D0907292 --k 20
     patentclip collections
     patentclip publish data/bundles/I20210105.tar --bootstrap-servers 127.0.0.1:9092
     patentclip serve embedder            (same as: python -m services.embedder)
@@ -106,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     query = search.add_mutually_exclusive_group(required=True)
     query.add_argument("--text")
     query.add_argument("--image", type=Path, help="TIFF, PNG or JPEG drawing")
+    query.add_argument("--similar", metavar="PATENT", help="designs like this patent's "
+                       "drawings (e.g. D0907292), excluding itself")
     search.add_argument("--locarno", action="append", default=[],
                         help="Locarno class (02) or class+subclass (0204); repeatable")
     search.add_argument("--from", dest="date_from", type=date.fromisoformat)
@@ -119,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="return sheets, not one hit per patent")
     search.add_argument("--collection", help="collection or alias (default: the live alias)")
     search.add_argument("--json", action="store_true")
+    search.add_argument("--server", metavar="HOST:PORT",
+                        help="ask a running query service (gRPC) instead of searching locally")
+    search.add_argument("--page-token", default="", help="--server: next page of a search")
+    search.add_argument("--timeout", type=float, default=10.0, help="--server: deadline (s)")
     search.set_defaults(run=_run_search)
 
     cols = sub.add_parser("collections", parents=[common], help="list collections")
@@ -145,8 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     reindex.add_argument("--batch-size", type=int)
     reindex.set_defaults(run=_run_reindex)
 
-    serve = sub.add_parser("serve", help="run a microservice: serve embedder [its flags]")
-    serve.add_argument("service", choices=("embedder",))
+    serve = sub.add_parser("serve", help="run a microservice: serve embedder|query [flags]")
+    serve.add_argument("service", choices=("embedder", "query"))
     serve.add_argument("service_args", nargs=argparse.REMAINDER)
     serve.set_defaults(run=_run_serve)
     return parser
@@ -202,14 +209,32 @@ def _run_index(args, settings: CoreSettings) -> int:
 
 
 def _run_search(args, settings: CoreSettings) -> int:
-    from patentclip.search import SearchEngine
-
     filters = SearchFilters(
         locarno=tuple(args.locarno), views=tuple(args.view),
         date_from=_yyyymmdd(args.date_from), date_to=_yyyymmdd(args.date_to))
     filters.validate()
     if args.image and not args.image.is_file():
         raise InvalidInputError(f"{args.image}: no such file")
+    if args.server:
+        hits, version, collection, next_token = _search_remote(args)
+    else:
+        hits, version, collection = _search_local(args, settings, filters)
+        next_token = ""
+    if args.json:
+        print(json.dumps({"model_version": version, "collection": collection,
+                          "hits": [h.as_dict() for h in hits],
+                          "next_page_token": next_token}, indent=2))
+    else:
+        print(format_hits(hits))
+        print(f"\n{len(hits)} hits from {collection} (model {version})")
+        if next_token:
+            print(f"more: --page-token {next_token}")
+    return 0
+
+
+def _search_local(args, settings: CoreSettings, filters: SearchFilters):
+    from patentclip.search import SearchEngine
+
     encoder = _load_encoder(settings)
     group = not args.no_group
     with open_store(settings) as store:
@@ -217,18 +242,50 @@ def _run_search(args, settings: CoreSettings) -> int:
         if args.text is not None:
             result = engine.search_text(args.text, args.k, filters, args.against or "both",
                                         group)
+        elif args.similar:
+            result = engine.search_similar(args.similar.upper(), args.k, filters,
+                                           args.against or "drawing", group)
         else:
             result = engine.search_image(args.image.read_bytes(), args.k, filters,
                                          args.against or "drawing", group, name=str(args.image))
-    if args.json:
-        print(json.dumps({"model_version": result.model_version,
-                          "collection": result.collection,
-                          "hits": [h.as_dict() for h in result.hits]}, indent=2))
-    else:
-        print(format_hits(result.hits))
-        print(f"\n{len(result.hits)} hits from {result.collection} "
-              f"(model {result.model_version})")
-    return 0
+    return result.hits, result.model_version, result.collection
+
+
+def _search_remote(args):
+    """The same search through the gRPC query service; status codes become exit codes."""
+    import grpc
+
+    from services.query.client import PatentSearchClient
+
+    options = {"locarno": args.locarno, "date_from": args.date_from, "date_to": args.date_to,
+               "views": args.view, "group": not args.no_group, "against": args.against,
+               "page_token": args.page_token}
+    with PatentSearchClient(args.server, timeout=args.timeout) as client:
+        try:
+            if args.text is not None:
+                page = client.search_text(args.text, args.k, **options)
+            elif args.similar:
+                page = client.search_similar(args.similar.upper(), args.k, **options)
+            else:
+                page = client.search_image(args.image.read_bytes(), args.k, **options)
+        except grpc.RpcError as exc:
+            message = f"{args.server}: {exc.code().name}: {exc.details()}"
+            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+                raise InvalidInputError(message) from None
+            raise ServiceError(message) from None
+    hits = [_hit_from_proto(h) for h in page.hits]
+    return hits, page.model_version, page.collection, page.next_page_token
+
+
+class ServiceError(PatentClipError):
+    """A remote service answered with an error status."""
+
+
+def _hit_from_proto(h) -> Hit:
+    return Hit(patent=h.patent_number, sheet=h.sheet, modality=h.matched, score=h.score,
+               view=h.view_name, locarno=h.locarno, grant_date=h.grant_date, title=h.title,
+               figures=",".join(h.figure_numbers), caption=h.figure_description,
+               image_uri=h.image_uri)
 
 
 def _run_publish(args, settings: CoreSettings) -> int:
@@ -272,6 +329,10 @@ def _run_reindex(args, settings: CoreSettings) -> int:
 
 
 def _run_serve(args, settings: CoreSettings) -> int:
+    if args.service == "query":
+        from services.query.main import main as query_main
+
+        return query_main(args.service_args)
     from services.embedder.main import main as embedder_main
 
     return embedder_main(args.service_args)

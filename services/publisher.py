@@ -19,7 +19,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from tqdm import tqdm
 
-from patentclip.events import encode_event, event_key
+from patentclip.events import GRANT_RECORD, encode_event, event_key, grant_record
 from patentclip.imagestore import LocalImageStore
 from patentclip.reader import GrantDocument, GrantReader
 
@@ -85,7 +85,9 @@ class GrantPublisher:
                 f"{grant.source}: drawing files missing from the bundle "
                 f"({', '.join(document.missing_images)}); published the other sheets")
         summary.sheets += len(sheets)
-        event = encode_event(dataclasses.replace(grant, sheets=tuple(sheets)), bundle=bundle)
+        published = dataclasses.replace(grant, sheets=tuple(sheets))
+        self.images.put(grant.patent_number, GRANT_RECORD, grant_record(published))
+        event = encode_event(published, bundle=bundle)
         return self.producer.send(self.topic, key=event_key(grant), value=event)
 
     def _check_delivery(self, patent: str, future, summary: PublishSummary) -> None:

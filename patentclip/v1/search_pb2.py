@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from patentclip.v1 import grant_pb2 as patentclip_dot_v1_dot_grant__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apatentclip/v1/search.proto\x12\rpatentclip.v1\x1a\x19patentclip/v1/grant.proto\"b\n\x07\x46ilters\x12\x0f\n\x07locarno\x18\x01 \x03(\t\x12\x11\n\tdate_from\x18\x02 \x01(\x05\x12\x0f\n\x07\x64\x61te_to\x18\x03 \x01(\x05\x12\"\n\x05views\x18\x04 \x03(\x0e\x32\x13.patentclip.v1.View\"\xb6\x01\n\rSearchOptions\x12\r\n\x05top_k\x18\x01 \x01(\x05\x12\'\n\x07\x66ilters\x18\x02 \x01(\x0b\x32\x16.patentclip.v1.Filters\x12\x1c\n\x0fgroup_by_patent\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\'\n\x07\x61gainst\x18\x05 \x01(\x0e\x32\x16.patentclip.v1.AgainstB\x12\n\x10_group_by_patent\"R\n\x13SearchByTextRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12-\n\x07options\x18\x02 \x01(\x0b\x32\x1c.patentclip.v1.SearchOptions\"T\n\x14SearchByImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12-\n\x07options\x18\x02 \x01(\x0b\x32\x1c.patentclip.v1.SearchOptions\"\\\n\x14SearchSimilarRequest\x12\x15\n\rpatent_number\x18\x01 \x01(\t\x12-\n\x07options\x18\x02 \x01(\x0b\x32\x1c.patentclip.v1.SearchOptions\"\xe9\x01\n\x03Hit\x12\x15\n\rpatent_number\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ngrant_date\x18\x03 \x01(\x05\x12\x0f\n\x07locarno\x18\x04 \x01(\t\x12\r\n\x05sheet\x18\x05 \x01(\x05\x12\x16\n\x0e\x66igure_numbers\x18\x06 \x03(\t\x12!\n\x04view\x18\x07 \x01(\x0e\x32\x13.patentclip.v1.View\x12\x1a\n\x12\x66igure_description\x18\x08 \x01(\t\x12\r\n\x05score\x18\t \x01(\x02\x12\x11\n\timage_uri\x18\n \x01(\t\x12\x0f\n\x07matched\x18\x0b \x01(\t\"v\n\x0eSearchResponse\x12 \n\x04hits\x18\x01 \x03(\x0b\x32\x12.patentclip.v1.Hit\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\")\n\x10GetPatentRequest\x12\x15\n\rpatent_number\x18\x01 \x01(\t\"O\n\x11GetPatentResponse\x12#\n\x05grant\x18\x01 \x01(\x0b\x32\x14.patentclip.v1.Grant\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\"\n\x11\x45ncodeTextRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"$\n\x12\x45ncodeImageRequest\x12\x0e\n\x06images\x18\x01 \x03(\x0c\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\\\n\x0e\x45ncodeResponse\x12&\n\x07vectors\x18\x01 \x03(\x0b\x32\x15.patentclip.v1.Vector\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0b\n\x03\x64im\x18\x03 \x01(\x05\"\x13\n\x11ServerInfoRequest\"r\n\x12ServerInfoResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05\x61lias\x18\x03 \x01(\t\x12\x15\n\rcorpus_sheets\x18\x04 \x01(\x03\x12\x0b\n\x03\x64im\x18\x05 \x01(\x05*^\n\x07\x41gainst\x12\x17\n\x13\x41GAINST_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41GAINST_DRAWING\x10\x01\x12\x13\n\x0f\x41GAINST_CAPTION\x10\x02\x12\x10\n\x0c\x41GAINST_BOTH\x10\x03\x32\xce\x04\n\x0cPatentSearch\x12Q\n\x0cSearchByText\x12\".patentclip.v1.SearchByTextRequest\x1a\x1d.patentclip.v1.SearchResponse\x12S\n\rSearchByImage\x12#.patentclip.v1.SearchByImageRequest\x1a\x1d.patentclip.v1.SearchResponse\x12S\n\rSearchSimilar\x12#.patentclip.v1.SearchSimilarRequest\x1a\x1d.patentclip.v1.SearchResponse\x12N\n\tGetPatent\x12\x1f.patentclip.v1.GetPatentRequest\x1a .patentclip.v1.GetPatentResponse\x12M\n\nEncodeText\x12 .patentclip.v1.EncodeTextRequest\x1a\x1d.patentclip.v1.EncodeResponse\x12O\n\x0b\x45ncodeImage\x12!.patentclip.v1.EncodeImageRequest\x1a\x1d.patentclip.v1.EncodeResponse\x12Q\n\nServerInfo\x12 .patentclip.v1.ServerInfoRequest\x1a!.patentclip.v1.ServerInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apatentclip/v1/search.proto\x12\rpatentclip.v1\x1a\x19patentclip/v1/grant.proto\"b\n\x07\x46ilters\x12\x0f\n\x07locarno\x18\x01 \x03(\t\x12\x11\n\tdate_from\x18\x02 \x01(\x05\x12\x0f\n\x07\x64\x61te_to\x18\x03 \x01(\x05\x12\"\n\x05views\x18\x04 \x03(\x0e\x32\x13.patentclip.v1.View\"\xb6\x01\n\rSearchOptions\x12\r\n\x05top_k\x18\x01 \x01(\x05\x12\'\n\x07\x66ilters\x18\x02 \x01(\x0b\x32\x16.patentclip.v1.Filters\x12\x1c\n\x0fgroup_by_patent\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\'\n\x07\x61gainst\x18\x05 \x01(\x0e\x32\x16.patentclip.v1.AgainstB\x12\n\x10_group_by_patent\"R\n\x13SearchByTextRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12-\n\x07options\x18\x02 \x01(\x0b\x32\x1c.patentclip.v1.SearchOptions\"T\n\x14SearchByImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12-\n\x07options\x18\x02 \x01(\x0b\x32\x1c.patentclip.v1.SearchOptions\"\\\n\x14SearchSimilarRequest\x12\x15\n\rpatent_number\x18\x01 \x01(\t\x12-\n\x07options\x18\x02 \x01(\x0b\x32\x1c.patentclip.v1.SearchOptions\"\xfc\x01\n\x03Hit\x12\x15\n\rpatent_number\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ngrant_date\x18\x03 \x01(\x05\x12\x0f\n\x07locarno\x18\x04 \x01(\t\x12\r\n\x05sheet\x18\x05 \x01(\x05\x12\x16\n\x0e\x66igure_numbers\x18\x06 \x03(\t\x12!\n\x04view\x18\x07 \x01(\x0e\x32\x13.patentclip.v1.View\x12\x1a\n\x12\x66igure_description\x18\x08 \x01(\t\x12\r\n\x05score\x18\t \x01(\x02\x12\x11\n\timage_uri\x18\n \x01(\t\x12\x0f\n\x07matched\x18\x0b \x01(\t\x12\x11\n\tview_name\x18\x0c \x01(\t\"v\n\x0eSearchResponse\x12 \n\x04hits\x18\x01 \x03(\x0b\x32\x12.patentclip.v1.Hit\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\")\n\x10GetPatentRequest\x12\x15\n\rpatent_number\x18\x01 \x01(\t\"O\n\x11GetPatentResponse\x12#\n\x05grant\x18\x01 \x01(\x0b\x32\x14.patentclip.v1.Grant\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\"\n\x11\x45ncodeTextRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"$\n\x12\x45ncodeImageRequest\x12\x0e\n\x06images\x18\x01 \x03(\x0c\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\\\n\x0e\x45ncodeResponse\x12&\n\x07vectors\x18\x01 \x03(\x0b\x32\x15.patentclip.v1.Vector\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0b\n\x03\x64im\x18\x03 \x01(\x05\"\x13\n\x11ServerInfoRequest\"r\n\x12ServerInfoResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05\x61lias\x18\x03 \x01(\t\x12\x15\n\rcorpus_sheets\x18\x04 \x01(\x03\x12\x0b\n\x03\x64im\x18\x05 \x01(\x05*^\n\x07\x41gainst\x12\x17\n\x13\x41GAINST_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41GAINST_DRAWING\x10\x01\x12\x13\n\x0f\x41GAINST_CAPTION\x10\x02\x12\x10\n\x0c\x41GAINST_BOTH\x10\x03\x32\xce\x04\n\x0cPatentSearch\x12Q\n\x0cSearchByText\x12\".patentclip.v1.SearchByTextRequest\x1a\x1d.patentclip.v1.SearchResponse\x12S\n\rSearchByImage\x12#.patentclip.v1.SearchByImageRequest\x1a\x1d.patentclip.v1.SearchResponse\x12S\n\rSearchSimilar\x12#.patentclip.v1.SearchSimilarRequest\x1a\x1d.patentclip.v1.SearchResponse\x12N\n\tGetPatent\x12\x1f.patentclip.v1.GetPatentRequest\x1a .patentclip.v1.GetPatentResponse\x12M\n\nEncodeText\x12 .patentclip.v1.EncodeTextRequest\x1a\x1d.patentclip.v1.EncodeResponse\x12O\n\x0b\x45ncodeImage\x12!.patentclip.v1.EncodeImageRequest\x1a\x1d.patentclip.v1.EncodeResponse\x12Q\n\nServerInfo\x12 .patentclip.v1.ServerInfoRequest\x1a!.patentclip.v1.ServerInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'patentclip.v1.search_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AGAINST']._serialized_start=1432
-  _globals['_AGAINST']._serialized_end=1526
+  _globals['_AGAINST']._serialized_start=1451
+  _globals['_AGAINST']._serialized_end=1545
   _globals['_FILTERS']._serialized_start=72
   _globals['_FILTERS']._serialized_end=170
   _globals['_SEARCHOPTIONS']._serialized_start=173
@@ -45,25 +45,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHSIMILARREQUEST']._serialized_start=527
   _globals['_SEARCHSIMILARREQUEST']._serialized_end=619
   _globals['_HIT']._serialized_start=622
-  _globals['_HIT']._serialized_end=855
-  _globals['_SEARCHRESPONSE']._serialized_start=857
-  _globals['_SEARCHRESPONSE']._serialized_end=975
-  _globals['_GETPATENTREQUEST']._serialized_start=977
-  _globals['_GETPATENTREQUEST']._serialized_end=1018
-  _globals['_GETPATENTRESPONSE']._serialized_start=1020
-  _globals['_GETPATENTRESPONSE']._serialized_end=1099
-  _globals['_ENCODETEXTREQUEST']._serialized_start=1101
-  _globals['_ENCODETEXTREQUEST']._serialized_end=1135
-  _globals['_ENCODEIMAGEREQUEST']._serialized_start=1137
-  _globals['_ENCODEIMAGEREQUEST']._serialized_end=1173
-  _globals['_VECTOR']._serialized_start=1175
-  _globals['_VECTOR']._serialized_end=1199
-  _globals['_ENCODERESPONSE']._serialized_start=1201
-  _globals['_ENCODERESPONSE']._serialized_end=1293
-  _globals['_SERVERINFOREQUEST']._serialized_start=1295
-  _globals['_SERVERINFOREQUEST']._serialized_end=1314
-  _globals['_SERVERINFORESPONSE']._serialized_start=1316
-  _globals['_SERVERINFORESPONSE']._serialized_end=1430
-  _globals['_PATENTSEARCH']._serialized_start=1529
-  _globals['_PATENTSEARCH']._serialized_end=2119
+  _globals['_HIT']._serialized_end=874
+  _globals['_SEARCHRESPONSE']._serialized_start=876
+  _globals['_SEARCHRESPONSE']._serialized_end=994
+  _globals['_GETPATENTREQUEST']._serialized_start=996
+  _globals['_GETPATENTREQUEST']._serialized_end=1037
+  _globals['_GETPATENTRESPONSE']._serialized_start=1039
+  _globals['_GETPATENTRESPONSE']._serialized_end=1118
+  _globals['_ENCODETEXTREQUEST']._serialized_start=1120
+  _globals['_ENCODETEXTREQUEST']._serialized_end=1154
+  _globals['_ENCODEIMAGEREQUEST']._serialized_start=1156
+  _globals['_ENCODEIMAGEREQUEST']._serialized_end=1192
+  _globals['_VECTOR']._serialized_start=1194
+  _globals['_VECTOR']._serialized_end=1218
+  _globals['_ENCODERESPONSE']._serialized_start=1220
+  _globals['_ENCODERESPONSE']._serialized_end=1312
+  _globals['_SERVERINFOREQUEST']._serialized_start=1314
+  _globals['_SERVERINFOREQUEST']._serialized_end=1333
+  _globals['_SERVERINFORESPONSE']._serialized_start=1335
+  _globals['_SERVERINFORESPONSE']._serialized_end=1449
+  _globals['_PATENTSEARCH']._serialized_start=1548
+  _globals['_PATENTSEARCH']._serialized_end=2138
 # @@protoc_insertion_point(module_scope)

@@ -70,7 +70,7 @@ class SearchSimilarRequest(_message.Message):
     def __init__(self, patent_number: _Optional[str] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("patent_number", "title", "grant_date", "locarno", "sheet", "figure_numbers", "view", "figure_description", "score", "image_uri", "matched")
+    __slots__ = ("patent_number", "title", "grant_date", "locarno", "sheet", "figure_numbers", "view", "figure_description", "score", "image_uri", "matched", "view_name")
     PATENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     GRANT_DATE_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class Hit(_message.Message):
     SCORE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_URI_FIELD_NUMBER: _ClassVar[int]
     MATCHED_FIELD_NUMBER: _ClassVar[int]
+    VIEW_NAME_FIELD_NUMBER: _ClassVar[int]
     patent_number: str
     title: str
     grant_date: int
@@ -93,7 +94,8 @@ class Hit(_message.Message):
     score: float
     image_uri: str
     matched: str
-    def __init__(self, patent_number: _Optional[str] = ..., title: _Optional[str] = ..., grant_date: _Optional[int] = ..., locarno: _Optional[str] = ..., sheet: _Optional[int] = ..., figure_numbers: _Optional[_Iterable[str]] = ..., view: _Optional[_Union[_grant_pb2.View, str]] = ..., figure_description: _Optional[str] = ..., score: _Optional[float] = ..., image_uri: _Optional[str] = ..., matched: _Optional[str] = ...) -> None: ...
+    view_name: str
+    def __init__(self, patent_number: _Optional[str] = ..., title: _Optional[str] = ..., grant_date: _Optional[int] = ..., locarno: _Optional[str] = ..., sheet: _Optional[int] = ..., figure_numbers: _Optional[_Iterable[str]] = ..., view: _Optional[_Union[_grant_pb2.View, str]] = ..., figure_description: _Optional[str] = ..., score: _Optional[float] = ..., image_uri: _Optional[str] = ..., matched: _Optional[str] = ..., view_name: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits", "model_version", "collection", "next_page_token")

@@ -139,10 +139,15 @@ class GrantConsumer:
             self.summary.seconds = time.perf_counter() - started
         return self.summary
 
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions this member holds now (empty before it joined its group)."""
+        return set(self._consumer.assignment()) if self._consumer else set()
+
     def _target_collection(self) -> str:
+        info = self.encoder.info
         collection = self.backoff.call(
-            lambda: self.store.ensure_collection(self.encoder.model_version,
-                                                 self.encoder.dim), (UnavailableError,),
+            lambda: self.store.ensure_collection(info.model_version, info.dim, info.spec,
+                                                 info.pretrained), (UnavailableError,),
             "milvus")
         if self.settings.consumer.set_live_if_missing:
             try:

@@ -232,7 +232,14 @@ def test_reindex_replays_the_topic_into_a_new_model_without_touching_live(
 
     bundle = make_bundle(tmp_path / "bundles", patents=8, seed=9)
     images = tmp_path / "images"
-    publish(kafka_settings, images, bundle)
+    broker = ["--bootstrap-servers", kafka_settings.bootstrap_servers, "--topic",
+              kafka_settings.topic]
+    assert main(["publish", str(bundle), "--images-dir", str(images), "--no-progress",
+                 *broker]) == 0
+    out = capsys.readouterr().out
+    assert "published 8 grants" in out and "skipped 1: not a design grant (utility)" in out
+    assert main(["publish", str(tmp_path / "nope.tar"), *broker]) == 2
+    assert "nope.tar: no such file" in capsys.readouterr().err
     db = str(tmp_path / "patents.db")
     embedder = settings(kafka_settings, db, tiny_model_dir, images, "patentclip")
     with PatentStore(db) as store:
@@ -242,8 +249,7 @@ def test_reindex_replays_the_topic_into_a_new_model_without_touching_live(
                         "BATCH_MAX_WAIT_MS": "200"}.items():
         monkeypatch.setenv(f"PATENTCLIP_EMBEDDER_{name}", value)
     code = main(["reindex", "--model", f"local-dir:{new_model}", "--milvus-uri", db,
-                 "--images-dir", str(images), "--bootstrap-servers",
-                 kafka_settings.bootstrap_servers, "--topic", kafka_settings.topic])
+                 "--images-dir", str(images), *broker])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "reindexed 8 events" in out and "caught up" in out

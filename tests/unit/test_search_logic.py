@@ -94,4 +94,12 @@ def test_rrf_keeps_best_ranked_representative():
     b = [hit("D2", 5, 0.99, "caption"), hit("D1", 7, 0.5, "caption")]
     fused = {h.patent: h for h in reciprocal_rank_fusion([a, b], 2)}
     assert (fused["D1"].sheet, fused["D2"].sheet) == (2, 5)
+    assert fused["D2"].score == pytest.approx(1 / 62 + 1 / 61)  # the fused score
     assert list(itertools.islice(fused, 2))  # both present
+
+
+def test_fusion_depth_is_a_fixed_ladder_so_pages_agree():
+    from patentclip.search import fusion_depth
+
+    assert {fusion_depth(d) for d in range(1, 51)} == {100}
+    assert fusion_depth(51) == 200 and fusion_depth(1000) == 3200

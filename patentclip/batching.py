@@ -1,0 +1,218 @@
+"""Dynamic batching and a text-embedding cache for serving many small queries.
+
+A query service receives one text or one drawing per request, but the model is much
+faster per item on a batch. ``DynamicBatcher`` (like Triton's dynamic batcher) collects
+concurrent requests for up to ``max_delay`` seconds or ``max_batch`` items, runs the model
+once, and hands each caller its row. ``BatchedEncoder`` puts one batcher in front of the
+text tower and one in front of the image tower, plus a bounded LRU cache of text vectors
+(examiners repeat queries), and offers the encoder's interface to ``SearchEngine``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
+import numpy as np
+
+from patentclip.errors import DeadlineExceededError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Request:
+    item: object
+    future: Future
+    deadline: float | None
+
+
+class DynamicBatcher:
+    """Run ``fn(items) -> rows`` on batches of concurrently submitted items.
+
+    ``max_batch <= 1`` turns batching off: ``submit`` calls ``fn`` directly in the caller's
+    thread. After ``close`` the worker drains what was queued and further submissions run
+    directly, so a batcher being retired (hot swap) never fails a request.
+    """
+
+    def __init__(self, fn: Callable[[list], Sequence], max_batch: int = 32,
+                 max_delay: float = 0.005, name: str = "batcher",
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self.fn, self.max_batch, self.max_delay = fn, max_batch, max_delay
+        self.on_batch = on_batch or (lambda size: None)
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._closed = threading.Event()
+        self._thread = None
+        if max_batch > 1:
+            self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+            self._thread.start()
+
+    def submit(self, item, timeout: float | None = None):
+        """The row for ``item``; waits at most ``timeout`` seconds (DeadlineExceededError)."""
+        if self._thread is None or self._closed.is_set():
+            self.on_batch(1)
+            return self.fn([item])[0]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        request = _Request(item, Future(), deadline)
+        self._queue.put(request)
+        try:
+            return request.future.result(timeout=timeout)
+        except FutureTimeout as exc:
+            request.future.cancel()
+            raise DeadlineExceededError(f"deadline passed after {timeout:.3f}s waiting for "
+                                        "the encoder") from exc
+
+    def close(self) -> None:
+        """Stop taking new work into the queue; the worker finishes what is queued."""
+        if self._thread is not None and not self._closed.is_set():
+            self._closed.set()
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                self._drain_after_close()
+                return
+            batch = [first]
+            until = time.monotonic() + self.max_delay
+            while len(batch) < self.max_batch:
+                remaining = until - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    nxt = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._run(batch)
+                    self._drain_after_close()
+                    return
+                batch.append(nxt)
+            self._run(batch)
+
+    def _drain_after_close(self) -> None:
+        leftover = []
+        while True:
+            try:
+                request = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if request is not None:
+                leftover.append(request)
+        for start in range(0, len(leftover), self.max_batch):
+            self._run(leftover[start:start + self.max_batch])
+
+    def _run(self, batch: list[_Request]) -> None:
+        now = time.monotonic()
+        live = [r for r in batch if not r.future.cancelled()
+                and (r.deadline is None or r.deadline > now)
+                and r.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        self.on_batch(len(live))
+        try:
+            rows = self.fn([r.item for r in live])
+        except Exception as exc:  # the callers get the error, the worker keeps going
+            for r in live:
+                r.future.set_exception(exc)
+            return
+        for r, row in zip(live, rows, strict=True):
+            r.future.set_result(row)
+
+
+class LruCache:
+    """A bounded, thread-safe least-recently-used map."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key]
+            self.misses += 1
+            return None
+
+    def put(self, key, value) -> None:
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class BatchedEncoder:
+    """An Encoder's query-side interface with dynamic batching and a text-vector cache."""
+
+    def __init__(self, encoder, max_batch: int = 32, max_delay: float = 0.005,
+                 text_cache_size: int = 4096,
+                 on_batch: Callable[[str, int], None] | None = None,
+                 on_cache: Callable[[bool], None] | None = None) -> None:
+        self.encoder = encoder
+        self.info = encoder.info
+        report = on_batch or (lambda kind, size: None)
+        self.on_cache = on_cache or (lambda hit: None)
+        self._texts = DynamicBatcher(lambda items: encoder.encode_texts(items), max_batch,
+                                     max_delay, "text-batcher", lambda n: report("text", n))
+        self._images = DynamicBatcher(lambda items: encoder.encode_pixels(items), max_batch,
+                                      max_delay, "image-batcher", lambda n: report("image", n))
+        self._cache = LruCache(text_cache_size)
+
+    @property
+    def model_version(self) -> str:
+        return self.encoder.model_version
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def encode_texts(self, texts: Sequence[str], timeout: float | None = None) -> np.ndarray:
+        rows = []
+        for text in texts:
+            vector = self._cache.get(text)
+            self.on_cache(vector is not None)
+            if vector is None:
+                vector = self._texts.submit(text, timeout)
+                self._cache.put(text, vector)
+            rows.append(vector)
+        return _stack(rows, self.dim)
+
+    def drawing_pixels(self, data: bytes, name: str = "image"):
+        """Decode in the caller's thread: requests decode in parallel, encode batched."""
+        return self.encoder.drawing_pixels(data, name)
+
+    def encode_pixels(self, pixels: Sequence, timeout: float | None = None) -> np.ndarray:
+        return _stack([self._images.submit(p, timeout) for p in pixels], self.dim)
+
+    def encode_drawings(self, blobs: Sequence[bytes], names: Sequence[str] | None = None,
+                        timeout: float | None = None) -> np.ndarray:
+        names = names or [f"image {i}" for i in range(len(blobs))]
+        pixels = [self.drawing_pixels(b, n) for b, n in zip(blobs, names, strict=True)]
+        return self.encode_pixels(pixels, timeout)
+
+    def close(self) -> None:
+        self._texts.close()
+        self._images.close()
+
+
+def _stack(rows: list, dim: int) -> np.ndarray:
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)

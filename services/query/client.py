@@ -1,0 +1,107 @@
+"""PatentSearchClient: a typed Python client for examiner tooling.
+
+    with PatentSearchClient("search.example:50051") as client:
+        page = client.search_text("hinged lid cosmetic case with mirror", k=20,
+                                  locarno=["0204"], date_from=date(2019, 1, 1))
+        for hit in page.hits: ...
+        more = client.search_text(..., page_token=page.next_page_token)
+
+Every call has a deadline (``timeout``, default 10 s). UNAVAILABLE is retried by gRPC's
+own retry policy (up to 4 attempts, exponential back-off); other errors raise
+``grpc.RpcError`` with the server's status code and message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import grpc
+
+from patentclip.grants import View
+from patentclip.v1 import grant_pb2, search_pb2, search_pb2_grpc
+
+_RETRY_CONFIG = json.dumps({"methodConfig": [{
+    "name": [{"service": "patentclip.v1.PatentSearch"}],
+    "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "2s",
+                    "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
+}]})
+_AGAINST = {None: search_pb2.AGAINST_UNSPECIFIED, "drawing": search_pb2.AGAINST_DRAWING,
+            "caption": search_pb2.AGAINST_CAPTION, "both": search_pb2.AGAINST_BOTH}
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    hits: list[search_pb2.Hit]
+    model_version: str
+    collection: str
+    next_page_token: str
+
+
+class PatentSearchClient:
+    def __init__(self, target: str, timeout: float = 10.0,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
+        options = [("grpc.service_config", _RETRY_CONFIG), ("grpc.enable_retries", 1),
+                   ("grpc.max_send_message_length", 32 * 1024 * 1024)]
+        self.channel = (grpc.secure_channel(target, credentials, options) if credentials
+                        else grpc.insecure_channel(target, options))
+        self.stub = search_pb2_grpc.PatentSearchStub(self.channel)
+        self.timeout = timeout
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> PatentSearchClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def search_text(self, text: str, k: int = 10, **options) -> SearchPage:
+        request = search_pb2.SearchByTextRequest(text=text, options=_options(k, **options))
+        return _page(self.stub.SearchByText(request, timeout=self.timeout))
+
+    def search_image(self, image: bytes, k: int = 10, **options) -> SearchPage:
+        request = search_pb2.SearchByImageRequest(image=image, options=_options(k, **options))
+        return _page(self.stub.SearchByImage(request, timeout=self.timeout))
+
+    def search_similar(self, patent_number: str, k: int = 10, **options) -> SearchPage:
+        request = search_pb2.SearchSimilarRequest(patent_number=patent_number,
+                                                  options=_options(k, **options))
+        return _page(self.stub.SearchSimilar(request, timeout=self.timeout))
+
+    def get_patent(self, patent_number: str) -> search_pb2.GetPatentResponse:
+        return self.stub.GetPatent(search_pb2.GetPatentRequest(patent_number=patent_number),
+                                   timeout=self.timeout)
+
+    def encode_texts(self, texts: Sequence[str]) -> search_pb2.EncodeResponse:
+        return self.stub.EncodeText(search_pb2.EncodeTextRequest(texts=list(texts)),
+                                    timeout=self.timeout)
+
+    def encode_images(self, images: Sequence[bytes]) -> search_pb2.EncodeResponse:
+        return self.stub.EncodeImage(search_pb2.EncodeImageRequest(images=list(images)),
+                                     timeout=self.timeout)
+
+    def server_info(self) -> search_pb2.ServerInfoResponse:
+        return self.stub.ServerInfo(search_pb2.ServerInfoRequest(), timeout=self.timeout)
+
+
+def _options(k: int, locarno: Iterable[str] = (), date_from: date | None = None,
+             date_to: date | None = None, views: Iterable[str] = (), group: bool = True,
+             against: str | None = None, page_token: str = "") -> search_pb2.SearchOptions:
+    filters = search_pb2.Filters(
+        locarno=list(locarno), date_from=_yyyymmdd(date_from), date_to=_yyyymmdd(date_to),
+        views=[grant_pb2.View.Value(f"VIEW_{View(v).name}") for v in views])
+    return search_pb2.SearchOptions(top_k=k, filters=filters, group_by_patent=group,
+                                    page_token=page_token, against=_AGAINST[against])
+
+
+def _yyyymmdd(value: date | None) -> int:
+    return int(value.strftime("%Y%m%d")) if value else 0
+
+
+def _page(response: search_pb2.SearchResponse) -> SearchPage:
+    return SearchPage(list(response.hits), response.model_version, response.collection,
+                      response.next_page_token)

@@ -1,0 +1,55 @@
+"""QuerySettings: the query service's one typed config (env, then flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from patentclip.config import CoreSettings, settings_from_env
+from patentclip.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the query service serves (env PATENTCLIP_QUERY_*)."""
+
+    host: str = "0.0.0.0"
+    port: int = 50051  # gRPC; 0 = any free port (tests)
+    max_workers: int = 32  # gRPC handler threads = concurrent requests in flight
+    max_batch: int = 32  # dynamic batching: most queries per encoder call; 1 = off
+    max_delay_ms: float = 5.0  # ... and the longest a query waits for company
+    text_cache_size: int = 4096  # text embeddings kept (LRU); 0 = off
+    max_image_bytes: int = 20 * 1024 * 1024  # larger query images are refused
+    alias_poll_s: float = 5.0  # how often the live alias is checked for a new model
+    grace_s: float = 10.0  # SIGTERM: in-flight requests get this long to finish
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9102  # Prometheus /metrics and /healthz, /readyz; 0 = off
+    alias: str = ""  # collection or alias to serve; default <prefix>_live
+
+    @classmethod
+    def from_env(cls, env=None) -> ServerSettings:
+        return settings_from_env(cls, "PATENTCLIP_QUERY_", env)
+
+    def validate(self) -> None:
+        for name in ("max_workers", "max_batch", "max_image_bytes"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(f"query setting {name}={getattr(self, name)}: "
+                                        "must be at least 1")
+        if self.max_delay_ms < 0 or self.alias_poll_s <= 0 or self.grace_s < 0:
+            raise InvalidInputError("query settings: max_delay_ms >= 0, alias_poll_s > 0 "
+                                    "and grace_s >= 0 are required")
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    core: CoreSettings = field(default_factory=CoreSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+    @classmethod
+    def from_env(cls, env=None) -> QuerySettings:
+        return cls(CoreSettings.from_env(env), ServerSettings.from_env(env))
+
+    def override(self, core: dict | None = None, server: dict | None = None) -> QuerySettings:
+        def given(values):
+            return {k: v for k, v in (values or {}).items() if v is not None}
+        return QuerySettings(replace(self.core, **given(core)),
+                             replace(self.server, **given(server)))

@@ -1,0 +1,114 @@
+"""Protobuf <-> domain conversion for the query service: the only place that knows both."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from patentclip.errors import InvalidQueryError
+from patentclip.events import grant_to_proto
+from patentclip.grants import Grant, View
+from patentclip.search import MAX_RESULT_WINDOW, PatentRecord, SearchResult
+from patentclip.store import Hit, SearchFilters
+from patentclip.v1 import grant_pb2, search_pb2
+
+DEFAULT_TOP_K = 10
+_AGAINST = {search_pb2.AGAINST_DRAWING: "drawing", search_pb2.AGAINST_CAPTION: "caption",
+            search_pb2.AGAINST_BOTH: "both"}
+_VIEW_BY_NAME = {view.value: grant_pb2.View.Value(f"VIEW_{view.name}") for view in View}
+_VIEW_BY_NUMBER = {number: name for name, number in _VIEW_BY_NAME.items()}
+
+
+class Query:
+    """A validated SearchOptions: top_k, offset, filters, grouping, what to match."""
+
+    def __init__(self, top_k: int, offset: int, filters: SearchFilters, group: bool,
+                 against: str) -> None:
+        self.top_k, self.offset, self.filters = top_k, offset, filters
+        self.group, self.against = group, against
+
+
+def query(options: search_pb2.SearchOptions, model_version: str, default_against: str
+          ) -> Query:
+    """Read request options; InvalidQueryError names the bad field."""
+    top_k = options.top_k or DEFAULT_TOP_K
+    group = options.group_by_patent if options.HasField("group_by_patent") else True
+    against = _AGAINST.get(options.against, default_against)
+    offset = decode_page_token(options.page_token, model_version) if options.page_token else 0
+    return Query(top_k, offset, filters(options.filters), group, against)
+
+
+def filters(message: search_pb2.Filters) -> SearchFilters:
+    views = []
+    for number in message.views:
+        if number not in _VIEW_BY_NUMBER:
+            raise InvalidQueryError(f"filters.views: {number} is not a View value")
+        views.append(_VIEW_BY_NUMBER[number])
+    result = SearchFilters(locarno=tuple(message.locarno), date_from=message.date_from or None,
+                           date_to=message.date_to or None, views=tuple(views))
+    result.validate()
+    return result
+
+
+def search_response(result: SearchResult, q: Query) -> search_pb2.SearchResponse:
+    response = search_pb2.SearchResponse(model_version=result.model_version,
+                                         collection=result.collection)
+    response.hits.extend(hit(h) for h in result.hits)
+    following = q.offset + q.top_k
+    if len(result.hits) == q.top_k and following + q.top_k <= MAX_RESULT_WINDOW:
+        response.next_page_token = encode_page_token(following, result.model_version)
+    return response
+
+
+def hit(h: Hit) -> search_pb2.Hit:
+    return search_pb2.Hit(
+        patent_number=h.patent, title=h.title, grant_date=h.grant_date, locarno=h.locarno,
+        sheet=h.sheet, figure_numbers=[f for f in h.figures.split(",") if f],
+        view=_VIEW_BY_NAME.get(h.view, grant_pb2.VIEW_UNSPECIFIED), view_name=h.view,
+        figure_description=h.caption, score=h.score, image_uri=h.image_uri,
+        matched=h.modality)
+
+
+def encode_page_token(offset: int, model_version: str) -> str:
+    """Opaque to clients; binds the offset to the model version that ranked the results."""
+    return base64.urlsafe_b64encode(f"v1:{offset}:{model_version}".encode()).decode()
+
+
+def decode_page_token(token: str, model_version: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidQueryError("options.page_token: not a token this service issued") from exc
+    match = re.fullmatch(r"v1:(\d+):(.+)", text)
+    if not match:
+        raise InvalidQueryError("options.page_token: not a token this service issued")
+    if match.group(2) != model_version:
+        raise InvalidQueryError("options.page_token: issued by model version "
+                                f"{match.group(2)}, now serving {model_version}; "
+                                "search again from the first page")
+    return int(match.group(1))
+
+
+def patent_response(record: PatentRecord, grant: Grant | None, model_version: str
+                    ) -> search_pb2.GetPatentResponse:
+    """The full Grant when its record is stored, else what the collection knows."""
+    message = grant_to_proto(grant) if grant else grant_pb2.Grant(
+        patent_number=record.patent, title=record.title, grant_date=record.grant_date)
+    if grant is None:
+        if record.locarno:
+            message.locarno.code = record.locarno
+        for sheet in record.sheets:
+            numbers = [f for f in sheet["figures"].split(",") if f]
+            message.sheets.add(number=sheet["sheet"], image_uri=sheet["image_uri"],
+                               figure_numbers=numbers)
+            for number in numbers:
+                message.figures.add(number=number, description=sheet["caption"],
+                                    view=_VIEW_BY_NAME.get(sheet["view"],
+                                                           grant_pb2.VIEW_UNSPECIFIED))
+    return search_pb2.GetPatentResponse(grant=message, model_version=model_version)
+
+
+def encode_response(vectors, model_version: str, dim: int) -> search_pb2.EncodeResponse:
+    response = search_pb2.EncodeResponse(model_version=model_version, dim=dim)
+    response.vectors.extend(search_pb2.Vector(values=v.tolist()) for v in vectors)
+    return response

@@ -1,0 +1,157 @@
+"""``python -m services.query`` / ``patentclip serve query``: the gRPC query service.
+
+Serves ``patentclip.v1.PatentSearch`` plus the standard ``grpc.health.v1.Health`` (NOT_SERVING
+until a consistent model + collection is loaded) and server reflection. SIGTERM/SIGINT:
+health goes NOT_SERVING, new requests are refused, in-flight ones get ``grace_s`` to finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from patentclip.errors import PatentClipError
+from patentclip.v1 import search_pb2, search_pb2_grpc
+from services.observability import ProbeServer
+from services.query.config import QuerySettings
+from services.query.interceptor import ErrorInterceptor
+from services.query.live import LiveSearch
+from services.query.metrics import QueryMetrics
+from services.query.servicer import PatentSearchServicer
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["PatentSearch"].full_name
+
+
+class QueryServer:
+    """The gRPC server and what it serves; start() binds, stop() drains."""
+
+    def __init__(self, settings: QuerySettings, encoder=None, store=None) -> None:
+        from patentclip.encoder import Encoder
+        from patentclip.imagestore import LocalImageStore
+        from patentclip.store import open_store
+
+        self.settings = settings
+        server = settings.server
+        self.metrics = QueryMetrics()
+        self.health = health.HealthServicer()
+        self._set_health(False)
+        self.store = store or open_store(settings.core)
+        core = settings.core
+        self.encoder = encoder or Encoder.load(core.model, pretrained=core.pretrained or None,
+                                               device=core.device, batch_size=core.batch_size)
+        self.live = LiveSearch(settings, self.store, self.metrics, on_serving=self._set_health)
+        images = LocalImageStore(core.images_dir) if core.images_dir else None
+        self.grpc = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=server.max_workers,
+                                       thread_name_prefix="rpc"),
+            interceptors=[ErrorInterceptor(self.metrics)],
+            options=[("grpc.max_receive_message_length", server.max_image_bytes + 65536)])
+        search_pb2_grpc.add_PatentSearchServicer_to_server(
+            PatentSearchServicer(self.live, images, server.max_image_bytes), self.grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
+        self.port = self.grpc.add_insecure_port(f"{server.host}:{server.port}")
+        self.probes: ProbeServer | None = None
+
+    def start(self) -> QueryServer:
+        server = self.settings.server
+        if server.metrics_port:
+            self.probes = ProbeServer(self.metrics.registry, server.metrics_host,
+                                      server.metrics_port, live=lambda: (True, "alive"),
+                                      ready=lambda: (self.live.serving,
+                                                     self.live.reason or "serving")).start()
+        self.grpc.start()
+        logger.info("gRPC on port %d; loading what %s points at", self.port,
+                    self.live.alias)
+        self.live.start(self.encoder)
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING first (balancers stop sending), then drain in-flight requests."""
+        self._set_health(False)
+        grace = self.settings.server.grace_s if grace is None else grace
+        self.grpc.stop(grace).wait(grace + 5)
+        self.live.stop()
+        if self.probes:
+            self.probes.stop()
+        self.store.close()
+
+    def wait(self) -> None:
+        self.grpc.wait_for_termination()
+
+    def _set_health(self, serving: bool) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m services.query",
+                                description="gRPC query microservice (PatentSearch)")
+    p.add_argument("--host", help="bind address (env PATENTCLIP_QUERY_HOST)")
+    p.add_argument("--port", type=int, help="gRPC port (env PATENTCLIP_QUERY_PORT)")
+    p.add_argument("--metrics-port", type=int, help="/metrics /healthz /readyz; 0 = off")
+    p.add_argument("--max-batch", type=int, help="dynamic batching: max queries per encode; "
+                   "1 = off")
+    p.add_argument("--max-delay-ms", type=float, help="dynamic batching: max wait")
+    p.add_argument("--alias", help="collection or alias to serve (default <prefix>_live)")
+    p.add_argument("--model", help="open_clip name, hf-hub:..., local-dir:...")
+    p.add_argument("--pretrained")
+    p.add_argument("--device")
+    p.add_argument("--milvus-uri")
+    p.add_argument("--images-dir")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = QuerySettings.from_env().override(
+            core={"model": args.model, "pretrained": args.pretrained, "device": args.device,
+                  "milvus_uri": args.milvus_uri, "images_dir": args.images_dir},
+            server={"host": args.host, "port": args.port, "metrics_port": args.metrics_port,
+                    "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms,
+                    "alias": args.alias})
+        settings.server.validate()
+        server = QueryServer(settings).start()
+    except PatentClipError as exc:
+        logger.error("query service cannot start: %s", exc)
+        return 1
+    stop = stop or threading.Event()
+    _install_signal_handlers(stop)
+    stop.wait()
+    logger.info("stopping: draining in-flight requests for up to %.0fs",
+                settings.server.grace_s)
+    server.stop()
+    return 0
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handle(signum, frame) -> None:
+        logger.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

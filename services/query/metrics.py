@@ -1,0 +1,45 @@
+"""The query service's Prometheus metrics (one registry per server instance).
+
+Labels are bounded: method (the RPC names), code (gRPC status names), stage (decode,
+encode, search), kind (text, image). Never a query string or a patent number.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_BATCH = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class QueryMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("patentclip_query_requests_total",
+                                "RPCs by method and gRPC status code", ["method", "code"],
+                                registry=r)
+        self.latency = Histogram("patentclip_query_request_seconds",
+                                 "RPC latency by method", ["method"], buckets=_LATENCY,
+                                 registry=r)
+        self.stage = Histogram("patentclip_query_stage_seconds",
+                               "Time per request stage (decode, encode, search)", ["stage"],
+                               buckets=_LATENCY, registry=r)
+        self.batch_size = Histogram("patentclip_query_encoder_batch_size",
+                                    "Queries per encoder call (dynamic batching)", ["kind"],
+                                    buckets=_BATCH, registry=r)
+        self.cache = Counter("patentclip_query_text_cache_total",
+                             "Text-embedding cache lookups by result", ["result"], registry=r)
+        self.model = Info("patentclip_query_model", "Model version and collection served",
+                          registry=r)
+        self.swaps = Counter("patentclip_query_model_swaps_total",
+                             "Hot swaps to a new live collection/model", registry=r)
+        self.serving = Gauge("patentclip_query_serving",
+                             "1 when serving (model and collection loaded and consistent)",
+                             registry=r)
+        self.corpus = Gauge("patentclip_query_corpus_rows",
+                            "Rows in the served collection (at load time)", registry=r)
+        for stage in ("decode", "encode", "search"):
+            self.stage.labels(stage)
+        for result in ("hit", "miss"):
+            self.cache.labels(result)

@@ -1,0 +1,103 @@
+"""PatentSearch RPCs: validate, convert, call the core, convert back. Errors: interceptor."""
+
+from __future__ import annotations
+
+import logging
+
+from patentclip.errors import InvalidQueryError, NotFoundError
+from patentclip.events import GRANT_RECORD, grant_from_proto
+from patentclip.imagestore import LocalImageStore
+from patentclip.v1 import grant_pb2, search_pb2, search_pb2_grpc
+from services.query import convert
+from services.query.live import LiveSearch
+
+logger = logging.getLogger(__name__)
+
+MAX_ENCODE_ITEMS = 64
+
+
+class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
+    def __init__(self, live: LiveSearch, images: LocalImageStore | None,
+                 max_image_bytes: int) -> None:
+        self.live, self.images, self.max_image_bytes = live, images, max_image_bytes
+
+    def SearchByText(self, request, context):  # noqa: N802 (gRPC names)
+        snap = self.live.current()
+        q = convert.query(request.options, snap.model_version, default_against="both")
+        result = snap.engine.search_text(request.text, q.top_k, q.filters, q.against, q.group,
+                                         offset=q.offset, timeout=context.time_remaining())
+        return convert.search_response(result, q)
+
+    def SearchByImage(self, request, context):  # noqa: N802
+        snap = self.live.current()
+        self._check_image(request.image, "image")
+        q = convert.query(request.options, snap.model_version, default_against="drawing")
+        result = snap.engine.search_image(request.image, q.top_k, q.filters, q.against,
+                                          q.group, offset=q.offset,
+                                          timeout=context.time_remaining())
+        return convert.search_response(result, q)
+
+    def SearchSimilar(self, request, context):  # noqa: N802
+        snap = self.live.current()
+        q = convert.query(request.options, snap.model_version, default_against="drawing")
+        result = snap.engine.search_similar(request.patent_number.strip().upper(), q.top_k,
+                                            q.filters, q.against, q.group, offset=q.offset,
+                                            timeout=context.time_remaining())
+        return convert.search_response(result, q)
+
+    def GetPatent(self, request, context):  # noqa: N802
+        snap = self.live.current()
+        patent = request.patent_number.strip().upper()
+        record = snap.engine.get_patent(patent)
+        return convert.patent_response(record, self._grant(patent), snap.model_version)
+
+    def EncodeText(self, request, context):  # noqa: N802
+        snap = self.live.current()
+        _check_count(request.texts, "texts")
+        if any(not t.strip() for t in request.texts):
+            raise InvalidQueryError("texts: every text must be non-empty")
+        vectors = snap.encoder.encode_texts(list(request.texts),
+                                            timeout=context.time_remaining())
+        return convert.encode_response(vectors, snap.model_version, snap.encoder.dim)
+
+    def EncodeImage(self, request, context):  # noqa: N802
+        snap = self.live.current()
+        _check_count(request.images, "images")
+        for i, image in enumerate(request.images):
+            self._check_image(image, f"images[{i}]")
+        vectors = snap.encoder.encode_drawings(
+            list(request.images), [f"images[{i}]" for i in range(len(request.images))],
+            timeout=context.time_remaining())
+        return convert.encode_response(vectors, snap.model_version, snap.encoder.dim)
+
+    def ServerInfo(self, request, context):  # noqa: N802
+        snap = self.live.current()
+        return search_pb2.ServerInfoResponse(
+            model_version=snap.model_version, collection=snap.collection,
+            alias=self.live.alias, corpus_sheets=snap.rows // 2, dim=snap.encoder.dim)
+
+    def _check_image(self, data: bytes, field: str) -> None:
+        if not data:
+            raise InvalidQueryError(f"{field}: empty; send TIFF, PNG or JPEG bytes")
+        if len(data) > self.max_image_bytes:
+            raise InvalidQueryError(f"{field}: {len(data)} bytes, limit "
+                                    f"{self.max_image_bytes}")
+
+    def _grant(self, patent: str):
+        """The stored Grant record, if the image store has one (else None)."""
+        if self.images is None:
+            return None
+        try:
+            data = self.images.get(self.images.uri_for(patent, GRANT_RECORD))
+        except NotFoundError:
+            return None
+        message = grant_pb2.Grant()
+        message.ParseFromString(data)
+        return grant_from_proto(message)
+
+
+def _check_count(items, field: str) -> None:
+    if not items:
+        raise InvalidQueryError(f"{field}: at least one is required")
+    if len(items) > MAX_ENCODE_ITEMS:
+        raise InvalidQueryError(f"{field}: {len(items)} given, limit {MAX_ENCODE_ITEMS}")

@@ -1,0 +1,364 @@
+"""The gRPC query service over sockets: every RPC, filters, paging, errors, deadlines, health,
+reflection, hot swap and concurrency, over a collection filled from the real sample grants."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
+
+from patentclip.config import CoreSettings
+from patentclip.imagestore import LocalImageStore
+from patentclip.indexer import Indexer
+from patentclip.reader import GrantReader
+from patentclip.store import PatentStore
+from patentclip.v1 import grant_pb2, search_pb2
+from services.query.client import PatentSearchClient
+from services.query.config import QuerySettings, ServerSettings
+from services.query.main import SERVICE_NAME, QueryServer
+
+MAX_IMAGE_BYTES = 2_000_000
+
+
+def _settings(store: PatentStore, images, **server) -> QuerySettings:
+    core = CoreSettings(milvus_uri=store.uri, images_dir=str(images),
+                        collection_prefix=store.prefix)
+    return QuerySettings(core, ServerSettings(**{
+        "host": "127.0.0.1", "port": 0, "metrics_port": 0, "max_image_bytes": MAX_IMAGE_BYTES,
+        "alias_poll_s": 0.2, "grace_s": 2.0, **server}))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, encoder, sample_dir):
+    """The 40 real sample grants indexed with the tiny model into Milvus Lite."""
+    root = tmp_path_factory.mktemp("query")
+    store = PatentStore(str(root / "patents.db"), prefix="q")
+    images = root / "images"
+    summary = Indexer(encoder, store, LocalImageStore(images), progress=False).index(
+        [sample_dir])
+    store.set_alias(store.live_alias, summary.collection)
+    documents = {d.grant.patent_number: d for d in GrantReader().read(sample_dir)}
+    yield store, images, documents, summary.collection
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def server(corpus, encoder):
+    store, images, _, _ = corpus
+    query_server = QueryServer(_settings(store, images), encoder=encoder, store=store).start()
+    yield query_server
+    query_server.stop(grace=1)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with PatentSearchClient(f"127.0.0.1:{server.port}", timeout=20) as c:
+        yield c
+
+
+def _code(call) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details()
+
+
+def test_text_search_names_the_model_and_fills_every_hit_field(client, encoder, corpus):
+    page = client.search_text("front perspective view of a shaving cartridge", k=5)
+    assert page.model_version == encoder.model_version and page.collection == corpus[3]
+    assert len(page.hits) == 5 and len({h.patent_number for h in page.hits}) == 5
+    scores = [h.score for h in page.hits]
+    assert scores == sorted(scores, reverse=True)
+    for h in page.hits:
+        assert h.patent_number in corpus[2] and h.title and h.grant_date >= 20210101
+        assert h.locarno and h.image_uri.startswith("file://") and h.matched in (
+            "drawing", "caption") and h.view_name
+
+
+def test_filters_narrow_results(client, corpus):
+    documents = corpus[2]
+    locarno = next(iter(documents.values())).grant.locarno.code[:2]
+    page = client.search_text("a design", k=50, locarno=[locarno])
+    assert page.hits and all(h.locarno.startswith(locarno) for h in page.hits)
+    dates = sorted({d.grant.grant_date for d in documents.values()})
+    from datetime import date as d
+
+    cut = d(dates[-1] // 10000, dates[-1] // 100 % 100, dates[-1] % 100)
+    page = client.search_text("a design", k=50, date_from=cut)
+    assert page.hits and all(h.grant_date >= dates[-1] for h in page.hits)
+    page = client.search_text("a design", k=50, views=["front"], group=False)
+    assert page.hits and all(h.view_name == "front" for h in page.hits)
+
+
+def test_grouping_off_returns_sheets(client):
+    grouped = client.search_text("bottle", k=30)
+    sheets = client.search_text("bottle", k=30, group=False)
+    assert len({h.patent_number for h in grouped.hits}) == len(grouped.hits)
+    assert len({(h.patent_number, h.sheet) for h in sheets.hits}) == len(sheets.hits)
+    assert len({h.patent_number for h in sheets.hits}) < len(sheets.hits)
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "PNG", "JPEG"])
+def test_image_search_finds_the_drawing_it_was_given(client, corpus, fmt):
+    document = next(d for d in corpus[2].values() if len(d.images) > 1)
+    name, data = sorted(document.images.items())[1]
+    if fmt != "TIFF":
+        buffer = io.BytesIO()
+        Image.open(io.BytesIO(data)).convert("L").save(buffer, fmt)
+        data = buffer.getvalue()
+    page = client.search_image(data, k=3)
+    assert page.hits[0].patent_number == document.grant.patent_number
+
+
+def test_similar_excludes_the_patent_itself(client, corpus):
+    patent = next(iter(corpus[2]))
+    page = client.search_similar(patent, k=10)
+    assert len(page.hits) == 10 and patent not in {h.patent_number for h in page.hits}
+    assert _code(lambda: client.search_similar("D0000001"))[0] == grpc.StatusCode.NOT_FOUND
+    code, details = _code(lambda: client.search_similar("not a patent"))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "patent number" in details
+
+
+def test_get_patent_returns_metadata_sheets_and_figure_descriptions(client, corpus):
+    patent, document = next((p, d) for p, d in corpus[2].items() if d.grant.figures)
+    grant = client.get_patent(patent).grant
+    assert grant.patent_number == patent and grant.title == document.grant.title
+    assert grant.locarno.code == document.grant.locarno.code
+    assert [f.description for f in grant.figures] == [f.description
+                                                      for f in document.grant.figures]
+    assert len(grant.sheets) == len(document.images)
+    assert all(s.image_uri.startswith("file://") for s in grant.sheets)
+    assert _code(lambda: client.get_patent("D0000001"))[0] == grpc.StatusCode.NOT_FOUND
+
+
+def test_encode_rpcs_match_the_local_encoder(client, encoder, corpus):
+    response = client.encode_texts(["lamp shade", "bottle"])
+    vectors = np.array([v.values for v in response.vectors], dtype=np.float32)
+    assert response.dim == encoder.dim and response.model_version == encoder.model_version
+    np.testing.assert_allclose(vectors, encoder.encode_texts(["lamp shade", "bottle"]),
+                               atol=1e-5)
+    data = next(iter(next(iter(corpus[2].values())).images.values()))
+    response = client.encode_images([data])
+    np.testing.assert_allclose(response.vectors[0].values, encoder.encode_drawings([data])[0],
+                               atol=1e-5)
+
+
+def test_server_info(client, encoder, corpus):
+    info = client.server_info()
+    assert info.model_version == encoder.model_version and info.collection == corpus[3]
+    assert info.alias == "q_live" and info.dim == encoder.dim
+    assert info.corpus_sheets == sum(len(d.images) for d in corpus[2].values())
+
+
+def test_pages_continue_where_the_last_ended(client):
+    whole = client.search_text("container", k=12)
+    first = client.search_text("container", k=6)
+    second = client.search_text("container", k=6, page_token=first.next_page_token)
+    assert [h.patent_number for h in first.hits + second.hits] == \
+        [h.patent_number for h in whole.hits]
+
+
+@pytest.mark.parametrize(("call", "words"), [
+    (lambda c: c.search_text("   "), "text query is empty"),
+    (lambda c: c.search_text("x", k=201), "top_k=201"),
+    (lambda c: c.search_text("x", locarno=["2"]), "locarno filter '2'"),
+    (lambda c: c.search_text("x", page_token="garbage"), "page_token"),
+    (lambda c: c.search_image(b""), "image: empty"),
+    (lambda c: c.search_image(b"\x89PNG not really"), "not a readable image"),
+    (lambda c: c.search_image(b"\0" * (MAX_IMAGE_BYTES + 1)), "limit 2000000"),
+    (lambda c: c.encode_texts([]), "at least one"),
+])
+def test_bad_requests_are_invalid_argument_with_a_reason(client, call, words):
+    code, details = _code(lambda: call(client))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and words in details
+    assert "Traceback" not in details
+
+
+def test_a_spent_deadline_is_deadline_exceeded(server):
+    with PatentSearchClient(f"127.0.0.1:{server.port}", timeout=0.0005) as hurried:
+        assert _code(lambda: hurried.search_text("a lamp"))[0] == \
+            grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_deadline_propagates_to_the_vector_search(corpus, encoder):
+    from patentclip.errors import DeadlineExceededError
+    from patentclip.search import SearchEngine
+
+    engine = SearchEngine(encoder, corpus[0], corpus[3])
+    with pytest.raises(DeadlineExceededError):
+        engine.search_vector(encoder.encode_texts(["x"])[0], timeout=0.0)
+
+
+def test_health_and_reflection(server):
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", SERVICE_NAME):
+            status = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()
+        assert SERVICE_NAME in services and "grpc.health.v1.Health" in services
+
+
+def test_health_is_not_serving_until_a_collection_is_live(tmp_path, encoder):
+    with PatentStore(str(tmp_path / "empty.db"), prefix="e") as store:
+        query_server = QueryServer(_settings(store, tmp_path / "images"), encoder=encoder,
+                                   store=store).start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{query_server.port}") as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+
+                def status():
+                    return health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+
+                assert status() == health_pb2.HealthCheckResponse.NOT_SERVING
+                with PatentSearchClient(f"127.0.0.1:{query_server.port}") as c:
+                    code, details = _code(lambda: c.search_text("lamp"))
+                assert code == grpc.StatusCode.UNAVAILABLE and "e_live" in details
+                name = store.ensure_collection(encoder.model_version, encoder.dim)
+                store.set_alias(store.live_alias, name)
+                deadline = time.monotonic() + 10
+                while status() != health_pb2.HealthCheckResponse.SERVING:
+                    assert time.monotonic() < deadline, "never became SERVING"
+                    time.sleep(0.1)
+        finally:
+            query_server.stop(grace=0)
+
+
+def test_refuses_a_collection_built_by_another_model(tmp_path, encoder):
+    with PatentStore(str(tmp_path / "other.db"), prefix="m") as store:
+        name = store.ensure_collection("someone_else_123", encoder.dim)  # no model spec
+        store.set_alias(store.live_alias, name)
+        query_server = QueryServer(_settings(store, tmp_path), encoder=encoder,
+                                   store=store).start()
+        try:
+            assert not query_server.live.serving
+            assert "someone_else_123" in query_server.live.reason
+        finally:
+            query_server.stop(grace=0)
+
+
+def test_thirty_two_concurrent_clients_get_the_single_client_results(client, server):
+    queries = ["lamp", "bottle", "chair", "shoe", "container with lid", "vehicle", "toy",
+               "handle"]
+    expected = {q: [h.patent_number for h in client.search_text(q, k=10).hits]
+                for q in queries}
+    target = f"127.0.0.1:{server.port}"
+
+    def run(i):
+        with PatentSearchClient(target, timeout=60) as own:
+            return [(q, [h.patent_number for h in own.search_text(q, k=10).hits])
+                    for q in queries[i % 8:] + queries[:i % 8]]
+
+    with ThreadPoolExecutor(32) as pool:
+        for answers in pool.map(run, range(32)):
+            for q, patents in answers:
+                assert patents == expected[q]
+
+
+def test_metrics_count_requests_batches_and_cache(server, client):
+    client.search_text("metrics probe", k=3)
+    client.search_text("metrics probe", k=3)
+    metrics = server.metrics
+    assert metrics.requests.labels("SearchByText", "OK")._value.get() >= 2
+    assert metrics.cache.labels("hit")._value.get() >= 1
+    assert metrics.requests.labels("SearchByText", "INVALID_ARGUMENT")._value.get() >= 0
+    assert metrics.stage.labels("search")._sum.get() > 0
+    assert metrics.batch_size.labels("text")._sum.get() >= 1
+
+
+def test_hot_swap_to_a_new_model_drops_no_request(tmp_path, encoder, sample_dir):
+    from patentclip.encoder import Encoder, create_tiny_model
+
+    store = PatentStore(str(tmp_path / "swap.db"), prefix="h")
+    images = LocalImageStore(tmp_path / "images")
+    old = Indexer(encoder, store, images, progress=False).index([sample_dir]).collection
+    store.set_alias(store.live_alias, old)
+    new_encoder = Encoder.load(f"local-dir:{create_tiny_model(tmp_path / 'v2', seed=1)}")
+    new = Indexer(new_encoder, store, images, progress=False).index([sample_dir]).collection
+    query_server = QueryServer(_settings(store, tmp_path / "images"), encoder=encoder,
+                               store=store).start()
+    seen, failures, stop = [], [], threading.Event()
+
+    def loop():
+        with PatentSearchClient(f"127.0.0.1:{query_server.port}", timeout=30) as c:
+            while not stop.is_set():
+                try:
+                    seen.append(c.search_text("lamp", k=3).model_version)
+                except grpc.RpcError as exc:
+                    failures.append(exc)
+
+    threads = [threading.Thread(target=loop) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        store.set_alias(store.live_alias, new)
+        deadline = time.monotonic() + 30
+        while not seen or seen[-1] != new_encoder.model_version:
+            assert time.monotonic() < deadline, "the service never swapped"
+            time.sleep(0.1)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        query_server.stop(grace=1)
+        store.close()
+    assert failures == []
+    versions = [v for i, v in enumerate(seen) if i == 0 or v != seen[i - 1]]
+    assert versions == [encoder.model_version, new_encoder.model_version]
+
+
+def test_milvus_unreachable_is_unavailable(lite_server, encoder, sample_dir, tmp_path):
+    store = PatentStore(lite_server.uri, prefix="u", timeout=3)
+    images = LocalImageStore(tmp_path / "images")
+    collection = Indexer(encoder, store, images, progress=False).index([sample_dir]).collection
+    store.set_alias(store.live_alias, collection)
+    settings = _settings(store, tmp_path / "images")
+    query_server = QueryServer(replace(settings, server=replace(settings.server,
+                                                                alias_poll_s=60)),
+                               encoder=encoder, store=store).start()
+    try:
+        with PatentSearchClient(f"127.0.0.1:{query_server.port}", timeout=30) as c:
+            assert c.search_text("lamp", k=3).hits
+            lite_server.stop()
+            code, details = _code(lambda: c.search_text("lamp", k=3))
+            assert code == grpc.StatusCode.UNAVAILABLE and "Milvus" in details
+    finally:
+        query_server.stop(grace=0)
+
+
+def test_cli_talks_to_the_server(server, corpus, capsys):
+    import json
+
+    from services.cli import main
+
+    target = f"127.0.0.1:{server.port}"
+    assert main(["search", "--server", target, "--text", "bottle", "--k", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "patent" in out and "4 hits from" in out and "more: --page-token" in out
+    patent = next(iter(corpus[2]))
+    assert main(["search", "--server", target, "--similar", patent, "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert hits and patent not in {h["patent"] for h in hits}
+    assert main(["search", "--server", target, "--similar", "D0000001"]) == 2
+    assert "NOT_FOUND" in capsys.readouterr().err
+
+
+def test_views_enum_round_trips_through_the_client():
+    from services.query.client import _options
+
+    options = _options(5, views=["front", "in-use"])
+    assert list(options.filters.views) == [grant_pb2.VIEW_FRONT, grant_pb2.VIEW_IN_USE]
+    assert isinstance(options, search_pb2.SearchOptions)

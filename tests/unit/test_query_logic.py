@@ -1,0 +1,191 @@
+"""Pure logic of the query service: dynamic batching, the LRU cache, conversion, status map."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from patentclip.batching import BatchedEncoder, DynamicBatcher, LruCache
+from patentclip.errors import (
+    DeadlineExceededError,
+    EventDecodeError,
+    ImageDecodeError,
+    InvalidQueryError,
+    ModelVersionMismatchError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
+from patentclip.search import Deadline
+from patentclip.store import Hit, SearchFilters
+from patentclip.v1 import grant_pb2, search_pb2
+from services.query import convert
+from services.query.interceptor import status_for
+
+
+def _concurrently(fn, items):
+    results = [None] * len(items)
+    barrier = threading.Barrier(len(items))
+
+    def run(i):
+        barrier.wait()
+        results[i] = fn(items[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(items))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_dynamic_batcher_groups_concurrent_requests_and_returns_each_its_row():
+    calls = []
+
+    def double(items):
+        calls.append(len(items))
+        time.sleep(0.01)
+        return [x * 2 for x in items]
+
+    batcher = DynamicBatcher(double, max_batch=8, max_delay=0.05)
+    assert _concurrently(batcher.submit, list(range(16))) == [x * 2 for x in range(16)]
+    assert sum(calls) == 16 and max(calls) <= 8 and len(calls) < 16
+    batcher.close()
+
+
+def test_batching_off_calls_directly_one_by_one():
+    calls = []
+    batcher = DynamicBatcher(lambda items: calls.append(len(items)) or items, max_batch=1)
+    assert _concurrently(batcher.submit, [1, 2, 3]) == [1, 2, 3]
+    assert calls == [1, 1, 1]
+
+
+def test_batcher_errors_reach_every_caller_and_the_worker_survives():
+    def fail_on_negative(items):
+        if any(x < 0 for x in items):
+            raise ValueError("negative")
+        return items
+
+    batcher = DynamicBatcher(fail_on_negative, max_batch=4, max_delay=0.001)
+    with pytest.raises(ValueError):
+        batcher.submit(-1)
+    assert batcher.submit(5) == 5
+    batcher.close()
+
+
+def test_batcher_deadline_and_close_drains():
+    release = threading.Event()
+    batcher = DynamicBatcher(lambda items: release.wait() and items, max_batch=2,
+                             max_delay=0.001)
+    threading.Thread(target=batcher.submit, args=(1,), daemon=True).start()
+    time.sleep(0.05)  # the worker is now blocked on item 1
+    with pytest.raises(DeadlineExceededError, match="deadline"):
+        batcher.submit(2, timeout=0.05)
+    release.set()
+    batcher.close()
+    assert batcher.submit(3) == 3  # after close: runs directly, never fails
+
+
+def test_lru_cache_evicts_least_recently_used():
+    cache = LruCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # a is now most recent
+    cache.put("c", 3)
+    assert cache.get("b") is None and cache.get("a") == 1 and cache.get("c") == 3
+    assert (cache.hits, cache.misses, len(cache)) == (3, 1, 2)
+
+
+class _CountingEncoder:
+    class info:  # noqa: N801 (mimics Encoder.info)
+        model_version, dim = "v", 3
+
+    model_version, dim = "v", 3
+
+    def __init__(self):
+        self.texts = []
+
+    def encode_texts(self, texts, timeout=None):
+        self.texts.extend(texts)
+        return np.ones((len(texts), 3), np.float32)
+
+
+def test_batched_encoder_caches_repeated_texts():
+    inner, seen = _CountingEncoder(), []
+    encoder = BatchedEncoder(inner, max_batch=4, max_delay=0.001, text_cache_size=10,
+                             on_cache=seen.append)
+    encoder.encode_texts(["lamp"])
+    encoder.encode_texts(["lamp", "vase"])
+    assert inner.texts == ["lamp", "vase"] and seen == [False, True, False]
+    encoder.close()
+
+
+def test_deadline_counts_down_and_expires():
+    assert Deadline(None).remaining() is None
+    assert 0 < Deadline(5).remaining() <= 5
+    deadline = Deadline(0.001)
+    time.sleep(0.005)
+    with pytest.raises(DeadlineExceededError):
+        deadline.remaining()
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (InvalidQueryError("x"), grpc.StatusCode.INVALID_ARGUMENT),
+    (ImageDecodeError("x"), grpc.StatusCode.INVALID_ARGUMENT),
+    (EventDecodeError("r", "x"), grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFoundError("x"), grpc.StatusCode.NOT_FOUND),
+    (StoreUnavailableError("x"), grpc.StatusCode.UNAVAILABLE),
+    (DeadlineExceededError("x"), grpc.StatusCode.DEADLINE_EXCEEDED),
+    (ModelVersionMismatchError("x"), grpc.StatusCode.FAILED_PRECONDITION),
+    (StoreError("x"), None),
+    (RuntimeError("x"), None),
+])
+def test_domain_errors_map_to_status_codes(error, code):
+    assert status_for(error) == code
+
+
+def test_page_tokens_round_trip_and_are_bound_to_the_model():
+    token = convert.encode_page_token(20, "tiny_abc")
+    assert convert.decode_page_token(token, "tiny_abc") == 20
+    with pytest.raises(InvalidQueryError, match="issued by model version tiny_abc"):
+        convert.decode_page_token(token, "tiny_def")
+    with pytest.raises(InvalidQueryError, match="page_token"):
+        convert.decode_page_token("not-a-token", "tiny_abc")
+
+
+def test_options_defaults_and_filters():
+    q = convert.query(search_pb2.SearchOptions(), "v", default_against="both")
+    assert (q.top_k, q.offset, q.group, q.against) == (10, 0, True, "both")
+    options = search_pb2.SearchOptions(
+        top_k=5, group_by_patent=False, against=search_pb2.AGAINST_CAPTION,
+        filters=search_pb2.Filters(locarno=["0204"], date_from=20210101,
+                                   views=[grant_pb2.VIEW_FRONT, grant_pb2.VIEW_IN_USE]))
+    q = convert.query(options, "v", default_against="both")
+    assert (q.top_k, q.group, q.against) == (5, False, "caption")
+    assert q.filters == SearchFilters(locarno=("0204",), date_from=20210101,
+                                      views=("front", "in-use"))
+
+
+@pytest.mark.parametrize(("filters", "words"), [
+    (search_pb2.Filters(locarno=["2"]), "locarno filter '2'"),
+    (search_pb2.Filters(date_from=20220101, date_to=20210101), "date range is empty"),
+    (search_pb2.Filters(date_from=2021), "date_from 2021"),
+    (search_pb2.Filters(views=[99]), "filters.views: 99"),
+])
+def test_bad_filters_are_named(filters, words):
+    with pytest.raises(InvalidQueryError, match=words):
+        convert.filters(filters)
+
+
+def test_hit_conversion_keeps_view_names_the_enum_lacks():
+    hit = Hit(patent="D0900001", sheet=2, modality="drawing", score=0.5, view="mixed",
+              locarno="0204", grant_date=20210105, title="Vase", figures="2,3",
+              caption="front view", image_uri="file:///x")
+    message = convert.hit(hit)
+    assert message.view == grant_pb2.VIEW_UNSPECIFIED and message.view_name == "mixed"
+    assert list(message.figure_numbers) == ["2", "3"] and message.matched == "drawing"
+    assert convert.hit(Hit(**{**hit.__dict__, "view": "in-use"})).view == grant_pb2.VIEW_IN_USE
