@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/patentclip/v1/*.proto)
 
-.PHONY: install demo test test-unit proto proto-check lint clean bench-ingest
+.PHONY: install demo test test-unit proto proto-check lint clean bench-ingest bench-query
 
 install: $(STAMP)
 
@@ -33,6 +33,9 @@ proto: install
 # Benchmarks (not tests): results, a table and a plot under reports/.
 bench-ingest: install
 	$(PY) scripts/bench_ingest.py --out reports/bench-ingest $(BENCH_ARGS)
+
+bench-query: install
+	$(PY) scripts/bench_query.py --out reports/bench-query $(BENCH_ARGS)
 
 lint: install
 	$(PY) -m ruff check patentclip services trainer tests scripts

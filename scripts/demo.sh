@@ -31,8 +31,8 @@ KAFKA_PORT=$(echo "$PORTS" | head -1); METRICS_PORT=$(echo "$PORTS" | tail -1)
 "$TANSU" broker --listener-url tcp://127.0.0.1:$KAFKA_PORT \
     --advertised-listener-url tcp://127.0.0.1:$KAFKA_PORT > $DEMO/tansu.log 2>&1 &
 TANSU_PID=$!
-EMBEDDER_PID=""
-cleanup() { kill $EMBEDDER_PID $TANSU_PID 2>/dev/null || true; }
+EMBEDDER_PID=""; QUERY_PID=""
+cleanup() { kill $EMBEDDER_PID $QUERY_PID $TANSU_PID 2>/dev/null || true; }
 trap cleanup EXIT
 export PATENTCLIP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT PATENTCLIP_KAFKA_PARTITIONS=2
 export PATENTCLIP_EMBEDDER_METRICS_PORT=$METRICS_PORT PATENTCLIP_EMBEDDER_METRICS_HOST=127.0.0.1
@@ -66,6 +66,33 @@ kill -TERM $EMBEDDER_PID; wait $EMBEDDER_PID; EMBEDDER_PID=""
 echo "embedder stopped on SIGTERM: $(grep -o 'embedder stopped.*' $DEMO/embedder.log)"
 pc collections
 pc search --text "lamp shade" --from 2021-01-12 --k 3
+
+# The gRPC query service over the same collection, asked through the CLI's client.
+echo; echo "# query microservice (gRPC): health, then searches through it"
+GRPC_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export PATENTCLIP_QUERY_HOST=127.0.0.1 PATENTCLIP_QUERY_PORT=$GRPC_PORT PATENTCLIP_QUERY_METRICS_PORT=0
+echo "\$ patentclip serve query   (in the background, port $GRPC_PORT)"
+"$PY" -m services.cli serve query > $DEMO/query.log 2>&1 &
+QUERY_PID=$!
+cleanup() { kill $EMBEDDER_PID $QUERY_PID $TANSU_PID 2>/dev/null || true; }
+"$PY" - "$GRPC_PORT" <<'WAIT'
+import sys, time, grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+channel = grpc.insecure_channel(f"127.0.0.1:{sys.argv[1]}")
+stub, deadline = health_pb2_grpc.HealthStub(channel), time.time() + 120
+while time.time() < deadline:
+    try:
+        if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+            print("health: SERVING"); sys.exit(0)
+    except grpc.RpcError:
+        pass
+    time.sleep(0.3)
+sys.exit("query service not SERVING after 120 s; see data/demo/query.log")
+WAIT
+pc search --server 127.0.0.1:$GRPC_PORT --text "storage box" --k 3
+pc search --server 127.0.0.1:$GRPC_PORT --similar D0900003 --k 3
+pc search --server 127.0.0.1:$GRPC_PORT --similar D0999999 --k 3 || echo "(exit code $?: unknown patent -> NOT_FOUND)"
+kill -TERM $QUERY_PID; wait $QUERY_PID; QUERY_PID=""
 
 cat <<MSG
 

@@ -37,6 +37,8 @@ EXIT_USAGE, EXIT_FAILED = 2, 1
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if getattr(args, "run", None) is _run_serve:
+        return _run_serve(args, None)  # the service configures its own logging (INFO)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not hasattr(args, "run"):

@@ -362,3 +362,56 @@ def test_views_enum_round_trips_through_the_client():
     options = _options(5, views=["front", "in-use"])
     assert list(options.filters.views) == [grant_pb2.VIEW_FRONT, grant_pb2.VIEW_IN_USE]
     assert isinstance(options, search_pb2.SearchOptions)
+
+
+def test_runs_as_a_process_with_metrics_and_stops_gracefully_on_sigterm(
+        lite_server, encoder, tiny_model_dir, sample_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    from conftest import REPO, free_port
+
+    store = PatentStore(lite_server.uri, prefix="p")
+    collection = Indexer(encoder, store, LocalImageStore(tmp_path / "images"),
+                         progress=False).index([sample_dir]).collection
+    store.set_alias(store.live_alias, collection)
+    store.close()
+    port, metrics_port = free_port(), free_port()
+    env = {**os.environ, "PATENTCLIP_MODEL": f"local-dir:{tiny_model_dir}",
+           "PATENTCLIP_MILVUS_URI": lite_server.uri, "PATENTCLIP_COLLECTION_PREFIX": "p",
+           "PATENTCLIP_IMAGES_DIR": str(tmp_path / "images"),
+           "PATENTCLIP_QUERY_HOST": "127.0.0.1", "PATENTCLIP_QUERY_PORT": str(port),
+           "PATENTCLIP_QUERY_METRICS_HOST": "127.0.0.1",
+           "PATENTCLIP_QUERY_METRICS_PORT": str(metrics_port)}
+    log = tmp_path / "query.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "services.query"], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                            health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                assert time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.2)
+        with PatentSearchClient(f"127.0.0.1:{port}") as c:
+            assert c.search_text("lamp", k=3).model_version == encoder.model_version
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+            text = r.read().decode()
+        assert 'patentclip_query_requests_total{code="OK",method="SearchByText"} 1.0' in text
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz") as r:
+            assert r.status == 200
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+        assert "draining in-flight requests" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
