@@ -37,6 +37,11 @@ class _Request:
 class DynamicBatcher:
     """Run ``fn(items) -> rows`` on batches of concurrently submitted items.
 
+    The worker takes every request already queued (up to ``max_batch``); when it found
+    company it waits up to ``max_delay`` for more, and a lone request runs at once, so a
+    single client pays no batching delay. Under load the queue fills while the previous
+    batch runs, so batches grow with concurrency.
+
     ``max_batch <= 1`` turns batching off: ``submit`` calls ``fn`` directly in the caller's
     thread. After ``close`` the worker drains what was queued and further submissions run
     directly, so a batcher being retired (hot swap) never fails a request.
@@ -83,7 +88,18 @@ class DynamicBatcher:
                 self._drain_after_close()
                 return
             batch = [first]
-            until = time.monotonic() + self.max_delay
+            while len(batch) < self.max_batch:  # take what is already queued
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._run(batch)
+                    self._drain_after_close()
+                    return
+                batch.append(nxt)
+            # A lone request runs at once; otherwise wait up to max_delay for more company.
+            until = time.monotonic() + (self.max_delay if len(batch) > 1 else 0.0)
             while len(batch) < self.max_batch:
                 remaining = until - time.monotonic()
                 if remaining <= 0:

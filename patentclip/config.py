@@ -40,6 +40,19 @@ def settings_from_env(cls: type[T], prefix: str, env: Mapping[str, str] | None =
     return cls(**values)
 
 
+def with_flags(settings: T, flags: Mapping[str, object] | None) -> T:
+    """``settings`` with the flags that were given applied (None means 'not given')."""
+    return replace(settings, **{k: v for k, v in (flags or {}).items() if v is not None})
+
+
+def require_positive(settings: object, names: tuple[str, ...], what: str) -> None:
+    """InvalidInputError naming the first of ``names`` that is below 1."""
+    for name in names:
+        if getattr(settings, name) < 1:
+            raise InvalidInputError(f"{what} setting {name}={getattr(settings, name)}: "
+                                    "must be at least 1")
+
+
 @dataclass(frozen=True)
 class CoreSettings:
     """Where the model, the vectors and the drawing images are."""
@@ -60,7 +73,7 @@ class CoreSettings:
 
     def override(self, **flags) -> CoreSettings:
         """Apply command-line flags that were given (None means 'not given')."""
-        return replace(self, **{k: v for k, v in flags.items() if v is not None})
+        return with_flags(self, flags)
 
     def __repr__(self) -> str:  # never print secrets
         shown = {f.name: ("***" if f.name == "milvus_token" and getattr(self, f.name)

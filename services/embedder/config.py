@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from patentclip.config import CoreSettings, settings_from_env
+from patentclip.config import CoreSettings, require_positive, settings_from_env, with_flags
 from patentclip.errors import InvalidInputError
 from services.broker import KafkaSettings
 
@@ -31,11 +31,8 @@ class ConsumerSettings:
         return settings_from_env(cls, "PATENTCLIP_EMBEDDER_", env)
 
     def validate(self) -> None:
-        for name in ("batch_grants", "decode_workers", "batch_max_wait_ms",
-                     "session_timeout_ms", "max_poll_interval_ms"):
-            if getattr(self, name) < 1:
-                raise InvalidInputError(f"embedder setting {name}={getattr(self, name)}: "
-                                        "must be at least 1")
+        require_positive(self, ("batch_grants", "decode_workers", "batch_max_wait_ms",
+                                "session_timeout_ms", "max_poll_interval_ms"), "embedder")
         if not 0 < self.retry_initial_s <= self.retry_max_s:
             raise InvalidInputError("embedder retry back-off: need 0 < retry_initial_s <= "
                                     "retry_max_s")
@@ -57,8 +54,5 @@ class EmbedderSettings:
     def override(self, core: dict | None = None, kafka: dict | None = None,
                  consumer: dict | None = None) -> EmbedderSettings:
         """Apply flags that were given (None = not given)."""
-        def given(values):
-            return {k: v for k, v in (values or {}).items() if v is not None}
-        return EmbedderSettings(replace(self.core, **given(core)),
-                                replace(self.kafka, **given(kafka)),
-                                replace(self.consumer, **given(consumer)))
+        return EmbedderSettings(with_flags(self.core, core), with_flags(self.kafka, kafka),
+                                with_flags(self.consumer, consumer))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from patentclip.config import CoreSettings, settings_from_env
+from patentclip.config import CoreSettings, require_positive, settings_from_env, with_flags
 from patentclip.errors import InvalidInputError
 
 
@@ -30,10 +30,7 @@ class ServerSettings:
         return settings_from_env(cls, "PATENTCLIP_QUERY_", env)
 
     def validate(self) -> None:
-        for name in ("max_workers", "max_batch", "max_image_bytes"):
-            if getattr(self, name) < 1:
-                raise InvalidInputError(f"query setting {name}={getattr(self, name)}: "
-                                        "must be at least 1")
+        require_positive(self, ("max_workers", "max_batch", "max_image_bytes"), "query")
         if self.max_delay_ms < 0 or self.alias_poll_s <= 0 or self.grace_s < 0:
             raise InvalidInputError("query settings: max_delay_ms >= 0, alias_poll_s > 0 "
                                     "and grace_s >= 0 are required")
@@ -49,7 +46,5 @@ class QuerySettings:
         return cls(CoreSettings.from_env(env), ServerSettings.from_env(env))
 
     def override(self, core: dict | None = None, server: dict | None = None) -> QuerySettings:
-        def given(values):
-            return {k: v for k, v in (values or {}).items() if v is not None}
-        return QuerySettings(replace(self.core, **given(core)),
-                             replace(self.server, **given(server)))
+        """Apply flags that were given (None = not given)."""
+        return QuerySettings(with_flags(self.core, core), with_flags(self.server, server))

@@ -257,8 +257,9 @@ def test_thirty_two_concurrent_clients_get_the_single_client_results(client, ser
 
     def run(i):
         with PatentSearchClient(target, timeout=60) as own:
+            rotated = queries[i % 8:] + queries[:i % 8]
             return [(q, [h.patent_number for h in own.search_text(q, k=10).hits])
-                    for q in queries[i % 8:] + queries[:i % 8]]
+                    for q in rotated[:3]]
 
     with ThreadPoolExecutor(32) as pool:
         for answers in pool.map(run, range(32)):
@@ -415,3 +416,16 @@ def test_runs_as_a_process_with_metrics_and_stops_gracefully_on_sigterm(
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_unexpected_errors_are_internal_with_an_id_and_no_details(server, client, monkeypatch,
+                                                                  caplog):
+    def broken():
+        raise RuntimeError("secret connection string user:pw@db")
+
+    monkeypatch.setattr(server.live, "current", broken)
+    code, details = _code(lambda: client.server_info())
+    assert code == grpc.StatusCode.INTERNAL and "internal error (id " in details
+    assert "secret" not in details and "Traceback" not in details
+    assert any("secret connection string" in r.getMessage() or (
+        r.exc_info and "secret" in str(r.exc_info[1])) for r in caplog.records)
