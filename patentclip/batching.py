@@ -87,33 +87,31 @@ class DynamicBatcher:
             if first is None:
                 self._drain_after_close()
                 return
-            batch = [first]
-            while len(batch) < self.max_batch:  # take what is already queued
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._run(batch)
-                    self._drain_after_close()
-                    return
-                batch.append(nxt)
-            # A lone request runs at once; otherwise wait up to max_delay for more company.
-            until = time.monotonic() + (self.max_delay if len(batch) > 1 else 0.0)
-            while len(batch) < self.max_batch:
-                remaining = until - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    nxt = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._run(batch)
-                    self._drain_after_close()
-                    return
-                batch.append(nxt)
+            batch, closing = self._collect(first)
             self._run(batch)
+            if closing:
+                self._drain_after_close()
+                return
+
+    def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
+        """The batch that starts with ``first``, and whether close arrived meanwhile."""
+        batch: list[_Request] = [first]
+        deadline = None  # None: still taking what is already queued, without waiting
+        while len(batch) < self.max_batch:
+            try:
+                if deadline is None:
+                    request = self._queue.get_nowait()
+                else:
+                    request = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                if deadline is not None or len(batch) == 1:
+                    break  # waited long enough, or a lone request: run it now
+                deadline = time.monotonic() + self.max_delay
+                continue
+            if request is None:
+                return batch, True
+            batch.append(request)
+        return batch, False
 
     def _drain_after_close(self) -> None:
         leftover = []
