@@ -16,9 +16,9 @@ failures with a reason; a dependency that is down (image store timeout) raises
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -60,7 +60,6 @@ class SheetFailure:
 class PreparedBatch:
     jobs: list[SheetJob]
     futures: list[Future]
-    started: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
@@ -90,8 +89,7 @@ class SheetEmbedder:
         """Start fetching and decoding ``jobs`` in the background; returns immediately."""
         return PreparedBatch(list(jobs), [self._pool.submit(self._pixels, job) for job in jobs])
 
-    def embed(self, batch: PreparedBatch,
-              on_decoded: Callable[[float], None] | None = None) -> EmbeddedBatch:
+    def embed(self, batch: PreparedBatch) -> EmbeddedBatch:
         """Wait for decoding, then encode. Raises UnavailableError if a fetch must be retried."""
         waited = time.perf_counter()
         ok: list[tuple[SheetJob, torch.Tensor]] = []
@@ -103,8 +101,6 @@ class SheetEmbedder:
             else:
                 ok.append((job, result))
         decode_wait = time.perf_counter() - waited
-        if on_decoded:
-            on_decoded(decode_wait)
         started = time.perf_counter()
         rows: list[SheetRow] = []
         if ok:

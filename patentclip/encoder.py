@@ -110,7 +110,7 @@ class Encoder:
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Encode square RGB drawings (see DrawingPreprocessor) -> (n, dim) unit vectors."""
-        return self._batched(images, self._encode_image_batch)
+        return self.encode_pixels([self._normalize(img) for img in images])
 
     def encode_drawings(self, blobs: Sequence[bytes], names: Sequence[str] | None = None,
                         timeout: float | None = None) -> np.ndarray:
@@ -121,7 +121,7 @@ class Encoder:
         """
         names = names or [f"image {i}" for i in range(len(blobs))]
         pairs = zip(blobs, names, strict=True)
-        return self.encode_images([self.preprocessor(b, n) for b, n in pairs])
+        return self.encode_pixels([self.drawing_pixels(b, n) for b, n in pairs])
 
     def drawing_pixels(self, data: bytes, name: str = "image") -> torch.Tensor:
         """Decode, pad and normalize one drawing into the model's input tensor.
@@ -146,11 +146,6 @@ class Encoder:
         parts = [encode(items[i:i + self.batch_size])
                  for i in range(0, len(items), self.batch_size)]
         return np.concatenate(parts).astype(np.float32, copy=False)
-
-    @torch.inference_mode()
-    def _encode_image_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
-        pixels = torch.stack([self._normalize(img) for img in images]).to(self.device)
-        return _unit(self.model.encode_image(pixels))
 
     @torch.inference_mode()
     def _encode_pixel_batch(self, pixels: Sequence[torch.Tensor]) -> np.ndarray:

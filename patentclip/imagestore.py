@@ -9,10 +9,17 @@ and ImageStoreUnavailableError for a failed read (retriable).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from patentclip.errors import ImageStoreUnavailableError, InvalidInputError, NotFoundError
+from patentclip.events import GRANT_RECORD, grant_record
+
+if TYPE_CHECKING:
+    from patentclip.grants import Grant
+    from patentclip.reader import GrantDocument
 
 
 class LocalImageStore:
@@ -55,3 +62,16 @@ class LocalImageStore:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", part):
                 raise InvalidInputError(f"unsafe image name: {part!r}")
         return self.root / patent / file_name
+
+
+def store_grant(images: LocalImageStore, document: GrantDocument) -> Grant:
+    """Put a grant's drawings and its record (``grant.pb``, read by GetPatent) into the image
+    store. Returns the grant as events and rows describe it: the sheets whose drawing was
+    in the source, each with its image URI."""
+    grant = document.grant
+    sheets = tuple(replace(sheet, image_uri=images.put(grant.patent_number, sheet.file_name,
+                                                       document.images[sheet.file_name]))
+                   for sheet in grant.sheets if sheet.file_name in document.images)
+    stored = replace(grant, sheets=sheets)
+    images.put(grant.patent_number, GRANT_RECORD, grant_record(stored))
+    return stored

@@ -10,15 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from patentclip.embedding import PreparedBatch, SheetEmbedder, SheetJob
 from patentclip.encoder import Encoder
-from patentclip.events import GRANT_RECORD, grant_record
-from patentclip.imagestore import LocalImageStore
+from patentclip.imagestore import LocalImageStore, store_grant
 from patentclip.reader import GrantDocument, GrantReader
 from patentclip.store import PatentStore
 
@@ -82,24 +81,13 @@ class Indexer:
                     ) -> Iterator[SheetJob]:
         for document in documents:
             summary.grants += 1
-            grant = document.grant
-            if self.image_store:
-                self._store_record(document)
+            grant = (store_grant(self.image_store, document) if self.image_store
+                     else document.grant)
             for sheet in grant.sheets:
                 data = document.images.get(sheet.file_name)
                 if data is None:
                     continue  # reported by the reader as a missing drawing file
-                uri = (self.image_store.put(grant.patent_number, sheet.file_name, data)
-                       if self.image_store else "")
-                yield SheetJob(grant, sheet, uri, data)
-
-    def _store_record(self, document: GrantDocument) -> None:
-        grant = document.grant
-        sheets = tuple(replace(s, image_uri=self.image_store.uri_for(grant.patent_number,
-                                                                     s.file_name))
-                       for s in grant.sheets if s.file_name in document.images)
-        self.image_store.put(grant.patent_number, GRANT_RECORD,
-                             grant_record(replace(grant, sheets=sheets)))
+                yield SheetJob(grant, sheet, sheet.image_uri, data)
 
     def _write(self, batch: PreparedBatch, summary: IndexSummary) -> int:
         embedded = self.embedder.embed(batch)

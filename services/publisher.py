@@ -9,7 +9,6 @@ duplicated downstream.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,8 +18,8 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from tqdm import tqdm
 
-from patentclip.events import GRANT_RECORD, encode_event, event_key, grant_record
-from patentclip.imagestore import LocalImageStore
+from patentclip.events import encode_event, event_key
+from patentclip.imagestore import LocalImageStore, store_grant
 from patentclip.reader import GrantDocument, GrantReader
 
 logger = logging.getLogger(__name__)
@@ -72,22 +71,13 @@ class GrantPublisher:
         return summary
 
     def _send(self, document: GrantDocument, bundle: str, summary: PublishSummary):
-        grant = document.grant
-        sheets = []
-        for sheet in grant.sheets:
-            data = document.images.get(sheet.file_name)
-            if data is None:
-                continue
-            uri = self.images.put(grant.patent_number, sheet.file_name, data)
-            sheets.append(dataclasses.replace(sheet, image_uri=uri))
+        grant = store_grant(self.images, document)
         if document.missing_images:  # text-only sources (ipg) expect none and list none
             summary.incomplete.append(
                 f"{grant.source}: drawing files missing from the bundle "
                 f"({', '.join(document.missing_images)}); published the other sheets")
-        summary.sheets += len(sheets)
-        published = dataclasses.replace(grant, sheets=tuple(sheets))
-        self.images.put(grant.patent_number, GRANT_RECORD, grant_record(published))
-        event = encode_event(published, bundle=bundle)
+        summary.sheets += len(grant.sheets)
+        event = encode_event(grant, bundle=bundle)
         return self.producer.send(self.topic, key=event_key(grant), value=event)
 
     def _check_delivery(self, patent: str, future, summary: PublishSummary) -> None:

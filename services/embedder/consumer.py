@@ -235,12 +235,11 @@ class GrantConsumer:
 
     def _embed(self, batch: MicroBatch) -> EmbeddedBatch:
         try:
-            embedded = self.embedder.embed(
-                batch.prepared,
-                on_decoded=lambda s: self.metrics.stage_seconds.labels("decode").observe(s))
+            embedded = self.embedder.embed(batch.prepared)
         except UnavailableError:
             batch.prepared = self.embedder.prepare(batch.prepared.jobs)  # fresh fetches
             raise
+        self.metrics.stage_seconds.labels("decode").observe(embedded.decode_wait_seconds)
         self.metrics.stage_seconds.labels("encode").observe(embedded.encode_seconds)
         self.metrics.batch_sheets.observe(len(embedded.embedded))
         return embedded
