@@ -66,6 +66,7 @@ class CoreSettings:
     milvus_timeout_s: float = 30.0  # PATENTCLIP_MILVUS_TIMEOUT_S: per call
     collection_prefix: str = "patentclip"  # PATENTCLIP_COLLECTION_PREFIX
     images_dir: str = "data/images"  # PATENTCLIP_IMAGES_DIR: local image store root
+    registry_dir: str = "data/registry"  # PATENTCLIP_REGISTRY_DIR: model registry folder
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CoreSettings:

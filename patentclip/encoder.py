@@ -67,7 +67,8 @@ class Encoder:
         self.device = device
         self.batch_size = batch_size
         self.preprocessor = DrawingPreprocessor(image_size=image_size)
-        version = f"{_slug(spec)}_{weights_digest(self.model)[:12]}"
+        digest = weights_digest(self.model)
+        version = _registered_version(spec, digest) or f"{_slug(spec)}_{digest[:12]}"
         with torch.inference_mode():
             dim = int(self.model.encode_text(tokenizer(["x"]).to(device)).shape[-1])
         self.info = EncoderInfo(spec=spec, model_version=version, dim=dim, image_size=image_size,
@@ -157,10 +158,12 @@ class Encoder:
         return _unit(self.model.encode_text(tokens))
 
 
-def weights_digest(model: torch.nn.Module) -> str:
-    """A stable hex digest of a model's weights (names + values, in sorted order)."""
+def weights_digest(model: torch.nn.Module | dict) -> str:
+    """A stable hex digest of a model's weights (names + values, in sorted order); accepts a
+    model or its state dict (e.g. a safetensors file's tensors)."""
+    state = model if isinstance(model, dict) else model.state_dict()
     digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -197,6 +200,15 @@ def _unit(features: torch.Tensor) -> np.ndarray:
 def _image_size(model: torch.nn.Module) -> int:
     size = getattr(model.visual, "image_size", 224)
     return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def _registered_version(spec: str, digest: str) -> str | None:
+    """A registry folder's version (see patentclip.registry); None for other models."""
+    from patentclip.registry import registered_version
+
+    if not spec.startswith(LOCAL_DIR):
+        return None
+    return registered_version(Path(spec[len(LOCAL_DIR):]), digest)
 
 
 def _slug(spec: str) -> str:

@@ -74,6 +74,44 @@ class SheetFigureMapping(enum.StrEnum):
     UNKNOWN = "unknown"  # counts differ: the XML does not say which figures a sheet holds
 
 
+# Locarno Classification (14th edition) main classes, for display and zero-shot prompts.
+LOCARNO_MAIN_CLASSES: dict[str, str] = {
+    "01": "Foodstuffs",
+    "02": "Articles of clothing and haberdashery",
+    "03": "Travel goods, cases, parasols and personal belongings",
+    "04": "Brushware",
+    "05": "Textile piecegoods, artificial and natural sheet material",
+    "06": "Furnishing",
+    "07": "Household goods",
+    "08": "Tools and hardware",
+    "09": "Packages and containers for the transport or handling of goods",
+    "10": "Clocks and watches and other measuring, checking and signalling instruments",
+    "11": "Articles of adornment",
+    "12": "Means of transport or hoisting",
+    "13": "Equipment for production, distribution or transformation of electricity",
+    "14": "Recording, telecommunication or data processing equipment",
+    "15": "Machines",
+    "16": "Photographic, cinematographic and optical apparatus",
+    "17": "Musical instruments",
+    "18": "Printing and office machinery",
+    "19": "Stationery and office equipment, artists' and teaching materials",
+    "20": "Sales and advertising equipment, signs",
+    "21": "Games, toys, tents and sports goods",
+    "22": "Arms, pyrotechnic articles, articles for hunting, fishing and pest killing",
+    "23": "Fluid distribution, sanitary, heating, ventilation and air-conditioning equipment",
+    "24": "Medical and laboratory equipment",
+    "25": "Building units and construction elements",
+    "26": "Lighting apparatus",
+    "27": "Tobacco and smokers' supplies",
+    "28": "Pharmaceutical and cosmetic products, toilet articles and apparatus",
+    "29": "Devices and equipment against fire hazards, for accident prevention and rescue",
+    "30": "Articles for the care and handling of animals",
+    "31": "Machines and appliances for preparing food or drink",
+    "32": "Graphic symbols and logos, surface patterns, ornamentation",
+    "99": "Miscellaneous",
+}
+
+
 @dataclass(frozen=True)
 class LocarnoClass:
     """Locarno classification, e.g. code '0204' = class '02', subclass '04', edition '13'."""

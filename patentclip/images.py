@@ -1,7 +1,8 @@
 """Patent-drawing preprocessing: bilevel TIFF -> grayscale -> white-padded square.
 
-Drawings are tall or wide line art; a model wants a square. Padding (not cropping,
-not stretching) keeps the whole drawing undistorted. Large sheets are shrunk with
+Drawings are tall or wide line art on mostly empty paper; a model wants a square. The
+white margins are trimmed to the ink's bounding box, then padding (not cropping into the
+drawing, not stretching) keeps the whole drawing undistorted. Large sheets are shrunk with
 PIL's integer ``reduce`` first (a cheap box filter), finished with one resample, and
 contrast-stretched so thin lines survive the shrink.
 Images whose header declares more than ``max_pixels`` are refused before decoding.
@@ -48,7 +49,9 @@ class DrawingPreprocessor:
         return _to_grayscale(image)
 
     def square(self, image: Image.Image) -> Image.Image:
-        """Pad to a white square (drawing centred) and shrink to ``image_size``."""
+        """Trim white margins, pad to a white square (drawing centred) and shrink to
+        ``image_size``."""
+        image = trim_margins(image)
         width, height = image.size
         side = max(width, height)
         canvas = Image.new("L", (side, side), 255)
@@ -65,6 +68,22 @@ class DrawingPreprocessor:
     def __call__(self, data: bytes, name: str = "image") -> Image.Image:
         """bytes -> square RGB image of ``image_size`` (three equal channels for the model)."""
         return self.square(self.decode(data, name)).convert("RGB")
+
+
+def trim_margins(image: Image.Image, ink_below: int = 160, margin: float = 0.02
+                 ) -> Image.Image:
+    """Crop a grayscale sheet to the box around its ink, plus a small white margin.
+
+    Sheets are mostly empty paper; without the crop a drawing fills a small part of the
+    model's input and its lines shrink to a few pixels. A blank sheet is returned as is.
+    """
+    box = image.point(lambda p: 255 if p < ink_below else 0).getbbox()
+    if box is None:
+        return image
+    left, top, right, bottom = box
+    pad = int(margin * max(right - left, bottom - top))
+    return image.crop((max(left - pad, 0), max(top - pad, 0), min(right + pad, image.width),
+                       min(bottom + pad, image.height)))
 
 
 def _to_grayscale(image: Image.Image) -> Image.Image:

@@ -168,6 +168,11 @@ class CollectionInfo:
     pretrained: str = ""
 
 
+def collection_name(prefix: str, model_version: str) -> str:
+    """The collection a model version's vectors live in: ``<prefix>_<version>``."""
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', model_version)}"
+
+
 def open_store(settings: CoreSettings) -> PatentStore:
     """The store the settings name; creates the parent folder of a Milvus Lite file."""
     uri = settings.milvus_uri
@@ -222,7 +227,7 @@ class PatentStore:
         self.close()
 
     def collection_name(self, model_version: str) -> str:
-        return f"{self.prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', model_version)}"
+        return collection_name(self.prefix, model_version)
 
     @property
     def live_alias(self) -> str:

@@ -10,6 +10,9 @@
     patentclip publish data/bundles/I20210105.tar --bootstrap-servers 127.0.0.1:9092
     patentclip serve embedder            (same as: python -m services.embedder)
     patentclip reindex --model local-dir:data/models/new
+    patentclip train --epochs 3           (one trainer cycle: python -m trainer --once)
+    patentclip benchmark VERSION | models list | models show VERSION
+    patentclip rollout VERSION | rollback
 
 Settings come from PATENTCLIP_* environment variables (see .env.example), then flags.
 Errors are one clear line on stderr and a non-zero exit code, never a traceback.
@@ -35,6 +38,11 @@ EXIT_USAGE, EXIT_FAILED = 2, 1
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # every flag belongs to the trainer (argparse REMAINDER cannot
+        from trainer.main import main as trainer_main  # take leading --options)
+
+        return trainer_main(["--once", "--progress", *argv[1:]])
     parser = _parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is _run_serve:
@@ -44,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return EXIT_USAGE
-    flags = ("model", "pretrained", "device", "milvus_uri", "images_dir", "batch_size")
+    flags = ("model", "pretrained", "device", "milvus_uri", "images_dir", "batch_size",
+             "registry_dir")
     settings = CoreSettings.from_env().override(**{f: getattr(args, f, None) for f in flags})
     try:
         return args.run(args, settings)
@@ -66,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--device", help="cpu, cuda, ... (env PATENTCLIP_DEVICE)")
     common.add_argument("--milvus-uri", help="Milvus Lite file or http://host:19530 "
                         "(env PATENTCLIP_MILVUS_URI)")
+    common.add_argument("--registry-dir", help="model registry folder "
+                        "(env PATENTCLIP_REGISTRY_DIR)")
     common.add_argument("-v", "--verbose", action="store_true")
 
     parser = argparse.ArgumentParser(prog="patentclip", description=__doc__.split("\n")[0],
@@ -154,6 +165,10 @@ def _parser() -> argparse.ArgumentParser:
     reindex.add_argument("--batch-size", type=int)
     reindex.set_defaults(run=_run_reindex)
 
+    from trainer.cli import add_commands
+
+    add_commands(sub, common, kafka)
+
     serve = sub.add_parser("serve", help="run a microservice: serve embedder|query [flags]")
     serve.add_argument("service", choices=("embedder", "query"))
     serve.add_argument("service_args", nargs=argparse.REMAINDER)
@@ -237,10 +252,16 @@ def _run_search(args, settings: CoreSettings) -> int:
 def _search_local(args, settings: CoreSettings, filters: SearchFilters):
     from patentclip.search import SearchEngine
 
-    encoder = _load_encoder(settings)
     group = not args.no_group
     with open_store(settings) as store:
-        engine = SearchEngine(encoder, store, args.collection or store.live_alias)
+        target = args.collection or store.live_alias
+        if not hasattr(args, "model"):  # no --model: use the model the collection records,
+            info = store.describe(target)  # as the query service does (e.g. after a rollout)
+            if info.model_spec:
+                settings = settings.override(model=info.model_spec,
+                                             pretrained=info.pretrained)
+        encoder = _load_encoder(settings)
+        engine = SearchEngine(encoder, store, target)
         if args.text is not None:
             result = engine.search_text(args.text, args.k, filters, args.against or "both",
                                         group)
@@ -314,20 +335,12 @@ def _run_publish(args, settings: CoreSettings) -> int:
 
 
 def _run_reindex(args, settings: CoreSettings) -> int:
-    import threading
-
     from services.embedder.config import ConsumerSettings, EmbedderSettings
-    from services.embedder.main import run
+    from services.embedder.main import reindex_topic
 
     encoder = _load_encoder(settings)
-    group = getattr(args, "group", None) or f"patentclip-reindex-{encoder.model_version}"
     embedder = EmbedderSettings(settings, _kafka_settings(args), ConsumerSettings.from_env())
-    embedder = embedder.override(consumer={"group_id": group, "set_live_if_missing": False,
-                                           "metrics_port": 0})
-    print(f"reindexing topic {embedder.kafka.topic} from the start with group {group} "
-          f"into model {encoder.model_version}'s collection (the live alias is not touched)")
-    return run(embedder, threading.Event(), until_caught_up=True, progress=True,
-               encoder=encoder)
+    return reindex_topic(embedder, encoder, getattr(args, "group", None) or "")
 
 
 def _run_serve(args, settings: CoreSettings) -> int:

@@ -1,5 +1,7 @@
-"""The trainer: PatentCLIP fine-tuning, benchmarks, registry and rollout (issue 5).
+"""The trainer service: PatentCLIP fine-tuning, benchmarks, the registry and gated rollout.
 
-Built so far: the distribution-aware loss (``trainer.losses``) and the benchmark metrics
-(``trainer.metrics``), both tested against hand computations and brute-force references.
+``data`` (training pairs, time split, frozen evaluation sets), ``losses`` (contrastive +
+distribution-aware classification), ``train`` (the fine-tuning loop), ``retrieval``
+(benchmark metric functions), ``benchmark``, ``rollout`` (gate, reindex, alias switch),
+``pipeline`` (one cycle), ``main`` (``python -m trainer``). See trainer/README.md.
 """

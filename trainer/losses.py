@@ -67,12 +67,18 @@ class DistributionAwareCrossEntropy(nn.Module):
         self.register_buffer("log_prior", log_prior(class_counts))
         self.register_buffer("weights", class_balanced_weights(class_counts, beta))
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor,
+                batch_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean loss over a batch. With ``batch_labels`` (the whole accumulated batch), the
+        loss of this part only, divided by the whole batch's normalizer, so the parts of an
+        accumulated batch sum to the loss of the batch."""
+        batch_labels = labels if batch_labels is None else batch_labels
         if self.mode == "logit_adjusted":
-            return F.cross_entropy(logits + self.tau * self.log_prior, labels)
-        if self.mode == "class_balanced":
-            return F.cross_entropy(logits, labels, weight=self.weights)
-        return F.cross_entropy(logits, labels)
+            logits = logits + self.tau * self.log_prior
+        losses = F.cross_entropy(logits, labels, reduction="none")
+        if self.mode == "class_balanced":  # as F.cross_entropy(weight=w): sum(w*l) / sum(w)
+            return (losses * self.weights[labels]).sum() / self.weights[batch_labels].sum()
+        return losses.sum() / len(batch_labels)
 
 
 class PatentClipLoss(nn.Module):
@@ -95,6 +101,12 @@ class PatentClipLoss(nn.Module):
         total = contrastive + self.lam * classification
         return total, {"contrastive": float(contrastive.detach()),
                        "classification": float(classification.detach())}
+
+
+    def classification_part(self, image_features: torch.Tensor, labels: torch.Tensor,
+                            batch_labels: torch.Tensor) -> torch.Tensor:
+        """The classification term of one micro-batch of an accumulated batch."""
+        return self.classification(self.head(image_features), labels, batch_labels)
 
 
 def trainable_parameters(model: nn.Module, loss: nn.Module) -> Iterable[nn.Parameter]:

@@ -115,6 +115,21 @@ def run(settings: EmbedderSettings, stop: threading.Event, until_caught_up: bool
             probes.stop()
 
 
+def reindex_topic(settings: EmbedderSettings, encoder, group: str = "",
+                  progress: bool = True, stop: threading.Event | None = None) -> int:
+    """Replay the whole grants topic into ``encoder``'s collection with a consumer group of
+    its own (default ``patentclip-reindex-<version>``); the live alias is not touched.
+    Returns 0 once caught up with the topic's end."""
+    group = group or f"patentclip-reindex-{encoder.model_version}"
+    settings = settings.override(consumer={"group_id": group, "set_live_if_missing": False,
+                                           "metrics_port": 0})
+    print(f"reindexing topic {settings.kafka.topic} from the start with group {group} "
+          f"into model {encoder.model_version}'s collection (the live alias is not touched)",
+          flush=True)
+    return run(settings, stop or threading.Event(), until_caught_up=True, progress=progress,
+               encoder=encoder)
+
+
 def _install_signal_handlers(stop: threading.Event) -> None:
     if threading.current_thread() is not threading.main_thread():
         return  # in-process tests stop us through the event

@@ -209,12 +209,14 @@ def test_env_example_documents_every_setting():
 
     from services.broker import KafkaSettings
     from services.query.config import ServerSettings
+    from trainer.config import JobSettings
 
     text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     documented = {line.split("=", 1)[0].lstrip("# ") for line in text.splitlines()
                   if "=" in line and line.lstrip("# ").startswith("PATENTCLIP_")}
     for cls, prefix in ((CoreSettings, "PATENTCLIP_"), (KafkaSettings, "PATENTCLIP_KAFKA_"),
                         (ConsumerSettings, "PATENTCLIP_EMBEDDER_"),
-                        (ServerSettings, "PATENTCLIP_QUERY_")):
+                        (ServerSettings, "PATENTCLIP_QUERY_"),
+                        (JobSettings, "PATENTCLIP_TRAINER_")):
         missing = {f"{prefix}{f.name.upper()}" for f in fields(cls)} - documented
         assert not missing, f".env.example lacks {sorted(missing)}"

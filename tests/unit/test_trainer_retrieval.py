@@ -15,7 +15,7 @@ from trainer.losses import (
     class_balanced_weights,
     trainable_parameters,
 )
-from trainer.metrics import (
+from trainer.retrieval import (
     average_precision,
     clip_retrieval_metrics,
     frequency_terciles,

@@ -1,0 +1,225 @@
+"""``patentclip benchmark``: one model on one frozen evaluation set, every protocol.
+
+* standard open_clip retrieval (N x N, pair i = sheet i and its caption): R@1/5/10 and
+  mean/median rank, text -> image and image -> text;
+* patent-aware retrieval: any sheet of the right patent counts;
+* drawing -> drawing prior-art retrieval: mAP and P@1, the other sheets of the same patent
+  being relevant;
+* R@10 for the head, middle and tail thirds of the classes by training frequency, and
+  per class; zero-shot Locarno classification accuracy from class-name prompts.
+
+Writes ``benchmark.json``, ``benchmark.md`` and ``recall_by_class.png`` to the output folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from patentclip.encoder import Encoder
+from patentclip.errors import InvalidInputError
+from patentclip.grants import LOCARNO_MAIN_CLASSES
+from patentclip.imagestore import LocalImageStore
+from trainer.data import EvalItem, EvalSet
+from trainer.retrieval import (
+    clip_retrieval_metrics,
+    first_relevant_ranks,
+    frequency_terciles,
+    patent_aware_metrics,
+    prior_art_map,
+    recall_by_frequency_tercile,
+)
+
+logger = logging.getLogger(__name__)
+
+PRIMARY_METRIC = "patent_aware.text_to_image_R@10"
+ZERO_SHOT_PROMPT = "a patent drawing of {}"
+# PatentCLIP's published results (5k image-caption validation set, a different set from
+# ours): shown beside ours for orientation, not as a comparable number.
+PUBLISHED = {"PatentCLIP ViT-L-14 (published)": (0.18, 0.42, 0.53, 0.18, 0.39, 0.50),
+             "PatentCLIP RN50 (published)": (0.09, 0.25, 0.34, None, None, None)}
+
+
+def run_benchmark(encoder: Encoder, eval_set: EvalSet, images: LocalImageStore,
+                  out_dir: str | Path | None = None) -> dict:
+    """Encode the set's drawings and captions with ``encoder``; return (and write) results."""
+    items = eval_set.items
+    image_vectors = encoder.encode_pixels(_pixels(encoder, items, images))
+    text_vectors = encoder.encode_texts([i.caption for i in items])
+    results = benchmark_vectors(image_vectors, text_vectors, items, eval_set.class_counts,
+                                zero_shot_vectors(encoder, eval_set))
+    results.update({"model_version": encoder.model_version, "model_spec": encoder.info.spec,
+                    "eval_set": eval_set.name, "eval_set_sha256": eval_set.sha256})
+    if out_dir is not None:
+        write_reports(results, Path(out_dir))
+    return results
+
+
+def benchmark_vectors(image_vectors: np.ndarray, text_vectors: np.ndarray,
+                      items: Sequence[EvalItem], class_counts: dict[str, int],
+                      class_prompts: tuple[list[str], np.ndarray] | None = None) -> dict:
+    """Every protocol on unit vectors (pure: no model, no I/O)."""
+    patents = [i.patent for i in items]
+    labels = [i.label for i in items]
+    image_text = image_vectors @ text_vectors.T
+    same = np.asarray(patents)[:, None] == np.asarray(patents)[None, :]
+    standard_ranks = first_relevant_ranks(image_text.T, np.eye(len(items), dtype=bool))
+    aware_ranks = first_relevant_ranks(image_text.T, same.T)
+    counts = {**{c: 0 for c in set(labels)}, **class_counts}
+    results = {
+        "items": len(items), "patents": len(set(patents)), "classes": len(set(labels)),
+        "standard": clip_retrieval_metrics(image_text),
+        "patent_aware": patent_aware_metrics(image_text, patents, patents),
+        "terciles_R@10": {
+            "standard": recall_by_frequency_tercile(standard_ranks, labels, counts),
+            "patent_aware": recall_by_frequency_tercile(aware_ranks, labels, counts)},
+        "tercile_queries": _tercile_queries(labels, counts),
+        "per_class": _per_class(aware_ranks, labels, counts),
+    }
+    try:
+        results["prior_art"] = prior_art_map(image_vectors @ image_vectors.T, patents)
+    except ValueError:  # every patent has a single sheet: no drawing -> drawing queries
+        results["prior_art"] = {"map": None, "p_at_1": None, "queries": 0}
+    if class_prompts is not None:
+        classes, prompt_vectors = class_prompts
+        predicted = np.asarray(classes)[np.argmax(image_vectors @ prompt_vectors.T, axis=1)]
+        results["zero_shot_accuracy"] = float(np.mean(predicted == np.asarray(labels)))
+    return results
+
+
+def zero_shot_vectors(encoder: Encoder, eval_set: EvalSet) -> tuple[list[str], np.ndarray]:
+    """One prompt per class known to the set ("a patent drawing of household goods")."""
+    classes = sorted(set(eval_set.class_counts) | {i.label for i in eval_set.items})
+    prompts = [ZERO_SHOT_PROMPT.format(LOCARNO_MAIN_CLASSES.get(c, f"class {c}").lower())
+               for c in classes]
+    return classes, encoder.encode_texts(prompts)
+
+
+def metric(results: dict, name: str) -> float | None:
+    """A dotted metric name ('patent_aware.text_to_image_R@10') out of a results dict."""
+    value = results
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value if isinstance(value, (int, float)) else None
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def markdown_table(rows: dict[str, dict]) -> str:
+    """The PatentCLIP paper's layout: T->I and I->T R@1/5/10 per model, plus ranks."""
+    header = ("| model | protocol | T→I R@1 | R@5 | R@10 | I→T R@1 | R@5 | R@10 | "
+              "T→I mean/median rank |")
+    lines = [header, "|" + "---|" * 9]
+    for name, results in rows.items():
+        for protocol in ("standard", "patent_aware"):
+            r = results[protocol]
+            cells = [r[f"text_to_image_R@{k}"] for k in (1, 5, 10)] + \
+                    [r[f"image_to_text_R@{k}"] for k in (1, 5, 10)]
+            lines.append(f"| {name} | {protocol.replace('_', '-')} | " +
+                         " | ".join(f"{c:.3f}" for c in cells) +
+                         f" | {r['text_to_image_mean_rank']:.1f} / "
+                         f"{r['text_to_image_median_rank']:.0f} |")
+    for name, cells in PUBLISHED.items():
+        shown = " | ".join("—" if c is None else f"{c:.2f}" for c in cells)
+        lines.append(f"| {name} | standard, 5k set | {shown} | — |")
+    return "\n".join(lines)
+
+
+def summary_markdown(results: dict) -> str:
+    t = results["terciles_R@10"]
+    prior = results["prior_art"]
+    cells = lambda d: " | ".join("—" if d[k] is None else f"{d[k]:.3f}"  # noqa: E731
+                                 for k in ("head", "middle", "tail"))
+    lines = [f"# Benchmark: {results.get('model_version', '?')} on {results.get('eval_set', '?')}",
+             "", f"{results['items']} drawing sheets of {results['patents']} patents in "
+             f"{results['classes']} Locarno classes (set sha256 "
+             f"{str(results.get('eval_set_sha256', ''))[:12]}).", "",
+             markdown_table({results.get("model_version", "model"): results}), "",
+             "| text → image R@10 by class-frequency tercile | head | middle | tail |",
+             "|---|---|---|---|",
+             f"| standard | {cells(t['standard'])} |",
+             f"| patent-aware | {cells(t['patent_aware'])} |", "",
+             "| drawing → drawing prior art | mAP | P@1 | queries |", "|---|---|---|---|",
+             f"| other sheets of the same patent | {_fmt(prior['map'])} | "
+             f"{_fmt(prior['p_at_1'])} | {prior['queries']} |", "",
+             f"Zero-shot Locarno classification accuracy: "
+             f"{_fmt(results.get('zero_shot_accuracy'))}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(results: dict, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "benchmark.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    (out_dir / "benchmark.md").write_text(summary_markdown(results))
+    plot_recall_by_class({results.get("model_version", "model"): results},
+                         out_dir / "recall_by_class.png")
+    return out_dir
+
+
+def plot_recall_by_class(runs: dict[str, dict], path: Path) -> Path:
+    """Patent-aware text -> image R@10 per class against the class's training frequency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, results in runs.items():
+        per_class = results["per_class"]
+        xs = [max(v["train_sheets"], 1) for v in per_class.values()]
+        ys = [v["R@10"] for v in per_class.values()]
+        ax.scatter(xs, ys, label=name, alpha=0.75)
+    ax.set_xscale("log")
+    ax.set_xlabel("training sheets of the class (log scale)")
+    ax.set_ylabel("patent-aware text → image R@10")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Recall by Locarno class frequency")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _pixels(encoder: Encoder, items: Sequence[EvalItem], images: LocalImageStore) -> list:
+    def one(item: EvalItem):
+        data = images.get(item.image_uri)
+        if hashlib.sha256(data).hexdigest() != item.image_sha256:
+            raise InvalidInputError(f"{item.image_uri}: image changed since the evaluation "
+                                    "set was frozen (sha256 differs)")
+        return encoder.drawing_pixels(data, item.image_uri)
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(one, items))
+
+
+def _per_class(ranks: np.ndarray, labels: Sequence[str], counts: dict[str, int]) -> dict:
+    terciles = frequency_terciles(counts)
+    labels_arr = np.asarray(labels)
+    return {c: {"train_sheets": int(counts.get(c, 0)), "tercile": terciles.get(c, "tail"),
+                "queries": int((labels_arr == c).sum()),
+                "R@10": float((ranks[labels_arr == c] < 10).mean())}
+            for c in sorted(set(labels))}
+
+
+def _tercile_queries(labels: Sequence[str], counts: dict[str, int]) -> dict[str, int]:
+    terciles = frequency_terciles(counts)
+    groups = [terciles.get(c, "tail") for c in labels]
+    return {t: groups.count(t) for t in ("head", "middle", "tail")}
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
