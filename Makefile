@@ -5,7 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/patentclip/v1/*.proto)
 
-.PHONY: install demo test test-unit proto proto-check lint clean bench-ingest bench-query
+.PHONY: install demo test test-unit proto proto-check lint clean bench-ingest bench-query \
+        experiment-loss
 
 install: $(STAMP)
 
@@ -36,6 +37,11 @@ bench-ingest: install
 
 bench-query: install
 	$(PY) scripts/bench_query.py --out reports/bench-query $(BENCH_ARGS)
+
+# The distribution-aware loss experiment (about 15 min of CPU training): results, tables
+# and a plot under docs/experiments/.
+experiment-loss: install
+	$(PY) scripts/loss_experiment.py --out docs/experiments $(EXPERIMENT_ARGS)
 
 lint: install
 	$(PY) -m ruff check patentclip services trainer tests scripts

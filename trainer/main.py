@@ -44,6 +44,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--accum-freq", type=int, help="micro-batches per optimizer step")
     p.add_argument("--cls-weight", type=float, help="lambda of the classification term")
     p.add_argument("--sampling", help="uniform | class_aware")
+    p.add_argument("--lock-image-unlocked", type=int,
+                   help="lock the image tower except its last N groups (-1: train it all)")
+    p.add_argument("--lock-text-unlocked", type=int,
+                   help="lock the text tower except its last N layers (-1: train it all)")
     p.add_argument("--seed", type=int)
     p.add_argument("--captions", help="comma-separated CSVs with id,caption columns")
     p.add_argument("--eval-set", help="frozen evaluation set name (default: newest week)")
@@ -72,6 +76,8 @@ def settings_from(args: argparse.Namespace, env=None) -> TrainerSettings:
              "runs_dir": args.runs_dir, "metrics_port": args.metrics_port,
              "batch_size": args.batch_size, "accum_freq": args.accum_freq,
              "cls_weight": args.cls_weight, "sampling": args.sampling, "seed": args.seed,
+             "lock_image_unlocked": args.lock_image_unlocked,
+             "lock_text_unlocked": args.lock_text_unlocked,
              "caption_files": args.captions, "eval_weeks": args.eval_weeks})
 
 

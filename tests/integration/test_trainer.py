@@ -281,3 +281,22 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
     kinds = [(d["action"], d["decision"]) for d in registry.decisions()]
     assert kinds == [("rollout", "promoted"), ("rollout", "rejected"),
                      ("rollback", "rolled_back")]
+
+
+def test_real_grants_give_figure_title_and_llava_captions(sample_dir, tmp_path):
+    """The 40 real 2021 grants with sample_data.csv's LLaVA captions (../shared is read
+    only: the image store is a temp folder)."""
+    images = LocalImageStore(tmp_path / "images")
+    for document in GrantReader().read(sample_dir):
+        store_grant(images, document)
+    examples, report = build_examples(images, [str(sample_dir / "sample_data.csv")])
+    assert report.grants == 40 and not report.errors
+    by_key = {e.key: e for e in examples}
+    shaver = by_key["D0907292-002"]
+    assert shaver.label == "28"
+    assert shaver.captions[:2] == ("bottom view of a shaving blade cartridge",
+                                   "a drawing of a shaving blade cartridge")
+    assert len(shaver.captions) == 3 and len(shaver.captions[2]) > 40  # the LLaVA caption
+    with_llava = {e.patent for e in examples if len(e.captions) == 3}
+    assert len(with_llava) == 40
+    assert {e.label for e in examples} >= {"02", "05", "09", "14", "24", "28"}

@@ -17,17 +17,26 @@ def tiff_g4(width, height, box):
 
 
 def test_tall_drawing_is_padded_not_cropped_or_stretched():
-    # a 300x900 sheet whose whole width is a black band from y=300 to y=600
-    data = tiff_g4(300, 900, (0, 300, 300, 600))
+    # a 600x900 sheet whose ink is a 300x900 tall bar: trimmed to the bar (+2% margin), then
+    # padded to a square, never stretched
+    data = tiff_g4(600, 900, (150, 0, 450, 900))
     out = DrawingPreprocessor(image_size=90)(data, "tall.tif")
     assert out.size == (90, 90) and out.mode == "RGB"
     gray = out.convert("L")
-    # drawing occupies the middle third horizontally (pad 300 each side), band in the middle
-    assert gray.getpixel((45, 45)) < 60  # inside the band
+    assert gray.getpixel((45, 45)) < 60  # inside the bar
     assert gray.getpixel((5, 45)) > 200  # left padding is white
-    assert gray.getpixel((45, 5)) > 200  # above the band is white (not cropped away)
     dark = [x for x in range(90) if gray.getpixel((x, 45)) < 128]
     assert 28 <= min(dark) <= 31 and 58 <= max(dark) <= 61  # aspect kept: 30 px wide
+
+
+def test_white_margins_are_trimmed_so_a_small_drawing_fills_the_input():
+    # a 100x100 drawing in the middle of a 1000x1400 sheet
+    data = tiff_g4(1000, 1400, (450, 650, 550, 750))
+    gray = DrawingPreprocessor(image_size=64)(data, "small.tif").convert("L")
+    dark = sum(1 for x in range(64) for y in range(64) if gray.getpixel((x, y)) < 128)
+    assert dark > 0.8 * 64 * 64  # the box fills the input, not 0.5% of it
+    blank = DrawingPreprocessor(image_size=64)(tiff_g4(200, 200, (0, 0, 0, 0)), "blank.tif")
+    assert blank.size == (64, 64)  # a blank sheet is kept as is
 
 
 def test_pixel_limit_refuses_before_decoding():
