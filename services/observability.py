@@ -69,3 +69,28 @@ def _handler(registry: CollectorRegistry, live: Probe, ready: Probe):
             logger.debug("probe %s", fmt % args)
 
     return Handler
+
+
+def install_stop_signals(stop: threading.Event, then: str = "stopping") -> None:
+    """SIGTERM/SIGINT set ``stop`` (graceful shutdown); logged with what happens next.
+
+    Only from the main thread: in-process tests run services in other threads and stop
+    them through the event.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handle(signum, frame) -> None:
+        logger.info("received %s: %s", signal.Signals(signum).name, then)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """One log format for every service: time, level, logger, message."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

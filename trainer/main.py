@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from patentclip.registry import ModelVersion
 from patentclip.store import collection_name, open_store
 from services.embedder.config import EmbedderSettings
 from services.embedder.main import reindex_topic
-from services.observability import ProbeServer
+from services.observability import ProbeServer, configure_logging, install_stop_signals
 from trainer.config import TrainerSettings
 from trainer.metrics import TrainerMetrics
 from trainer.pipeline import CycleResult, TrainingCycle
@@ -83,8 +82,7 @@ def settings_from(args: argparse.Namespace, env=None) -> TrainerSettings:
 
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     stop = stop or threading.Event()
     try:
         settings = settings_from(args)
@@ -92,7 +90,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
     except PatentClipError as exc:
         logger.error("trainer cannot run: %s", exc)
         return 1
-    _install_signal_handlers(stop)
+    install_stop_signals(stop, "stopping after the current step")
     metrics = TrainerMetrics()
     probes = None
     if settings.job.metrics_port:
@@ -157,19 +155,6 @@ def next_run(now: datetime, weekday: int, hour: int) -> datetime:
     candidate = now.replace(hour=hour, minute=0, second=0, microsecond=0) + \
         timedelta(days=(weekday - now.weekday()) % 7)
     return candidate if candidate > now else candidate + timedelta(days=7)
-
-
-def _install_signal_handlers(stop: threading.Event) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def handle(signum, frame) -> None:
-        logger.info("received %s: stopping after the current step",
-                    signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
 
 
 if __name__ == "__main__":

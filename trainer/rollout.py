@@ -67,6 +67,7 @@ class RolloutGate:
             new_t, old_t = metric(candidate, name), metric(live, name)
             queries = metric(candidate, f"tercile_queries.{tercile}")
             if new_t is None or old_t is None:
+                reasons.append(f"{tercile} tercile: no evaluation queries")
                 continue
             if queries is not None and queries < self.min_tercile_queries:
                 reasons.append(f"{tercile} tercile R@10 {new_t:.4f} vs live {old_t:.4f}: not "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 
@@ -18,7 +17,7 @@ from services.broker import ensure_topics
 from services.embedder.config import EmbedderSettings
 from services.embedder.consumer import GrantConsumer
 from services.embedder.metrics import EmbedderMetrics
-from services.observability import ProbeServer
+from services.observability import ProbeServer, configure_logging, install_stop_signals
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +59,7 @@ def settings_from(args: argparse.Namespace, env=None) -> EmbedderSettings:
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set, for in-process tests)."""
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     stop = stop or threading.Event()
     try:
         settings = settings_from(args)
@@ -79,7 +77,7 @@ def run(settings: EmbedderSettings, stop: threading.Event, until_caught_up: bool
     from patentclip.imagestore import LocalImageStore
     from patentclip.store import open_store
 
-    _install_signal_handlers(stop)
+    install_stop_signals(stop, "finishing the current batch, then leaving the group")
     metrics = EmbedderMetrics()
     consumer: GrantConsumer | None = None
 
@@ -128,19 +126,6 @@ def reindex_topic(settings: EmbedderSettings, encoder, group: str = "",
           flush=True)
     return run(settings, stop or threading.Event(), until_caught_up=True, progress=progress,
                encoder=encoder)
-
-
-def _install_signal_handlers(stop: threading.Event) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return  # in-process tests stop us through the event
-
-    def handle(signum, frame) -> None:
-        logger.info("received %s: finishing the current batch, then leaving the group",
-                    signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
 
 
 if __name__ == "__main__":

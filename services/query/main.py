@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from concurrent import futures
@@ -20,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from patentclip.errors import PatentClipError
 from patentclip.v1 import search_pb2, search_pb2_grpc
-from services.observability import ProbeServer
+from services.observability import ProbeServer, configure_logging, install_stop_signals
 from services.query.config import QuerySettings
 from services.query.interceptor import ErrorInterceptor
 from services.query.live import LiveSearch
@@ -118,8 +117,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     try:
         settings = QuerySettings.from_env().override(
             core={"model": args.model, "pretrained": args.pretrained, "device": args.device,
@@ -133,24 +131,12 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
         logger.error("query service cannot start: %s", exc)
         return 1
     stop = stop or threading.Event()
-    _install_signal_handlers(stop)
+    install_stop_signals(stop, "draining in-flight requests, then stopping")
     stop.wait()
     logger.info("stopping: draining in-flight requests for up to %.0fs",
                 settings.server.grace_s)
     server.stop()
     return 0
-
-
-def _install_signal_handlers(stop: threading.Event) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def handle(signum, frame) -> None:
-        logger.info("received %s", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
 
 
 if __name__ == "__main__":
