@@ -172,19 +172,20 @@ def plot_recall_by_class(runs: dict[str, dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, results in runs.items():
+    fig, ax = plt.subplots(figsize=(7 if len(runs) == 1 else 10, 4.5))
+    markers = "os^Dvp*Xh<>"
+    for i, (name, results) in enumerate(runs.items()):
         per_class = results["per_class"]
         xs = [max(v["train_sheets"], 1) for v in per_class.values()]
         ys = [v["R@10"] for v in per_class.values()]
-        ax.scatter(xs, ys, label=name, alpha=0.75)
+        ax.scatter(xs, ys, label=name, alpha=0.75, marker=markers[i % len(markers)])
     ax.set_xscale("log")
     ax.set_xlabel("training sheets of the class (log scale)")
     ax.set_ylabel("patent-aware text → image R@10")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Recall by Locarno class frequency")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
