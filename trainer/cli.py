@@ -73,12 +73,11 @@ def add_commands(sub, common: argparse.ArgumentParser, kafka: argparse.ArgumentP
 
 
 def _run_benchmark(args, settings: CoreSettings) -> int:
-    from trainer.pipeline import benchmark_spec, build_examples, ensure_eval_set, resolve_model
+    from trainer.pipeline import benchmark_spec, resolve_model
 
     registry = ModelRegistry(settings.registry_dir)
     images = LocalImageStore(args.images_dir or settings.images_dir)
-    eval_set = _eval_set(registry, images, args.eval_set, args.eval_weeks, args.captions,
-                         build_examples, ensure_eval_set)
+    eval_set = _eval_set(registry, images, args.eval_set, args.eval_weeks, args.captions)
     spec = resolve_model(registry, args.version)
     name = args.version if registry.exists(args.version) else Path(spec).name
     out = args.out or Path("data/benchmarks") / name / eval_set.name
@@ -124,14 +123,14 @@ def _run_rollout(args, settings: CoreSettings) -> int:
     from services.cli import _kafka_settings
     from trainer.config import TrainerSettings
     from trainer.main import topic_reindexer
-    from trainer.pipeline import benchmark_spec, build_examples, ensure_eval_set
+    from trainer.pipeline import benchmark_spec
     from trainer.rollout import Rollout, RolloutGate
 
     registry = ModelRegistry(settings.registry_dir)
     entry = registry.verify(args.version)
     images = LocalImageStore(args.images_dir or settings.images_dir)
     name = args.eval_set or next(reversed(entry.manifest.get("benchmarks", {})), "")
-    eval_set = _eval_set(registry, images, name, 1, [], build_examples, ensure_eval_set)
+    eval_set = _eval_set(registry, images, name, 1, [])
     trainer = TrainerSettings.from_env()
     trainer = TrainerSettings(settings, _kafka_settings(args), trainer.consumer, trainer.job)
     gate = RolloutGate(args.metric, args.margin, args.tercile_tolerance,
@@ -157,11 +156,14 @@ def _run_rollback(args, settings: CoreSettings) -> int:
     return 0
 
 
-def _eval_set(registry, images, name, weeks, captions, build_examples, ensure_eval_set):
+def _eval_set(registry: ModelRegistry, images: LocalImageStore, name: str, weeks: int,
+              captions: list[str]):
+    """The named frozen set; else frozen now from the newest weeks in the image store."""
+    from trainer.data import EvalSet
+    from trainer.pipeline import build_examples, ensure_eval_set
+
     path = registry.eval_set_path(name) if name else None
     if path is not None and path.is_file():
-        from trainer.data import EvalSet
-
         return EvalSet.load(path)
     examples, _ = build_examples(images, captions)
     return ensure_eval_set(registry, images, examples, name, weeks)

@@ -198,7 +198,7 @@ def test_benchmark_command_writes_json_markdown_and_plot(corpus, tmp_path, tiny_
 
 
 def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls_back(
-        corpus, tmp_path, tiny_model_dir, store, kafka_settings, capsys):
+        corpus, tmp_path, tiny_model_dir, store, kafka_settings, capsys, monkeypatch):
     """The service path end to end: grants on the topic -> live collection; one trainer
     cycle (policy auto) fine-tunes from live, benchmarks, registers, reindexes from the
     topic and moves the alias; a worse version is rejected with reasons; rollback."""
@@ -275,8 +275,20 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
     assert store.resolve(store.live_alias) == candidate_collection
     assert not store.list_collections().count(store.collection_name(worse.version))
 
-    rolled = rollout.rollback()
-    assert rolled.decision == "rolled_back"
+    # The operator's view and commands: models list/show, then rollback from the CLI.
+    from services.cli import main as cli
+
+    monkeypatch.setenv("PATENTCLIP_COLLECTION_PREFIX", store.prefix)
+    common = ["--milvus-uri", store.uri, "--registry-dir", core.registry_dir]
+    capsys.readouterr()
+    assert cli(["models", "list", *common]) == 0
+    listed = capsys.readouterr().out
+    assert f"{result.version} (live)" in listed and worse.version in listed
+    assert cli(["models", "show", worse.version, *common]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["decisions"][0]["decision"] == "rejected" and not shown["live"]
+    assert cli(["rollback", *common]) == 0
+    assert "ROLLED_BACK" in capsys.readouterr().out
     assert store.resolve(store.live_alias) == base_collection
     kinds = [(d["action"], d["decision"]) for d in registry.decisions()]
     assert kinds == [("rollout", "promoted"), ("rollout", "rejected"),
@@ -300,3 +312,48 @@ def test_real_grants_give_figure_title_and_llava_captions(sample_dir, tmp_path):
     with_llava = {e.patent for e in examples if len(e.captions) == 3}
     assert len(with_llava) == 40
     assert {e.label for e in examples} >= {"02", "05", "09", "14", "24", "28"}
+
+
+def test_trainer_service_serves_metrics_waits_for_its_schedule_and_stops(tmp_path, corpus,
+                                                                        tiny_model_dir):
+    """python -m trainer without --once: /metrics and probes up, idle until the weekly
+    slot, stops on the event (SIGTERM in production); a failing cycle is counted."""
+    import urllib.request
+
+    from conftest import free_port, wait_for_port
+
+    from trainer.config import TrainerSettings
+    from trainer.main import main, run_cycle
+    from trainer.metrics import TrainerMetrics
+
+    port, stop = free_port(), threading.Event()
+    core = _core(corpus, tmp_path, tiny_model_dir)
+    env = {**_env(core, tmp_path / "runs"), "PATENTCLIP_TRAINER_METRICS_PORT": str(port),
+           "PATENTCLIP_TRAINER_METRICS_HOST": "127.0.0.1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        thread = threading.Thread(target=lambda: main([], stop=stop), daemon=True)
+        thread.start()
+        wait_for_port(port)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        assert b'patentclip_trainer_step{step="idle"} 1.0' in text
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).status == 200
+        stop.set()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    empty = replace(core, images_dir=str(tmp_path / "nothing-ingested"))
+    metrics = TrainerMetrics()
+    result = run_cycle(TrainerSettings(core=empty), metrics, threading.Event())
+    assert result.status == "failed"
+    assert "nothing ingested" in result.reasons[0]
+    assert metrics.registry.get_sample_value("patentclip_trainer_runs_total",
+                                             {"status": "failed"}) == 1
+    assert metrics.registry.get_sample_value("patentclip_trainer_last_run_failed") == 1
