@@ -160,7 +160,8 @@ def _parser() -> argparse.ArgumentParser:
 
     reindex = sub.add_parser("reindex", parents=[common, kafka],
                              help="re-embed the whole grants topic into a model's collection")
-    reindex.add_argument("--group", help="consumer group (default patentclip-reindex-<version>)")
+    reindex.add_argument("--group", help="consumer group (default "
+                         "patentclip-embedder-<version>, the one that version's embedder uses)")
     reindex.add_argument("--images-dir", help="image store folder (env PATENTCLIP_IMAGES_DIR)")
     reindex.add_argument("--batch-size", type=int)
     reindex.set_defaults(run=_run_reindex)

@@ -188,6 +188,10 @@ class Rollout:
         decision.decision = "promoted"
         decision.reasons.append(f"reindexed {rows} rows; live alias {self.store.live_alias}: "
                                 f"{live.name if live else '(none)'} -> {collection}")
+        decision.reasons.append(
+            f"next: run the embedder with PATENTCLIP_MODEL={candidate.spec}; its consumer "
+            f"group continues where the reindex stopped. Keep the previous version's "
+            "embedder until the rollback window closes: it keeps the rollback target complete")
 
     def _record(self, decision: RolloutDecision) -> RolloutDecision:
         body = asdict(decision)

@@ -13,7 +13,7 @@ from services.broker import KafkaSettings
 class ConsumerSettings:
     """How the embedder consumes (env PATENTCLIP_EMBEDDER_*)."""
 
-    group_id: str = "patentclip-embedder"
+    group_id: str = ""  # empty: patentclip-embedder-<model version> (one group per version)
     batch_grants: int = 16  # messages (grants) per micro-batch
     batch_max_wait_ms: int = 500  # a partial batch is processed after this long
     session_timeout_ms: int = 10_000
@@ -36,6 +36,17 @@ class ConsumerSettings:
         if not 0 < self.retry_initial_s <= self.retry_max_s:
             raise InvalidInputError("embedder retry back-off: need 0 < retry_initial_s <= "
                                     "retry_max_s")
+
+
+def embedder_group(model_version: str) -> str:
+    """The default consumer group of a model version's embedder.
+
+    One group per version: a new version's reindex starts with no offsets (so it replays
+    the whole topic), and the embedder started for that version after its rollout continues
+    exactly where the reindex stopped. The previous version's embedder keeps its own
+    offsets and its collection complete until it is retired (the rollback target).
+    """
+    return f"patentclip-embedder-{model_version}"
 
 
 @dataclass(frozen=True)

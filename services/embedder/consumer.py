@@ -34,7 +34,7 @@ from patentclip.errors import EventDecodeError, NotFoundError, UnavailableError
 from patentclip.events import decode_event
 from patentclip.store import PatentStore
 from services.broker import make_consumer, make_producer, partition_lag
-from services.embedder.config import EmbedderSettings
+from services.embedder.config import EmbedderSettings, embedder_group
 from services.embedder.metrics import EmbedderMetrics
 from services.failpoints import Failpoints
 from services.retry import Backoff, Stopping
@@ -163,11 +163,12 @@ class GrantConsumer:
 
     def _connect(self) -> None:
         k, c = self.settings.kafka, self.settings.consumer
-        self._consumer = make_consumer(k, c.group_id, "embedder", c.session_timeout_ms,
+        group = c.group_id or embedder_group(self.encoder.model_version)
+        self._consumer = make_consumer(k, group, "embedder", c.session_timeout_ms,
                                        c.max_poll_interval_ms, c.batch_grants)
         self._consumer.subscribe([k.topic], listener=_RebalanceLog(self.metrics))
         self._producer = make_producer(k, "embedder-dlq")
-        logger.info("consuming %s as group %s into %s (model %s)", k.topic, c.group_id,
+        logger.info("consuming %s as group %s into %s (model %s)", k.topic, group,
                     self.summary.collection, self.encoder.model_version)
 
     def _close(self) -> None:

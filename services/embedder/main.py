@@ -14,7 +14,7 @@ import threading
 
 from patentclip.errors import PatentClipError
 from services.broker import ensure_topics
-from services.embedder.config import EmbedderSettings
+from services.embedder.config import EmbedderSettings, embedder_group
 from services.embedder.consumer import GrantConsumer
 from services.embedder.metrics import EmbedderMetrics
 from services.observability import ProbeServer, configure_logging, install_stop_signals
@@ -115,10 +115,11 @@ def run(settings: EmbedderSettings, stop: threading.Event, until_caught_up: bool
 
 def reindex_topic(settings: EmbedderSettings, encoder, group: str = "",
                   progress: bool = True, stop: threading.Event | None = None) -> int:
-    """Replay the whole grants topic into ``encoder``'s collection with a consumer group of
-    its own (default ``patentclip-reindex-<version>``); the live alias is not touched.
-    Returns 0 once caught up with the topic's end."""
-    group = group or f"patentclip-reindex-{encoder.model_version}"
+    """Replay the whole grants topic into ``encoder``'s collection; the live alias is not
+    touched. The default group is the version's embedder group (``embedder_group``): a new
+    version has no offsets there, so it starts at offset 0, and the embedder started for
+    that version later continues where this stopped. Returns 0 once caught up."""
+    group = group or embedder_group(encoder.model_version)
     settings = settings.override(consumer={"group_id": group, "set_live_if_missing": False,
                                            "metrics_port": 0})
     print(f"reindexing topic {settings.kafka.topic} from the start with group {group} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -212,11 +213,12 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
     from trainer.pipeline import benchmark_spec
     from trainer.rollout import Rollout, RolloutGate
 
+    images = LocalImageStore(shutil.copytree(corpus["images"].root, tmp_path / "images"))
     core = _core(corpus, tmp_path, tiny_model_dir, milvus_uri=store.uri,
-                 collection_prefix=store.prefix)
+                 collection_prefix=store.prefix, images_dir=str(images.root))
     ensure_topics(kafka_settings, kafka_settings.topic, kafka_settings.dlq_topic)
     producer = make_producer(kafka_settings, "test")
-    GrantPublisher(producer, corpus["images"], kafka_settings.topic, progress=False).publish(
+    GrantPublisher(producer, images, kafka_settings.topic, progress=False).publish(
         corpus["bundles"])
     producer.close()
     consumer = ConsumerSettings(session_timeout_ms=3000, max_poll_interval_ms=6000,
@@ -252,7 +254,21 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
         {"model": "live", "metric": "patent_aware.text_to_image_R@10"})
     assert candidate_r10 > live_r10
 
+    # The new version's embedder (default group: the one its reindex used) continues where
+    # the reindex stopped: a grant published after the rollout is ingested once, nothing
+    # earlier is replayed.
     registry = ModelRegistry(core.registry_dir)
+    week4 = BundleGenerator(seed=4).write_bundle(tmp_path / "week4", date(2021, 1, 26), 3)
+    producer = make_producer(kafka_settings, "test")
+    GrantPublisher(producer, images, kafka_settings.topic, progress=False).publish([week4])
+    producer.close()
+    capsys.readouterr()
+    candidate = Encoder.load(registry.get(result.version).spec)
+    assert reindex_topic(EmbedderSettings(core, kafka_settings, consumer), candidate,
+                         progress=False) == 0
+    assert "reindexed 3 events" in capsys.readouterr().out
+    assert store.count(candidate_collection) > live_rows
+
     manifest = registry.get(result.version).manifest
     assert manifest["parent"] == base.model_version
     assert manifest["hyperparameters"]["epochs"] == TRAIN_FLAGS["epochs"]
@@ -265,7 +281,6 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
     from trainer.data import EvalSet
 
     eval_set = EvalSet.load(registry.eval_set_path(result.eval_set))
-    images = corpus["images"]
     rollout = Rollout(registry, store, RolloutGate(), eval_set.name,
                       lambda spec, pretrained: benchmark_spec(spec, pretrained, eval_set, images),
                       topic_reindexer(settings))
