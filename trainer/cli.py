@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from patentclip.config import CoreSettings
-from patentclip.errors import InvalidInputError, NotFoundError
+from patentclip.errors import NotFoundError
 from patentclip.imagestore import LocalImageStore
 from patentclip.registry import ModelRegistry
 from patentclip.store import open_store
@@ -146,12 +146,11 @@ def _run_rollout(args, settings: CoreSettings) -> int:
 
 
 def _run_rollback(args, settings: CoreSettings) -> int:
-    from trainer.rollout import Rollout, RolloutGate
+    from trainer.rollout import Rollout
 
     registry = ModelRegistry(settings.registry_dir)
     with open_store(settings) as store:
-        decision = Rollout(registry, store, RolloutGate(), "", _no_benchmark,
-                           _no_reindex).rollback()
+        decision = Rollout(registry, store).rollback()
     print("\n".join(decision.lines()))
     return 0
 
@@ -175,11 +174,3 @@ def _live_version(settings: CoreSettings) -> str:
             return store.describe(store.live_alias).model_version
     except NotFoundError:
         return ""
-
-
-def _no_benchmark(spec: str, pretrained: str) -> dict:
-    raise InvalidInputError("rollback does not benchmark")
-
-
-def _no_reindex(version) -> str:
-    raise InvalidInputError("rollback does not reindex")

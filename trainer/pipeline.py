@@ -27,7 +27,7 @@ from trainer.data import (
     EvalSet,
     IngestedGrants,
     TrainingExample,
-    data_window,
+    data_hash,
     examples_from_grant,
     freeze_eval_set,
     grant_week,
@@ -157,7 +157,7 @@ class TrainingCycle:
         config = replace(self.plan.train, base_model=base_spec, pretrained=base_pretrained)
         # Same settings and data -> same folder, so a killed cycle resumes; new data or
         # settings -> a new run.
-        data_digest = data_window(train)["sha256"][:8]
+        data_digest = data_hash(train)[:8]
         run_dir = Path(self.plan.runs_dir) / f"{eval_set.name}-{config.digest}-{data_digest}"
         result.run_dir = str(run_dir)
         trained = FineTuner(config, train, self.images, run_dir, progress=self.progress,

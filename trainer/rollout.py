@@ -109,12 +109,18 @@ Reindex = Callable[[ModelVersion], str]  # version -> the collection it was writ
 class Rollout:
     """Promotes registered versions behind the gate; rolls back."""
 
-    def __init__(self, registry: ModelRegistry, store: PatentStore, gate: RolloutGate,
-                 eval_set: str, benchmark: Benchmark, reindex: Reindex) -> None:
-        self.registry, self.store, self.gate = registry, store, gate
+    def __init__(self, registry: ModelRegistry, store: PatentStore,
+                 gate: RolloutGate | None = None, eval_set: str = "",
+                 benchmark: Benchmark | None = None, reindex: Reindex | None = None) -> None:
+        """``gate``, ``eval_set``, ``benchmark`` and ``reindex`` are what ``promote`` needs;
+        ``rollback`` needs only the registry and the store."""
+        self.registry, self.store, self.gate = registry, store, gate or RolloutGate()
         self.eval_set, self.benchmark, self.reindex = eval_set, benchmark, reindex
 
     def promote(self, version: str) -> RolloutDecision:
+        if self.benchmark is None or self.reindex is None or not self.eval_set:
+            raise InvalidInputError("a rollout needs an evaluation set, a benchmark and a "
+                                    "reindex source")
         candidate = self.registry.verify(version)
         decision = RolloutDecision("rollout", version, "rejected", eval_set=self.eval_set)
         live = self._live()

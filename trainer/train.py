@@ -126,8 +126,7 @@ class FineTuner:
 
     def __init__(self, config: TrainConfig, examples: Sequence[TrainingExample],
                  images: LocalImageStore, run_dir: str | Path, progress: bool = True,
-                 stop: threading.Event | None = None, failpoints=None,
-                 model_config: dict | None = None) -> None:
+                 stop: threading.Event | None = None, failpoints=None) -> None:
         config.validate()
         if not examples:
             raise InvalidInputError("no training examples (nothing ingested before the "
@@ -136,7 +135,6 @@ class FineTuner:
         self.run_dir = Path(run_dir)
         self.progress, self.stop = progress, stop or threading.Event()
         self.failpoints = failpoints or NoFailpoints()
-        self.model_config = model_config
 
     # -- the run
 
@@ -147,15 +145,16 @@ class FineTuner:
         _seed_everything(cfg.seed)
         encoder = Encoder.load(cfg.base_model, pretrained=cfg.pretrained or None,
                                device=cfg.device)
-        model_cfg = self.model_config or model_config_for(encoder.info.spec)
+        model_cfg = model_config_for(encoder.info.spec)
         result.parent_version = encoder.model_version
         pixels, examples, result.skipped = self._decode(encoder)
-        classes = list(class_frequencies(examples))
-        self._write_params(examples, classes, encoder)
+        frequencies = class_frequencies(examples)
+        classes = list(frequencies)
+        result.data = data_window(examples)
+        self._write_params(result.data, frequencies, encoder)
         model = encoder.model
         _lock_towers(model, cfg)
         torch.manual_seed(cfg.seed)  # the head's initial weights
-        frequencies = class_frequencies(examples)
         loss_fn = PatentClipLoss(encoder.dim, [frequencies[c]["sheets"] for c in classes],
                                  lam=0.0 if cfg.loss == "contrastive" else cfg.cls_weight,
                                  mode="plain" if cfg.loss == "contrastive" else cfg.loss,
@@ -178,7 +177,6 @@ class FineTuner:
         else:
             result.status = "completed"
         result.steps, result.epochs_done = step, len(result.epoch_losses) + start_epoch
-        result.data = data_window(examples)
         if result.status == "completed":
             model.eval()
             out = save_local_model(model, model_cfg, self.run_dir / "model")
@@ -254,11 +252,11 @@ class FineTuner:
             raise InvalidInputError("no training drawing could be decoded")
         return [p for p, _ in kept], [e for _, e in kept], skipped
 
-    def _write_params(self, examples, classes, encoder: Encoder) -> None:
+    def _write_params(self, data: dict, frequencies: dict, encoder: Encoder) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         params = {"config": asdict(self.config), "config_digest": self.config.digest,
-                  "parent_version": encoder.model_version, "classes": classes,
-                  "data": data_window(examples)}
+                  "parent_version": encoder.model_version, "classes": list(frequencies),
+                  "data": data}
         path = self.run_dir / "params.json"
         if path.is_file():
             previous = json.loads(path.read_text())
@@ -268,7 +266,7 @@ class FineTuner:
                                         "data; use a new run folder")
         path.write_text(json.dumps(params, indent=2))
         (self.run_dir / "class_frequencies.json").write_text(
-            json.dumps(class_frequencies(examples), indent=2))
+            json.dumps(frequencies, indent=2))
 
     # -- checkpoints
 
@@ -313,9 +311,11 @@ def accumulated_backward(model, loss_fn: PatentClipLoss, micro: Sequence[MicroBa
     micro = [tuple(t.to(device) for t in m) for m in micro]
     all_labels = torch.cat([m[2] for m in micro])
     autocast = _autocast(device)
-    with torch.no_grad(), autocast:
-        cached = [(model.encode_image(m[0], normalize=True),
-                   model.encode_text(m[1], normalize=True)) for m in micro]
+    cached = []  # other micro-batches' features; one batch alone needs none
+    if len(micro) > 1:
+        with torch.no_grad(), autocast:
+            cached = [(model.encode_image(m[0], normalize=True),
+                       model.encode_text(m[1], normalize=True)) for m in micro]
     parts = {"contrastive": 0.0, "classification": 0.0}
     for j, (pixels, tokens, labels) in enumerate(micro):
         with autocast:
