@@ -36,6 +36,8 @@ REASON_SCHEMA_VERSION = "unsupported_schema_version"
 REASON_INVALID_GRANT = "invalid_grant"
 REASON_MISSING_IMAGE = "missing_image"
 REASON_CORRUPT_IMAGE = "corrupt_image"
+DEAD_LETTER_REASONS = (REASON_UNDECODABLE, REASON_SCHEMA_VERSION, REASON_INVALID_GRANT,
+                       REASON_MISSING_IMAGE, REASON_CORRUPT_IMAGE)
 
 _VIEW_TO_PB = {view: pb.View.Value(f"VIEW_{view.name}") for view in View}
 _VIEW_FROM_PB = {number: view for view, number in _VIEW_TO_PB.items()}

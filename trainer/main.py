@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.split("\n")[0])
     p.add_argument("--once", action="store_true", help="run one cycle now, then exit")
+    p.add_argument("--now", action="store_true",
+                   help="run one cycle at start, then follow the schedule (metrics stay up)")
     p.add_argument("--policy", choices=("auto", "approve"))
     p.add_argument("--base-model", help="fine-tune from this (default: the live model)")
     p.add_argument("--epochs", type=int)
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
         if args.once:
             result = run_cycle(settings, metrics, stop, args.progress)
             return 0 if result.status == "succeeded" else 1
+        if args.now:
+            run_cycle(settings, metrics, stop, args.progress)
         while not stop.is_set():
             when = next_run(datetime.now(UTC), settings.job.schedule_weekday,
                             settings.job.schedule_hour_utc)

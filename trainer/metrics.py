@@ -18,6 +18,7 @@ EXPORTED_METRICS = ("patent_aware.text_to_image_R@10", "standard.text_to_image_R
                     "standard.image_to_text_R@10", "prior_art.map",
                     "terciles_R@10.patent_aware.tail", "zero_shot_accuracy")
 STEPS = ("idle", "data", "train", "benchmark", "rollout")
+DECISIONS = ("promoted", "rejected", "awaiting_approval")
 
 
 class TrainerMetrics:
@@ -41,6 +42,10 @@ class TrainerMetrics:
                                ["model", "metric"], registry=r)
         self.versions = Info("patentclip_trainer_versions",
                              "Latest candidate, its parent and the evaluation set", registry=r)
+        for status in ("succeeded", "failed", "stopped"):  # series exist from the start, so
+            self.runs.labels(status)  # increase() counts the first run and decision too
+        for decision in DECISIONS:
+            self.decisions.labels(decision)
         self.set_step("idle")
 
     def set_step(self, step: str) -> None:

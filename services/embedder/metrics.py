@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from patentclip.events import DEAD_LETTER_REASONS
+
 STAGES = ("decode", "encode", "upsert", "commit")
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -57,8 +59,12 @@ class EmbedderMetrics:
         self.model = Info(
             "patentclip_embedder_model", "Model version and collection being written",
             registry=r)
-        for stage in STAGES:
-            self.stage_seconds.labels(stage)
+        for stage in STAGES:  # every bounded series exists from the start, so rate() and
+            self.stage_seconds.labels(stage)  # increase() see the first event too
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_lettered.labels(reason)
+        for dependency in ("milvus", "image_store", "kafka"):
+            self.retries.labels(dependency)
 
     def set_lag(self, lag: dict[int, int]) -> None:
         for partition, value in lag.items():

@@ -121,6 +121,7 @@ class LiveSearch:
             try:
                 snapshot = self._build(info)
             except PatentClipError as exc:
+                self.metrics.model_mismatch.set(isinstance(exc, ModelVersionMismatchError))
                 self._refuse(str(exc))
                 return False
             self._snapshot = snapshot  # the swap: one reference assignment
@@ -167,6 +168,7 @@ class LiveSearch:
                                  "collection": new.collection})
         self.metrics.corpus.set(new.rows)
         self.metrics.serving.set(1)
+        self.metrics.model_mismatch.set(0)
         if old is not None:
             self.metrics.swaps.inc()
             logger.info("swapped %s: %s (model %s) -> %s (model %s)", self.alias,

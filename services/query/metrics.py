@@ -37,6 +37,10 @@ class QueryMetrics:
         self.serving = Gauge("patentclip_query_serving",
                              "1 when serving (model and collection loaded and consistent)",
                              registry=r)
+        self.model_mismatch = Gauge(
+            "patentclip_query_model_mismatch",
+            "1 while the live alias points at a collection built by a model this service "
+            "cannot load as that version (it keeps serving the previous snapshot)", registry=r)
         self.corpus = Gauge("patentclip_query_corpus_rows",
                             "Rows in the served collection (at load time)", registry=r)
         for stage in ("decode", "encode", "search"):
