@@ -1,0 +1,124 @@
+"""Waits and checks for scripts/demo.sh, each a subcommand that exits 0 when its condition
+holds and 1 (with the reason) when it times out.
+
+  metric  PORT NAME MIN        a /metrics sample reaches MIN (prints the ingestion summary)
+  serving PORT                 the gRPC health check says SERVING
+  found   PORT PATENT          the query service finds PATENT (a new week is searchable)
+  serves  PORT VERSION         the query service answers with model VERSION
+  newest  REGISTRY_DIR         prints the newest registered version
+  prometheus CONFIG OUT PORTS  writes deploy's prometheus.yml for the demo's ports
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+TIMEOUT_S = 120
+
+
+def _until(check, what: str, timeout: float = TIMEOUT_S) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return 0
+        time.sleep(0.5)
+    print(f"timed out after {timeout:.0f} s waiting for {what}", file=sys.stderr)
+    return 1
+
+
+def _samples(port: str) -> dict[str, float]:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+    except OSError:
+        return {}
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.decode().splitlines() if line and not line.startswith("#")}
+
+
+def metric(port: str, name: str, minimum: str) -> int:
+    code = _until(lambda: _samples(port).get(name, -1) >= float(minimum),
+                  f"{name} >= {minimum} on :{port}")
+    for key, value in _samples(port).items():
+        if key.startswith(("patentclip_embedder_grants_ingested_total",
+                           "patentclip_embedder_sheets_embedded_total",
+                           "patentclip_embedder_consumer_lag")) \
+                or (key.startswith("patentclip_embedder_dead_lettered_total") and value):
+            print(f"  {key} {value:g}")
+    return code
+
+
+def serving(port: str) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+
+    def check() -> bool:
+        try:
+            return stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1
+        except grpc.RpcError:
+            return False
+
+    return _until(check, f"the query service on :{port} to be SERVING")
+
+
+def _client(port: str):
+    from services.query.client import PatentSearchClient
+
+    return PatentSearchClient(f"127.0.0.1:{port}", timeout=10)
+
+
+def found(port: str, patent: str) -> int:
+    import grpc
+
+    def check() -> bool:
+        try:
+            return bool(client.search_similar(patent, 1).hits)
+        except grpc.RpcError:
+            return False
+
+    with _client(port) as client:
+        return _until(check, f"{patent} to become searchable")
+
+
+def serves(port: str, version: str) -> int:
+    with _client(port) as client:
+        return _until(lambda: client.search_text("storage box", 1).model_version == version,
+                      f"the query service to answer with {version}")
+
+
+def newest(registry_dir: str) -> int:
+    from patentclip.registry import ModelRegistry
+
+    print(ModelRegistry(registry_dir).list()[-1].version)
+    return 0
+
+
+def prometheus(config: str, out: str, embedder: str, query: str, trainer: str) -> int:
+    import yaml
+
+    settings = yaml.safe_load(Path(config).read_text())
+    ports = {"patentclip-embedder": embedder, "patentclip-query": query,
+             "patentclip-trainer": trainer}
+    settings["global"].update(scrape_interval="2s", evaluation_interval="2s")
+    for job in settings["scrape_configs"]:
+        if job["job_name"] in ports:
+            job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
+    settings["scrape_configs"] = [j for j in settings["scrape_configs"]
+                                  if j["job_name"] in ports]
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "prometheus.yml").write_text(yaml.safe_dump(settings))
+    (Path(out) / "rules.yml").write_text((Path(config).parent / "rules.yml").read_text())
+    return 0
+
+
+COMMANDS = {"metric": metric, "serving": serving, "found": found, "serves": serves,
+            "newest": newest, "prometheus": prometheus}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(__doc__)
+    sys.exit(COMMANDS[sys.argv[1]](*sys.argv[2:]))
