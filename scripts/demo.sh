@@ -82,6 +82,7 @@ if command -v prometheus > /dev/null; then
         $EMB_METRICS $QUERY_METRICS $TRAINER_METRICS
     background $DEMO/prometheus.log prometheus --config.file=$DEMO/prometheus/prometheus.yml \
         --storage.tsdb.path=$DEMO/prometheus/data --web.listen-address=127.0.0.1:$PROM_PORT
+    PROM_PID=$LAST_PID
     PROMETHEUS="http://127.0.0.1:$PROM_PORT (rules and alerts of deploy/prometheus/rules.yml)"
 fi
 echo "Kafka 127.0.0.1:$KAFKA_PORT   Milvus $PATENTCLIP_MILVUS_URI   Prometheus $PROMETHEUS"
@@ -103,9 +104,10 @@ TRAIN="--epochs $EPOCHS --lr 1e-3 --batch-size 16 --lock-text-unlocked 0 --polic
 # query: the gate allows 0.05 there (default 0.02). The overall metric must still improve.
 export PATENTCLIP_TRAINER_GATE_TERCILE_TOLERANCE=0.05
 trainer_cycle() {  # trainer_cycle LOG: one cycle; prints the training and gate summary
-    pc train $TRAIN 2> "$1" || { tail -20 "$1"; exit 1; }
-    grep -E "epoch $EPOCHS:|trainer cycle|rollout|  - " "$1" | grep -v "next: run" \
-        | sed 's/^.*INFO [^ ]* //' | head -9
+    echo; echo "\$ patentclip train $TRAIN   (log: $1)"
+    "$PY" -m services.cli train $TRAIN > "$1" 2>&1 || { tail -20 "$1"; exit 1; }
+    grep -E "epoch $EPOCHS:|reindex|trainer cycle|rollout|  - " "$1" | grep -v "next: run" \
+        | sed 's/^.*INFO [^ ]* //' | head -12
 }
 trainer_cycle $DEMO/trainer-1.log
 V1=$(wait_for newest $PATENTCLIP_REGISTRY_DIR)
@@ -149,6 +151,10 @@ else  # an honest gate may say no: live stays as it was
 fi
 pc search --server 127.0.0.1:$GRPC_PORT --text "front perspective view of a lamp shade" --k 3
 REPORT=$(ls -t $DEMO/runs/*/benchmark/benchmark.md | head -1)
+if [ -n "${PROM_PID:-}" ]; then
+    echo; echo "Prometheus (deploy/prometheus/rules.yml) over the demo's services:"
+    wait_for promql $PROM_PORT
+fi
 stop_pid $EMBEDDER_PID  # next week's embedder runs the new live model (as in step 4)
 
 cat <<MSG

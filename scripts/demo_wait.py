@@ -7,6 +7,7 @@ holds and 1 (with the reason) when it times out.
   serves  PORT VERSION         the query service answers with model VERSION
   newest  REGISTRY_DIR         prints the newest registered version
   prometheus CONFIG OUT PORTS  writes deploy's prometheus.yml for the demo's ports
+  promql  PORT                 prints a few SLIs and the firing alerts from Prometheus
 """
 
 from __future__ import annotations
@@ -115,8 +116,28 @@ def prometheus(config: str, out: str, embedder: str, query: str, trainer: str) -
     return 0
 
 
+def promql(port: str) -> int:
+    import json
+    import urllib.parse
+
+    def query(expr: str) -> list:
+        url = f"http://127.0.0.1:{port}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        return json.loads(urllib.request.urlopen(url, timeout=5).read())["data"]["result"]
+
+    time.sleep(4)  # two more scrapes and rule evaluations after the last request
+    shown = (("query p99 latency, s", "patentclip:query_request_seconds:p99_5m", "method"),
+             ("requests by status", "sum by (code) (patentclip_query_requests_total)", "code"),
+             ("grants, this embedder", "sum(patentclip_embedder_grants_ingested_total)", ""),
+             ("alerts firing", 'ALERTS{alertstate="firing"}', "alertname"))
+    for title, expr, label in shown:
+        values = [f"{s['metric'].get(label, '') or 'all'}={float(s['value'][1]):.3g}"
+                  for s in query(expr)]
+        print(f"  {title:22} {', '.join(values) or 'none'}    [{expr}]")
+    return 0
+
+
 COMMANDS = {"metric": metric, "serving": serving, "found": found, "serves": serves,
-            "newest": newest, "prometheus": prometheus}
+            "newest": newest, "prometheus": prometheus, "promql": promql}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
