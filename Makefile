@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/patentclip/v1/*.proto)
 
 .PHONY: install tools demo test test-unit proto proto-check lint clean bench-ingest bench-query \
-        experiment-loss dashboards up down
+        experiment-loss dashboards up down bench-encoder
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_FILE := deploy/compose/docker-compose.yml
 
@@ -46,6 +46,10 @@ bench-ingest: install
 
 bench-query: install
 	$(PY) scripts/bench_query.py --out reports/bench-query $(BENCH_ARGS)
+
+# Encoder backends (eager, torch, onnx, int8) side by side: speed, parity, efficiency.
+bench-encoder: install
+	$(PY) scripts/bench_encoder.py --out reports/bench-encoder $(BENCH_ARGS)
 
 # The distribution-aware loss experiment (about 15 min of CPU training): results, tables
 # and a plot under docs/experiments/.

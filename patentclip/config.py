@@ -67,10 +67,17 @@ class CoreSettings:
     collection_prefix: str = "patentclip"  # PATENTCLIP_COLLECTION_PREFIX
     images_dir: str = "data/images"  # PATENTCLIP_IMAGES_DIR: local image store root
     registry_dir: str = "data/registry"  # PATENTCLIP_REGISTRY_DIR: model registry folder
+    encoder_backend: str = "eager"  # PATENTCLIP_ENCODER_BACKEND: eager torch onnx int8 bf16 fp16
+    onnx_cache_dir: str = "data/onnx"  # PATENTCLIP_ONNX_CACHE_DIR: exported towers per version
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CoreSettings:
         return settings_from_env(cls, "PATENTCLIP_", env)
+
+    def encoder_options(self) -> dict:
+        """Keyword arguments of Encoder.load for serving: device, batch size and backend."""
+        return {"device": self.device, "batch_size": self.batch_size,
+                "backend": self.encoder_backend, "onnx_cache_dir": self.onnx_cache_dir}
 
     def override(self, **flags) -> CoreSettings:
         """Apply command-line flags that were given (None means 'not given')."""

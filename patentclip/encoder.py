@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from patentclip.backends import make_backend
 from patentclip.errors import ModelLoadError
 from patentclip.images import DrawingPreprocessor
 
@@ -60,7 +61,8 @@ class Encoder:
 
     def __init__(self, model: torch.nn.Module, normalize, tokenizer, spec: str,
                  image_size: int, device: str = "cpu", batch_size: int = 32,
-                 pretrained: str = "") -> None:
+                 pretrained: str = "", backend: str = "eager",
+                 onnx_cache_dir: str | Path = "data/onnx") -> None:
         self.model = model.eval().to(device)
         self._normalize = normalize
         self.tokenizer = tokenizer
@@ -73,6 +75,10 @@ class Encoder:
             dim = int(self.model.encode_text(tokenizer(["x"]).to(device)).shape[-1])
         self.info = EncoderInfo(spec=spec, model_version=version, dim=dim, image_size=image_size,
                                 pretrained=pretrained)
+        # How the towers run (patentclip.backends); self.model stays the fp32 eager module.
+        self.backend = make_backend(backend, self.model, device, version,
+                                    torch.zeros(1, 3, image_size, image_size),
+                                    tokenizer(["x"]), onnx_cache_dir)
 
     @property
     def model_version(self) -> str:
@@ -84,7 +90,8 @@ class Encoder:
 
     @classmethod
     def load(cls, spec: str, pretrained: str | None = None, device: str = "cpu",
-             batch_size: int = 32) -> Encoder:
+             batch_size: int = 32, backend: str = "eager",
+             onnx_cache_dir: str | Path = "data/onnx") -> Encoder:
         """Load an encoder; raise ModelLoadError with instructions if weights are missing."""
         import open_clip  # heavy import, only when a model is really loaded
 
@@ -106,8 +113,9 @@ class Encoder:
             logger.warning("model %s has random weights (no pretrained tag or checkpoint)", spec)
         # open_clip's eval transform (resize, crop, normalize) is kept as is: our drawings
         # arrive square at the model's size, so its resize and crop are no-ops.
-        return cls(model, preprocess, tokenizer, spec, image_size,
-                   device=device, batch_size=batch_size, pretrained=pretrained or "")
+        return cls(model, preprocess, tokenizer, spec, image_size, device=device,
+                   batch_size=batch_size, pretrained=pretrained or "", backend=backend,
+                   onnx_cache_dir=onnx_cache_dir)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Encode square RGB drawings (see DrawingPreprocessor) -> (n, dim) unit vectors."""
@@ -148,14 +156,11 @@ class Encoder:
                  for i in range(0, len(items), self.batch_size)]
         return np.concatenate(parts).astype(np.float32, copy=False)
 
-    @torch.inference_mode()
     def _encode_pixel_batch(self, pixels: Sequence[torch.Tensor]) -> np.ndarray:
-        return _unit(self.model.encode_image(torch.stack(list(pixels)).to(self.device)))
+        return _unit(self.backend.encode_image(torch.stack(list(pixels))))
 
-    @torch.inference_mode()
     def _encode_text_batch(self, texts: Sequence[str]) -> np.ndarray:
-        tokens = self.tokenizer(list(texts)).to(self.device)
-        return _unit(self.model.encode_text(tokens))
+        return _unit(self.backend.encode_text(self.tokenizer(list(texts))))
 
 
 def weights_digest(model: torch.nn.Module | dict) -> str:

@@ -403,7 +403,7 @@ def _load_encoder(settings: CoreSettings):
     from patentclip.encoder import Encoder
 
     return Encoder.load(settings.model, pretrained=settings.pretrained or None,
-                        device=settings.device, batch_size=settings.batch_size)
+                        **settings.encoder_options())
 
 
 def _set_live_if_needed(store: PatentStore, collection: str, force: bool) -> str:

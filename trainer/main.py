@@ -144,7 +144,7 @@ def topic_reindexer(settings: TrainerSettings, stop: threading.Event | None = No
     """Rollout's reindex: replay the grants topic into the candidate's collection."""
     def reindex(version: ModelVersion) -> str:
         core = settings.core
-        encoder = Encoder.load(version.spec, device=core.device, batch_size=core.batch_size)
+        encoder = Encoder.load(version.spec, **core.encoder_options())
         embedder = EmbedderSettings(core, settings.kafka, settings.consumer)
         if reindex_topic(embedder, encoder, progress=False, stop=stop) != 0:
             raise PatentClipError(f"reindex of {version.version} stopped before catching up "

@@ -93,7 +93,7 @@ def run(settings: EmbedderSettings, stop: threading.Event, until_caught_up: bool
     try:
         core = settings.core
         encoder = encoder or Encoder.load(core.model, pretrained=core.pretrained or None,
-                               device=core.device, batch_size=core.batch_size)
+                                          **core.encoder_options())
         ensure_topics(settings.kafka, settings.kafka.topic, settings.kafka.dlq_topic)
         with open_store(core) as store:
             consumer = GrantConsumer(settings, encoder, store, LocalImageStore(core.images_dir),

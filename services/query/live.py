@@ -55,8 +55,7 @@ class LiveSearch:
         self.settings, self.store, self.metrics = settings, store, metrics
         core = settings.core
         self.loader = loader or (lambda spec, pretrained: Encoder.load(
-            spec, pretrained=pretrained or None, device=core.device,
-            batch_size=core.batch_size))
+            spec, pretrained=pretrained or None, **core.encoder_options()))
         self.on_serving = on_serving or (lambda serving: None)
         self.alias = settings.server.alias or store.live_alias
         self.reason = "starting: loading the model and the collection"

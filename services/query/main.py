@@ -47,7 +47,7 @@ class QueryServer:
         self.store = store or open_store(settings.core)
         core = settings.core
         self.encoder = encoder or Encoder.load(core.model, pretrained=core.pretrained or None,
-                                               device=core.device, batch_size=core.batch_size)
+                                               **core.encoder_options())
         self.live = LiveSearch(settings, self.store, self.metrics, on_serving=self._set_health)
         images = LocalImageStore(core.images_dir) if core.images_dir else None
         self.grpc = grpc.server(
