@@ -29,9 +29,17 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))'; }
 
 # Background processes are recorded in $DEMO/pids and stopped on exit, error or Ctrl-C.
 PIDS=()
-cleanup() {
+running() { for p in "$@"; do ps -o stat= -p "$p" 2>/dev/null | grep -qv Z && return 0; done; return 1; }
+cleanup() {  # SIGTERM, up to 20 s for graceful exits, then SIGKILL whatever still runs
     trap - EXIT INT TERM
-    [ ${#PIDS[@]} -eq 0 ] || { kill -TERM "${PIDS[@]}" 2>/dev/null || true; wait "${PIDS[@]}" 2>/dev/null || true; }
+    [ ${#PIDS[@]} -gt 0 ] || return 0
+    kill -TERM "${PIDS[@]}" 2>/dev/null || true
+    for _ in $(seq 100); do running "${PIDS[@]}" || break; sleep 0.2; done
+    if running "${PIDS[@]}"; then
+        echo "some demo processes ignored SIGTERM for 20 s: killing them"
+        kill -KILL "${PIDS[@]}" 2>/dev/null || true
+    fi
+    wait "${PIDS[@]}" 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'echo; echo "interrupted: stopping the demo processes"; exit 130' INT TERM
