@@ -66,7 +66,15 @@ def test_ctrl_c_stops_every_demo_process(tmp_path):
     pids = _recorded_pids(tmp_path)
     assert len(pids) >= 3 and all(_alive(p) for p in pids)
     os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    out, _ = demo.communicate(timeout=120)
+    try:
+        out, _ = demo.communicate(timeout=120)
+    except subprocess.TimeoutExpired as exc:  # say what still runs, then clean up
+        left = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-s", str(demo.pid)],
+                              capture_output=True, text=True).stdout
+        os.killpg(demo.pid, signal.SIGKILL)
+        tail = (exc.output or b"")[-3000:]
+        raise AssertionError(f"the demo did not exit 120 s after SIGINT; still running:\n"
+                             f"{left}\noutput:\n{tail!r}") from None
     assert demo.returncode != 0 and "interrupted: stopping the demo processes" in out, out[-3000:]
     deadline = time.monotonic() + 30
     while [p for p in pids if _alive(p)] and time.monotonic() < deadline:
