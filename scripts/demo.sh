@@ -19,8 +19,16 @@ export PATENTCLIP_MILVUS_URI=$DEMO/patents.db
 export PATENTCLIP_IMAGES_DIR=$DEMO/images
 export PATENTCLIP_MODEL=local-dir:$DEMO/models/patentclip-tiny
 export PATENTCLIP_REGISTRY_DIR=$DEMO/registry PATENTCLIP_TRAINER_RUNS_DIR=$DEMO/runs
-pc() { echo; echo "\$ patentclip $*"; "$PY" -m services.cli "$@"; }
-wait_for() { "$PY" scripts/demo_wait.py "$@"; }
+# Foreground commands run as jobs that bash waits on: Ctrl-C then reaches the INT trap at
+# once (bash defers a trap until a plain foreground command returns), and cleanup stops them.
+FG=""
+run_fg() {
+    "$@" & FG=$!
+    local rc=0; wait "$FG" || rc=$?
+    FG=""; return $rc
+}
+pc() { echo; echo "\$ patentclip $*"; run_fg "$PY" -m services.cli "$@"; }
+wait_for() { run_fg "$PY" scripts/demo_wait.py "$@"; }
 step() { echo; echo "### $*"; }
 free_ports() { "$PY" -c 'import socket
 socks = [socket.socket() for _ in range('"$1"')]
@@ -32,14 +40,15 @@ PIDS=()
 running() { for p in "$@"; do ps -o stat= -p "$p" 2>/dev/null | grep -qv Z && return 0; done; return 1; }
 cleanup() {  # SIGTERM, up to 20 s for graceful exits, then SIGKILL whatever still runs
     trap - EXIT INT TERM
-    [ ${#PIDS[@]} -gt 0 ] || return 0
-    kill -TERM "${PIDS[@]}" 2>/dev/null || true
-    for _ in $(seq 100); do running "${PIDS[@]}" || break; sleep 0.2; done
-    if running "${PIDS[@]}"; then
+    local all=("${PIDS[@]}"); [ -z "$FG" ] || all+=("$FG")
+    [ ${#all[@]} -gt 0 ] || return 0
+    kill -TERM "${all[@]}" 2>/dev/null || true
+    for _ in $(seq 100); do running "${all[@]}" || break; sleep 0.2; done
+    if running "${all[@]}"; then
         echo "some demo processes ignored SIGTERM for 20 s: killing them"
-        kill -KILL "${PIDS[@]}" 2>/dev/null || true
+        kill -KILL "${all[@]}" 2>/dev/null || true
     fi
-    wait "${PIDS[@]}" 2>/dev/null || true
+    wait "${all[@]}" 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'echo; echo "interrupted: stopping the demo processes"; exit 130' INT TERM
@@ -113,7 +122,7 @@ TRAIN="--epochs $EPOCHS --lr 1e-3 --batch-size 16 --lock-text-unlocked 0 --polic
 export PATENTCLIP_TRAINER_GATE_TERCILE_TOLERANCE=0.05
 trainer_cycle() {  # trainer_cycle LOG: one cycle; prints the training and gate summary
     echo; echo "\$ patentclip train $TRAIN   (log: $1)"
-    "$PY" -m services.cli train $TRAIN > "$1" 2>&1 || { tail -20 "$1"; exit 1; }
+    run_fg "$PY" -m services.cli train $TRAIN > "$1" 2>&1 || { tail -20 "$1"; exit 1; }
     grep -E "epoch $EPOCHS:|reindex|trainer cycle|rollout|  - " "$1" | grep -v "next: run" \
         | sed 's/^.*INFO [^ ]* //' | head -12
 }

@@ -80,3 +80,7 @@ def test_ctrl_c_stops_every_demo_process(tmp_path):
     while [p for p in pids if _alive(p)] and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not [p for p in pids if _alive(p)]
+    # Nothing else of the demo's session is left either (the interrupted foreground command).
+    left = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-s", str(demo.pid)],
+                          capture_output=True, text=True).stdout.splitlines()
+    assert not [line for line in left if " Z" not in line], left
