@@ -71,14 +71,15 @@ class Encoder:
         self.preprocessor = DrawingPreprocessor(image_size=image_size)
         digest = weights_digest(self.model)
         version = _registered_version(spec, digest) or f"{_slug(spec)}_{digest[:12]}"
+        probe = tokenizer(["x"])
         with torch.inference_mode():
-            dim = int(self.model.encode_text(tokenizer(["x"]).to(device)).shape[-1])
+            dim = int(self.model.encode_text(probe.to(device)).shape[-1])
         self.info = EncoderInfo(spec=spec, model_version=version, dim=dim, image_size=image_size,
                                 pretrained=pretrained)
         # How the towers run (patentclip.backends); self.model stays the fp32 eager module.
         self.backend = make_backend(backend, self.model, device, version,
-                                    torch.zeros(1, 3, image_size, image_size),
-                                    tokenizer(["x"]), onnx_cache_dir)
+                                    torch.zeros(1, 3, image_size, image_size), probe,
+                                    onnx_cache_dir)
 
     @property
     def model_version(self) -> str:

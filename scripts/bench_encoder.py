@@ -63,7 +63,7 @@ def image_flops(encoder) -> int:
     return counter.get_total_flops()
 
 
-def sample_inputs(encoder, tmp: Path, count: int = 64):
+def sample_inputs(tmp: Path, count: int = 64):
     from patentclip.reader import GrantReader
     from patentclip.synthetic import BundleGenerator
 
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         tiny = f"local-dir:{create_tiny_model(tmp / 'tiny')}"
-        blobs, texts = sample_inputs_for(tiny, tmp)
+        blobs, texts = sample_inputs(tmp / "bundle")
         specs = [tiny] if args.quick else [tiny, seeded_model("ViT-B-32", tmp / "vit-b-32")]
         result = {"machine": machine(), "matmul_peak_gflops": matmul_peak_gflops(seconds),
                   "preprocess_per_core": preprocessing_rate(blobs[:32], tiny, seconds),
@@ -240,12 +240,6 @@ def seeded_model(name: str, out: Path) -> str:
     model = open_clip.create_model(name)
     save_local_model(model, open_clip.get_model_config(name), out)
     return f"local-dir:{out}"
-
-
-def sample_inputs_for(spec: str, tmp: Path):
-    from patentclip.encoder import Encoder
-
-    return sample_inputs(Encoder.load(spec), tmp / "bundle")
 
 
 if __name__ == "__main__":

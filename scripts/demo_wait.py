@@ -98,18 +98,23 @@ def newest(registry_dir: str) -> int:
     return 0
 
 
-def prometheus(config: str, out: str, embedder: str, query: str, trainer: str) -> int:
+def prometheus(config: str, out: str, embedder: str, query: str, trainer: str,
+               interval: str = "2s") -> int:
+    """deploy's prometheus.yml and rules.yml in ``out``, scraping the services on these
+    loopback ports every ``interval`` (the demo's and the monitoring test's Prometheus)."""
     import yaml
 
     settings = yaml.safe_load(Path(config).read_text())
     ports = {"patentclip-embedder": embedder, "patentclip-query": query,
              "patentclip-trainer": trainer}
-    settings["global"].update(scrape_interval="2s", evaluation_interval="2s")
-    for job in settings["scrape_configs"]:
-        if job["job_name"] in ports:
-            job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
-    settings["scrape_configs"] = [j for j in settings["scrape_configs"]
-                                  if j["job_name"] in ports]
+    settings["global"].update(scrape_interval=interval, evaluation_interval=interval)
+    jobs = {job["job_name"]: job for job in settings["scrape_configs"]}
+    missing = set(ports) - set(jobs)
+    if missing:
+        raise ValueError(f"{config} does not scrape {sorted(missing)}")
+    for name, port in ports.items():
+        jobs[name]["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
+    settings["scrape_configs"] = [jobs[name] for name in ports]
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "prometheus.yml").write_text(yaml.safe_dump(settings))
     (Path(out) / "rules.yml").write_text((Path(config).parent / "rules.yml").read_text())

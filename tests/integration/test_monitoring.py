@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -16,29 +15,31 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import free_port, wait_for_port
-from streaming_helpers import EmbedderProcess, make_bundle, produce_raw, publish, settings
+from streaming_helpers import (
+    EmbedderProcess,
+    make_bundle,
+    produce_raw,
+    publish,
+    settings,
+    wait_until,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy" / "grafana"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import dashboards  # noqa: E402  (deploy/grafana/dashboards.py, the dashboards' source)
+import demo_wait  # noqa: E402  (scripts/demo_wait.py: deploy's config for local ports)
 
 REPO = Path(__file__).resolve().parents[2]
 JOBS = ("patentclip-embedder", "patentclip-query", "patentclip-trainer")
 
 
 def prometheus_config(tmp: Path, ports: dict[str, int]) -> Path:
-    """deploy/prometheus/prometheus.yml with the test's targets and a 1 s scrape."""
-    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
-    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(JOBS) <= set(jobs), "prometheus.yml must scrape every service"
-    for name in JOBS:
-        jobs[name]["static_configs"] = [{"targets": [f"127.0.0.1:{ports[name]}"]}]
-    shutil.copy(REPO / "deploy/prometheus/rules.yml", tmp / "rules.yml")
-    path = tmp / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    """deploy/prometheus/prometheus.yml and rules.yml with the test's targets, 1 s scrapes
+    (the demo's helper, so the demo and this test run Prometheus the same way)."""
+    demo_wait.prometheus(str(REPO / "deploy/prometheus/prometheus.yml"), str(tmp),
+                         *(str(ports[job]) for job in JOBS), interval="1s")
+    return tmp / "prometheus.yml"
 
 
 class Prometheus:
@@ -72,15 +73,6 @@ def _scalar(found: list, /, **labels) -> float:
         if all(series["metric"].get(k) == v for k, v in labels.items()):
             return float(series["value"][1])
     raise AssertionError(f"no series with {labels} in {found}")
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture
@@ -117,7 +109,7 @@ def stack(tmp_path, kafka_settings, lite_server, tiny_model_dir):
         produce_raw(kafka_settings, [(b"D0999999", b"not a grant event")])
         proc = EmbedderProcess(embedder, tmp_path / "embedder.log",
                                metrics_port=ports["patentclip-embedder"])
-        _wait(lambda: _sample(ports["patentclip-embedder"],
+        wait_until(lambda: _sample(ports["patentclip-embedder"],
                               "patentclip_embedder_grants_ingested_total") == 20, 120,
               "the embedder to ingest both weeks")
         grpc_port = free_port()
@@ -163,7 +155,7 @@ def _send_search_traffic(port: int) -> None:
     from services.query.client import PatentSearchClient
 
     with PatentSearchClient(f"127.0.0.1:{port}", timeout=30) as client:
-        _wait(lambda: _serving(client), 60, "the query service to serve")
+        wait_until(lambda: _serving(client), 60, "the query service to serve")
         for _ in range(2):  # the second identical text is a cache hit
             client.search_text("ornamental design for a storage box", 5)
         client.search_similar("D0901001", 5)
@@ -187,7 +179,7 @@ def test_prometheus_scrapes_every_service_and_every_dashboard_query_returns_data
     _send_search_traffic(stack["grpc"])
     # The trainer's first cycle (--now) trains one epoch, benchmarks candidate and live, and
     # the gate decides (auto policy); wait for it.
-    _wait(lambda: prometheus.query(
+    wait_until(lambda: prometheus.query(
         'patentclip_trainer_runs_total{status="succeeded"} > 0'), 240,
         "the trainer cycle to be scraped")
     time.sleep(3)  # a few more scrapes and rule evaluations after the last traffic
