@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/patentclip/v1/*.proto)
 
 .PHONY: install tools demo test test-unit proto proto-check lint clean bench-ingest bench-query \
-        experiment-loss dashboards up down bench-encoder
+        experiment-loss dashboards up down bench-encoder bench-search bench-latency bench \
+        bench-quick
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_FILE := deploy/compose/docker-compose.yml
 
@@ -50,6 +51,22 @@ bench-query: install
 # Encoder backends (eager, torch, onnx, int8) side by side: speed, parity, efficiency.
 bench-encoder: install
 	$(PY) scripts/bench_encoder.py --out reports/bench-encoder $(BENCH_ARGS)
+
+# Exact numpy vs Milvus Lite vs Milvus server at 10k/100k/1M: build, memory, QPS, recall.
+bench-search: install
+	$(PY) scripts/bench_search.py --out reports/bench-search $(BENCH_ARGS)
+
+# Where a gRPC query's time goes: decode, encode, lookup, search, group, serialize, gRPC.
+bench-latency: install
+	$(PY) scripts/bench_latency.py --out reports/bench-latency $(BENCH_ARGS)
+
+# Every benchmark, then the full-corpus projection (reports/scale/): about 1.5 h on 2 cores.
+bench: install
+	$(PY) scripts/bench_all.py
+
+# The same code paths at reduced sizes, under 10 minutes; results in reports/quick/.
+bench-quick: install
+	$(PY) scripts/bench_all.py --quick
 
 # The distribution-aware loss experiment (about 15 min of CPU training): results, tables
 # and a plot under docs/experiments/.

@@ -121,7 +121,7 @@ class SearchEngine:
         _check_window(k, offset, against)
         _validate(filters)
         deadline = Deadline(timeout)
-        with self._stage("encode"):
+        with self.stage("encode"):
             vector = self.encoder.encode_texts([text], timeout=deadline.remaining())[0]
         return self._search(vector[None, :], k, filters, against, group, offset, deadline)
 
@@ -134,9 +134,9 @@ class SearchEngine:
         _check_window(k, offset, against)
         _validate(filters)
         deadline = Deadline(timeout)
-        with self._stage("decode"):
+        with self.stage("decode"):
             pixels = self.encoder.drawing_pixels(data, name)
-        with self._stage("encode"):
+        with self.stage("encode"):
             vector = self.encoder.encode_pixels([pixels], timeout=deadline.remaining())[0]
         return self._search(vector[None, :], k, filters, against, group, offset, deadline)
 
@@ -160,7 +160,8 @@ class SearchEngine:
         _check_window(k, offset, against)
         _validate(filters)
         deadline = Deadline(timeout)
-        vectors = self.patent_vectors(patent)
+        with self.stage("lookup"):
+            vectors = self.patent_vectors(patent)
         base = filters or SearchFilters()
         exclude = SearchFilters(base.locarno, base.date_from, base.date_to, base.views,
                                 tuple(base.exclude_patents) + (patent,))
@@ -193,21 +194,25 @@ class SearchEngine:
         fetch = depth if len(modalities) == 1 else fusion_depth(depth)
         rankings = []
         for modality in modalities:
-            with self._stage("search"):
-                per_query = self.store.search(self.collection, vectors, fetch, filters,
-                                              modality=modality, group=group,
-                                              timeout=deadline.remaining())
-            rankings.append(per_query[0] if len(per_query) == 1
-                            else best_score_fusion(per_query, fetch, group))
-        hits = rankings[0][:depth] if len(rankings) == 1 else reciprocal_rank_fusion(
-            rankings, depth, group=group)
+            per_query = self.store.search(self.collection, vectors, fetch, filters,
+                                          modality=modality, group=group,
+                                          timeout=deadline.remaining(),
+                                          on_stage=self.on_stage)
+            with self.stage("group"):
+                rankings.append(per_query[0] if len(per_query) == 1
+                                else best_score_fusion(per_query, fetch, group))
+        with self.stage("group"):
+            hits = rankings[0][:depth] if len(rankings) == 1 else reciprocal_rank_fusion(
+                rankings, depth, group=group)
         return SearchResult(hits=hits[offset:offset + k],
                             model_version=self.encoder.model_version,
                             collection=self.collection)
 
 
     @contextmanager
-    def _stage(self, name: str) -> Iterator[None]:
+    def stage(self, name: str) -> Iterator[None]:
+        """Report the time of a request stage (decode, encode, lookup, search, group,
+        serialize) to ``on_stage``: the query service's latency breakdown."""
         started = time.perf_counter()
         try:
             yield

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,13 +44,26 @@ from patentclip.errors import (
 
 logger = logging.getLogger(__name__)
 
+StageTimer = Callable[[str, float], None]  # (stage name, seconds): request-stage timings
+
+
+def _no_stage(stage: str, seconds: float) -> None:
+    pass
+
 MODALITIES = ("drawing", "caption")
 VERSION_PROPERTY = "patentclip.model_version"
 DIM_PROPERTY = "patentclip.dim"
 SPEC_PROPERTY = "patentclip.model_spec"  # how to load the model: a query service follows it
 PRETRAINED_PROPERTY = "patentclip.model_pretrained"
 MAX_SEARCH_LIMIT = 16_384  # Milvus' topk ceiling
-HNSW_PARAMS = {"M": 16, "efConstruction": 200}
+# HNSW defaults: chosen with `make bench-search`, set in CoreSettings (one source).
+HNSW_M = CoreSettings.hnsw_m
+HNSW_EF_CONSTRUCTION = CoreSettings.hnsw_ef_construction
+SEARCH_EF = CoreSettings.search_ef
+# Milvus Lite 3.x walks every row in Python on each search request (dedup and tombstone
+# masks, about 1 us per row on one core), so its per-request floor grows with the collection.
+# Past this many rows a search costs more than ~0.25 s: use a Milvus server.
+LITE_ADVISED_MAX_ROWS = 200_000
 
 _STRING_FIELDS = {  # name -> max length in bytes
     "id": 64, "patent": 16, "modality": 8, "view": 16, "locarno": 4, "locarno_class": 2,
@@ -179,7 +193,28 @@ def open_store(settings: CoreSettings) -> PatentStore:
     if "://" not in uri and not uri.startswith("unix:"):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
     return PatentStore(uri, token=settings.milvus_token, timeout=settings.milvus_timeout_s,
-                       prefix=settings.collection_prefix)
+                       prefix=settings.collection_prefix, ef=settings.search_ef,
+                       hnsw_m=settings.hnsw_m,
+                       hnsw_ef_construction=settings.hnsw_ef_construction)
+
+
+def is_lite_uri(uri: str) -> bool:
+    """Whether ``uri`` opens embedded Milvus Lite (a local path) rather than a server."""
+    return "://" not in uri and not uri.startswith("unix:")
+
+
+def lite_size_advice(uri: str, rows: int) -> str | None:
+    """A warning when a Milvus Lite store holds more rows than it searches quickly, or None.
+
+    Milvus Lite's per-request cost grows linearly with the rows (see LITE_ADVISED_MAX_ROWS);
+    the Milvus server's HNSW search does not, so beyond the limit the advice is the server.
+    """
+    if not is_lite_uri(uri) or rows <= LITE_ADVISED_MAX_ROWS:
+        return None
+    return (f"Milvus Lite at {uri} holds {rows:,} rows, above the {LITE_ADVISED_MAX_ROWS:,} it "
+            "searches in under ~0.25 s per request (its search walks every row in Python); "
+            "use a Milvus server (PATENTCLIP_MILVUS_URI=http://host:19530) for this corpus. "
+            "See docs/performance.md, 'Search'.")
 
 
 def group_by_patent(hits: Iterable[Hit], k: int) -> list[Hit]:
@@ -209,9 +244,12 @@ class PatentStore:
     """Collections of sheet vectors, one per model version, in Milvus."""
 
     def __init__(self, uri: str, token: str = "", timeout: float = 30.0,
-                 prefix: str = "patentclip", ef: int = 64) -> None:
+                 prefix: str = "patentclip", ef: int = SEARCH_EF, hnsw_m: int = HNSW_M,
+                 hnsw_ef_construction: int = HNSW_EF_CONSTRUCTION) -> None:
         self.uri, self.timeout, self.prefix, self.ef = uri, timeout, prefix, ef
+        self.hnsw_params = {"M": hnsw_m, "efConstruction": hnsw_ef_construction}
         self._loaded: set[str] = set()
+        self._advised: set[str] = set()
         try:
             self.client = MilvusClient(uri=uri, token=token, timeout=timeout)
         except MilvusException as exc:
@@ -308,16 +346,49 @@ class PatentStore:
         """Seal growing segments: searches on Milvus Lite are several times faster after."""
         self._call(self.client.flush, collection)
 
+    def wait_indexed(self, collection: str, timeout: float = 3600.0, poll: float = 0.5) -> int:
+        """Block until the vector index covers every sealed row; returns the indexed rows.
+
+        Both Milvus Lite and the server build HNSW in the background after a flush; until
+        then searches fall back to brute force (several times slower). Bulk loads (reindex,
+        offline index) wait here before a collection takes traffic.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self._call(self.client.describe_index, collection, "vector")
+            if not state.get("pending_index_rows") and state.get("state") != "InProgress":
+                return int(state.get("indexed_rows", 0))
+            if time.monotonic() > deadline:
+                raise StoreError(f"index of {collection} not built within {timeout:.0f}s: "
+                                 f"{state.get('indexed_rows')} of {state.get('total_rows')} rows")
+            time.sleep(poll)
+
     def load(self, collection: str) -> None:
         """Load a collection for search/query once per process (a new process finds it
         released)."""
         if collection not in self._loaded:
             self._call(self.client.load_collection, collection)
             self._loaded.add(collection)
+            self.advise_size(collection)
+
+    def advise_size(self, collection: str, rows: int | None = None) -> str | None:
+        """Log (once per collection) when Milvus Lite holds more rows than it serves well."""
+        if not is_lite_uri(self.uri) or collection in self._advised:
+            return None
+        if rows is None:
+            rows = self._row_count(collection)
+        advice = lite_size_advice(self.uri, rows)
+        if advice:
+            self._advised.add(collection)
+            logger.warning(advice)
+        return advice
 
     def count(self, collection: str, modality: str | None = None) -> int:
         """Rows in a collection; reads its own writes (Strong consistency) on a server."""
         self.load(collection)
+        return self._row_count(collection, modality)
+
+    def _row_count(self, collection: str, modality: str | None = None) -> int:
         expr = f'modality == "{modality}"' if modality else ""
         result = self._call(self.client.query, collection, filter=expr,
                             output_fields=["count(*)"], consistency_level="Strong")
@@ -336,11 +407,13 @@ class PatentStore:
 
     def search(self, collection: str, vectors: np.ndarray, k: int,
                filters: SearchFilters | None = None, modality: str | None = None,
-               group: bool = True, timeout: float | None = None) -> list[list[Hit]]:
+               group: bool = True, timeout: float | None = None,
+               on_stage: StageTimer | None = None) -> list[list[Hit]]:
         """Top-k hits for each query vector; with ``group`` one hit per patent.
 
         ``timeout`` (seconds) caps each Milvus call below the store's own timeout: a
-        caller's deadline propagates to the search.
+        caller's deadline propagates to the search. ``on_stage(name, seconds)`` receives the
+        time in Milvus (``search``) and in turning its rows into grouped hits (``group``).
         """
         if not 1 <= k <= MAX_SEARCH_LIMIT:
             raise InvalidQueryError(f"k={k}: must be between 1 and {MAX_SEARCH_LIMIT}")
@@ -349,33 +422,48 @@ class PatentStore:
         expression = (filters or SearchFilters()).expression(modality)
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         self.load(collection)
-        return [self._search_one(collection, v, k, expression, group, timeout)
-                for v in vectors]
+        return self._search_batch(collection, vectors, k, expression, group, timeout,
+                                  on_stage or _no_stage)
 
-    def _search_one(self, collection: str, vector: np.ndarray, k: int, expression: str,
-                    group: bool, timeout: float | None) -> list[Hit]:
+    def _search_batch(self, collection: str, vectors: np.ndarray, k: int, expression: str,
+                      group: bool, timeout: float | None, on_stage: StageTimer
+                      ) -> list[list[Hit]]:
+        """All query vectors in one Milvus request: Milvus Lite pays a per-request cost that
+        grows with the collection, so n vectors in one call cost about as much as one.
+
+        Grouped searches over-fetch sheets; a query whose candidates held fewer than ``k``
+        patents is asked again, deeper, until it has ``k``, runs out, or hits Milvus' cap.
+        """
+        results: list[list[Hit]] = [[] for _ in vectors]
+        pending = list(range(len(vectors)))
         limit = min(k * 8 if group else k, MAX_SEARCH_LIMIT)
-        while True:
-            raw = self._call(self.client.search, collection, data=[vector.tolist()],
-                             limit=limit, filter=expression, output_fields=_OUTPUT_FIELDS,
+        while pending:
+            started = time.perf_counter()
+            raw = self._call(self.client.search, collection,
+                             data=[vectors[i].tolist() for i in pending], limit=limit,
+                             filter=expression, output_fields=_OUTPUT_FIELDS,
                              search_params={"metric_type": "COSINE",
                                             "params": {"ef": max(self.ef, limit)}},
-                             _timeout=timeout)[0]
-            hits = [_hit(r) for r in raw]
-            if not group:
-                return hits[:k]
-            grouped = group_by_patent(hits, k)
-            # Stop when k patents are found, the candidates ran out, or Milvus' cap is hit.
-            if len(grouped) >= k or len(hits) < limit or limit >= MAX_SEARCH_LIMIT:
-                return grouped
-            limit = min(limit * 4, MAX_SEARCH_LIMIT)
+                             _timeout=timeout)
+            searched = time.perf_counter()
+            on_stage("search", searched - started)
+            deeper = []
+            for i, found in zip(pending, raw, strict=True):
+                hits = [_hit(r) for r in found]
+                results[i] = group_by_patent(hits, k) if group else hits[:k]
+                if group and len(results[i]) < k and len(hits) >= limit \
+                        and limit < MAX_SEARCH_LIMIT:
+                    deeper.append(i)
+            on_stage("group", time.perf_counter() - searched)
+            pending, limit = deeper, min(limit * 4, MAX_SEARCH_LIMIT)
+        return results
 
     # -- helpers
 
     def _index_params(self):
         params = self.client.prepare_index_params()
         params.add_index(field_name="vector", index_type="HNSW", metric_type="COSINE",
-                         params=HNSW_PARAMS)
+                         params=self.hnsw_params)
         return params
 
     def _call(self, method, *args, _timeout: float | None = None, **kwargs):
@@ -422,7 +510,7 @@ def _row_dict(row: SheetRow) -> dict:
         "view": row.view, "locarno": row.locarno, "locarno_class": row.locarno[:2],
         "grant_date": int(row.grant_date), "title": row.title, "figures": row.figures,
         "caption": row.caption, "image_uri": row.image_uri,
-        "vector": [float(x) for x in row.vector],
+        "vector": np.asarray(row.vector, dtype=np.float32).tolist(),
     }
     for name, limit in _STRING_FIELDS.items():
         values[name] = _truncate_utf8(values[name], limit)

@@ -1,7 +1,7 @@
 """The query service's Prometheus metrics (one registry per server instance).
 
-Labels are bounded: method (the RPC names), code (gRPC status names), stage (decode,
-encode, search), kind (text, image). Never a query string or a patent number.
+Labels are bounded: method (the RPC names), code (gRPC status names), stage (STAGES),
+kind (text, image). Never a query string or a patent number.
 """
 
 from __future__ import annotations
@@ -10,6 +10,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128)
+# Request stages, in order; they do not overlap. decode: image bytes -> pixels; encode: the
+# model (with dynamic batching's wait); lookup: a similar-patent query's own vectors;
+# search: the Milvus call; group: rows -> hits, grouping by patent and rank fusion;
+# serialize: hits -> protobuf. The rest of a request's time is gRPC and the service itself.
+STAGES = ("decode", "encode", "lookup", "search", "group", "serialize")
 
 
 class QueryMetrics:
@@ -23,7 +28,7 @@ class QueryMetrics:
                                  "RPC latency by method", ["method"], buckets=_LATENCY,
                                  registry=r)
         self.stage = Histogram("patentclip_query_stage_seconds",
-                               "Time per request stage (decode, encode, search)", ["stage"],
+                               "Time per request stage (" + ", ".join(STAGES) + ")", ["stage"],
                                buckets=_LATENCY, registry=r)
         self.batch_size = Histogram("patentclip_query_encoder_batch_size",
                                     "Queries per encoder call (dynamic batching)", ["kind"],
@@ -43,7 +48,7 @@ class QueryMetrics:
             "cannot load as that version (it keeps serving the previous snapshot)", registry=r)
         self.corpus = Gauge("patentclip_query_corpus_rows",
                             "Rows in the served collection (at load time)", registry=r)
-        for stage in ("decode", "encode", "search"):
+        for stage in STAGES:
             self.stage.labels(stage)
         for result in ("hit", "miss"):
             self.cache.labels(result)

@@ -26,7 +26,8 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         q = convert.query(request.options, snap.model_version, default_against="both")
         result = snap.engine.search_text(request.text, q.top_k, q.filters, q.against, q.group,
                                          offset=q.offset, timeout=context.time_remaining())
-        return convert.search_response(result, q)
+        with snap.engine.stage("serialize"):
+            return convert.search_response(result, q)
 
     def SearchByImage(self, request, context):  # noqa: N802
         snap = self.live.current()
@@ -35,7 +36,8 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         result = snap.engine.search_image(request.image, q.top_k, q.filters, q.against,
                                           q.group, offset=q.offset,
                                           timeout=context.time_remaining())
-        return convert.search_response(result, q)
+        with snap.engine.stage("serialize"):
+            return convert.search_response(result, q)
 
     def SearchSimilar(self, request, context):  # noqa: N802
         snap = self.live.current()
@@ -43,7 +45,8 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         result = snap.engine.search_similar(request.patent_number.strip().upper(), q.top_k,
                                             q.filters, q.against, q.group, offset=q.offset,
                                             timeout=context.time_remaining())
-        return convert.search_response(result, q)
+        with snap.engine.stage("serialize"):
+            return convert.search_response(result, q)
 
     def GetPatent(self, request, context):  # noqa: N802
         snap = self.live.current()

@@ -105,3 +105,54 @@ def test_bad_k_is_refused(store):
     name = store.ensure_collection("m1", DIM)
     with pytest.raises(InvalidQueryError):
         store.search(name, np.ones(DIM), 0)
+
+
+def test_many_query_vectors_in_one_request_match_one_at_a_time(store):
+    """search() sends all vectors in one Milvus request (Lite's per-request cost grows with
+    the collection); each query still gets its own grouped results, and a query whose first
+    candidates held too few patents is fetched again, deeper."""
+    name = store.ensure_collection("m1", DIM)
+    data = rows(n_patents=12, sheets=3)
+    many_sheets = [SheetRow(patent="D0911111", sheet=s, modality="drawing",
+                            vector=data[0].vector, title="many sheets") for s in range(60)]
+    store.upsert(name, data + many_sheets)
+    store.flush(name)
+    queries = np.asarray([data[0].vector, data[9].vector, data[30].vector])
+    stages = []
+    together = store.search(name, queries, 5, on_stage=lambda s, t: stages.append((s, t)))
+    alone = [store.search(name, q, 5)[0] for q in queries]
+    assert [[(h.patent, h.sheet) for h in hits] for hits in together] == \
+        [[(h.patent, h.sheet) for h in hits] for hits in alone]
+    # query 0's 40 first candidates are all D0911111's identical sheets: fetched again
+    assert len({h.patent for h in together[0]}) == 5
+    assert {s for s, _ in stages} == {"search", "group"}
+    assert sum(1 for s, _ in stages if s == "search") == 2  # one request, one deeper one
+    assert all(t >= 0 for _, t in stages)
+
+
+def test_wait_indexed_returns_once_the_index_covers_the_rows(store):
+    name = store.ensure_collection("m1", DIM)
+    data = rows()
+    store.upsert(name, data)
+    store.flush(name)
+    assert store.wait_indexed(name, timeout=120) == len(data)
+
+
+def test_a_large_milvus_lite_collection_logs_advice_to_use_the_server(store, caplog,
+                                                                        monkeypatch):
+    import patentclip.store as store_module
+
+    name = store.ensure_collection("m1", DIM)
+    store.upsert(name, rows())
+    store.flush(name)
+    monkeypatch.setattr(store_module, "LITE_ADVISED_MAX_ROWS", 10)
+    store._loaded.discard(name)
+    with caplog.at_level("WARNING", logger="patentclip.store"):
+        store.load(name)
+        store.load(name)
+    advice = [r.getMessage() for r in caplog.records if "Milvus Lite" in r.getMessage()]
+    if store_module.is_lite_uri(store.uri):
+        assert len(advice) == 1  # once per collection
+        assert "36 rows" in advice[0] and "Milvus server" in advice[0]
+    else:
+        assert advice == []  # a server is what the advice recommends

@@ -1,0 +1,57 @@
+"""``make bench``: every performance benchmark in sequence, then the full-corpus projection.
+
+    python scripts/bench_all.py                 # full: about 1.5 hours on 2 cores
+    python scripts/bench_all.py --quick         # reduced sizes, under 10 minutes
+
+Full results go to ``reports/`` (committed; docs/performance.md summarizes them); quick
+results go to ``reports/quick/`` (not committed: a smoke run of the same code paths).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# name -> (script, full arguments, quick arguments)
+BENCHES = {
+    "encoder": ("bench_encoder.py", [], ["--quick"]),
+    "ingest": ("bench_ingest.py", [], ["--patents", "8", "--rounds", "1"]),
+    "query": ("bench_query.py", [], ["--corpus", "10000", "--backends", "server",
+                                     "--concurrency", "1", "8", "--duration", "3"]),
+    "search": ("bench_search.py", [], ["--quick"]),
+    "latency": ("bench_latency.py", [], ["--quick"]),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", nargs="+", choices=list(BENCHES), default=list(BENCHES))
+    args = ap.parse_args(argv)
+    reports = REPO / ("reports/quick" if args.quick else "reports")
+    took = {}
+    for name in args.only:
+        script, full, quick = BENCHES[name]
+        started = time.monotonic()
+        cmd = [sys.executable, str(REPO / "scripts" / script), "--out",
+               str(reports / f"bench-{name}"), *(quick if args.quick else full)]
+        print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+        subprocess.run(cmd, cwd=REPO, check=True)
+        took[name] = time.monotonic() - started
+    if set(BENCHES) - {"query", "latency"} <= set(args.only):
+        subprocess.run([sys.executable, str(REPO / "scripts" / "scale_projection.py"),
+                        "--reports", str(reports), "--out", str(reports / "scale")],
+                       cwd=REPO, check=True)
+    for name, seconds in took.items():
+        print(f"{name:>8}: {seconds / 60:.1f} min")
+    print(f"total {sum(took.values()) / 60:.1f} min; results under {reports}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
