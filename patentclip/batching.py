@@ -6,6 +6,8 @@ concurrent requests for up to ``max_delay`` seconds or ``max_batch`` items, runs
 once, and hands each caller its row. ``BatchedEncoder`` puts one batcher in front of the
 text tower and one in front of the image tower, plus a bounded LRU cache of text vectors
 (examiners repeat queries), and offers the encoder's interface to ``SearchEngine``.
+``BatchedSearch`` does the same for vector searches: concurrent single-vector searches with
+the same collection, k, filters and modality go to Milvus as one multi-vector request.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ class DynamicBatcher:
 
     def __init__(self, fn: Callable[[list], Sequence], max_batch: int = 32,
                  max_delay: float = 0.005, name: str = "batcher",
-                 on_batch: Callable[[int], None] | None = None) -> None:
-        self.fn, self.max_batch, self.max_delay = fn, max_batch, max_delay
+                 on_batch: Callable[[int], None] | None = None,
+                 what: str = "the encoder") -> None:
+        self.fn, self.max_batch, self.max_delay, self.what = fn, max_batch, max_delay, what
         self.on_batch = on_batch or (lambda size: None)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._closed = threading.Event()
@@ -72,7 +75,7 @@ class DynamicBatcher:
         except FutureTimeout as exc:
             request.future.cancel()
             raise DeadlineExceededError(f"deadline passed after {timeout:.3f}s waiting for "
-                                        "the encoder") from exc
+                                        f"{self.what}") from exc
 
     def close(self) -> None:
         """Stop taking new work into the queue; the worker finishes what is queued."""
@@ -230,3 +233,82 @@ class BatchedEncoder:
 
 def _stack(rows: list, dim: int) -> np.ndarray:
     return np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+
+
+@dataclass(frozen=True)
+class _SearchItem:
+    collection: str
+    vector: np.ndarray
+    k: int
+    filters: object  # SearchFilters (frozen, hashable) or None
+    modality: str | None
+    group: bool
+    timeout: float | None
+
+    @property
+    def key(self) -> tuple:
+        return (self.collection, self.k, self.filters, self.modality, self.group)
+
+
+class BatchedSearch:
+    """A PatentStore whose single-vector searches are batched across concurrent requests.
+
+    Milvus Lite walks every row in Python once per search request, whatever the number of
+    query vectors in it, so 16 queries in one request cost about as much as one
+    (docs/performance.md, "Search"); the Milvus server gains too (fewer round trips). Items
+    are grouped by (collection, k, filters, modality, group): one Milvus request per group.
+    A failing group fails only its own callers. Every other store method passes through.
+    """
+
+    def __init__(self, store, max_batch: int = 16, max_delay: float = 0.002,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self.store = store
+        self._batcher = DynamicBatcher(self._run, max_batch, max_delay, "search-batcher",
+                                       on_batch, what="the vector search")
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+    def search(self, collection: str, vectors: np.ndarray, k: int, filters=None,
+               modality: str | None = None, group: bool = True,
+               timeout: float | None = None, on_stage=None) -> list:
+        """``PatentStore.search``; one vector goes through the batcher, several go direct."""
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if len(vectors) != 1:
+            return self.store.search(collection, vectors, k, filters, modality, group,
+                                     timeout, on_stage)
+        started = time.perf_counter()
+        hits, stages = self._batcher.submit(
+            _SearchItem(collection, vectors[0], k, filters, modality, group, timeout), timeout)
+        if isinstance(hits, Exception):
+            raise hits
+        report = on_stage or (lambda stage, seconds: None)
+        for stage, seconds in stages:
+            report(stage, seconds)
+        # time spent queued behind another batch is search time too
+        report("search", max(0.0, time.perf_counter() - started - sum(t for _, t in stages)))
+        return [hits]
+
+    def close(self) -> None:
+        self._batcher.close()
+
+    def _run(self, items: list[_SearchItem]) -> list[tuple]:
+        by_key: dict[tuple, list[int]] = {}
+        for i, item in enumerate(items):
+            by_key.setdefault(item.key, []).append(i)
+        rows: list[tuple] = [((), [])] * len(items)
+        for indices in by_key.values():
+            first = items[indices[0]]
+            timeouts = [items[i].timeout for i in indices if items[i].timeout is not None]
+            stages: list[tuple[str, float]] = []
+            try:
+                found = self.store.search(
+                    first.collection, np.stack([items[i].vector for i in indices]), first.k,
+                    first.filters, first.modality, first.group,
+                    min(timeouts) if timeouts else None,
+                    lambda stage, seconds, into=stages: into.append((stage, seconds)))
+            except Exception as exc:  # the group's callers get it; other groups go on
+                found = [exc] * len(indices)
+            for i, hits in zip(indices, found, strict=True):
+                rows[i] = (hits, stages)
+        return rows

@@ -72,6 +72,7 @@ class Indexer:
             if pending is not None:
                 bar.update(self._write(pending, summary))
         self.store.flush(summary.collection)
+        self.store.wait_indexed(summary.collection)  # searches are brute force until then
         summary.skipped = dict(reader.report.skipped)
         summary.errors = list(reader.report.errors) + summary.errors
         summary.seconds = time.perf_counter() - started

@@ -168,15 +168,15 @@ class SearchEngine:
         return self._search(vectors, k, exclude, against, group, offset, deadline)
 
     def patent_vectors(self, patent: str) -> np.ndarray:
-        rows = [r for r in self.store.patent_rows(self.collection, patent, with_vectors=True)
-                if r["modality"] == "drawing"]
+        rows = self.store.patent_rows(self.collection, patent, with_vectors=True, strong=False)
+        rows = [r for r in rows if r["modality"] == "drawing"]
         if not rows:
             raise NotFoundError(f"patent {patent} is not in collection {self.collection}")
         return np.asarray([r["vector"] for r in rows], dtype=np.float32)
 
     def get_patent(self, patent: str) -> PatentRecord:
         """The patent's metadata and drawing sheets as stored; NotFoundError if absent."""
-        rows = [r for r in self.store.patent_rows(self.collection, patent)
+        rows = [r for r in self.store.patent_rows(self.collection, patent, strong=False)
                 if r["modality"] == "drawing"]
         if not rows:
             raise NotFoundError(f"patent {patent} is not in collection {self.collection}")

@@ -394,15 +394,21 @@ class PatentStore:
                             output_fields=["count(*)"], consistency_level="Strong")
         return int(result[0]["count(*)"]) if result else 0
 
-    def patent_rows(self, collection: str, patent: str, with_vectors: bool = False
-                    ) -> list[dict]:
-        """All rows of one patent, sheet order."""
+    def patent_rows(self, collection: str, patent: str, with_vectors: bool = False,
+                    strong: bool = True) -> list[dict]:
+        """All rows of one patent, sheet order.
+
+        ``strong`` reads this process' own latest writes; on a Milvus server that waits for
+        the next time tick (about 0.2-0.4 s measured, `make bench-latency`). Query-time
+        lookups pass False (Bounded, like searches): a grant indexed seconds ago may be
+        missing for those seconds.
+        """
         _check_patent_number(patent)
         self.load(collection)
         fields = _OUTPUT_FIELDS + (["vector"] if with_vectors else [])
         rows = self._call(self.client.query, collection, filter=f'patent == "{patent}"',
                           output_fields=fields, limit=MAX_SEARCH_LIMIT,
-                          consistency_level="Strong")
+                          consistency_level="Strong" if strong else "Bounded")
         return sorted(rows, key=lambda r: (r["sheet"], r["modality"]))
 
     def search(self, collection: str, vectors: np.ndarray, k: int,

@@ -180,6 +180,7 @@ def _start_server(uri: str, model_dir: Path, prefix: str, batching: bool, log: P
                 "PATENTCLIP_QUERY_METRICS_PORT": "0",
                 "PATENTCLIP_QUERY_MAX_BATCH": "32" if batching else "1",
                 "PATENTCLIP_QUERY_MAX_DELAY_MS": "5", "PATENTCLIP_QUERY_TEXT_CACHE_SIZE": "0",
+                "PATENTCLIP_QUERY_SEARCH_MAX_BATCH": "16" if batching else "1",
                 "PATENTCLIP_QUERY_MAX_WORKERS": "64"})
     proc = subprocess.Popen([sys.executable, "-m", "services.query"], cwd=REPO, env=env,
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)

@@ -149,7 +149,11 @@ def topic_reindexer(settings: TrainerSettings, stop: threading.Event | None = No
         if reindex_topic(embedder, encoder, progress=False, stop=stop) != 0:
             raise PatentClipError(f"reindex of {version.version} stopped before catching up "
                                   "with the grants topic")
-        return collection_name(core.collection_prefix, encoder.model_version)
+        name = collection_name(core.collection_prefix, encoder.model_version)
+        with open_store(core) as store:  # the alias moves only to a sealed, indexed collection
+            store.flush(name)
+            store.wait_indexed(name)
+        return name
 
     return reindex
 

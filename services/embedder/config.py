@@ -23,6 +23,7 @@ class ConsumerSettings:
     retry_max_s: float = 10.0  # ... capped here; retried until it succeeds or shutdown
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9101  # /metrics, /healthz, /readyz; 0 = off
+    flush_when_idle: bool = True  # seal written rows when the topic goes quiet (Lite: fast)
     set_live_if_missing: bool = True  # point the live alias at our collection if none exists
     failpoint: str = ""  # tests only: "before_upsert@N" / "after_upsert@N" blocks there
 

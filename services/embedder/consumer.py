@@ -96,6 +96,7 @@ class GrantConsumer:
         self.ready_reason = "starting"
         self._consumer: KafkaConsumer | None = None
         self._producer: KafkaProducer | None = None
+        self._unflushed = 0  # rows written since the last flush
         c = settings.consumer
         self.backoff = Backoff(c.retry_initial_s, c.retry_max_s, self.stop,
                                keepalive=self._keepalive, on_retry=self._on_retry,
@@ -121,6 +122,8 @@ class GrantConsumer:
                     self._finish(pending)
                     bar.update(len(pending.records))
                 pending = batch
+                if pending is None:
+                    self._flush_if_idle()
                 lag = partition_lag(self._consumer)
                 self.metrics.set_lag(lag)
                 if lag:
@@ -234,6 +237,20 @@ class GrantConsumer:
         self._commit(batch.offsets)
         self._count(batch, embedded, rows, dead)
 
+    def _flush_if_idle(self) -> None:
+        """Seal what this embedder wrote once the topic goes quiet: Milvus Lite searches
+        growing (unsealed) rows by brute force in Python, tens of times slower than its
+        indexed segments (docs/performance.md); a weekly burst is sealed once, when done."""
+        if not self.settings.consumer.flush_when_idle or not self._unflushed:
+            return
+        started = time.perf_counter()
+        self.backoff.call(lambda: self.store.flush(self.summary.collection),
+                          (UnavailableError,), "milvus")
+        self.metrics.stage_seconds.labels("flush").observe(time.perf_counter() - started)
+        logger.info("sealed %d rows in %s (topic idle)", self._unflushed,
+                    self.summary.collection)
+        self._unflushed = 0
+
     def _embed(self, batch: MicroBatch) -> EmbeddedBatch:
         try:
             embedded = self.embedder.embed(batch.prepared)
@@ -297,6 +314,7 @@ class GrantConsumer:
         self.summary.events += len(batch.records)
         self.summary.sheets += len(embedded.embedded)
         self.summary.rows += rows
+        self._unflushed += rows
 
     def _caught_up(self, lag: dict[int, int]) -> bool:
         assigned = self._consumer.assignment()

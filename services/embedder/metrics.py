@@ -1,6 +1,6 @@
 """The embedder's Prometheus metrics (one registry per service instance).
 
-Labels are bounded: stage (4 values), reason (the fixed dead-letter codes), dependency
+Labels are bounded: stage (5 values), reason (the fixed dead-letter codes), dependency
 (milvus, image_store, kafka) and partition (the topic's partition count). Never a patent
 number.
 """
@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from patentclip.events import DEAD_LETTER_REASONS
 
-STAGES = ("decode", "encode", "upsert", "commit")
+STAGES = ("decode", "encode", "upsert", "commit", "flush")
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 

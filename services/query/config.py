@@ -17,6 +17,7 @@ class ServerSettings:
     max_workers: int = 32  # gRPC handler threads = concurrent requests in flight
     max_batch: int = 32  # dynamic batching: most queries per encoder call; 1 = off
     max_delay_ms: float = 5.0  # ... and the longest a query waits for company
+    search_max_batch: int = 16  # concurrent vector searches per Milvus request; 1 = off
     text_cache_size: int = 4096  # text embeddings kept (LRU); 0 = off
     max_image_bytes: int = 20 * 1024 * 1024  # larger query images are refused
     alias_poll_s: float = 5.0  # how often the live alias is checked for a new model
@@ -30,7 +31,8 @@ class ServerSettings:
         return settings_from_env(cls, "PATENTCLIP_QUERY_", env)
 
     def validate(self) -> None:
-        require_positive(self, ("max_workers", "max_batch", "max_image_bytes"), "query")
+        require_positive(self, ("max_workers", "max_batch", "search_max_batch",
+                                "max_image_bytes"), "query")
         if self.max_delay_ms < 0 or self.alias_poll_s <= 0 or self.grace_s < 0:
             raise InvalidInputError("query settings: max_delay_ms >= 0, alias_poll_s > 0 "
                                     "and grace_s >= 0 are required")

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from patentclip.batching import BatchedEncoder
+from patentclip.batching import BatchedEncoder, BatchedSearch
 from patentclip.encoder import Encoder
 from patentclip.errors import ModelVersionMismatchError, PatentClipError, UnavailableError
 from patentclip.search import SearchEngine
@@ -64,6 +64,10 @@ class LiveSearch:
         self._lock = threading.Lock()  # one refresh at a time
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        server = settings.server
+        self.searches = BatchedSearch(  # concurrent searches share Milvus requests
+            store, max_batch=server.search_max_batch, max_delay=server.max_delay_ms / 1000,
+            on_batch=metrics.search_batch_size.observe)
 
     # -- serving
 
@@ -95,6 +99,7 @@ class LiveSearch:
         snapshot, self._snapshot = self._snapshot, None
         if snapshot:
             snapshot.encoder.close()
+        self.searches.close()
 
     def _watch(self) -> None:
         while not self._stop.wait(self.settings.server.alias_poll_s):
@@ -137,7 +142,7 @@ class LiveSearch:
             text_cache_size=server.text_cache_size,
             on_batch=lambda kind, n: self.metrics.batch_size.labels(kind).observe(n),
             on_cache=lambda hit: self.metrics.cache.labels("hit" if hit else "miss").inc())
-        engine = SearchEngine(batched, self.store, info.name,
+        engine = SearchEngine(batched, self.searches, info.name,
                               on_stage=lambda s, t: self.metrics.stage.labels(s).observe(t))
         self.store.load(info.name)
         return Snapshot(engine=engine, encoder=batched, collection=info.name, rows=info.rows)

@@ -105,6 +105,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, help="dynamic batching: max queries per encode; "
                    "1 = off")
     p.add_argument("--max-delay-ms", type=float, help="dynamic batching: max wait")
+    p.add_argument("--search-max-batch", type=int,
+                   help="concurrent vector searches per Milvus request; 1 = off")
     p.add_argument("--alias", help="collection or alias to serve (default <prefix>_live)")
     p.add_argument("--model", help="open_clip name, hf-hub:..., local-dir:...")
     p.add_argument("--pretrained")
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
                   "milvus_uri": args.milvus_uri, "images_dir": args.images_dir},
             server={"host": args.host, "port": args.port, "metrics_port": args.metrics_port,
                     "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms,
-                    "alias": args.alias})
+                    "search_max_batch": args.search_max_batch, "alias": args.alias})
         settings.server.validate()
         server = QueryServer(settings).start()
     except PatentClipError as exc:

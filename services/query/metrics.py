@@ -33,6 +33,10 @@ class QueryMetrics:
         self.batch_size = Histogram("patentclip_query_encoder_batch_size",
                                     "Queries per encoder call (dynamic batching)", ["kind"],
                                     buckets=_BATCH, registry=r)
+        self.search_batch_size = Histogram(
+            "patentclip_query_search_batch_size",
+            "Concurrent searches sent to Milvus in one request (search batching)",
+            buckets=_BATCH, registry=r)
         self.cache = Counter("patentclip_query_text_cache_total",
                              "Text-embedding cache lookups by result", ["result"], registry=r)
         self.model = Info("patentclip_query_model", "Model version and collection served",

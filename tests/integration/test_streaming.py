@@ -33,6 +33,7 @@ from patentclip.reader import GrantReader
 from patentclip.store import PatentStore
 from patentclip.v1 import grant_pb2
 from services.embedder.consumer import GrantConsumer
+from services.embedder.metrics import EmbedderMetrics
 
 
 def _consume(embedder_settings, encoder, store, images_dir):
@@ -67,12 +68,18 @@ def test_publish_and_ingest_real_and_generated_grants_exactly_once(
         assert row["image_uri"].startswith("file://") and row["image_uri"].endswith(
             sheet.file_name)
 
-    # Publishing the same week again changes nothing downstream.
+    # Publishing the same week again changes nothing downstream; once the topic is quiet
+    # the embedder seals what it wrote (one flush), so Milvus Lite searches indexed rows.
     again = publish(kafka_settings, images, bundle)
     assert again.published == 10
-    summary = _consume(embedder, encoder, store, images)
+    metrics = EmbedderMetrics()
+    consumer = GrantConsumer(embedder, encoder, store, LocalImageStore(images), metrics)
+    summary = consumer.run(until_caught_up=True)
     assert summary.events == 10
     assert sorted(stored_ids(store, summary.collection)) == sorted(ids)
+    flushes = metrics.registry.get_sample_value("patentclip_embedder_stage_seconds_count",
+                                                {"stage": "flush"})
+    assert flushes == 1
 
 
 def test_poison_messages_are_dead_lettered_and_the_rest_ingested(

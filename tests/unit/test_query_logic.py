@@ -189,3 +189,69 @@ def test_hit_conversion_keeps_view_names_the_enum_lacks():
     assert message.view == grant_pb2.VIEW_UNSPECIFIED and message.view_name == "mixed"
     assert list(message.figure_numbers) == ["2", "3"] and message.matched == "drawing"
     assert convert.hit(Hit(**{**hit.__dict__, "view": "in-use"})).view == grant_pb2.VIEW_IN_USE
+
+
+class _RecordingStore:
+    """Answers each query vector with its own first component; records every request."""
+
+    def __init__(self, fail_k: int | None = None, delay: float = 0.05) -> None:
+        self.requests, self.fail_k, self.delay = [], fail_k, delay
+
+    def search(self, collection, vectors, k, filters=None, modality=None, group=True,
+               timeout=None, on_stage=None):
+        import time
+
+        self.requests.append((collection, len(vectors), k, filters, modality))
+        time.sleep(self.delay)  # the next callers queue up meanwhile
+        if k == self.fail_k:
+            raise ValueError(f"k={k} refused")
+        if on_stage:
+            on_stage("search", 0.001)
+        return [[float(v[0])] for v in vectors]
+
+
+def test_search_batching_shares_milvus_requests_between_concurrent_callers():
+    import threading
+
+    import numpy as np
+
+    from patentclip.batching import BatchedSearch
+
+    store = _RecordingStore()
+    searches = BatchedSearch(store, max_batch=16, max_delay=0.02)
+    results, stages = {}, []
+
+    def call(i: int, k: int) -> None:
+        try:
+            results[i] = searches.search("c", np.array([float(i), 0.0]), k,
+                                         on_stage=lambda s, t: stages.append(s))
+        except ValueError as exc:
+            results[i] = exc
+
+    store.fail_k = 7
+    threads = [threading.Thread(target=call, args=(i, 7 if i == 5 else 10)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    searches.close()
+    assert all(results[i] == [[float(i)]] for i in range(12) if i != 5)  # own rows back
+    assert isinstance(results[5], ValueError)  # only the failing group's caller fails
+    assert len(store.requests) < 12  # concurrent callers shared requests
+    assert max(n for _, n, k, _, _ in store.requests if k == 10) > 1
+    assert all(k in (7, 10) for _, _, k, _, _ in store.requests)
+    assert stages.count("search") >= 11 * 2  # Milvus time and queue wait, per caller
+
+
+def test_search_batching_passes_multi_vector_searches_and_other_calls_through():
+    import numpy as np
+
+    from patentclip.batching import BatchedSearch
+
+    store = _RecordingStore(delay=0)
+    store.describe = lambda name: f"described {name}"
+    searches = BatchedSearch(store, max_batch=16)
+    assert searches.search("c", np.ones((3, 2)), 5) == [[1.0]] * 3
+    assert store.requests == [("c", 3, 5, None, None)]
+    assert searches.describe("x") == "described x"
+    searches.close()
