@@ -209,7 +209,7 @@ def lite_size_advice(uri: str, rows: int) -> str | None:
     Milvus Lite's per-request cost grows linearly with the rows (see LITE_ADVISED_MAX_ROWS);
     the Milvus server's HNSW search does not, so beyond the limit the advice is the server.
     """
-    if not is_lite_uri(uri) or rows <= LITE_ADVISED_MAX_ROWS:
+    if rows <= LITE_ADVISED_MAX_ROWS:
         return None
     return (f"Milvus Lite at {uri} holds {rows:,} rows, above the {LITE_ADVISED_MAX_ROWS:,} it "
             "searches in under ~0.25 s per request (its search walks every row in Python); "
@@ -250,6 +250,7 @@ class PatentStore:
         self.hnsw_params = {"M": hnsw_m, "efConstruction": hnsw_ef_construction}
         self._loaded: set[str] = set()
         self._advised: set[str] = set()
+        self._is_lite: bool | None = None
         try:
             self.client = MilvusClient(uri=uri, token=token, timeout=timeout)
         except MilvusException as exc:
@@ -263,6 +264,14 @@ class PatentStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    @property
+    def is_lite(self) -> bool:
+        """Whether this is Milvus Lite: a local file, or a ``milvus-lite server`` by URI."""
+        if self._is_lite is None:
+            self._is_lite = is_lite_uri(self.uri) or "lite" in str(
+                self._call(self.client.get_server_version)).lower()
+        return self._is_lite
 
     def collection_name(self, model_version: str) -> str:
         return collection_name(self.prefix, model_version)
@@ -343,8 +352,10 @@ class PatentStore:
                               [_row_dict(r) for r in rows]).get("upsert_count", len(rows)))
 
     def flush(self, collection: str) -> None:
-        """Seal growing segments: searches on Milvus Lite are several times faster after."""
+        """Seal growing segments: searches on Milvus Lite are several times faster after.
+        Also where a writer learns that Milvus Lite has grown past what it serves well."""
         self._call(self.client.flush, collection)
+        self.advise_size(collection)
 
     def wait_indexed(self, collection: str, timeout: float = 3600.0, poll: float = 0.5) -> int:
         """Block until the vector index covers every sealed row; returns the indexed rows.
@@ -373,7 +384,7 @@ class PatentStore:
 
     def advise_size(self, collection: str, rows: int | None = None) -> str | None:
         """Log (once per collection) when Milvus Lite holds more rows than it serves well."""
-        if not is_lite_uri(self.uri) or collection in self._advised:
+        if collection in self._advised or not self.is_lite:
             return None
         if rows is None:
             rows = self._row_count(collection)

@@ -154,8 +154,17 @@ def test_a_large_milvus_lite_collection_logs_advice_to_use_the_server(store, cap
         store.load(name)
         store.load(name)
     advice = [r.getMessage() for r in caplog.records if "Milvus Lite" in r.getMessage()]
-    if store_module.is_lite_uri(store.uri):
+    if store.is_lite:
         assert len(advice) == 1  # once per collection
         assert "36 rows" in advice[0] and "Milvus server" in advice[0]
     else:
         assert advice == []  # a server is what the advice recommends
+
+
+def test_a_milvus_lite_server_is_recognised_by_its_version(lite_server, milvus_server_uri):
+    """The size advice also reaches deployments that run `milvus-lite server` by URI."""
+    from patentclip.store import PatentStore
+
+    with PatentStore(lite_server.uri, prefix="v") as lite, \
+            PatentStore(milvus_server_uri, prefix="v") as server:
+        assert lite.is_lite and not server.is_lite
