@@ -267,10 +267,12 @@ class PatentStore:
 
     @property
     def is_lite(self) -> bool:
-        """Whether this is Milvus Lite: a local file, or a ``milvus-lite server`` by URI."""
+        """Whether this is Milvus Lite 3.x (pure Python): a local file, or a ``milvus-lite
+        server`` by URI, which reports its version as ``milvus_lite-3.x``. (The ``milvus``
+        2.3.5 wheel reports ``v2.3.5-lite`` but runs Milvus' C++ engine: not Lite here.)"""
         if self._is_lite is None:
-            self._is_lite = is_lite_uri(self.uri) or "lite" in str(
-                self._call(self.client.get_server_version)).lower()
+            self._is_lite = is_lite_uri(self.uri) or str(
+                self._call(self.client.get_server_version)).startswith("milvus_lite")
         return self._is_lite
 
     def collection_name(self, model_version: str) -> str:
@@ -360,9 +362,10 @@ class PatentStore:
     def wait_indexed(self, collection: str, timeout: float = 3600.0, poll: float = 0.5) -> int:
         """Block until the vector index covers every sealed row; returns the indexed rows.
 
-        Both Milvus Lite and the server build HNSW in the background after a flush; until
-        then searches fall back to brute force (several times slower). Bulk loads (reindex,
-        offline index) wait here before a collection takes traffic.
+        The Milvus server builds HNSW asynchronously after a flush and searches unindexed
+        segments by brute force until then; bulk loads (reindex, offline index) wait here
+        before a collection takes traffic. Milvus Lite reports its index finished while its
+        background build still runs (docs/performance.md), so on Lite this returns at once.
         """
         deadline = time.monotonic() + timeout
         while True:
