@@ -370,8 +370,11 @@ class PatentStore:
         deadline = time.monotonic() + timeout
         while True:
             state = self._call(self.client.describe_index, collection, "vector")
-            if not state.get("pending_index_rows") and state.get("state") != "InProgress":
-                return int(state.get("indexed_rows", 0))
+            indexed, total = int(state.get("indexed_rows", 0)), int(state.get("total_rows", 0))
+            # not pending_index_rows: the server counts segments being re-indexed after a
+            # compaction there, while their old indexed copies still serve searches
+            if indexed >= total and state.get("state") != "InProgress":
+                return indexed
             if time.monotonic() > deadline:
                 raise StoreError(f"index of {collection} not built within {timeout:.0f}s: "
                                  f"{state.get('indexed_rows')} of {state.get('total_rows')} rows")

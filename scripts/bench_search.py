@@ -432,6 +432,9 @@ def numpy_bench(args, corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.report_only:  # rewrite search.md and search.png from search.json
+        write_reports(json.loads((Path(args.out) / "search.json").read_text()), Path(args.out))
+        return 0
     if args.quick:
         args.sizes, args.queries, args.budget, args.m_sweep = [10_000], 200, 4.0, []
         args.efs = [16, 64, 128]
@@ -547,6 +550,8 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds of py-spy sampling of the Lite server (0: off)")
     p.add_argument("--append", action="store_true",
                    help="keep the runs already in <out>/search.json and add these")
+    p.add_argument("--report-only", action="store_true",
+                   help="only rewrite the table and plot from <out>/search.json")
     p.add_argument("--quick", action="store_true",
                    help="10k vectors, 200 queries, 3 ef values, no M sweep: a few minutes")
     return p
@@ -576,8 +581,9 @@ def markdown(result: dict) -> str:
              "| c1 p50 ms | c1 p99 ms | c1 QPS | c16 QPS | c16 p99 ms | 16 per request QPS "
              "| c1 QPS vs exact |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
              "|---:|---:|---:|"]
-    for run in result["runs"]:
-        exact = next((r for r in result["runs"] if r["backend"] == "numpy"
+    for i, run in enumerate(result["runs"]):
+        # the exact reference measured in the same run: the last one listed before this row
+        exact = next((r for r in reversed(result["runs"][:i + 1]) if r["backend"] == "numpy"
                       and r["vectors"] == run["vectors"]), None)
         c, b = run["chosen"], run["build"]
         ratio = f"{c['qps'] / exact['chosen']['qps']:.2f}x" if exact else "-"
@@ -632,7 +638,7 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(sizes) + 1, figsize=(4.2 * (len(sizes) + 1), 3.6),
                              squeeze=False)
     for ax, n in zip(axes[0], sizes, strict=False):
-        for run in [r for r in result["runs"] if r["vectors"] == n]:
+        for run in {r["backend"]: r for r in result["runs"] if r["vectors"] == n}.values():
             if run.get("sweep"):
                 ax.plot([r["recall_at_10"] for r in run["sweep"]],
                         [r["qps"] for r in run["sweep"]], marker="o", label=run["backend"])
@@ -646,8 +652,8 @@ def plot(result: dict, path: Path) -> None:
         ax.legend(fontsize=8)
     ax = axes[0][-1]
     for backend in ["numpy", "lite", "server"]:
-        runs = sorted([r for r in result["runs"] if r["backend"] == backend],
-                      key=lambda r: r["vectors"])
+        last = {r["vectors"]: r for r in result["runs"] if r["backend"] == backend}
+        runs = [last[n] for n in sorted(last)]
         if runs:
             ax.plot([r["vectors"] for r in runs], [r["chosen"]["p50_ms"] for r in runs],
                     marker="o", label=backend)
