@@ -64,7 +64,7 @@ class CoreSettings:
     milvus_uri: str = "data/patents.db"  # PATENTCLIP_MILVUS_URI: file = Milvus Lite, http://
     milvus_token: str = ""  # PATENTCLIP_MILVUS_TOKEN: "user:password" or API token
     milvus_timeout_s: float = 30.0  # PATENTCLIP_MILVUS_TIMEOUT_S: per call
-    search_ef: int = 64  # PATENTCLIP_SEARCH_EF: HNSW ef at search (raised to the fetch depth)
+    search_ef: int = 128  # PATENTCLIP_SEARCH_EF: HNSW ef at search (raised to the fetch depth)
     hnsw_m: int = 16  # PATENTCLIP_HNSW_M: HNSW graph degree of new collections
     hnsw_ef_construction: int = 200  # PATENTCLIP_HNSW_EF_CONSTRUCTION: of new collections
     collection_prefix: str = "patentclip"  # PATENTCLIP_COLLECTION_PREFIX
