@@ -60,7 +60,7 @@ bench-search: install
 bench-latency: install
 	$(PY) scripts/bench_latency.py --out reports/bench-latency $(BENCH_ARGS)
 
-# Every benchmark, then the full-corpus projection (reports/scale/): about 1.5 h on 2 cores.
+# Every benchmark, then the full-corpus projection (reports/scale/): about 2.5 h on 2 cores.
 bench: install
 	$(PY) scripts/bench_all.py
 

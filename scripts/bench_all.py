@@ -1,7 +1,7 @@
 """``make bench``: every performance benchmark in sequence, then the full-corpus projection.
 
-    python scripts/bench_all.py                 # full: about 1.5 hours on 2 cores
-    python scripts/bench_all.py --quick         # reduced sizes, under 10 minutes
+    python scripts/bench_all.py            # full: about 2.5 hours on 2 cores (1M in Milvus)
+    python scripts/bench_all.py --quick    # reduced sizes: 5 min 20 s on 2 cores
 
 Full results go to ``reports/`` (committed; docs/performance.md summarizes them); quick
 results go to ``reports/quick/`` (not committed: a smoke run of the same code paths).
