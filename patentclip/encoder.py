@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from patentclip.backends import make_backend
+from patentclip.config import CoreSettings
 from patentclip.errors import ModelLoadError
 from patentclip.images import DrawingPreprocessor
 
@@ -117,6 +118,13 @@ class Encoder:
         return cls(model, preprocess, tokenizer, spec, image_size, device=device,
                    batch_size=batch_size, pretrained=pretrained or "", backend=backend,
                    onnx_cache_dir=onnx_cache_dir)
+
+    @classmethod
+    def from_settings(cls, settings: CoreSettings) -> Encoder:
+        """The configured model (PATENTCLIP_MODEL, PATENTCLIP_PRETRAINED) with the serving
+        options (device, batch size, backend): what the CLI and the services load."""
+        return cls.load(settings.model, pretrained=settings.pretrained or None,
+                        **settings.encoder_options())
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Encode square RGB drawings (see DrawingPreprocessor) -> (n, dim) unit vectors."""

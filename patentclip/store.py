@@ -190,7 +190,7 @@ def collection_name(prefix: str, model_version: str) -> str:
 def open_store(settings: CoreSettings) -> PatentStore:
     """The store the settings name; creates the parent folder of a Milvus Lite file."""
     uri = settings.milvus_uri
-    if "://" not in uri and not uri.startswith("unix:"):
+    if is_lite_uri(uri):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
     return PatentStore(uri, token=settings.milvus_token, timeout=settings.milvus_timeout_s,
                        prefix=settings.collection_prefix, ef=settings.search_ef,
@@ -377,7 +377,7 @@ class PatentStore:
                 return indexed
             if time.monotonic() > deadline:
                 raise StoreError(f"index of {collection} not built within {timeout:.0f}s: "
-                                 f"{state.get('indexed_rows')} of {state.get('total_rows')} rows")
+                                 f"{indexed} of {total} rows")
             time.sleep(poll)
 
     def load(self, collection: str) -> None:
@@ -388,13 +388,11 @@ class PatentStore:
             self._loaded.add(collection)
             self.advise_size(collection)
 
-    def advise_size(self, collection: str, rows: int | None = None) -> str | None:
+    def advise_size(self, collection: str) -> str | None:
         """Log (once per collection) when Milvus Lite holds more rows than it serves well."""
         if collection in self._advised or not self.is_lite:
             return None
-        if rows is None:
-            rows = self._row_count(collection)
-        advice = lite_size_advice(self.uri, rows)
+        advice = lite_size_advice(self.uri, self._row_count(collection))
         if advice:
             self._advised.add(collection)
             logger.warning(advice)

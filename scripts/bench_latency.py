@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -107,20 +105,11 @@ class QueryService:
     """``python -m services.query`` on free ports; stopped with SIGTERM."""
 
     def __init__(self, uri: str, model_dir: Path, work: Path) -> None:
-        from bench_query import _free_port
+        from bench_query import _free_port, _start_server
 
-        self.port, self.metrics_port = _free_port(), _free_port()
-        self.target = f"127.0.0.1:{self.port}"
-        env = dict(os.environ)
-        env.update({"PATENTCLIP_MODEL": f"local-dir:{model_dir}", "PATENTCLIP_MILVUS_URI": uri,
-                    "PATENTCLIP_COLLECTION_PREFIX": "lat", "PATENTCLIP_IMAGES_DIR": "",
-                    "PATENTCLIP_QUERY_HOST": "127.0.0.1",
-                    "PATENTCLIP_QUERY_PORT": str(self.port),
-                    "PATENTCLIP_QUERY_METRICS_PORT": str(self.metrics_port),
-                    "PATENTCLIP_QUERY_TEXT_CACHE_SIZE": "0"})
-        self.log = open(work / "query.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.query"], cwd=REPO,
-                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.metrics_port = _free_port()  # batching as the service's defaults: on
+        self.proc, self.target = _start_server(uri, model_dir, "lat", True, work / "query.log",
+                                               metrics_port=self.metrics_port)
 
     def __enter__(self) -> QueryService:
         from bench_query import _wait_serving
@@ -131,7 +120,6 @@ class QueryService:
     def __exit__(self, *exc) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
-        self.log.close()
 
     def stage_totals(self) -> dict[str, tuple[float, float]]:
         """(sum of seconds, count) per stage and per RPC method, from /metrics."""

@@ -171,13 +171,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(uri: str, model_dir: Path, prefix: str, batching: bool, log: Path):
+def _start_server(uri: str, model_dir: Path, prefix: str, batching: bool, log: Path,
+                  metrics_port: int = 0):
+    """``python -m services.query`` on a free port (text cache off: every query encodes)."""
     port = _free_port()
     env = dict(os.environ)
     env.update({"PATENTCLIP_MODEL": f"local-dir:{model_dir}", "PATENTCLIP_MILVUS_URI": uri,
                 "PATENTCLIP_COLLECTION_PREFIX": prefix, "PATENTCLIP_IMAGES_DIR": "",
                 "PATENTCLIP_QUERY_HOST": "127.0.0.1", "PATENTCLIP_QUERY_PORT": str(port),
-                "PATENTCLIP_QUERY_METRICS_PORT": "0",
+                "PATENTCLIP_QUERY_METRICS_PORT": str(metrics_port),
                 "PATENTCLIP_QUERY_MAX_BATCH": "32" if batching else "1",
                 "PATENTCLIP_QUERY_MAX_DELAY_MS": "5", "PATENTCLIP_QUERY_TEXT_CACHE_SIZE": "0",
                 "PATENTCLIP_QUERY_SEARCH_MAX_BATCH": "16" if batching else "1",

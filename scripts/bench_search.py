@@ -176,12 +176,6 @@ def disk_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class LiteServer:
     """``milvus-lite server`` as its own process: its memory is measurable, its threads do not
     share the benchmark's GIL, and it can be restarted to measure a fresh process."""
@@ -189,7 +183,9 @@ class LiteServer:
     name = "lite"
 
     def __init__(self, work: Path) -> None:
-        self.data_dir, self.port, self.proc = work / "lite", free_port(), None
+        from bench_query import _free_port
+
+        self.data_dir, self.port, self.proc = work / "lite", _free_port(), None
 
     def start(self) -> str:
         exe = Path(sys.executable).with_name("milvus-lite")

@@ -402,8 +402,7 @@ def _yyyymmdd(value: date | None) -> int | None:
 def _load_encoder(settings: CoreSettings):
     from patentclip.encoder import Encoder
 
-    return Encoder.load(settings.model, pretrained=settings.pretrained or None,
-                        **settings.encoder_options())
+    return Encoder.from_settings(settings)
 
 
 def _set_live_if_needed(store: PatentStore, collection: str, force: bool) -> str:

@@ -92,8 +92,7 @@ def run(settings: EmbedderSettings, stop: threading.Event, until_caught_up: bool
                              live=lambda: (True, "alive"), ready=ready).start()
     try:
         core = settings.core
-        encoder = encoder or Encoder.load(core.model, pretrained=core.pretrained or None,
-                                          **core.encoder_options())
+        encoder = encoder or Encoder.from_settings(core)
         ensure_topics(settings.kafka, settings.kafka.topic, settings.kafka.dlq_topic)
         with open_store(core) as store:
             consumer = GrantConsumer(settings, encoder, store, LocalImageStore(core.images_dir),

@@ -46,8 +46,7 @@ class QueryServer:
         self._set_health(False)
         self.store = store or open_store(settings.core)
         core = settings.core
-        self.encoder = encoder or Encoder.load(core.model, pretrained=core.pretrained or None,
-                                               **core.encoder_options())
+        self.encoder = encoder or Encoder.from_settings(core)
         self.live = LiveSearch(settings, self.store, self.metrics, on_serving=self._set_health)
         images = LocalImageStore(core.images_dir) if core.images_dir else None
         self.grpc = grpc.server(

@@ -110,8 +110,8 @@ def stack(tmp_path, kafka_settings, lite_server, tiny_model_dir):
         proc = EmbedderProcess(embedder, tmp_path / "embedder.log",
                                metrics_port=ports["patentclip-embedder"])
         wait_until(lambda: _sample(ports["patentclip-embedder"],
-                              "patentclip_embedder_grants_ingested_total") == 20, 120,
-              "the embedder to ingest both weeks")
+                                   "patentclip_embedder_grants_ingested_total") == 20, 120,
+                   "the embedder to ingest both weeks")
         grpc_port = free_port()
         threads = [threading.Thread(target=fn, daemon=True) for fn in (
             lambda: query_main(["--port", str(grpc_port), "--host", "127.0.0.1",
