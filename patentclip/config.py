@@ -64,6 +64,10 @@ class CoreSettings:
     milvus_uri: str = "data/patents.db"  # PATENTCLIP_MILVUS_URI: file = Milvus Lite, http://
     milvus_token: str = ""  # PATENTCLIP_MILVUS_TOKEN: "user:password" or API token
     milvus_timeout_s: float = 30.0  # PATENTCLIP_MILVUS_TIMEOUT_S: per call
+    milvus_tls_ca: str = ""  # PATENTCLIP_MILVUS_TLS_CA: PEM CA of the server; turns TLS on
+    milvus_tls_cert: str = ""  # PATENTCLIP_MILVUS_TLS_CERT: client certificate (mutual TLS)
+    milvus_tls_key: str = ""  # PATENTCLIP_MILVUS_TLS_KEY: client key (mutual TLS)
+    milvus_tls_server_name: str = ""  # PATENTCLIP_MILVUS_TLS_SERVER_NAME: if not the host
     search_ef: int = 128  # PATENTCLIP_SEARCH_EF: HNSW ef at search (raised to the fetch depth)
     hnsw_m: int = 16  # PATENTCLIP_HNSW_M: HNSW graph degree of new collections
     hnsw_ef_construction: int = 200  # PATENTCLIP_HNSW_EF_CONSTRUCTION: of new collections
@@ -82,11 +86,32 @@ class CoreSettings:
         return {"device": self.device, "batch_size": self.batch_size,
                 "backend": self.encoder_backend, "onnx_cache_dir": self.onnx_cache_dir}
 
+    def milvus_connection(self) -> dict:
+        """Keyword arguments of MilvusClient beyond the URI: credentials and TLS files."""
+        if bool(self.milvus_tls_cert) != bool(self.milvus_tls_key):
+            raise InvalidInputError("PATENTCLIP_MILVUS_TLS_CERT and PATENTCLIP_MILVUS_TLS_KEY "
+                                    "go together (mutual TLS)")
+        options: dict = {"token": self.milvus_token}
+        if self.milvus_tls_cert:
+            options.update(secure=True, ca_pem_path=self.milvus_tls_ca,
+                           client_pem_path=self.milvus_tls_cert,
+                           client_key_path=self.milvus_tls_key)
+        elif self.milvus_tls_ca:
+            options.update(secure=True, server_pem_path=self.milvus_tls_ca)
+        if self.milvus_tls_server_name:
+            options["server_name"] = self.milvus_tls_server_name
+        return options
+
     def override(self, **flags) -> CoreSettings:
         """Apply command-line flags that were given (None means 'not given')."""
         return with_flags(self, flags)
 
-    def __repr__(self) -> str:  # never print secrets
-        shown = {f.name: ("***" if f.name == "milvus_token" and getattr(self, f.name)
-                          else getattr(self, f.name)) for f in fields(self)}
-        return f"CoreSettings({shown})"
+    def __repr__(self) -> str:
+        return redacted_repr(self, ("milvus_token",))
+
+
+def redacted_repr(settings: object, secrets: tuple[str, ...]) -> str:
+    """``Name({...})`` with the values of ``secrets`` shown as *** (settings get logged)."""
+    shown = {f.name: ("***" if f.name in secrets and getattr(settings, f.name)
+                      else getattr(settings, f.name)) for f in fields(settings)}
+    return f"{type(settings).__name__}({shown})"

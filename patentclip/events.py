@@ -36,8 +36,9 @@ REASON_SCHEMA_VERSION = "unsupported_schema_version"
 REASON_INVALID_GRANT = "invalid_grant"
 REASON_MISSING_IMAGE = "missing_image"
 REASON_CORRUPT_IMAGE = "corrupt_image"
+REASON_OVERSIZED = "oversized_event"
 DEAD_LETTER_REASONS = (REASON_UNDECODABLE, REASON_SCHEMA_VERSION, REASON_INVALID_GRANT,
-                       REASON_MISSING_IMAGE, REASON_CORRUPT_IMAGE)
+                       REASON_MISSING_IMAGE, REASON_CORRUPT_IMAGE, REASON_OVERSIZED)
 
 _VIEW_TO_PB = {view: pb.View.Value(f"VIEW_{view.name}") for view in View}
 _VIEW_FROM_PB = {number: view for view, number in _VIEW_TO_PB.items()}
@@ -74,10 +75,17 @@ def encode_event(grant: Grant, bundle: str = "", published_unix_ms: int | None =
     return event.SerializeToString(deterministic=True)
 
 
-def decode_event(data: bytes | None) -> PublishedGrant:
-    """Parse and validate one message value; EventDecodeError says why it is unusable."""
+def decode_event(data: bytes | None, max_bytes: int | None = None) -> PublishedGrant:
+    """Parse and validate one message value; EventDecodeError says why it is unusable.
+
+    Values over ``max_bytes`` are refused unparsed: a grant event holds metadata and image
+    URIs (a few KB), so a huge one is a producer bug or hostile, not a grant.
+    """
     if not data:
         raise EventDecodeError(REASON_UNDECODABLE, "empty message value")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise EventDecodeError(REASON_OVERSIZED, f"{len(data)} bytes, limit {max_bytes} "
+                               "(PATENTCLIP_KAFKA_MAX_EVENT_BYTES)")
     event = pb.GrantEvent()
     try:
         event.ParseFromString(data)

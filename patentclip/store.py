@@ -192,10 +192,11 @@ def open_store(settings: CoreSettings) -> PatentStore:
     uri = settings.milvus_uri
     if is_lite_uri(uri):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    return PatentStore(uri, token=settings.milvus_token, timeout=settings.milvus_timeout_s,
+    return PatentStore(uri, timeout=settings.milvus_timeout_s,
                        prefix=settings.collection_prefix, ef=settings.search_ef,
                        hnsw_m=settings.hnsw_m,
-                       hnsw_ef_construction=settings.hnsw_ef_construction)
+                       hnsw_ef_construction=settings.hnsw_ef_construction,
+                       **settings.milvus_connection())
 
 
 def is_lite_uri(uri: str) -> bool:
@@ -245,14 +246,16 @@ class PatentStore:
 
     def __init__(self, uri: str, token: str = "", timeout: float = 30.0,
                  prefix: str = "patentclip", ef: int = SEARCH_EF, hnsw_m: int = HNSW_M,
-                 hnsw_ef_construction: int = HNSW_EF_CONSTRUCTION) -> None:
+                 hnsw_ef_construction: int = HNSW_EF_CONSTRUCTION, **connection) -> None:
+        """``token`` is "user:password" or an API token; ``connection`` holds MilvusClient's
+        TLS options (secure, server_pem_path, ca_pem_path, client_pem_path, ...)."""
         self.uri, self.timeout, self.prefix, self.ef = uri, timeout, prefix, ef
         self.hnsw_params = {"M": hnsw_m, "efConstruction": hnsw_ef_construction}
         self._loaded: set[str] = set()
         self._advised: set[str] = set()
         self._is_lite: bool | None = None
         try:
-            self.client = MilvusClient(uri=uri, token=token, timeout=timeout)
+            self.client = MilvusClient(uri=uri, token=token, timeout=timeout, **connection)
         except MilvusException as exc:
             raise StoreUnavailableError(f"cannot connect to Milvus at {uri}: {exc}") from exc
 

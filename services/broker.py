@@ -18,12 +18,13 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, RetriableError, TopicAlreadyExistsError
 
-from patentclip.config import settings_from_env
-from patentclip.errors import UnavailableError
+from patentclip.config import redacted_repr, settings_from_env
+from patentclip.errors import InvalidInputError, UnavailableError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TOPIC = "uspto.design-grants"
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,14 @@ class KafkaSettings:
     retention_ms: int = -1  # -1 = keep forever: reindex replays the topic from the start
     request_timeout_ms: int = 30_000
     connect_attempts: int = 5  # bounded retries while the broker is starting
+    max_event_bytes: int = 4 * 1024 * 1024  # larger events are refused (producer) or DLQ'd
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    sasl_mechanism: str = ""  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (with SASL_*)
+    sasl_username: str = ""
+    sasl_password: str = ""  # a secret: never logged
+    ssl_cafile: str = ""  # PEM CA of the brokers (SSL, SASL_SSL)
+    ssl_certfile: str = ""  # client certificate (mutual TLS)
+    ssl_keyfile: str = ""  # client key (mutual TLS)
 
     @classmethod
     def from_env(cls, env=None) -> KafkaSettings:
@@ -45,6 +54,30 @@ class KafkaSettings:
     @property
     def servers(self) -> list[str]:
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+    def client_options(self) -> dict:
+        """kafka-python keyword arguments every client here gets: servers, security."""
+        protocol = self.security_protocol.upper()
+        if protocol not in SECURITY_PROTOCOLS:
+            raise InvalidInputError(f"PATENTCLIP_KAFKA_SECURITY_PROTOCOL={protocol!r}: choose "
+                                    f"from {', '.join(SECURITY_PROTOCOLS)}")
+        options: dict = {"bootstrap_servers": self.servers, "security_protocol": protocol}
+        if protocol.startswith("SASL"):
+            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+                raise InvalidInputError(f"PATENTCLIP_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                                        "PATENTCLIP_KAFKA_SASL_MECHANISM, _SASL_USERNAME and "
+                                        "_SASL_PASSWORD")
+            options.update(sasl_mechanism=self.sasl_mechanism.upper(),
+                           sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self.sasl_password)
+        if protocol.endswith("SSL"):
+            options.update({k: v for k, v in (("ssl_cafile", self.ssl_cafile),
+                                              ("ssl_certfile", self.ssl_certfile),
+                                              ("ssl_keyfile", self.ssl_keyfile)) if v})
+        return options
+
+    def __repr__(self) -> str:
+        return redacted_repr(self, ("sasl_password",))
 
 
 def connect(factory, settings: KafkaSettings, what: str):
@@ -74,7 +107,7 @@ def ensure_topics(settings: KafkaSettings, *topics: str) -> None:
     An existing topic is left as is (a warning if it has fewer partitions than asked).
     """
     admin = connect(lambda: KafkaAdminClient(
-        bootstrap_servers=settings.servers, client_id=client_id("admin"),
+        **settings.client_options(), client_id=client_id("admin"),
         request_timeout_ms=settings.request_timeout_ms), settings, "admin")
     try:
         existing = set(admin.list_topics())
@@ -109,7 +142,8 @@ def _warn_if_fewer_partitions(admin: KafkaAdminClient, topic: str, wanted: int) 
 def make_producer(settings: KafkaSettings, role: str) -> KafkaProducer:
     """An idempotent producer: acks from all replicas, bounded delivery time."""
     return connect(lambda: KafkaProducer(
-        bootstrap_servers=settings.servers, client_id=client_id(role), acks="all",
+        **settings.client_options(), client_id=client_id(role), acks="all",
+        max_request_size=settings.max_event_bytes + 64 * 1024,
         enable_idempotence=True, linger_ms=5, request_timeout_ms=settings.request_timeout_ms,
         delivery_timeout_ms=max(settings.request_timeout_ms * 2, 120_000),
         max_block_ms=settings.request_timeout_ms), settings, role)
@@ -121,7 +155,7 @@ def make_consumer(settings: KafkaSettings, group_id: str, role: str,
     """A group member with manual commits that starts from the earliest offset when the
     group has none (a new group, e.g. a reindex, replays the whole topic)."""
     return connect(lambda: KafkaConsumer(
-        bootstrap_servers=settings.servers, client_id=client_id(role), group_id=group_id,
+        **settings.client_options(), client_id=client_id(role), group_id=group_id,
         enable_auto_commit=False, auto_offset_reset="earliest",
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(session_timeout_ms // 3, 100),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import replace
 from datetime import date
@@ -139,7 +140,22 @@ def _parser() -> argparse.ArgumentParser:
                         help="ask a running query service (gRPC) instead of searching locally")
     search.add_argument("--page-token", default="", help="--server: next page of a search")
     search.add_argument("--timeout", type=float, default=10.0, help="--server: deadline (s)")
+    _add_connection_flags(search)
     search.set_defaults(run=_run_search)
+
+    reload = sub.add_parser("reload", help="ask a query service to serve the live alias now "
+                            "(admin token)")
+    reload.add_argument("--server", metavar="HOST:PORT", required=True)
+    reload.add_argument("--timeout", type=float, default=30.0)
+    _add_connection_flags(reload)
+    reload.set_defaults(run=_run_reload)
+
+    token = sub.add_parser("token", help="make a bearer token for the query service")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    new = token_sub.add_parser("new", help="print a new token and its tokens-file line")
+    new.add_argument("--role", choices=("search", "admin"), required=True)
+    new.add_argument("--name", required=True, help="who uses it (shown in logs, not secret)")
+    new.set_defaults(run=_run_token_new)
 
     cols = sub.add_parser("collections", parents=[common], help="list collections")
     cols.set_defaults(run=_run_collections)
@@ -275,16 +291,77 @@ def _search_local(args, settings: CoreSettings, filters: SearchFilters):
     return result.hits, result.model_version, result.collection
 
 
+def _add_connection_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--token-file", type=Path,
+                         help="--server: file holding the bearer token (env PATENTCLIP_TOKEN "
+                         "holds the token itself)")
+    command.add_argument("--ca-cert", default="", help="--server: PEM CA; turns TLS on")
+    command.add_argument("--client-cert", default="", help="--server: PEM client certificate "
+                         "(mutual TLS)")
+    command.add_argument("--client-key", default="", help="--server: PEM client key")
+
+
+def _client(args):
+    """A PatentSearchClient with the token and TLS files the flags name."""
+    from services.query.client import PatentSearchClient
+
+    token = os.environ.get("PATENTCLIP_TOKEN", "")
+    if args.token_file:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as exc:
+            raise InvalidInputError(f"--token-file {args.token_file}: {exc.strerror}") from exc
+    try:
+        return PatentSearchClient(args.server, timeout=args.timeout, token=token,
+                                  ca_cert=args.ca_cert, client_cert=args.client_cert,
+                                  client_key=args.client_key)
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"--ca-cert/--client-cert/--client-key: {exc}") from exc
+
+
+def _rpc_error(server: str, exc) -> PatentClipError:
+    """A gRPC error as the CLI's error: caller mistakes are usage errors."""
+    import grpc
+
+    message = f"{server}: {exc.code().name}: {exc.details()}"
+    if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                      grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return InvalidInputError(message)
+    return ServiceError(message)
+
+
+def _run_reload(args, settings: CoreSettings) -> int:
+    import grpc
+
+    with _client(args) as client:
+        try:
+            reply = client.reload()
+        except grpc.RpcError as exc:
+            raise _rpc_error(args.server, exc) from None
+    state = "swapped to" if reply.swapped else "already serving"
+    print(f"{args.server}: {state} {reply.collection} (model {reply.model_version})")
+    return 0
+
+
+def _run_token_new(args, settings: CoreSettings) -> int:
+    from services.auth import Role, new_token, token_line
+
+    token = new_token()
+    print(f"token (give it to {args.name}; it is not stored anywhere): {token}")
+    print("add this line to the query service's tokens file (PATENTCLIP_QUERY_AUTH_TOKENS_"
+          "FILE):")
+    print(token_line(token, Role(args.role), args.name))
+    return 0
+
+
 def _search_remote(args):
     """The same search through the gRPC query service; status codes become exit codes."""
     import grpc
 
-    from services.query.client import PatentSearchClient
-
     options = {"locarno": args.locarno, "date_from": args.date_from, "date_to": args.date_to,
                "views": args.view, "group": not args.no_group, "against": args.against,
                "page_token": args.page_token}
-    with PatentSearchClient(args.server, timeout=args.timeout) as client:
+    with _client(args) as client:
         try:
             if args.text is not None:
                 page = client.search_text(args.text, args.k, **options)
@@ -293,10 +370,7 @@ def _search_remote(args):
             else:
                 page = client.search_image(args.image.read_bytes(), args.k, **options)
         except grpc.RpcError as exc:
-            message = f"{args.server}: {exc.code().name}: {exc.details()}"
-            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
-                raise InvalidInputError(message) from None
-            raise ServiceError(message) from None
+            raise _rpc_error(args.server, exc) from None
     hits = [_hit_from_proto(h) for h in page.hits]
     return hits, page.model_version, page.collection, page.next_page_token
 

@@ -168,3 +168,17 @@ class ServerInfoResponse(_message.Message):
     corpus_sheets: int
     dim: int
     def __init__(self, model_version: _Optional[str] = ..., collection: _Optional[str] = ..., alias: _Optional[str] = ..., corpus_sheets: _Optional[int] = ..., dim: _Optional[int] = ...) -> None: ...
+
+class ReloadRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadResponse(_message.Message):
+    __slots__ = ("swapped", "model_version", "collection")
+    SWAPPED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    swapped: bool
+    model_version: str
+    collection: str
+    def __init__(self, swapped: _Optional[bool] = ..., model_version: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...

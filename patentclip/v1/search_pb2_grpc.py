@@ -69,6 +69,11 @@ class PatentSearchStub:
                 request_serializer=patentclip_dot_v1_dot_search__pb2.ServerInfoRequest.SerializeToString,
                 response_deserializer=patentclip_dot_v1_dot_search__pb2.ServerInfoResponse.FromString,
                 _registered_method=True)
+        self.Reload = channel.unary_unary(
+                '/patentclip.v1.PatentSearch/Reload',
+                request_serializer=patentclip_dot_v1_dot_search__pb2.ReloadRequest.SerializeToString,
+                response_deserializer=patentclip_dot_v1_dot_search__pb2.ReloadResponse.FromString,
+                _registered_method=True)
 
 
 class PatentSearchServicer:
@@ -116,6 +121,14 @@ class PatentSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reload(self, request, context):
+        """Admin role: check the live alias now and swap to what it points at (instead of
+        waiting for the next poll). Every other RPC needs the search role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PatentSearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +166,11 @@ def add_PatentSearchServicer_to_server(servicer, server):
                     servicer.ServerInfo,
                     request_deserializer=patentclip_dot_v1_dot_search__pb2.ServerInfoRequest.FromString,
                     response_serializer=patentclip_dot_v1_dot_search__pb2.ServerInfoResponse.SerializeToString,
+            ),
+            'Reload': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reload,
+                    request_deserializer=patentclip_dot_v1_dot_search__pb2.ReloadRequest.FromString,
+                    response_serializer=patentclip_dot_v1_dot_search__pb2.ReloadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -344,6 +362,33 @@ class PatentSearch:
             '/patentclip.v1.PatentSearch/ServerInfo',
             patentclip_dot_v1_dot_search__pb2.ServerInfoRequest.SerializeToString,
             patentclip_dot_v1_dot_search__pb2.ServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/patentclip.v1.PatentSearch/Reload',
+            patentclip_dot_v1_dot_search__pb2.ReloadRequest.SerializeToString,
+            patentclip_dot_v1_dot_search__pb2.ReloadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -212,7 +212,7 @@ class GrantConsumer:
             tp = TopicPartition(record.topic, record.partition)
             offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
             try:
-                grant = decode_event(record.value).grant
+                grant = decode_event(record.value, self.settings.kafka.max_event_bytes).grant
             except EventDecodeError as exc:
                 dead.append(DeadLetter(record, exc.reason, exc.detail))
                 continue
@@ -265,7 +265,9 @@ class GrantConsumer:
     def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
         topic = self.settings.kafka.dlq_topic
         try:
-            futures = [self._producer.send(topic, key=d.record.key, value=d.record.value,
+            limit = self.settings.kafka.max_event_bytes
+            futures = [self._producer.send(topic, key=d.record.key,
+                                           value=(d.record.value or b"")[:limit],
                                            headers=_dlq_headers(d)) for d in dead]
             self._producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000)
             for future in futures:
@@ -384,5 +386,8 @@ def _dlq_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
         "source.partition": str(record.partition), "source.offset": str(record.offset),
         "failed-sheets": ",".join(dead.failed_sheets),
         "dead-lettered-unix-ms": str(int(time.time() * 1000)),
+        # An oversized value is cut to the limit here; the whole one stays in the source
+        # topic (kept forever) at the offset above.
+        "value-bytes": str(len(record.value or b"")),
     }
     return [(HEADER_PREFIX + k, v.encode("utf-8")) for k, v in headers.items()]

@@ -6,9 +6,11 @@
         for hit in page.hits: ...
         more = client.search_text(..., page_token=page.next_page_token)
 
-Every call has a deadline (``timeout``, default 10 s). UNAVAILABLE is retried by gRPC's
-own retry policy (up to 4 attempts, exponential back-off); other errors raise
-``grpc.RpcError`` with the server's status code and message.
+Security: ``token`` is sent as ``authorization: Bearer <token>`` on every call;
+``ca_cert`` (PEM path) switches to TLS, and ``client_cert`` + ``client_key`` add a client
+certificate for mutual TLS. Every call has a deadline (``timeout``, default 10 s).
+UNAVAILABLE is retried by gRPC's own retry policy (up to 4 attempts, exponential
+back-off); other errors raise ``grpc.RpcError`` with the server's status code and message.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import grpc
 
@@ -42,12 +45,14 @@ class SearchPage:
 
 class PatentSearchClient:
     def __init__(self, target: str, timeout: float = 10.0,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None, token: str = "",
+                 ca_cert: str = "", client_cert: str = "", client_key: str = "") -> None:
         options = [("grpc.service_config", _RETRY_CONFIG), ("grpc.enable_retries", 1),
                    ("grpc.max_send_message_length", 32 * 1024 * 1024)]
+        credentials = credentials or tls_credentials(ca_cert, client_cert, client_key)
         self.channel = (grpc.secure_channel(target, credentials, options) if credentials
                         else grpc.insecure_channel(target, options))
-        self.stub = search_pb2_grpc.PatentSearchStub(self.channel)
+        self.stub = _AuthorizedStub(search_pb2_grpc.PatentSearchStub(self.channel), token)
         self.timeout = timeout
 
     def close(self) -> None:
@@ -86,6 +91,35 @@ class PatentSearchClient:
 
     def server_info(self) -> search_pb2.ServerInfoResponse:
         return self.stub.ServerInfo(search_pb2.ServerInfoRequest(), timeout=self.timeout)
+
+    def reload(self) -> search_pb2.ReloadResponse:
+        """Admin role: serve what the live alias points at now."""
+        return self.stub.Reload(search_pb2.ReloadRequest(), timeout=self.timeout)
+
+
+def tls_credentials(ca_cert: str = "", client_cert: str = "",
+                    client_key: str = "") -> grpc.ChannelCredentials | None:
+    """TLS channel credentials from PEM paths; None when no CA and no certificate is given."""
+    if not (ca_cert or client_cert):
+        return None
+    if bool(client_cert) != bool(client_key):
+        raise ValueError("client_cert and client_key go together (mutual TLS)")
+    read = lambda path: Path(path).read_bytes() if path else None  # noqa: E731
+    return grpc.ssl_channel_credentials(read(ca_cert), read(client_key), read(client_cert))
+
+
+class _AuthorizedStub:
+    """The generated stub, with the bearer token added to every call's metadata."""
+
+    def __init__(self, stub, token: str) -> None:
+        self._stub = stub
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+
+    def __getattr__(self, name: str):
+        method = getattr(self._stub, name)
+        if not self._metadata:
+            return method
+        return lambda request, **kw: method(request, metadata=self._metadata, **kw)
 
 
 def _options(k: int, locarno: Iterable[str] = (), date_from: date | None = None,

@@ -25,6 +25,11 @@ class ServerSettings:
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9102  # Prometheus /metrics and /healthz, /readyz; 0 = off
     alias: str = ""  # collection or alias to serve; default <prefix>_live
+    tls_cert: str = ""  # PEM certificate chain: set with tls_key to serve TLS
+    tls_key: str = ""  # PEM private key (a secret: never logged)
+    tls_client_ca: str = ""  # PEM CA bundle: set to require client certificates (mTLS)
+    auth_tokens_file: str = ""  # token digests file (services/auth.py); empty = no auth
+    auth_open: str = "health,reflection"  # services callable without a token ("" = none)
 
     @classmethod
     def from_env(cls, env=None) -> ServerSettings:
@@ -33,9 +38,19 @@ class ServerSettings:
     def validate(self) -> None:
         require_positive(self, ("max_workers", "max_batch", "search_max_batch",
                                 "max_image_bytes"), "query")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise InvalidInputError("query settings: tls_cert and tls_key go together "
+                                    "(PATENTCLIP_QUERY_TLS_CERT, PATENTCLIP_QUERY_TLS_KEY)")
+        if self.tls_client_ca and not self.tls_cert:
+            raise InvalidInputError("query settings: tls_client_ca (mutual TLS) needs "
+                                    "tls_cert and tls_key")
         if self.max_delay_ms < 0 or self.alias_poll_s <= 0 or self.grace_s < 0:
             raise InvalidInputError("query settings: max_delay_ms >= 0, alias_poll_s > 0 "
                                     "and grace_s >= 0 are required")
+
+    def open_services(self) -> tuple[str, ...]:
+        """Services that need no token: 'health', 'reflection' (PATENTCLIP_QUERY_AUTH_OPEN)."""
+        return tuple(s.strip() for s in self.auth_open.split(",") if s.strip())
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The one place domain errors become gRPC status codes (and requests become metrics).
+"""The one place domain errors become gRPC status codes (and requests become metrics),
+and where bearer tokens are checked.
 
 Clients see a status code and a message that says what is wrong; unknown errors are logged
 with their traceback and returned as INTERNAL with a generic message and an error id.
@@ -20,6 +21,13 @@ from patentclip.errors import (
     NotFoundError,
     PatentClipError,
     UnavailableError,
+)
+from services.auth import (
+    AuthError,
+    PermissionDeniedError,
+    Role,
+    TokenAuthenticator,
+    bearer_token,
 )
 from services.query.metrics import QueryMetrics
 
@@ -94,3 +102,60 @@ def _internal(method: str, exc: Exception, context) -> grpc.StatusCode:
     context.abort(grpc.StatusCode.INTERNAL, f"internal error (id {error_id}); the server log "
                   "has the details")
     return grpc.StatusCode.INTERNAL  # not reached: abort raises
+
+
+# RPCs that change state; every other PatentSearch RPC needs the search role.
+ADMIN_METHODS = frozenset({"/patentclip.v1.PatentSearch/Reload"})
+OPEN_SERVICES = {"health": ("grpc.health.v1.Health",),
+                 "reflection": ("grpc.reflection.v1alpha.ServerReflection",
+                                "grpc.reflection.v1.ServerReflection")}
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Bearer-token check before any handler runs: UNAUTHENTICATED or PERMISSION_DENIED.
+
+    Services named in ``open_services`` (health, reflection by default) need no token, so
+    load balancers and grpcurl keep working.
+    """
+
+    def __init__(self, authenticator: TokenAuthenticator, metrics: QueryMetrics,
+                 open_services: tuple[str, ...] = ("health", "reflection")) -> None:
+        self.authenticator, self.metrics = authenticator, metrics
+        unknown = set(open_services) - set(OPEN_SERVICES)
+        if unknown:
+            raise InvalidInputError(f"auth open services {sorted(unknown)}: choose from "
+                                    f"{sorted(OPEN_SERVICES)}")
+        self.open = {name for key in open_services for name in OPEN_SERVICES[key]}
+
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        if method.split("/")[1] in self.open:
+            return continuation(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        needed = Role.ADMIN if method in ADMIN_METHODS else Role.SEARCH
+        try:
+            self.authenticator.authorize(bearer_token(metadata.get("authorization")), needed)
+        except AuthError as exc:
+            denied = isinstance(exc, PermissionDeniedError)
+            self.metrics.auth_failures.labels("permission" if denied else "token").inc()
+            code = (grpc.StatusCode.PERMISSION_DENIED if denied
+                    else grpc.StatusCode.UNAUTHENTICATED)
+            return _refusal(continuation(handler_call_details), code, str(exc))
+        return continuation(handler_call_details)
+
+
+def _refusal(handler, code: grpc.StatusCode, message: str):
+    """A handler of the same shape as ``handler`` that only aborts with ``code``."""
+
+    def refuse(request, context):
+        context.abort(code, message)
+
+    if handler is None or handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            refuse, request_deserializer=handler and handler.request_deserializer,
+            response_serializer=handler and handler.response_serializer)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(refuse)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(refuse)
+    return grpc.stream_stream_rpc_method_handler(refuse)

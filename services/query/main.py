@@ -12,16 +12,18 @@ import logging
 import sys
 import threading
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from patentclip.errors import PatentClipError
+from patentclip.errors import InvalidInputError, PatentClipError
 from patentclip.v1 import search_pb2, search_pb2_grpc
+from services.auth import TokenAuthenticator
 from services.observability import ProbeServer, configure_logging, install_stop_signals
 from services.query.config import QuerySettings
-from services.query.interceptor import ErrorInterceptor
+from services.query.interceptor import AuthInterceptor, ErrorInterceptor
 from services.query.live import LiveSearch
 from services.query.metrics import QueryMetrics
 from services.query.servicer import PatentSearchServicer
@@ -52,15 +54,26 @@ class QueryServer:
         self.grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=server.max_workers,
                                        thread_name_prefix="rpc"),
-            interceptors=[ErrorInterceptor(self.metrics)],
+            interceptors=self._interceptors(server),
             options=[("grpc.max_receive_message_length", server.max_image_bytes + 65536)])
         search_pb2_grpc.add_PatentSearchServicer_to_server(
             PatentSearchServicer(self.live, images, server.max_image_bytes), self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
-        self.port = self.grpc.add_insecure_port(f"{server.host}:{server.port}")
+        self.port = _bind(self.grpc, f"{server.host}:{server.port}", server)
         self.probes: ProbeServer | None = None
+
+    def _interceptors(self, server) -> list[grpc.ServerInterceptor]:
+        """Errors and metrics outermost (they see auth refusals too), then tokens."""
+        interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor(self.metrics)]
+        if server.auth_tokens_file:
+            interceptors.append(AuthInterceptor(TokenAuthenticator(server.auth_tokens_file),
+                                                self.metrics, server.open_services()))
+        else:
+            logger.warning("token authentication is off (PATENTCLIP_QUERY_AUTH_TOKENS_FILE "
+                           "is empty): any caller that reaches the port may search")
+        return interceptors
 
     def start(self) -> QueryServer:
         server = self.settings.server
@@ -95,6 +108,28 @@ class QueryServer:
             self.health.set(name, status)
 
 
+def _bind(server: grpc.Server, address: str, settings) -> int:
+    """Plain, TLS or mutual-TLS port, as configured; the port number bound."""
+    if not settings.tls_cert:
+        return server.add_insecure_port(address)
+    credentials = grpc.ssl_server_credentials(
+        [(_read(settings.tls_key, "tls_key"), _read(settings.tls_cert, "tls_cert"))],
+        root_certificates=(_read(settings.tls_client_ca, "tls_client_ca")
+                           if settings.tls_client_ca else None),
+        require_client_auth=bool(settings.tls_client_ca))
+    logger.info("serving TLS%s", " and requiring client certificates (mTLS)"
+                if settings.tls_client_ca else "")
+    return server.add_secure_port(address, credentials)
+
+
+def _read(path: str, setting: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"PATENTCLIP_QUERY_{setting.upper()}={path}: "
+                                f"{exc.strerror}") from exc
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m services.query",
                                 description="gRPC query microservice (PatentSearch)")
@@ -112,6 +147,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--milvus-uri")
     p.add_argument("--images-dir")
+    p.add_argument("--tls-cert", help="PEM certificate chain (env PATENTCLIP_QUERY_TLS_CERT)")
+    p.add_argument("--tls-key", help="PEM private key (env PATENTCLIP_QUERY_TLS_KEY)")
+    p.add_argument("--tls-client-ca", help="require client certificates signed by this CA")
+    p.add_argument("--auth-tokens-file", help="token digests file; empty = no authentication")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -125,7 +164,10 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
                   "milvus_uri": args.milvus_uri, "images_dir": args.images_dir},
             server={"host": args.host, "port": args.port, "metrics_port": args.metrics_port,
                     "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms,
-                    "search_max_batch": args.search_max_batch, "alias": args.alias})
+                    "search_max_batch": args.search_max_batch, "alias": args.alias,
+                    "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+                    "tls_client_ca": args.tls_client_ca,
+                    "auth_tokens_file": args.auth_tokens_file})
         settings.server.validate()
         server = QueryServer(settings).start()
     except PatentClipError as exc:

@@ -52,7 +52,14 @@ class QueryMetrics:
             "cannot load as that version (it keeps serving the previous snapshot)", registry=r)
         self.corpus = Gauge("patentclip_query_corpus_rows",
                             "Rows in the served collection (at load time)", registry=r)
+        self.auth_failures = Counter(
+            "patentclip_query_auth_failures_total",
+            "Calls refused by token authentication: reason token (missing or unknown "
+            "token, UNAUTHENTICATED) or permission (role too low, PERMISSION_DENIED)",
+            ["reason"], registry=r)
         for stage in STAGES:
             self.stage.labels(stage)
+        for reason in ("token", "permission"):
+            self.auth_failures.labels(reason)
         for result in ("hit", "miss"):
             self.cache.labels(result)

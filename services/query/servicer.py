@@ -7,6 +7,7 @@ import logging
 from patentclip.errors import InvalidQueryError, NotFoundError
 from patentclip.events import GRANT_RECORD, grant_from_proto
 from patentclip.imagestore import LocalImageStore
+from patentclip.search import MAX_TEXT_CHARS
 from patentclip.v1 import grant_pb2, search_pb2, search_pb2_grpc
 from services.query import convert
 from services.query.live import LiveSearch
@@ -57,8 +58,12 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
     def EncodeText(self, request, context):  # noqa: N802
         snap = self.live.current()
         _check_count(request.texts, "texts")
-        if any(not t.strip() for t in request.texts):
-            raise InvalidQueryError("texts: every text must be non-empty")
+        for i, text in enumerate(request.texts):
+            if not text.strip():
+                raise InvalidQueryError(f"texts[{i}]: empty; every text must be non-empty")
+            if len(text) > MAX_TEXT_CHARS:
+                raise InvalidQueryError(f"texts[{i}]: {len(text)} characters, limit "
+                                        f"{MAX_TEXT_CHARS}")
         vectors = snap.encoder.encode_texts(list(request.texts),
                                             timeout=context.time_remaining())
         return convert.encode_response(vectors, snap.model_version, snap.encoder.dim)
@@ -78,6 +83,13 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         return search_pb2.ServerInfoResponse(
             model_version=snap.model_version, collection=snap.collection,
             alias=self.live.alias, corpus_sheets=snap.rows // 2, dim=snap.encoder.dim)
+
+    def Reload(self, request, context):  # noqa: N802 (admin role: see interceptor)
+        swapped = self.live.refresh()
+        snap = self.live.current()
+        logger.info("reload requested: %s", "swapped" if swapped else "already current")
+        return search_pb2.ReloadResponse(swapped=swapped, model_version=snap.model_version,
+                                         collection=snap.collection)
 
     def _check_image(self, data: bytes, field: str) -> None:
         if not data:

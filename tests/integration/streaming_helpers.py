@@ -111,12 +111,14 @@ class EmbedderProcess:
     """``python -m services.embedder`` in a child process, its log in a file."""
 
     def __init__(self, embedder: EmbedderSettings, log: Path, failpoint: str = "",
-                 metrics_port: int = 0) -> None:
-        self.log = log
+                 metrics_port: int = 0, extra_env: dict | None = None,
+                 args: tuple[str, ...] = ()) -> None:
+        self.log, self.metrics_port = log, metrics_port
         c, k, core = embedder.consumer, embedder.kafka, embedder.core
         env = dict(os.environ)
         env.update({
             "PATENTCLIP_MODEL": core.model, "PATENTCLIP_MILVUS_URI": core.milvus_uri,
+            "PATENTCLIP_MILVUS_TOKEN": core.milvus_token,
             "PATENTCLIP_IMAGES_DIR": core.images_dir, "PATENTCLIP_BATCH_SIZE": "16",
             "PATENTCLIP_COLLECTION_PREFIX": core.collection_prefix,
             "PATENTCLIP_KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
@@ -132,10 +134,12 @@ class EmbedderProcess:
             "PATENTCLIP_EMBEDDER_METRICS_HOST": "127.0.0.1",
             "PATENTCLIP_EMBEDDER_METRICS_PORT": str(metrics_port),
             "PATENTCLIP_EMBEDDER_FAILPOINT": failpoint,
+            **(extra_env or {}),
         })
-        self._out = open(log, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.embedder"], cwd=REPO,
-                                     env=env, stdout=self._out, stderr=subprocess.STDOUT)
+        self._out = open(log, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "services.embedder", *args],
+                                     cwd=REPO, env=env, stdout=self._out,
+                                     stderr=subprocess.STDOUT)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -172,3 +176,77 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class QueryProcess:
+    """``python -m services.query`` in a child process on free ports, its log in a file.
+
+    ``env`` adds to the defaults (model, Milvus, prefix, ports); ``channel`` makes a channel
+    with the credentials the caller needs for the health check (default plaintext).
+    """
+
+    def __init__(self, model_dir: Path, milvus_uri: str, prefix: str, log: Path,
+                 env: dict | None = None, args: tuple[str, ...] = ()) -> None:
+        from conftest import free_port
+
+        self.log, self.port, self.metrics_port = log, free_port(), free_port()
+        self._env = {**os.environ, "PATENTCLIP_MODEL": f"local-dir:{model_dir}",
+                     "PATENTCLIP_MILVUS_URI": milvus_uri, "PATENTCLIP_COLLECTION_PREFIX": prefix,
+                     "PATENTCLIP_IMAGES_DIR": str(log.parent / "images"),
+                     "PATENTCLIP_QUERY_HOST": "127.0.0.1",
+                     "PATENTCLIP_QUERY_PORT": str(self.port),
+                     "PATENTCLIP_QUERY_METRICS_HOST": "127.0.0.1",
+                     "PATENTCLIP_QUERY_METRICS_PORT": str(self.metrics_port),
+                     "PATENTCLIP_QUERY_ALIAS_POLL_S": "0.5", **(env or {})}
+        self._args = args
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> QueryProcess:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "services.query", *self._args],
+                                         cwd=REPO, env=self._env, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        return self
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_serving(self, timeout: float = 90.0, credentials=None) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        def serving() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"query service exited ({self.proc.returncode}):\n"
+                                     f"{self.text()[-3000:]}")
+            channel = (grpc.secure_channel(self.target, credentials) if credentials
+                       else grpc.insecure_channel(self.target))
+            with channel:
+                try:
+                    reply = health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=1)
+                except grpc.RpcError:
+                    return False
+            return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+        wait_until(serving, timeout, f"query service SERVING:\n{self.text()[-2000:]}")
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=10) as reply:
+            return reply.read().decode()
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        self.proc.terminate()
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)

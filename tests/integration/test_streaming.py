@@ -98,23 +98,34 @@ def test_poison_messages_are_dead_lettered_and_the_rest_ingested(
                       sheets=(replace(good.sheets[0], image_uri=corrupt_uri),))
 
     future = grant_pb2.GrantEvent(schema_version=99).SerializeToString()
+    limit = 64 * 1024  # events are a few KB; this one carries 200 KB of padding
+    oversized = encode_event(replace(good, patent_number="D0999004",
+                                     claim="ornamental " * 20_000))
     produce_raw(kafka_settings, [
         (b"D0999000", b"\x08\x96\x01\xff\xfe random bytes, not a protobuf"),
         (b"D0999001", encode_event(missing)),
         (b"D0999002", encode_event(corrupt)),
         (b"D0999003", future),
+        (b"D0999004", oversized),
     ])
     store = PatentStore(str(tmp_path / "patents.db"), prefix="poison")
     embedder = settings(kafka_settings, store.uri, tiny_model_dir, images, "poison")
+    embedder = replace(embedder, kafka=replace(embedder.kafka, max_event_bytes=limit))
     summary = _consume(embedder, encoder, store, images)
-    assert summary.caught_up and summary.events == published.published + 4
+    assert summary.caught_up and summary.events == published.published + 5
     assert summary.dead_lettered == {"undecodable_event": 1, "missing_image": 1,
-                                     "corrupt_image": 1, "unsupported_schema_version": 1}
+                                     "corrupt_image": 1, "unsupported_schema_version": 1,
+                                     "oversized_event": 1}
     assert set(stored_ids(store, summary.collection)) == sheet_ids(bundle)
 
-    letters = read_topic(kafka_settings, kafka_settings.dlq_topic, expected=4)
+    letters = read_topic(kafka_settings, kafka_settings.dlq_topic, expected=5)
     by_key = {m.key: dict(m.headers) for m in letters}
-    assert set(by_key) == {b"D0999000", b"D0999001", b"D0999002", b"D0999003"}
+    values = {m.key: m.value for m in letters}
+    assert set(by_key) == {b"D0999000", b"D0999001", b"D0999002", b"D0999003", b"D0999004"}
+    assert by_key[b"D0999004"]["patentclip.reason"] == b"oversized_event"
+    assert int(by_key[b"D0999004"]["patentclip.value-bytes"]) == len(oversized) > limit
+    assert values[b"D0999004"] == oversized[:limit]  # the whole event stays in the topic
+    assert values[b"D0999003"] == future
     assert by_key[b"D0999000"]["patentclip.reason"] == b"undecodable_event"
     assert by_key[b"D0999001"]["patentclip.reason"] == b"missing_image"
     assert b"no such image" in by_key[b"D0999001"]["patentclip.detail"]

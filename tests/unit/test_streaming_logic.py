@@ -193,8 +193,9 @@ def test_one_dead_letter_per_event_names_failed_sheets_and_main_reason():
 
 
 def test_dead_letter_headers_carry_reason_and_source_position():
-    record = SimpleNamespace(topic="grants", partition=3, offset=41)
+    record = SimpleNamespace(topic="grants", partition=3, offset=41, value=b"x" * 77)
     headers = dict(_dlq_headers(DeadLetter(record, "corrupt_image", "d" * 5000, ("s.TIF",))))
+    assert headers["patentclip.value-bytes"] == b"77"
     assert headers["patentclip.reason"] == b"corrupt_image"
     assert headers["patentclip.source.topic"] == b"grants"
     assert headers["patentclip.source.partition"] == b"3"
