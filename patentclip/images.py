@@ -41,8 +41,10 @@ class DrawingPreprocessor:
                 image.load()
         except ImageDecodeError:
             raise
-        except (UnidentifiedImageError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning) as exc:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageDecodeError(f"{name}: refused as a decompression bomb, its declared "
+                                   f"size exceeds the pixel limit ({exc})") from exc
+        except UnidentifiedImageError as exc:
             raise ImageDecodeError(f"{name}: not a readable image ({exc})") from exc
         except (OSError, ValueError, SyntaxError) as exc:
             raise ImageDecodeError(f"{name}: corrupt or truncated image ({exc})") from exc

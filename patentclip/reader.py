@@ -22,6 +22,7 @@ import posixpath
 import re
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ from patentclip.grants import (
 logger = logging.getLogger(__name__)
 
 DESIGN_KINDS = frozenset({"S1", "S"})
+SUPPORTED_DTD = re.compile(r"v?4\.\d+\b")  # v4.0 (2005) ... v4.7; v4.5 since 2014
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ def parse_grant_xml(data: bytes, source: str) -> Grant:
     root = _parse_root(data, source)
     if root.tag != "us-patent-grant":
         raise GrantParseError(source, f"root element is <{root.tag}>, expected <us-patent-grant>")
+    dtd = root.get("dtd-version", "")
+    if dtd and not SUPPORTED_DTD.match(dtd):
+        raise GrantParseError(source, f"unsupported dtd-version {dtd!r}: this reader reads "
+                              "us-patent-grant v4.x (2005 onwards)")
     biblio = root.find("us-bibliographic-data-grant")
     if biblio is None:
         raise GrantParseError(source, "missing <us-bibliographic-data-grant>")
@@ -336,7 +342,7 @@ class GrantReader:
             raise InvalidInputError(f"{path}: not a readable tar bundle ({exc})") from exc
         total = 0
         with tar:
-            for count, member in enumerate(tar):
+            for count, member in enumerate(_tar_members(tar, path, self)):
                 source = f"{path.name}!{member.name}"
                 if count >= self.limits.max_members:
                     self._fail(source, f"bundle has more than {self.limits.max_members} members")
@@ -352,7 +358,7 @@ class GrantReader:
                         continue
                     total += member.size
                     self._check_sizes(member.size, total)
-                    data = _read_limited(tar.extractfile(member), self.limits.max_member_bytes)
+                    data = _read_tar_member(tar, member, self.limits.max_member_bytes)
                 except (UnsafeArchiveError, InvalidInputError) as exc:
                     self._fail(source, str(exc))
                     continue
@@ -364,7 +370,7 @@ class GrantReader:
     def _read_zip_bytes(self, data: bytes, source: str) -> Iterator[GrantDocument]:
         try:
             archive = zipfile.ZipFile(io.BytesIO(data))
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
             self._fail(source, f"not a valid zip ({exc})")
             return
         with archive:
@@ -381,7 +387,11 @@ class GrantReader:
             images = None if text_only or not self.load_images else {
                 posixpath.basename(n): n for n in members if not n.lower().endswith(".xml")}
             for xml_name in xml_names:
-                xml_bytes = self._zip_read(archive, xml_name)
+                try:
+                    xml_bytes = self._zip_read(archive, xml_name)
+                except InvalidInputError as exc:
+                    self._fail(f"{source}!{xml_name}", str(exc))
+                    continue
                 zip_images = _ZipImages(archive, images, self) if images is not None else None
                 yield from self._read_concatenated(xml_bytes, f"{source}!{xml_name}", zip_images)
 
@@ -404,8 +414,14 @@ class GrantReader:
         return names
 
     def _zip_read(self, archive: zipfile.ZipFile, name: str) -> bytes:
-        with archive.open(name) as handle:
-            return _read_limited(handle, self.limits.max_member_bytes)
+        """A member's bytes, at most the member limit whatever its header declares;
+        InvalidInputError for a corrupt, encrypted or oddly compressed member."""
+        try:
+            with archive.open(name) as handle:
+                return _read_limited(handle, self.limits.max_member_bytes)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+                RuntimeError) as exc:  # RuntimeError: encrypted; NotImplementedError: method
+            raise InvalidInputError(f"member {name} cannot be read: {exc}") from exc
 
     def _check_sizes(self, member_bytes: int, total_bytes: int) -> None:
         if member_bytes > self.limits.max_member_bytes:
@@ -435,14 +451,20 @@ class GrantReader:
             return
         document = GrantDocument(grant=grant)
         if images is not None:
+            unreadable = []
             for sheet in grant.sheets:
-                blob = images.get(sheet.file_name)
+                try:
+                    blob = images.get(sheet.file_name)
+                except InvalidInputError as exc:
+                    unreadable.append(str(exc))
+                    blob = None
                 if blob is None:
                     document.missing_images.append(sheet.file_name)
                 else:
                     document.images[sheet.file_name] = blob
             if document.missing_images:
-                self._fail(source, f"missing drawing files: {', '.join(document.missing_images)}")
+                self._fail(source, f"missing drawing files: {', '.join(document.missing_images)}"
+                           + (f" ({'; '.join(unreadable)})" if unreadable else ""))
         self.report.read += 1
         yield document
 
@@ -471,6 +493,29 @@ class _ZipImages:
     def get(self, name: str) -> bytes | None:
         member = self._names.get(name.lower())
         return self._reader._zip_read(self._archive, member) if member else None
+
+
+def _tar_members(tar: tarfile.TarFile, path: Path, reader: GrantReader
+                 ) -> Iterator[tarfile.TarInfo]:
+    """The tar's members; a truncated or corrupt tail is reported, and what came before
+    it is still read."""
+    while True:
+        try:
+            member = tar.next()
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            reader._fail(path.name, f"tar bundle is truncated or corrupt after "
+                         f"{len(tar.members)} members ({exc})")
+            return
+        if member is None:
+            return
+        yield member
+
+
+def _read_tar_member(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> bytes:
+    try:
+        return _read_limited(tar.extractfile(member), limit)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise InvalidInputError(f"member {member.name} cannot be read: {exc}") from exc
 
 
 def _check_member_name(name: str) -> None:

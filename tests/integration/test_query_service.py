@@ -8,6 +8,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import date
 
 import grpc
 import numpy as np
@@ -174,11 +175,25 @@ def test_pages_continue_where_the_last_ended(client):
     (lambda c: c.search_image(b"\x89PNG not really"), "not a readable image"),
     (lambda c: c.search_image(b"\0" * (MAX_IMAGE_BYTES + 1)), "limit 2000000"),
     (lambda c: c.encode_texts([]), "at least one"),
+    (lambda c: c.search_text("chair " * 400), "2399 characters, limit 2000"),
+    (lambda c: c.search_text("x", k=-1), "top_k=-1"),
+    (lambda c: c.search_text("x", date_from=date(2022, 1, 1), date_to=date(2021, 1, 1)),
+     "date"),
+    (lambda c: c.search_text("x", page_token="eyJvZmZzZXQiOiAtNX0="), "page_token"),
+    (lambda c: c.search_similar(""), "patent"),
+    (lambda c: c.encode_texts(["lamp", " "]), "texts[1]: empty"),
+    (lambda c: c.encode_texts(["x" * 2001]), "texts[0]: 2001 characters"),
+    (lambda c: c.encode_texts(["x"] * 65), "65 given, limit 64"),
 ])
 def test_bad_requests_are_invalid_argument_with_a_reason(client, call, words):
     code, details = _code(lambda: call(client))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and words in details
     assert "Traceback" not in details
+
+
+def test_a_message_over_the_receive_limit_is_resource_exhausted(client):
+    code, details = _code(lambda: client.search_image(b"\0" * (MAX_IMAGE_BYTES + 100_000)))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details
 
 
 def test_a_spent_deadline_is_deadline_exceeded(server):
