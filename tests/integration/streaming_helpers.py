@@ -137,12 +137,15 @@ class EmbedderProcess:
             **(extra_env or {}),
         })
         self._out = open(log, "ab")
+        self._offset = log.stat().st_size  # text() is this process' part of the log
         self.proc = subprocess.Popen([sys.executable, "-m", "services.embedder", *args],
                                      cwd=REPO, env=env, stdout=self._out,
                                      stderr=subprocess.STDOUT)
 
     def text(self) -> str:
-        return self.log.read_text(errors="replace")
+        with open(self.log, "rb") as handle:
+            handle.seek(self._offset)
+            return handle.read().decode(errors="replace")
 
     def wait_for(self, needle: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -166,6 +169,31 @@ class EmbedderProcess:
         code = self.proc.wait(timeout=timeout)
         self._out.close()
         return code
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """(status, body) of a loopback HTTP GET; (0, 'unreachable') when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode().strip()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode().strip()
+    except OSError:
+        return 0, "unreachable"
+
+
+def metric_value(port: int, name: str) -> float:
+    """One sample of a service's /metrics (``name`` may carry labels); 0 when absent."""
+    status, text = http_get(port, "/metrics")
+    if status != 200:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or (("{" in name) and line.startswith(name)):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.request
 import uuid
 from dataclasses import replace
 
@@ -17,7 +16,9 @@ import pytest
 from streaming_helpers import (
     EmbedderProcess,
     committed_offsets,
+    http_get,
     make_bundle,
+    metric_value,
     produce_raw,
     publish,
     read_topic,
@@ -180,21 +181,21 @@ def test_milvus_outage_pauses_ingestion_and_loses_nothing(
     thread = threading.Thread(target=lambda: result.append(main([], stop=stop)))
     thread.start()
     try:
-        wait_until(lambda: _http(port, "/readyz")[0] == 200, 60, "embedder ready")
-        assert _http(port, "/healthz") == (200, "alive")
+        wait_until(lambda: http_get(port, "/readyz")[0] == 200, 60, "embedder ready")
+        assert http_get(port, "/healthz") == (200, "alive")
         lite_server.stop()
         publish(kafka_settings, images, bundle)
-        wait_until(lambda: _http(port, "/readyz")[0] == 503, 60, "readiness to drop")
-        status, reason = _http(port, "/readyz")
+        wait_until(lambda: http_get(port, "/readyz")[0] == 503, 60, "readiness to drop")
+        status, reason = http_get(port, "/readyz")
         assert "waiting for milvus" in reason
-        assert _http(port, "/healthz")[0] == 200  # alive: k8s must not restart it
+        assert http_get(port, "/healthz")[0] == 200  # alive: k8s must not restart it
         assert sum(committed_offsets(kafka_settings, group).values()) == 0
 
         lite_server.start()
-        wait_until(lambda: _metric(port, "patentclip_embedder_grants_ingested_total") == 12,
+        wait_until(lambda: metric_value(port, "patentclip_embedder_grants_ingested_total") == 12,
                    90, "all grants ingested after Milvus came back")
-        assert _http(port, "/readyz")[0] == 200
-        assert _metric(port, 'patentclip_embedder_retries_total{dependency="milvus"}') >= 1
+        assert http_get(port, "/readyz")[0] == 200
+        assert metric_value(port, 'patentclip_embedder_retries_total{dependency="milvus"}') >= 1
         wait_until(lambda: sum(committed_offsets(kafka_settings, group).values()) == 12, 30,
                    "offsets committed")
     finally:
@@ -224,9 +225,9 @@ def test_two_processes_in_one_group_split_partitions_and_ingest_once(
         wait_until(lambda: _split(_assignments(members)), 60, "both members to hold partitions")
         split = _assignments(members)  # before anything is published
         publish(kafka_settings, images, bundle)
-        wait_until(lambda: sum(_metric(p, "patentclip_embedder_grants_ingested_total")
+        wait_until(lambda: sum(metric_value(p, "patentclip_embedder_grants_ingested_total")
                                for p in ports) >= 32, 120, "32 grants ingested")
-        consumed = [_metric(p, "patentclip_embedder_messages_consumed_total") for p in ports]
+        consumed = [metric_value(p, "patentclip_embedder_messages_consumed_total") for p in ports]
         assert sum(consumed) == 32 and all(consumed), consumed
         codes = [member.terminate() for member in members]  # SIGTERM: graceful
         assert codes == [0, 0]
@@ -306,26 +307,6 @@ def _service_env(monkeypatch, kafka, milvus_uri, model_dir, images, group, port)
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-
-
-def _http(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode().strip()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode().strip()
-    except OSError:
-        return 0, "unreachable"
-
-
-def _metric(port: int, name: str) -> float:
-    status, text = _http(port, "/metrics")
-    if status != 200:
-        return 0.0
-    for line in text.splitlines():
-        if line.startswith(name + " ") or (("{" in name) and line.startswith(name)):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def _split(assignments) -> bool:
