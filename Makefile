@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/patentclip/v1/*.proto)
 
 .PHONY: install tools demo test test-unit proto proto-check lint clean bench-ingest bench-query \
         experiment-loss dashboards up down bench-encoder bench-search bench-latency bench \
-        bench-quick
+        bench-quick soak
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_FILE := deploy/compose/docker-compose.yml
 
@@ -67,6 +67,12 @@ bench: install
 # The same code paths at reduced sizes, under 10 minutes; results in reports/quick/.
 bench-quick: install
 	$(PY) scripts/bench_all.py --quick
+
+# Sustained load (docs/reliability.md): 6 generated weeks ingested, then 5 minutes of 32
+# clients (text/image/similar); fails on any failed request, lost row or >= 10% memory
+# growth after warm-up. About 8 minutes on 2 cores. SOAK_ARGS="--backend server" for Milvus.
+soak: install
+	$(PY) scripts/soak.py --out reports/soak $(SOAK_ARGS)
 
 # The distribution-aware loss experiment (about 15 min of CPU training): results, tables
 # and a plot under docs/experiments/.
