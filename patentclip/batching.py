@@ -64,18 +64,29 @@ class DynamicBatcher:
 
     def submit(self, item, timeout: float | None = None):
         """The row for ``item``; waits at most ``timeout`` seconds (DeadlineExceededError)."""
+        return self.submit_many([item], timeout)[0]
+
+    def submit_many(self, items: Sequence, timeout: float | None = None) -> list:
+        """The rows for ``items``, queued together so they share batches (a request with many
+        texts is not encoded one batch per text)."""
         if self._thread is None or self._closed.is_set():
-            self.on_batch(1)
-            return self.fn([item])[0]
+            self.on_batch(len(items))
+            return list(self.fn(list(items)))
         deadline = None if timeout is None else time.monotonic() + timeout
-        request = _Request(item, Future(), deadline)
-        self._queue.put(request)
-        try:
-            return request.future.result(timeout=timeout)
-        except FutureTimeout as exc:
-            request.future.cancel()
-            raise DeadlineExceededError(f"deadline passed after {timeout:.3f}s waiting for "
-                                        f"{self.what}") from exc
+        requests = [_Request(item, Future(), deadline) for item in items]
+        for request in requests:
+            self._queue.put(request)
+        rows = []
+        for request in requests:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                rows.append(request.future.result(timeout=remaining))
+            except FutureTimeout as exc:
+                for pending in requests:
+                    pending.future.cancel()
+                raise DeadlineExceededError(f"deadline passed after {timeout:.3f}s waiting "
+                                            f"for {self.what}") from exc
+        return rows
 
     def close(self) -> None:
         """Stop taking new work into the queue; the worker finishes what is queued."""
@@ -203,14 +214,15 @@ class BatchedEncoder:
         return self.encoder.dim
 
     def encode_texts(self, texts: Sequence[str], timeout: float | None = None) -> np.ndarray:
-        rows = []
-        for text in texts:
-            vector = self._cache.get(text)
-            self.on_cache(vector is not None)
-            if vector is None:
-                vector = self._texts.submit(text, timeout)
-                self._cache.put(text, vector)
-            rows.append(vector)
+        rows = [self._cache.get(text) for text in texts]
+        for row in rows:
+            self.on_cache(row is not None)
+        missing = [i for i, row in enumerate(rows) if row is None]
+        if missing:
+            computed = self._texts.submit_many([texts[i] for i in missing], timeout)
+            for i, vector in zip(missing, computed, strict=True):
+                self._cache.put(texts[i], vector)
+                rows[i] = vector
         return _stack(rows, self.dim)
 
     def drawing_pixels(self, data: bytes, name: str = "image"):

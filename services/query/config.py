@@ -30,6 +30,8 @@ class ServerSettings:
     tls_client_ca: str = ""  # PEM CA bundle: set to require client certificates (mTLS)
     auth_tokens_file: str = ""  # token digests file (services/auth.py); empty = no auth
     auth_open: str = "health,reflection"  # services callable without a token ("" = none)
+    http_embeddings_port: int = 0  # HTTP embedding provider for Milvus; 0 = off, -1 = any
+    http_embeddings_host: str = ""  # its bind address; empty = host
 
     @classmethod
     def from_env(cls, env=None) -> ServerSettings:

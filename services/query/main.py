@@ -62,14 +62,17 @@ class QueryServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
         self.port = _bind(self.grpc, f"{server.host}:{server.port}", server)
+        self.http = _embedding_provider(server, self.live, self.authenticator)
         self.probes: ProbeServer | None = None
 
     def _interceptors(self, server) -> list[grpc.ServerInterceptor]:
         """Errors and metrics outermost (they see auth refusals too), then tokens."""
         interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor(self.metrics)]
-        if server.auth_tokens_file:
-            interceptors.append(AuthInterceptor(TokenAuthenticator(server.auth_tokens_file),
-                                                self.metrics, server.open_services()))
+        self.authenticator = (TokenAuthenticator(server.auth_tokens_file)
+                              if server.auth_tokens_file else None)
+        if self.authenticator is not None:
+            interceptors.append(AuthInterceptor(self.authenticator, self.metrics,
+                                                server.open_services()))
         else:
             logger.warning("token authentication is off (PATENTCLIP_QUERY_AUTH_TOKENS_FILE "
                            "is empty): any caller that reaches the port may search")
@@ -83,6 +86,8 @@ class QueryServer:
                                       ready=lambda: (self.live.serving,
                                                      self.live.reason or "serving")).start()
         self.grpc.start()
+        if self.http:
+            self.http.start()
         logger.info("gRPC on port %d; loading what %s points at", self.port,
                     self.live.alias)
         self.live.start(self.encoder)
@@ -93,6 +98,8 @@ class QueryServer:
         self._set_health(False)
         grace = self.settings.server.grace_s if grace is None else grace
         self.grpc.stop(grace).wait(grace + 5)
+        if self.http:
+            self.http.stop()
         self.live.stop()
         if self.probes:
             self.probes.stop()
@@ -106,6 +113,19 @@ class QueryServer:
                   else health_pb2.HealthCheckResponse.NOT_SERVING)
         for name in ("", SERVICE_NAME):
             self.health.set(name, status)
+
+
+def _embedding_provider(settings, live: LiveSearch, authenticator):
+    """The HTTP embedding provider for Milvus's TEXTEMBEDDING functions, when a port is set
+    (services/milvus_plugin): the live model, the same batcher, the same tokens."""
+    if not settings.http_embeddings_port:
+        return None
+    from services.milvus_plugin.http import EmbeddingHTTPServer
+    from services.milvus_plugin.provider import EmbeddingProvider
+
+    provider = EmbeddingProvider(lambda: live.current(), authenticator)
+    port = 0 if settings.http_embeddings_port < 0 else settings.http_embeddings_port
+    return EmbeddingHTTPServer(provider, settings.http_embeddings_host or settings.host, port)
 
 
 def _bind(server: grpc.Server, address: str, settings) -> int:
@@ -151,6 +171,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", help="PEM private key (env PATENTCLIP_QUERY_TLS_KEY)")
     p.add_argument("--tls-client-ca", help="require client certificates signed by this CA")
     p.add_argument("--auth-tokens-file", help="token digests file; empty = no authentication")
+    p.add_argument("--http-embeddings-port", type=int,
+                   help="serve the text tower to Milvus over HTTP (OpenAI /v1/embeddings, TEI "
+                   "/embed) on this port; 0 = off")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -167,7 +190,8 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
                     "search_max_batch": args.search_max_batch, "alias": args.alias,
                     "tls_cert": args.tls_cert, "tls_key": args.tls_key,
                     "tls_client_ca": args.tls_client_ca,
-                    "auth_tokens_file": args.auth_tokens_file})
+                    "auth_tokens_file": args.auth_tokens_file,
+                    "http_embeddings_port": args.http_embeddings_port})
         settings.server.validate()
         server = QueryServer(settings).start()
     except PatentClipError as exc:
