@@ -9,7 +9,8 @@ live model version, through the same dynamic batcher as the gRPC path:
   ``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model",
   "usage"}``; errors as ``{"error": {"message", "type", "param", "code"}}``.
 * Hugging Face TEI-compatible ``POST /embed`` (``provider: "TEI"``): ``{"inputs": str |
-  [str]}`` -> ``[[float]]``; errors as ``{"error", "error_type"}``.
+  [str], "truncate"?, "dimensions"?}`` -> ``[[float]]``; errors as ``{"error",
+  "error_type"}``.
 
 This module turns request bodies into response bodies and knows no HTTP server
 (``http.py`` is the adapter). Every response carries the model version in
@@ -99,7 +100,13 @@ class EmbeddingProvider:
     def tei(self, body: object, authorization: str | None) -> Reply:
         try:
             snap = self._authorized_snapshot(authorization)
-            texts = _texts(_expect_object(body).get("inputs"), "inputs")
+            request = _expect_object(body)
+            inputs = request.get("inputs")
+            if request.get("truncate") and isinstance(inputs, list | str):
+                inputs = ([t[:MAX_TEXT_CHARS] for t in inputs] if isinstance(inputs, list)
+                          else inputs[:MAX_TEXT_CHARS])
+            texts = _texts(inputs, "inputs")
+            _check_dimensions(request.get("dimensions"), snap.encoder.dim)
             vectors = self._embed(snap, texts)
         except ProviderError as exc:
             return _tei_error(exc)

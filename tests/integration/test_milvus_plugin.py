@@ -142,6 +142,10 @@ def test_tei_single_and_batch_inputs_match_the_encoder(server, encoder, token):
     assert np.allclose(body, encoder.encode_texts(["a chair"]), atol=1e-6)
     status, body, _ = _post(server, "/embed", {"inputs": QUERIES}, token[0])
     assert status == 200 and np.allclose(body, encoder.encode_texts(QUERIES), atol=1e-6)
+    long = "chair " * 500  # over the limit: refused, unless the caller asks to truncate
+    status, body, _ = _post(server, "/embed", {"inputs": [long], "truncate": True}, token[0])
+    assert status == 200 and np.allclose(
+        body, encoder.encode_texts([long[:MAX_TEXT_CHARS]]), atol=1e-6)
 
 
 @pytest.mark.parametrize(("body", "status", "param", "code"), [
@@ -177,7 +181,7 @@ def test_missing_or_wrong_token_is_401(server, path, body, credential):
 
 @pytest.mark.parametrize(("body", "status"), [
     ({"inputs": []}, 422), ({"inputs": "x" * (MAX_TEXT_CHARS + 1)}, 413),
-    ({"texts": ["a"]}, 422)])
+    ({"texts": ["a"]}, 422), ({"inputs": "a", "dimensions": 3}, 422)])
 def test_tei_refusals(server, token, body, status):
     got, reply, _ = _post(server, "/embed", body, token[0])
     assert got == status and reply["error"] and reply["error_type"] == "Validation"
