@@ -51,6 +51,8 @@ class QueryServer:
         self.encoder = encoder or Encoder.from_settings(core)
         self.live = LiveSearch(settings, self.store, self.metrics, on_serving=self._set_health)
         images = LocalImageStore(core.images_dir) if core.images_dir else None
+        self.authenticator = (TokenAuthenticator(server.auth_tokens_file)
+                              if server.auth_tokens_file else None)
         self.grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=server.max_workers,
                                        thread_name_prefix="rpc"),
@@ -68,8 +70,6 @@ class QueryServer:
     def _interceptors(self, server) -> list[grpc.ServerInterceptor]:
         """Errors and metrics outermost (they see auth refusals too), then tokens."""
         interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor(self.metrics)]
-        self.authenticator = (TokenAuthenticator(server.auth_tokens_file)
-                              if server.auth_tokens_file else None)
         if self.authenticator is not None:
             interceptors.append(AuthInterceptor(self.authenticator, self.metrics,
                                                 server.open_services()))
