@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from streaming_helpers import (
     EmbedderProcess,
     QueryProcess,
+    http_get,
     make_bundle,
     publish,
     settings,
@@ -255,7 +256,7 @@ def test_no_secret_reaches_a_log_or_a_metric(lite_server, tiny_model_dir, kafka_
             with _client(query, pki, token) as client:
                 _code(client.reload)
         exposed = {"query /metrics": query.metrics(),
-                   "embedder /metrics": _get(embedder, "/metrics")}
+                   "embedder /metrics": http_get(embedder.metrics_port, "/metrics")[1]}
     finally:
         query.terminate()
         embedder.terminate()
@@ -271,10 +272,3 @@ def _free_port() -> int:
 
     return free_port()
 
-
-def _get(embedder: EmbedderProcess, path: str) -> str:
-    import urllib.request
-
-    port = embedder.metrics_port
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
-        return reply.read().decode()
