@@ -45,6 +45,10 @@ class InvalidQueryError(InvalidInputError):
     """A search request is invalid (empty text, bad filter, top_k out of range...)."""
 
 
+class TextTooLongError(InvalidQueryError):
+    """A query text longer than the service reads (HTTP providers answer 413 for it)."""
+
+
 class NotFoundError(PatentClipError):
     """The requested patent, collection or model version does not exist."""
 

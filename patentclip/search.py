@@ -23,6 +23,7 @@ from patentclip.errors import (
     InvalidQueryError,
     ModelVersionMismatchError,
     NotFoundError,
+    TextTooLongError,
 )
 from patentclip.store import MAX_SEARCH_LIMIT, Hit, PatentStore, SearchFilters
 
@@ -33,6 +34,18 @@ MAX_RESULT_WINDOW = 1000  # offset + top_k: deeper pages are not served
 MAX_TEXT_CHARS = 2000
 AGAINST = ("drawing", "caption", "both")
 RRF_K = 60
+
+
+def check_text(text: str, what: str) -> str:
+    """The stripped text; InvalidQueryError when empty, TextTooLongError when over
+    MAX_TEXT_CHARS, each naming ``what``. The one rule for search, EncodeText and the HTTP
+    embedding provider."""
+    stripped = (text or "").strip()
+    if not stripped:
+        raise InvalidQueryError(f"{what} is empty")
+    if len(stripped) > MAX_TEXT_CHARS:
+        raise TextTooLongError(f"{what} has {len(stripped)} characters, limit {MAX_TEXT_CHARS}")
+    return stripped
 
 
 @dataclass(frozen=True)
@@ -112,12 +125,7 @@ class SearchEngine:
     def search_text(self, text: str, k: int = 10, filters: SearchFilters | None = None,
                     against: str = "both", group: bool = True, offset: int = 0,
                     timeout: float | None = None) -> SearchResult:
-        text = (text or "").strip()
-        if not text:
-            raise InvalidQueryError("text query is empty")
-        if len(text) > MAX_TEXT_CHARS:
-            raise InvalidQueryError(f"text query has {len(text)} characters, "
-                                    f"limit {MAX_TEXT_CHARS}")
+        text = check_text(text, "text query")
         _check_window(k, offset, against)
         _validate(filters)
         deadline = Deadline(timeout)

@@ -27,9 +27,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from patentclip.errors import DeadlineExceededError, PatentClipError, UnavailableError
-from patentclip.search import MAX_TEXT_CHARS
-from services.auth import AuthError, PermissionDeniedError, Role, TokenAuthenticator
+from patentclip.errors import (
+    DeadlineExceededError,
+    InvalidQueryError,
+    PatentClipError,
+    TextTooLongError,
+    UnavailableError,
+)
+from patentclip.search import MAX_TEXT_CHARS, check_text
+from services.auth import (
+    AuthError,
+    PermissionDeniedError,
+    Role,
+    TokenAuthenticator,
+    bearer_token,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +138,6 @@ class EmbeddingProvider:
 
     def _authorized_snapshot(self, authorization: str | None):
         if self.authenticator is not None:
-            from services.auth import bearer_token
-
             try:
                 self.authenticator.authorize(bearer_token(authorization), Role.SEARCH)
             except AuthError as exc:
@@ -167,11 +177,12 @@ def _texts(value: object, param: str) -> list[str]:
     if len(texts) > MAX_INPUTS:
         raise ProviderError(400, f"{param} has {len(texts)} texts, limit {MAX_INPUTS}", param)
     for i, text in enumerate(texts):
-        if not text.strip():
-            raise ProviderError(400, f"{param}[{i}] is empty", param)
-        if len(text) > MAX_TEXT_CHARS:
-            raise ProviderError(413, f"{param}[{i}] has {len(text)} characters, limit "
-                                f"{MAX_TEXT_CHARS}", param, "context_length_exceeded")
+        try:
+            check_text(text, f"{param}[{i}]")
+        except TextTooLongError as exc:
+            raise ProviderError(413, str(exc), param, "context_length_exceeded") from None
+        except InvalidQueryError as exc:
+            raise ProviderError(400, str(exc), param) from None
     return texts
 
 

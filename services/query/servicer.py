@@ -7,7 +7,7 @@ import logging
 from patentclip.errors import InvalidQueryError, NotFoundError
 from patentclip.events import GRANT_RECORD, grant_from_proto
 from patentclip.imagestore import LocalImageStore
-from patentclip.search import MAX_TEXT_CHARS
+from patentclip.search import check_text
 from patentclip.v1 import grant_pb2, search_pb2, search_pb2_grpc
 from services.query import convert
 from services.query.live import LiveSearch
@@ -59,11 +59,7 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         snap = self.live.current()
         _check_count(request.texts, "texts")
         for i, text in enumerate(request.texts):
-            if not text.strip():
-                raise InvalidQueryError(f"texts[{i}]: empty; every text must be non-empty")
-            if len(text) > MAX_TEXT_CHARS:
-                raise InvalidQueryError(f"texts[{i}]: {len(text)} characters, limit "
-                                        f"{MAX_TEXT_CHARS}")
+            check_text(text, f"texts[{i}]")
         vectors = snap.encoder.encode_texts(list(request.texts),
                                             timeout=context.time_remaining())
         return convert.encode_response(vectors, snap.model_version, snap.encoder.dim)

@@ -181,8 +181,8 @@ def test_pages_continue_where_the_last_ended(client):
      "date"),
     (lambda c: c.search_text("x", page_token="eyJvZmZzZXQiOiAtNX0="), "page_token"),
     (lambda c: c.search_similar(""), "patent"),
-    (lambda c: c.encode_texts(["lamp", " "]), "texts[1]: empty"),
-    (lambda c: c.encode_texts(["x" * 2001]), "texts[0]: 2001 characters"),
+    (lambda c: c.encode_texts(["lamp", " "]), "texts[1] is empty"),
+    (lambda c: c.encode_texts(["x" * 2001]), "texts[0] has 2001 characters"),
     (lambda c: c.encode_texts(["x"] * 65), "65 given, limit 64"),
 ])
 def test_bad_requests_are_invalid_argument_with_a_reason(client, call, words):
