@@ -26,6 +26,7 @@ from pymilvus import DataType, Function, FunctionType, MilvusClient
 from patentclip.errors import InvalidInputError
 from patentclip.grants import Grant
 from patentclip.search import MAX_TEXT_CHARS
+from patentclip.store import row_id
 
 CAPTION_FIELD = "caption"
 VECTOR_FIELD = "caption_vector"
@@ -116,13 +117,14 @@ class CaptionCollection:
 
 
 def caption_rows(grants: Iterable[Grant]) -> list[dict]:
-    """``{"id", "patent", "sheet", "caption"}`` per sheet; captions cut to what the provider
-    accepts (the text tower reads 77 tokens of them anyway)."""
+    """``{"id", "patent", "sheet", "caption"}`` per sheet, ``id`` the key of the same sheet's
+    caption row in the embedder's collections; captions cut to what the provider accepts
+    (the text tower reads 77 tokens of them anyway)."""
     rows = []
     for grant in grants:
         for sheet in grant.sheets:
             caption = grant.sheet_caption(sheet)[:MAX_TEXT_CHARS].strip() or grant.title
-            rows.append({"id": f"{grant.patent_number}-{sheet.number:05d}",
+            rows.append({"id": row_id(grant.patent_number, sheet.number, "caption"),
                          "patent": grant.patent_number, "sheet": sheet.number,
                          CAPTION_FIELD: caption})
     return rows

@@ -342,7 +342,7 @@ class GrantReader:
             raise InvalidInputError(f"{path}: not a readable tar bundle ({exc})") from exc
         total = 0
         with tar:
-            for count, member in enumerate(_tar_members(tar, path, self)):
+            for count, member in enumerate(self._tar_members(tar, path)):
                 source = f"{path.name}!{member.name}"
                 if count >= self.limits.max_members:
                     self._fail(source, f"bundle has more than {self.limits.max_members} members")
@@ -363,6 +363,20 @@ class GrantReader:
                     self._fail(source, str(exc))
                     continue
                 yield from self._read_zip_bytes(data, source)
+
+    def _tar_members(self, tar: tarfile.TarFile, path: Path) -> Iterator[tarfile.TarInfo]:
+        """The tar's members; a truncated or corrupt tail is reported, and what came before
+        it is still read."""
+        while True:
+            try:
+                member = tar.next()
+            except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+                self._fail(path.name, f"tar bundle is truncated or corrupt after "
+                           f"{len(tar.members)} members ({exc})")
+                return
+            if member is None:
+                return
+            yield member
 
     def _read_zip_file(self, path: Path) -> Iterator[GrantDocument]:
         yield from self._read_zip_bytes(path.read_bytes(), path.name)
@@ -493,22 +507,6 @@ class _ZipImages:
     def get(self, name: str) -> bytes | None:
         member = self._names.get(name.lower())
         return self._reader._zip_read(self._archive, member) if member else None
-
-
-def _tar_members(tar: tarfile.TarFile, path: Path, reader: GrantReader
-                 ) -> Iterator[tarfile.TarInfo]:
-    """The tar's members; a truncated or corrupt tail is reported, and what came before
-    it is still read."""
-    while True:
-        try:
-            member = tar.next()
-        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-            reader._fail(path.name, f"tar bundle is truncated or corrupt after "
-                         f"{len(tar.members)} members ({exc})")
-            return
-        if member is None:
-            return
-        yield member
 
 
 def _read_tar_member(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> bytes:

@@ -40,6 +40,7 @@ sys.path[:0] = [str(REPO), str(REPO / "scripts")]
 from bench_ingest import _start_broker  # noqa: E402
 from bench_query import _free_port, _machine, _start_server, _wait_serving  # noqa: E402
 from bench_search import LiteServer, ServerMilvus, rss_bytes  # noqa: E402
+from demo_wait import _samples  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 WORDS = ("chair", "lamp", "bottle", "hinged", "case", "mirror", "handle", "wheel", "round",
@@ -141,20 +142,12 @@ def _start_embedder(work: Path, model_dir: Path, uri: str, kafka, metrics_port: 
 
 
 def _wait_metric(port: int, name: str, value: float, proc, timeout: float = 600) -> None:
-    import urllib.request
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"embedder exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                text = r.read().decode()
-            if any(line.startswith(name + " ") and float(line.split()[-1]) >= value
-                   for line in text.splitlines()):
-                return
-        except OSError:
-            pass
+        if _samples(str(port)).get(name, -1) >= value:
+            return
         time.sleep(0.5)
     raise TimeoutError(f"{name} did not reach {value} within {timeout}s")
 

@@ -123,7 +123,7 @@ def _embedding_provider(settings, live: LiveSearch, authenticator):
     from services.milvus_plugin.http import EmbeddingHTTPServer
     from services.milvus_plugin.provider import EmbeddingProvider
 
-    provider = EmbeddingProvider(lambda: live.current(), authenticator)
+    provider = EmbeddingProvider(live.current, authenticator)
     port = 0 if settings.http_embeddings_port < 0 else settings.http_embeddings_port
     return EmbeddingHTTPServer(provider, settings.http_embeddings_host or settings.host, port)
 

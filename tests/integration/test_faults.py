@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import grpc
 import pytest
+from conftest import free_port
 from streaming_helpers import (
     EmbedderProcess,
     QueryProcess,
@@ -35,12 +36,6 @@ from patentclip.indexer import Indexer
 from patentclip.registry import ModelRegistry
 from patentclip.store import PatentStore
 from services.query.client import PatentSearchClient
-
-
-def _free_port() -> int:
-    from conftest import free_port
-
-    return free_port()
 
 
 class QueryLoad:
@@ -94,7 +89,7 @@ def test_milvus_restart_under_queries_and_ingestion_loses_nothing(
     publish(kafka_settings, images, week1)
     embedder_settings = settings(kafka_settings, lite_server.uri, tiny_model_dir, images,
                                  prefix, group_id=f"g-{prefix}")
-    metrics_port = _free_port()
+    metrics_port = free_port()
     timeouts = {"PATENTCLIP_MILVUS_TIMEOUT_S": "3"}
     embedder = EmbedderProcess(embedder_settings, tmp_path / "embedder.log",
                                metrics_port=metrics_port, extra_env=timeouts)
@@ -151,7 +146,7 @@ def test_broker_restart_during_ingestion_indexes_every_grant_exactly_once(
                            day=f"2021-01-{5 + 7 * i:02d}", first_number=960_000 + 100 * i)
                for i in range(2)]
     publish(kafka, images, bundles[0])
-    metrics_port = _free_port()
+    metrics_port = free_port()
     embedder = EmbedderProcess(
         settings(kafka, milvus_server_uri, tiny_model_dir, images, prefix,
                  group_id=f"g-{prefix}", batch_grants=2),

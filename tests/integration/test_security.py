@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from streaming_helpers import (
@@ -237,7 +238,7 @@ def test_no_secret_reaches_a_log_or_a_metric(lite_server, tiny_model_dir, kafka_
     embedder_settings = replace(embedder_settings, core=replace(
         embedder_settings.core, milvus_token=secrets["milvus token"]))
     embedder = EmbedderProcess(embedder_settings, tmp_path / "embedder.log", extra_env=shared,
-                               args=("-v",), metrics_port=_free_port())
+                               args=("-v",), metrics_port=free_port())
     query = QueryProcess(tiny_model_dir, lite_server.uri, prefix, tmp_path / "query.log",
                          args=("-v",), env={
                              **shared, "PATENTCLIP_IMAGES_DIR": str(images),
@@ -267,8 +268,4 @@ def test_no_secret_reaches_a_log_or_a_metric(lite_server, tiny_model_dir, kafka_
             assert secret not in text, f"the {what} appears in the {where}"
 
 
-def _free_port() -> int:
-    from conftest import free_port
-
-    return free_port()
 
