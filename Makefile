@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/patentclip/v1/*.proto)
 
 .PHONY: install tools demo test test-unit proto proto-check lint clean bench-ingest bench-query \
         experiment-loss dashboards up down bench-encoder bench-search bench-latency bench \
-        bench-quick soak
+        bench-quick soak bench-backfill bench-gpu
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_FILE := deploy/compose/docker-compose.yml
 
@@ -67,6 +67,16 @@ bench: install
 # The same code paths at reduced sizes, under 10 minutes; results in reports/quick/.
 bench-quick: install
 	$(PY) scripts/bench_all.py --quick
+
+# The GPU paths in one prepared run (<= 8 min on one GPU; results in reports/bench-gpu/):
+# encoder backends, ingest pipeline, batch-1 queries, a bf16 training step. On a GPU machine
+# only; BENCH_ARGS=--dry-run runs the same paths at toy sizes on the CPU.
+bench-gpu: install
+	$(PY) scripts/bench_gpu.py --out reports/bench-gpu $(BENCH_ARGS)
+
+# Backfill: the reader's peak RSS on a bundle padded to 2 GB with utility members vs 50 MB.
+bench-backfill: install
+	$(PY) scripts/bench_backfill.py --out reports/bench-backfill $(BENCH_ARGS)
 
 # Sustained load (docs/reliability.md): 6 generated weeks ingested, then 5 minutes of 32
 # clients (text/image/similar); fails on any failed request, lost row or >= 10% memory

@@ -1,7 +1,7 @@
 """Domain errors for PatentCLIP Search.
 
 Every error a caller can act on is one of these. They carry no transport
-knowledge: the gRPC layer (later) maps them to status codes in one interceptor,
+knowledge: the gRPC layer maps them to status codes in one interceptor,
 the CLI maps them to exit codes and a one-line message.
 """
 
@@ -26,10 +26,11 @@ class GrantParseError(InvalidInputError):
 
 
 class NotADesignGrantError(GrantParseError):
-    """The document is a utility, plant or reissue grant: skipped, not fatal."""
+    """The document is a utility, plant or reissue grant, or no grant at all (a sequence
+    listing of a weekly file): skipped and counted under ``reason``, not fatal."""
 
-    def __init__(self, source: str, doc_kind: str) -> None:
-        super().__init__(source, f"not a design grant (kind {doc_kind or 'unknown'})")
+    def __init__(self, source: str, doc_kind: str, reason: str = "") -> None:
+        super().__init__(source, reason or f"not a design grant (kind {doc_kind or 'unknown'})")
         self.doc_kind = doc_kind
 
 

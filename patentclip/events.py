@@ -9,14 +9,15 @@ This module knows protobuf (the schema in ``protos/``), not the broker.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from patentclip.errors import EventDecodeError
+from patentclip.errors import EventDecodeError, InvalidQueryError
 from patentclip.grants import (
+    PATENT_NUMBER,
+    SHEET_VIEWS,
     DrawingSheet,
     Figure,
     Grant,
@@ -24,6 +25,7 @@ from patentclip.grants import (
     SheetFigureMapping,
     UspcClass,
     View,
+    is_calendar_date,
 )
 from patentclip.v1 import grant_pb2 as pb
 
@@ -37,10 +39,17 @@ REASON_INVALID_GRANT = "invalid_grant"
 REASON_MISSING_IMAGE = "missing_image"
 REASON_CORRUPT_IMAGE = "corrupt_image"
 REASON_OVERSIZED = "oversized_event"
+REASON_KEY_MISMATCH = "key_mismatch"
 DEAD_LETTER_REASONS = (REASON_UNDECODABLE, REASON_SCHEMA_VERSION, REASON_INVALID_GRANT,
-                       REASON_MISSING_IMAGE, REASON_CORRUPT_IMAGE, REASON_OVERSIZED)
+                       REASON_MISSING_IMAGE, REASON_CORRUPT_IMAGE, REASON_OVERSIZED,
+                       REASON_KEY_MISMATCH)
 
-_VIEW_TO_PB = {view: pb.View.Value(f"VIEW_{view.name}") for view in View}
+# The one map between view names (grants.SHEET_VIEWS) and the proto enum: "in-use" is
+# VIEW_IN_USE, "unknown" VIEW_UNKNOWN. Tests check that both sides hold the same names.
+VIEW_NAME_TO_PB: dict[str, int] = {
+    name: pb.View.Value("VIEW_" + name.upper().replace("-", "_")) for name in SHEET_VIEWS}
+VIEW_PB_TO_NAME: dict[int, str] = {number: name for name, number in VIEW_NAME_TO_PB.items()}
+_VIEW_TO_PB = {view: VIEW_NAME_TO_PB[view.value] for view in View}
 _VIEW_FROM_PB = {number: view for view, number in _VIEW_TO_PB.items()}
 _MAPPING_TO_PB = {
     SheetFigureMapping.ONE_PER_SHEET: pb.SHEET_FIGURE_MAPPING_ONE_PER_SHEET,
@@ -60,10 +69,49 @@ class PublishedGrant:
     schema_version: int
 
 
+def view_to_proto(name: str) -> int:
+    """The proto View of a stored view name; VIEW_UNSPECIFIED for a name outside SHEET_VIEWS."""
+    return VIEW_NAME_TO_PB.get(name, pb.VIEW_UNSPECIFIED)
+
+
+def view_from_proto(number: int, field: str = "view") -> str:
+    """The view name of a proto View; InvalidQueryError naming ``field`` for
+    VIEW_UNSPECIFIED or a number outside the enum (a newer client's value)."""
+    if number in VIEW_PB_TO_NAME:
+        return VIEW_PB_TO_NAME[number]
+    choices = ", ".join(pb.View.Name(n) for n in VIEW_PB_TO_NAME)
+    what = "VIEW_UNSPECIFIED is no view" if number == pb.VIEW_UNSPECIFIED else (
+        f"{number} is not a View value")
+    raise InvalidQueryError(f"{field}: {what}; choose from {choices}")
+
+
 def event_key(grant: Grant) -> bytes:
     """The message key: the patent number, so every event of a patent lands in one
     partition, in order, and log compaction would keep the latest."""
     return grant.patent_number.encode("ascii")
+
+
+def check_event_key(key: bytes | None, grant: Grant) -> None:
+    """The contract: an event's key is its grant's patent number (partitioning, ordering
+    and compaction all rely on it). EventDecodeError ``key_mismatch`` otherwise: under
+    compaction, an event keyed D0900002 carrying D0999998 could later erase D0900002."""
+    expected = event_key(grant)
+    if key != expected:
+        shown = "no key" if key is None else f"key {key.decode('utf-8', 'replace')!r}"
+        raise EventDecodeError(REASON_KEY_MISMATCH, f"{shown} but the event is grant "
+                               f"{grant.patent_number}; key events by patent number")
+
+
+def tombstone_patent(key: bytes | None) -> str:
+    """The patent a tombstone (null value) withdraws: its key. EventDecodeError when the
+    key is missing or is no patent number, since nothing could be removed then."""
+    if key is None:
+        raise EventDecodeError(REASON_UNDECODABLE, "empty message value with no key")
+    patent = key.decode("ascii", "replace")
+    if not PATENT_NUMBER.fullmatch(patent):
+        raise EventDecodeError(REASON_KEY_MISMATCH, f"tombstone key {patent!r} is not a "
+                               "patent number (e.g. D0907292)")
+    return patent
 
 
 def encode_event(grant: Grant, bundle: str = "", published_unix_ms: int | None = None) -> bytes:
@@ -131,10 +179,10 @@ def grant_to_proto(grant: Grant) -> pb.Grant:
 def grant_from_proto(message: pb.Grant) -> Grant:
     """The domain grant; checks the fields every consumer relies on."""
     number = message.patent_number
-    if not re.fullmatch(r"[A-Z]{0,2}\d{5,8}", number):
+    if not PATENT_NUMBER.fullmatch(number):
         raise EventDecodeError(REASON_INVALID_GRANT, f"patent_number {number!r} is not a "
                                "patent number (e.g. D0907292)")
-    if not 10000101 <= message.grant_date <= 99991231:
+    if not is_calendar_date(message.grant_date):
         raise EventDecodeError(REASON_INVALID_GRANT,
                                f"{number}: grant_date {message.grant_date} is not YYYYMMDD")
     for sheet in message.sheets:

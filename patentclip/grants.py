@@ -10,9 +10,12 @@ See ``docs/grant-model.md``.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import re
 from dataclasses import dataclass, field
+
+from patentclip.errors import InvalidQueryError
 
 
 class View(enum.StrEnum):
@@ -32,9 +35,19 @@ class View(enum.StrEnum):
     OTHER = "other"
 
 
+# What a *sheet* may be filed under besides a figure's view: "unknown" when the XML does
+# not say which figures the sheet holds, "mixed" when they have different views. This is
+# the one vocabulary of view names: the store's filter, the proto enum (VIEW_UNKNOWN,
+# VIEW_MIXED) and the CLI's --view choices are built from it or tested against it.
+UNKNOWN_VIEW = "unknown"
+MIXED_VIEW = "mixed"
+SHEET_VIEWS: tuple[str, ...] = (*(view.value for view in View), UNKNOWN_VIEW, MIXED_VIEW)
+
 # Checked in order: the first rule whose pattern matches the view phrase wins. Special
 # views (exploded, section, detail, in use) beat the direction they are seen from, and
-# "perspective" beats "front" in "front perspective view".
+# "perspective" beats "front" in "front perspective view". "Elevation" alone says the view
+# is horizontal, not from which side: "front elevation" is front, but "side elevation" and
+# a bare "elevation view" are OTHER, like an unqualified "side view".
 _VIEW_RULES: tuple[tuple[View, re.Pattern[str]], ...] = tuple(
     (view, re.compile(pattern, re.IGNORECASE))
     for view, pattern in (
@@ -42,16 +55,37 @@ _VIEW_RULES: tuple[tuple[View, re.Pattern[str]], ...] = tuple(
         (View.SECTION, r"\b(cross[- ]?)?section(al)?\b|\bcut[- ]?away\b"),
         (View.DETAIL, r"\b(enlarged|detail(ed)?|fragmentary|partial|close[- ]?up|zoomed)\b"),
         (View.IN_USE,
-         r"\b(in[- ]use|environment(al)?|in an? (exemplary )?environment|installed)\b"),
+         r"\b(in[- ]use|environment(al)?|in an? (exemplary )?environment|installed"
+         r"|in (an? )?(condition|state) of use)\b"),
         (View.PERSPECTIVE, r"\b(perspective|isometric|3-?d)\b"),
         (View.BOTTOM, r"\b(bottom|underside|lower plan)\b"),
         (View.TOP, r"\b(top|plan)\b"),
         (View.REAR, r"\b(rear|back)\b"),
         (View.LEFT, r"\bleft\b"),
         (View.RIGHT, r"\bright\b"),
-        (View.FRONT, r"\b(front|elevation(al)?|from view)\b"),
+        (View.FRONT, r"\b(front|from view)\b"),
     )
 )
+
+
+# Special views that the rest of a figure's sentence can add to its view phrase: "a
+# perspective view ..., shown exploded", "a front view ... in condition of use".
+SPECIAL_VIEWS = frozenset({View.EXPLODED, View.SECTION, View.DETAIL, View.IN_USE})
+_SENTENCE_VIEWS = (View.EXPLODED, View.IN_USE)
+
+
+def figure_view(view_phrase: str, sentence: str) -> View:
+    """The view of a figure from its view phrase ("perspective view") and its whole
+    sentence: an exploded or in-use remark after the phrase wins over the direction."""
+    view = normalize_view(view_phrase)
+    if view in SPECIAL_VIEWS:
+        return view
+    return next((special for special in _SENTENCE_VIEWS if _rule(special).search(sentence)),
+                view)
+
+
+def _rule(view: View) -> re.Pattern[str]:
+    return next(pattern for rule_view, pattern in _VIEW_RULES if rule_view is view)
 
 
 def normalize_view(text: str) -> View:
@@ -64,6 +98,40 @@ def normalize_view(text: str) -> View:
         if pattern.search(text):
             return view
     return View.OTHER
+
+
+# A patent number as stored (USPTO's 8-character doc-number): D0907292, D1049406,
+# 06836899 (utility), PP034567, RE049123.
+PATENT_NUMBER = re.compile(r"[A-Z]{0,2}\d{5,8}")
+_TYPED_NUMBER = re.compile(r"(?P<series>D|PP|RE|H|T)?(?P<digits>\d{1,8})(?P<kind>[A-Z]\d?)?")
+
+
+def normalize_patent_number(text: str, what: str = "patent number") -> str:
+    """The stored form of a patent number as examiners type it.
+
+    ``D907,292``, ``D907292``, ``USD0907292S1``, ``Des. 907,292`` and ``d 907292`` all
+    give ``D0907292``; ``D1049406`` stays; ``D900003`` gives ``D0900003``. The number is
+    zero-padded to USPTO's 8 characters and a trailing kind code (S1, B2, E) is dropped.
+    InvalidQueryError names ``what`` when the text is no patent number.
+    """
+    compact = re.sub(r"[\s,.]", "", (text or "").upper())
+    compact = re.sub(r"^US(?=\D|\d)", "", compact)
+    compact = re.sub(r"^DES(?=\d)", "D", compact)
+    match = _TYPED_NUMBER.fullmatch(compact)
+    series = match["series"] or "" if match else ""
+    if not match or len(series) + len(match["digits"].lstrip("0") or "0") > 8:
+        raise InvalidQueryError(f"{what} {text!r}: not a patent number (e.g. D0907292, "
+                                "D907,292 or USD0907292S1)")
+    return series + match["digits"].zfill(8 - len(series))
+
+
+def is_calendar_date(yyyymmdd: int) -> bool:
+    """True when ``yyyymmdd`` (e.g. 20210105) is a real date of the calendar."""
+    try:
+        datetime.date(yyyymmdd // 10000, yyyymmdd // 100 % 100, yyyymmdd % 100)
+    except ValueError:
+        return False
+    return 10000101 <= yyyymmdd <= 99991231
 
 
 class SheetFigureMapping(enum.StrEnum):
@@ -227,10 +295,14 @@ class Grant:
         return f"drawing sheet {sheet.number} of a {title.lower()}"
 
 
+# "The FIGURE is ...", "The sole FIGURE shows ...": a one-figure grant's only figure (1).
+SOLE_FIGURE_LEAD = r"The\s+(?:sole\s+|single\s+|only\s+)?FIGURE\b"
+
+
 def _figure_phrase(figure: Figure, title: str) -> str:
     text = figure.description.strip().rstrip(";,.").removesuffix(" and").rstrip(";,")
-    match = re.match(r"^(?:FIGS?\.?|FIGURES?|The FIGURE)\s*[\w.\-]*\s*(?:is|are|provides|shows)\s+"
-                     r"(?:an?\s+|the\s+)?", text, re.IGNORECASE)
+    match = re.match(rf"^(?:FIGS?\.?|FIGURES?|{SOLE_FIGURE_LEAD})\s*[\w.\-]*\s*"
+                     r"(?:is|are|provides|shows)\s+(?:an?\s+|the\s+)?", text, re.IGNORECASE)
     phrase = text[match.end():] if match else text
     phrase = re.sub(r"\bthereof\b", f"of a {title.lower()}", phrase)
     return phrase.strip()
@@ -247,6 +319,17 @@ class ReadReport:
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
-    @property
-    def skipped_total(self) -> int:
-        return sum(self.skipped.values())
+    def errors_by_reason(self) -> dict[str, int]:
+        """Error counts by reason, without the file names and numbers that make each
+        message unique ("missing drawing files", "not a valid zip"): a report's columns."""
+        counts: dict[str, int] = {}
+        for message in self.errors:
+            counts[error_reason(message)] = counts.get(error_reason(message), 0) + 1
+        return counts
+
+
+def error_reason(message: str) -> str:
+    """The reason of a "source: reason (detail)" report message, numbers as N."""
+    reason = message.split(": ", 1)[-1]
+    reason = reason.split(" (", 1)[0].split(": ", 1)[0]
+    return re.sub(r"\d+", "N", reason).strip()[:80]

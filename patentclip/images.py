@@ -44,8 +44,9 @@ class DrawingPreprocessor:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageDecodeError(f"{name}: refused as a decompression bomb, its declared "
                                    f"size exceeds the pixel limit ({exc})") from exc
-        except UnidentifiedImageError as exc:
-            raise ImageDecodeError(f"{name}: not a readable image ({exc})") from exc
+        except UnidentifiedImageError as exc:  # its text names a BytesIO, not the input
+            raise ImageDecodeError(f"{name}: not a readable image (expected TIFF, PNG or "
+                                   "JPEG bytes)") from exc
         except (OSError, ValueError, SyntaxError) as exc:
             raise ImageDecodeError(f"{name}: corrupt or truncated image ({exc})") from exc
         return _to_grayscale(image)

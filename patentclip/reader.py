@@ -38,6 +38,7 @@ from patentclip.errors import (
     UnsafeArchiveError,
 )
 from patentclip.grants import (
+    SOLE_FIGURE_LEAD,
     DrawingSheet,
     Figure,
     Grant,
@@ -45,14 +46,17 @@ from patentclip.grants import (
     ReadReport,
     SheetFigureMapping,
     UspcClass,
-    View,
-    normalize_view,
+    figure_view,
+    is_calendar_date,
 )
 
 logger = logging.getLogger(__name__)
 
 DESIGN_KINDS = frozenset({"S1", "S"})
-SUPPORTED_DTD = re.compile(r"v?4\.\d+\b")  # v4.0 (2005) ... v4.7; v4.5 since 2014
+# v4.0 (2005, written "v40 2004-12-02") ... v4.7 (2022 on); v4.5 2014-2021.
+SUPPORTED_DTD = re.compile(r"v?4\.?\d\b")
+# Documents that weekly ipg files concatenate between grants and that are not grants.
+OTHER_DOCUMENTS = {"sequence-cwu": "sequence listing (sequence-cwu)"}
 
 
 @dataclass(frozen=True)
@@ -77,21 +81,29 @@ class GrantDocument:
 
 
 def parse_grant_xml(data: bytes, source: str) -> Grant:
-    """Parse one us-patent-grant XML document (DTD v4.0-v4.5) into a :class:`Grant`.
+    """Parse one us-patent-grant XML document (DTD v4.0-v4.7) into a :class:`Grant`.
 
-    Raises NotADesignGrantError for utility/plant/reissue documents and GrantParseError
-    (naming ``source``) for anything malformed or missing.
+    Raises NotADesignGrantError for utility/plant/reissue grants and for the other
+    documents of a weekly file (sequence listings), and GrantParseError (naming
+    ``source``) for anything malformed or missing. The kind is checked before the DTD
+    version, so a utility grant of any version is a skip, not an error.
     """
     root = _parse_root(data, source)
+    if root.tag in OTHER_DOCUMENTS:
+        raise NotADesignGrantError(source, root.tag, OTHER_DOCUMENTS[root.tag])
     if root.tag != "us-patent-grant":
         raise GrantParseError(source, f"root element is <{root.tag}>, expected <us-patent-grant>")
-    dtd = root.get("dtd-version", "")
-    if dtd and not SUPPORTED_DTD.match(dtd):
-        raise GrantParseError(source, f"unsupported dtd-version {dtd!r}: this reader reads "
-                              "us-patent-grant v4.x (2005 onwards)")
     biblio = root.find("us-bibliographic-data-grant")
+    dtd = root.get("dtd-version", "")
+    supported = not dtd or SUPPORTED_DTD.match(dtd)
     if biblio is None:
-        raise GrantParseError(source, "missing <us-bibliographic-data-grant>")
+        raise GrantParseError(source, _unsupported_dtd(dtd) if not supported
+                              else "missing <us-bibliographic-data-grant>")
+    kind = _text(biblio.find("publication-reference/document-id/kind"))
+    if kind and kind not in DESIGN_KINDS:
+        raise NotADesignGrantError(source, kind)
+    if not supported:
+        raise GrantParseError(source, _unsupported_dtd(dtd))
     number, kind, date = _publication(biblio, source)
     if kind not in DESIGN_KINDS or not number.startswith("D"):
         raise NotADesignGrantError(source, kind)
@@ -114,6 +126,11 @@ def parse_grant_xml(data: bytes, source: str) -> Grant:
         declared_figure_count=declared_figures,
         declared_sheet_count=_int_or_none(biblio.findtext("figures/number-of-drawing-sheets")),
     )
+
+
+def _unsupported_dtd(dtd: str) -> str:
+    return (f"unsupported dtd-version {dtd!r}: this reader reads us-patent-grant v4.0-v4.7 "
+            "(2005 onwards)")
 
 
 def _parse_root(data: bytes, source: str) -> Element:
@@ -148,7 +165,7 @@ def _publication(biblio: Element, source: str) -> tuple[str, str, int]:
     number = _required_text(doc, "doc-number", source)
     kind = _text(doc.find("kind"))
     date_text = _text(doc.find("date"))
-    if not re.fullmatch(r"\d{8}", date_text):
+    if not re.fullmatch(r"\d{8}", date_text) or not is_calendar_date(int(date_text)):
         raise GrantParseError(source, f"bad or missing grant <date>: {date_text!r}")
     return number, kind, int(date_text)
 
@@ -184,13 +201,11 @@ _FIG_LEAD = re.compile(
     r"(?:FIGS?\.?\s*)?\d+(?:\.\d+)?[A-Z]?)*)\s*(?P<rest>.*)$",
     re.IGNORECASE | re.DOTALL,
 )
-_THE_FIGURE = re.compile(r"^\s*The\s+FIGURE\b\s*(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
+_THE_FIGURE = re.compile(rf"^\s*{SOLE_FIGURE_LEAD}\s*(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
 _HAGUE = re.compile(r"^\s*(?P<num>\d+\.\d+)\s*:?\s*(?P<rest>.*)$", re.DOTALL)
-_VIEW_PHRASE = re.compile(r"(?:is|are|provides|shows)\s+(?:an?\s+|the\s+)?(?P<view>.*?\bview\b)",
+_VIEW_PHRASE = re.compile(r"(?:is|are|provides|shows)\s+(?:an?\s+|the\s+)?(?P<view>.*?\bviews?\b)",
                           re.IGNORECASE)
 
-
-_SPECIAL_VIEWS = frozenset({View.EXPLODED, View.SECTION, View.DETAIL, View.IN_USE})
 
 
 def _figures(node: Element | None) -> tuple[list[Figure], list[str]]:
@@ -207,9 +222,7 @@ def _figures(node: Element | None) -> tuple[list[Figure], list[str]]:
                 notes.append(text)
             continue
         numbers, view_text = parsed
-        view = normalize_view(view_text)
-        if view not in _SPECIAL_VIEWS and normalize_view(text) is View.IN_USE:
-            view = View.IN_USE  # "a perspective view, shown in an environment"
+        view = figure_view(view_text, text)  # "a perspective view, shown exploded"
         known = {f.number for f in figures}
         # A figure described twice (e.g. again in a Hague "reproduction" note) keeps its
         # first description; the later paragraph is kept as a note.
@@ -458,7 +471,7 @@ class GrantReader:
         try:
             grant = parse_grant_xml(data, source)
         except NotADesignGrantError as exc:
-            self.report.skip(f"not a design grant (kind {exc.doc_kind or 'unknown'})")
+            self.report.skip(exc.reason)
             return
         except GrantParseError as exc:
             self._fail(source, exc.reason)

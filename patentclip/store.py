@@ -41,6 +41,7 @@ from patentclip.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from patentclip.grants import PATENT_NUMBER, SHEET_VIEWS, is_calendar_date
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,6 @@ _STRING_FIELDS = {  # name -> max length in bytes
     "id": 64, "patent": 16, "modality": 8, "view": 16, "locarno": 4, "locarno_class": 2,
     "title": 512, "figures": 256, "caption": 2048, "image_uri": 1024,
 }
-_VIEW_NAMES = frozenset({"front", "rear", "left", "right", "top", "bottom", "perspective",
-                         "exploded", "section", "detail", "in-use", "other", "unknown", "mixed"})
 
 
 @dataclass(frozen=True)
@@ -135,14 +134,15 @@ class SearchFilters:
                 raise InvalidQueryError(f"locarno filter {code!r}: expected 2 digits (class, "
                                         "e.g. 02) or 4 digits (class+subclass, e.g. 0204)")
         for name, value in (("date_from", self.date_from), ("date_to", self.date_to)):
-            if value is not None and not (10000101 <= value <= 99991231):
-                raise InvalidQueryError(f"{name} {value}: expected a date as YYYYMMDD")
+            if value is not None and not is_calendar_date(value):
+                raise InvalidQueryError(f"{name} {value}: not a calendar date; expected "
+                                        "YYYYMMDD, e.g. 20210105")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise InvalidQueryError(f"date range is empty: {self.date_from} > {self.date_to}")
         for view in self.views:
-            if view not in _VIEW_NAMES:
+            if view not in SHEET_VIEWS:
                 raise InvalidQueryError(f"view filter {view!r}: expected one of "
-                                        f"{', '.join(sorted(_VIEW_NAMES))}")
+                                        f"{', '.join(SHEET_VIEWS)}")
         for patent in self.exclude_patents:
             _check_patent_number(patent)
 
@@ -355,6 +355,13 @@ class PatentStore:
             return 0
         return int(self._call(self.client.upsert, collection,
                               [_row_dict(r) for r in rows]).get("upsert_count", len(rows)))
+
+    def delete_patent(self, collection: str, patent: str) -> int:
+        """Remove every row of ``patent``: a withdrawn patent (a tombstone on the grants
+        topic). Returns the rows deleted; deleting an absent patent is a no-op."""
+        _check_patent_number(patent)
+        result = self._call(self.client.delete, collection, filter=f'patent == "{patent}"')
+        return int(result.get("delete_count", 0)) if hasattr(result, "get") else 0
 
     def flush(self, collection: str) -> None:
         """Seal growing segments: searches on Milvus Lite are several times faster after.
@@ -575,7 +582,7 @@ def _string_list(values: Iterable[str]) -> str:
 
 
 def _check_patent_number(patent: str) -> None:
-    if not re.fullmatch(r"[A-Z]{0,2}\d{5,8}", patent):
+    if not PATENT_NUMBER.fullmatch(patent):
         raise InvalidQueryError(f"patent number {patent!r}: expected e.g. D0907292")
 
 

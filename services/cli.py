@@ -8,6 +8,8 @@
     patentclip search --server localhost:50051 --similar D0907292 --k 20
     patentclip collections
     patentclip publish data/bundles/I20210105.tar --bootstrap-servers 127.0.0.1:9092
+    patentclip publish /backfill/bundles/     (every weekly bundle in date order, resumable)
+    patentclip withdraw D0907292              (a tombstone: the patent leaves the index)
     patentclip serve embedder            (same as: python -m services.embedder)
     patentclip reindex --model local-dir:data/models/new
     patentclip train --epochs 3           (one trainer cycle: python -m trainer --once)
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from patentclip.config import CoreSettings
 from patentclip.errors import InvalidInputError, NotFoundError, PatentClipError
+from patentclip.grants import SHEET_VIEWS, normalize_patent_number
 from patentclip.store import Hit, PatentStore, SearchFilters, open_store
 
 logger = logging.getLogger("patentclip")
@@ -127,7 +130,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="Locarno class (02) or class+subclass (0204); repeatable")
     search.add_argument("--from", dest="date_from", type=date.fromisoformat)
     search.add_argument("--to", dest="date_to", type=date.fromisoformat)
-    search.add_argument("--view", action="append", default=[], help="repeatable")
+    search.add_argument("--view", action="append", default=[], choices=SHEET_VIEWS,
+                        metavar="VIEW", help=f"repeatable; one of {', '.join(SHEET_VIEWS)}")
     search.add_argument("--k", type=int, default=10)
     search.add_argument("--against", choices=("drawing", "caption", "both"),
                         help="what to match: drawings, sheet captions, or both fused "
@@ -168,11 +172,25 @@ def _parser() -> argparse.ArgumentParser:
                        help="partitions of the topic if this command creates it")
 
     publish = sub.add_parser("publish", parents=[common, kafka],
-                             help="publish grants to the grants topic (images to the store)")
-    publish.add_argument("sources", nargs="+", help="I20YYMMDD.tar, folder or ipg zip")
+                             help="publish grants to the grants topic (images to the store); "
+                             "a folder of weekly bundles is a resumable backfill")
+    publish.add_argument("sources", nargs="+", help="I20YYMMDD.tar, ipgYYMMDD.zip, a folder "
+                         "of them (published in date order) or a folder of grants")
     publish.add_argument("--images-dir", help="image store folder (env PATENTCLIP_IMAGES_DIR)")
+    publish.add_argument("--state", type=Path, help="backfill state file: bundles already "
+                         "published are not read again (default <images-dir>/.publish/"
+                         "state.json)")
+    publish.add_argument("--restart", action="store_true",
+                         help="ignore the state file and publish every source again")
+    publish.add_argument("--report", type=Path, help="write the per-bundle report as JSON "
+                         "here (default <images-dir>/.publish/report.json)")
     publish.add_argument("--no-progress", action="store_true")
     publish.set_defaults(run=_run_publish)
+
+    withdraw = sub.add_parser("withdraw", parents=[common, kafka],
+                              help="publish tombstones: withdrawn patents leave the index")
+    withdraw.add_argument("patents", nargs="+", help="patent numbers (D0907292, D907,292...)")
+    withdraw.set_defaults(run=_run_withdraw)
 
     reindex = sub.add_parser("reindex", parents=[common, kafka],
                              help="re-embed the whole grants topic into a model's collection")
@@ -283,7 +301,8 @@ def _search_local(args, settings: CoreSettings, filters: SearchFilters):
             result = engine.search_text(args.text, args.k, filters, args.against or "both",
                                         group)
         elif args.similar:
-            result = engine.search_similar(args.similar.upper(), args.k, filters,
+            result = engine.search_similar(normalize_patent_number(args.similar, "--similar"),
+                                           args.k, filters,
                                            args.against or "drawing", group)
         else:
             result = engine.search_image(args.image.read_bytes(), args.k, filters,
@@ -366,7 +385,8 @@ def _search_remote(args):
             if args.text is not None:
                 page = client.search_text(args.text, args.k, **options)
             elif args.similar:
-                page = client.search_similar(args.similar.upper(), args.k, **options)
+                page = client.search_similar(
+                    normalize_patent_number(args.similar, "--similar"), args.k, **options)
             else:
                 page = client.search_image(args.image.read_bytes(), args.k, **options)
         except grpc.RpcError as exc:
@@ -389,7 +409,7 @@ def _hit_from_proto(h) -> Hit:
 def _run_publish(args, settings: CoreSettings) -> int:
     from patentclip.imagestore import LocalImageStore
     from services.broker import ensure_topics, make_producer
-    from services.publisher import GrantPublisher
+    from services.publisher import GrantPublisher, PublishState
 
     for source in args.sources:
         if not Path(source).exists():
@@ -397,16 +417,41 @@ def _run_publish(args, settings: CoreSettings) -> int:
     kafka = _kafka_settings(args)
     ensure_topics(kafka, kafka.topic, kafka.dlq_topic)
     producer = make_producer(kafka, "publisher")
+    run_dir = Path(settings.images_dir) / ".publish"
+    state = PublishState(args.state or run_dir / "state.json",
+                         destination=f"{kafka.bootstrap_servers}/{kafka.topic}")
+    if args.restart:
+        state.done.clear()  # what this run publishes is recorded again
     try:
         publisher = GrantPublisher(producer, LocalImageStore(settings.images_dir), kafka.topic,
                                    send_timeout_s=kafka.request_timeout_ms / 1000,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, state=state)
         summary = publisher.publish(args.sources)
     finally:
         producer.close(timeout=10)
+    report = args.report or run_dir / "report.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(summary.as_json(), indent=2))
     print(f"topic {kafka.topic} at {kafka.bootstrap_servers}:")
+    print(summary.table())
     print("\n".join(summary.lines()))
+    print(f"report: {report}")
     return EXIT_FAILED if summary.failed and not summary.published else 0
+
+
+def _run_withdraw(args, settings: CoreSettings) -> int:
+    from services.broker import make_producer
+    from services.publisher import withdraw
+
+    patents = [normalize_patent_number(p, "patent") for p in args.patents]
+    kafka = _kafka_settings(args)
+    producer = make_producer(kafka, "publisher")
+    try:
+        done = withdraw(producer, kafka.topic, patents, kafka.request_timeout_ms / 1000)
+    finally:
+        producer.close(timeout=10)
+    print(f"tombstones on {kafka.topic}: {', '.join(done)} (the embedder deletes their rows)")
+    return 0
 
 
 def _run_reindex(args, settings: CoreSettings) -> int:

@@ -22,6 +22,8 @@ class View(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VIEW_DETAIL: _ClassVar[View]
     VIEW_IN_USE: _ClassVar[View]
     VIEW_OTHER: _ClassVar[View]
+    VIEW_UNKNOWN: _ClassVar[View]
+    VIEW_MIXED: _ClassVar[View]
 
 class SheetFigureMapping(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -42,6 +44,8 @@ VIEW_SECTION: View
 VIEW_DETAIL: View
 VIEW_IN_USE: View
 VIEW_OTHER: View
+VIEW_UNKNOWN: View
+VIEW_MIXED: View
 SHEET_FIGURE_MAPPING_UNSPECIFIED: SheetFigureMapping
 SHEET_FIGURE_MAPPING_ONE_PER_SHEET: SheetFigureMapping
 SHEET_FIGURE_MAPPING_FRONT_PAGE: SheetFigureMapping

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from patentclip.embedding import EmbeddedBatch, PreparedBatch, SheetEmbedder, SheetJob
 from patentclip.encoder import Encoder
 from patentclip.errors import EventDecodeError, NotFoundError, UnavailableError
-from patentclip.events import decode_event
+from patentclip.events import check_event_key, decode_event, tombstone_patent
 from patentclip.store import PatentStore
 from services.broker import make_consumer, make_producer, partition_lag
 from services.embedder.config import EmbedderSettings, embedder_group
@@ -64,6 +64,7 @@ class MicroBatch:
     dead: list[DeadLetter]
     prepared: PreparedBatch
     offsets: dict[TopicPartition, int]  # next offset to commit, per partition
+    withdrawn: tuple[str, ...] = ()  # patents whose tombstone is in this batch
 
 
 @dataclass
@@ -76,6 +77,7 @@ class ConsumeSummary:
     sheets: int = 0
     rows: int = 0
     dead_lettered: dict[str, int] = field(default_factory=dict)
+    withdrawn: int = 0  # tombstones applied (patents removed)
     seconds: float = 0.0
     caught_up: bool = False
 
@@ -205,19 +207,30 @@ class GrantConsumer:
         return records
 
     def _prepare(self, records: list) -> MicroBatch:
-        """Parse events and start decoding their drawings (returns before decoding ends)."""
-        jobs, dead = [], []
+        """Parse events and start decoding their drawings (returns before decoding ends).
+
+        A tombstone (null value, key = patent) withdraws the patent: its rows are deleted
+        before this batch's upsert, and a grant of that patent earlier in the same batch is
+        dropped, so the last event of a patent wins, as under compaction."""
+        jobs, dead, withdrawn = [], [], {}
         offsets: dict[TopicPartition, int] = {}
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
             try:
+                if record.value is None:
+                    patent = tombstone_patent(record.key)
+                    jobs = [job for job in jobs if job.grant.patent_number != patent]
+                    withdrawn[patent] = record
+                    continue
                 grant = decode_event(record.value, self.settings.kafka.max_event_bytes).grant
+                check_event_key(record.key, grant)
             except EventDecodeError as exc:
                 dead.append(DeadLetter(record, exc.reason, exc.detail))
                 continue
             jobs += [SheetJob(grant, sheet, sheet.image_uri, tag=record) for sheet in grant.sheets]
-        return MicroBatch(records, dead, self.embedder.prepare(jobs), offsets)
+        return MicroBatch(records, dead, self.embedder.prepare(jobs), offsets,
+                          tuple(withdrawn))
 
     def _finish(self, batch: MicroBatch) -> None:
         """Encode, upsert, dead-letter, commit: in this order, each retried if retriable."""
@@ -226,6 +239,7 @@ class GrantConsumer:
         dead = batch.dead + _dead_letters_for(embedded)
         self.failpoints.hit("before_upsert")
         started = time.perf_counter()
+        self._withdraw(batch.withdrawn)
         rows = self.backoff.call(
             lambda: self.store.upsert(self.summary.collection, embedded.rows),
             (UnavailableError,), "milvus")
@@ -236,6 +250,18 @@ class GrantConsumer:
                               "kafka")
         self._commit(batch.offsets)
         self._count(batch, embedded, rows, dead)
+
+    def _withdraw(self, patents: tuple[str, ...]) -> None:
+        """Delete the rows of withdrawn patents (their tombstones), before the upsert."""
+        for patent in patents:
+            deleted = self.backoff.call(
+                lambda p=patent: self.store.delete_patent(self.summary.collection, p),
+                (UnavailableError,), "milvus")
+            logger.info("withdrawn %s: deleted %d rows from %s (tombstone)", patent, deleted,
+                        self.summary.collection)
+        self.metrics.withdrawn.inc(len(patents))
+        self.summary.withdrawn += len(patents)
+        self._unflushed += len(patents)
 
     def _flush_if_idle(self) -> None:
         """Seal what this embedder wrote once the topic goes quiet: Milvus Lite searches
@@ -304,7 +330,8 @@ class GrantConsumer:
     def _count(self, batch: MicroBatch, embedded: EmbeddedBatch, rows: int,
                dead: list[DeadLetter]) -> None:
         dead_records = {id(d.record) for d in dead}
-        ingested = sum(1 for r in batch.records if id(r) not in dead_records)
+        ingested = sum(1 for r in batch.records
+                       if id(r) not in dead_records and r.value is not None)
         self.metrics.grants_ingested.inc(ingested)
         self.metrics.sheets_embedded.inc(len(embedded.embedded))
         for d in dead:

@@ -34,6 +34,10 @@ class EmbedderMetrics:
         self.dead_lettered = Counter(
             "patentclip_embedder_dead_lettered_total",
             "Events sent to the dead-letter topic, by reason", ["reason"], registry=r)
+        self.withdrawn = Counter(
+            "patentclip_embedder_patents_withdrawn_total",
+            "Tombstones applied: patents whose rows were deleted (withdrawn after issue)",
+            registry=r)
         self.retries = Counter(
             "patentclip_embedder_retries_total",
             "Retries of a batch after a retriable failure, by dependency", ["dependency"],

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import grpc
 
-from patentclip.grants import View
-from patentclip.v1 import grant_pb2, search_pb2, search_pb2_grpc
+from patentclip.events import VIEW_NAME_TO_PB
+from patentclip.grants import SHEET_VIEWS
+from patentclip.v1 import search_pb2, search_pb2_grpc
 
 _RETRY_CONFIG = json.dumps({"methodConfig": [{
     "name": [{"service": "patentclip.v1.PatentSearch"}],
@@ -125,9 +126,12 @@ class _AuthorizedStub:
 def _options(k: int, locarno: Iterable[str] = (), date_from: date | None = None,
              date_to: date | None = None, views: Iterable[str] = (), group: bool = True,
              against: str | None = None, page_token: str = "") -> search_pb2.SearchOptions:
+    unknown = [v for v in views if v not in VIEW_NAME_TO_PB]
+    if unknown:
+        raise ValueError(f"views {unknown}: choose from {', '.join(SHEET_VIEWS)}")
     filters = search_pb2.Filters(
         locarno=list(locarno), date_from=_yyyymmdd(date_from), date_to=_yyyymmdd(date_to),
-        views=[grant_pb2.View.Value(f"VIEW_{View(v).name}") for v in views])
+        views=[VIEW_NAME_TO_PB[v] for v in views])
     return search_pb2.SearchOptions(top_k=k, filters=filters, group_by_patent=group,
                                     page_token=page_token, against=_AGAINST[against])
 

@@ -50,6 +50,13 @@ class ServerSettings:
             raise InvalidInputError("query settings: max_delay_ms >= 0, alias_poll_s > 0 "
                                     "and grace_s >= 0 are required")
 
+    @property
+    def max_receive_bytes(self) -> int:
+        """gRPC's receive limit: room for an image of twice ``max_image_bytes``, so an
+        oversized image is read and refused by name (INVALID_ARGUMENT, the field and the
+        limit); only a request past this is cut off by gRPC (RESOURCE_EXHAUSTED)."""
+        return 2 * self.max_image_bytes + 1024 * 1024
+
     def open_services(self) -> tuple[str, ...]:
         """Services that need no token: 'health', 'reflection' (PATENTCLIP_QUERY_AUTH_OPEN)."""
         return tuple(s.strip() for s in self.auth_open.split(",") if s.strip())

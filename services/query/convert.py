@@ -6,8 +6,8 @@ import base64
 import re
 
 from patentclip.errors import InvalidQueryError
-from patentclip.events import grant_to_proto
-from patentclip.grants import Grant, View
+from patentclip.events import grant_to_proto, view_from_proto, view_to_proto
+from patentclip.grants import Grant, normalize_patent_number
 from patentclip.search import MAX_RESULT_WINDOW, PatentRecord, SearchResult
 from patentclip.store import Hit, SearchFilters
 from patentclip.v1 import grant_pb2, search_pb2
@@ -15,8 +15,21 @@ from patentclip.v1 import grant_pb2, search_pb2
 DEFAULT_TOP_K = 10
 _AGAINST = {search_pb2.AGAINST_DRAWING: "drawing", search_pb2.AGAINST_CAPTION: "caption",
             search_pb2.AGAINST_BOTH: "both"}
-_VIEW_BY_NAME = {view.value: grant_pb2.View.Value(f"VIEW_{view.name}") for view in View}
-_VIEW_BY_NUMBER = {number: name for name, number in _VIEW_BY_NAME.items()}
+# gRPC reports "no deadline" as a time remaining of about 2**63 ns, which overflows every
+# timed wait below; a budget longer than this is no deadline at all.
+NO_DEADLINE_ABOVE_S = 365 * 24 * 3600.0
+
+
+def deadline(context) -> float | None:
+    """Seconds left of the caller's deadline; None when the client sent none (the default
+    of grpcurl, buf curl, Node, Go and Java stubs)."""
+    remaining = context.time_remaining()
+    return None if remaining is None or remaining > NO_DEADLINE_ABOVE_S else remaining
+
+
+def patent_number(text: str) -> str:
+    """A request's patent_number as stored ("D907,292", "USD0907292S1" -> "D0907292")."""
+    return normalize_patent_number(text, "patent_number")
 
 
 class Query:
@@ -33,19 +46,26 @@ def query(options: search_pb2.SearchOptions, model_version: str, default_against
     """Read request options; InvalidQueryError names the bad field."""
     top_k = options.top_k or DEFAULT_TOP_K
     group = options.group_by_patent if options.HasField("group_by_patent") else True
-    against = _AGAINST.get(options.against, default_against)
+    against = _against(options.against, default_against)
     offset = decode_page_token(options.page_token, model_version) if options.page_token else 0
     return Query(top_k, offset, filters(options.filters), group, against)
 
 
+def _against(value: int, default: str) -> str:
+    if value == search_pb2.AGAINST_UNSPECIFIED:
+        return default
+    if value not in _AGAINST:
+        choices = ", ".join(search_pb2.Against.Name(n) for n in _AGAINST)
+        raise InvalidQueryError(f"options.against: {value} is not an Against value; choose "
+                                f"from {choices}")
+    return _AGAINST[value]
+
+
 def filters(message: search_pb2.Filters) -> SearchFilters:
-    views = []
-    for number in message.views:
-        if number not in _VIEW_BY_NUMBER:
-            raise InvalidQueryError(f"filters.views: {number} is not a View value")
-        views.append(_VIEW_BY_NUMBER[number])
+    views = tuple(view_from_proto(number, f"filters.views[{i}]")
+                  for i, number in enumerate(message.views))
     result = SearchFilters(locarno=tuple(message.locarno), date_from=message.date_from or None,
-                           date_to=message.date_to or None, views=tuple(views))
+                           date_to=message.date_to or None, views=views)
     result.validate()
     return result
 
@@ -64,7 +84,7 @@ def hit(h: Hit) -> search_pb2.Hit:
     return search_pb2.Hit(
         patent_number=h.patent, title=h.title, grant_date=h.grant_date, locarno=h.locarno,
         sheet=h.sheet, figure_numbers=[f for f in h.figures.split(",") if f],
-        view=_VIEW_BY_NAME.get(h.view, grant_pb2.VIEW_UNSPECIFIED), view_name=h.view,
+        view=view_to_proto(h.view), view_name=h.view,
         figure_description=h.caption, score=h.score, image_uri=h.image_uri,
         matched=h.modality)
 
@@ -103,8 +123,7 @@ def patent_response(record: PatentRecord, grant: Grant | None, model_version: st
                                figure_numbers=numbers)
             for number in numbers:
                 message.figures.add(number=number, description=sheet["caption"],
-                                    view=_VIEW_BY_NAME.get(sheet["view"],
-                                                           grant_pb2.VIEW_UNSPECIFIED))
+                                    view=view_to_proto(sheet["view"]))
     return search_pb2.GetPatentResponse(grant=message, model_version=model_version)
 
 

@@ -72,16 +72,14 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             try:
                 return inner(request, context)
             except PatentClipError as exc:
-                code = status_for(exc) or grpc.StatusCode.INTERNAL
-                if code is grpc.StatusCode.INTERNAL:
-                    code = _internal(name, exc, context)
-                else:
-                    context.abort(code, str(exc))
+                code = status_for(exc) or grpc.StatusCode.INTERNAL  # set before abort raises
+                _abort(name, code, exc, context)
             except Exception as exc:
                 if _is_abort(exc, context):
                     code = context.code() or grpc.StatusCode.UNKNOWN
                     raise
-                code = _internal(name, exc, context)
+                code = grpc.StatusCode.INTERNAL
+                _abort(name, code, exc, context)
             finally:
                 self.metrics.requests.labels(name, code.name).inc()
                 self.metrics.latency.labels(name).observe(time.perf_counter() - started)
@@ -96,12 +94,15 @@ def _is_abort(exc: Exception, context) -> bool:
     return type(exc).__name__ == "_AbortionError" or context.code() is not None
 
 
-def _internal(method: str, exc: Exception, context) -> grpc.StatusCode:
+def _abort(method: str, code: grpc.StatusCode, exc: Exception, context) -> None:
+    """End the call with ``code``: a domain error's message, or for INTERNAL an error id
+    (the traceback goes to the log only). Raises, as context.abort does."""
+    if code is not grpc.StatusCode.INTERNAL:
+        context.abort(code, str(exc))
     error_id = uuid.uuid4().hex[:12]
     logger.error("%s failed (error id %s)", method, error_id, exc_info=exc)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error (id {error_id}); the server log "
                   "has the details")
-    return grpc.StatusCode.INTERNAL  # not reached: abort raises
 
 
 # RPCs that change state; every other PatentSearch RPC needs the search role.

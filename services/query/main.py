@@ -16,7 +16,6 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from patentclip.errors import InvalidInputError, PatentClipError
 from patentclip.v1 import search_pb2, search_pb2_grpc
@@ -26,6 +25,7 @@ from services.query.config import QuerySettings
 from services.query.interceptor import AuthInterceptor, ErrorInterceptor
 from services.query.live import LiveSearch
 from services.query.metrics import QueryMetrics
+from services.query.reflection import enable_reflection
 from services.query.servicer import PatentSearchServicer
 
 logger = logging.getLogger(__name__)
@@ -57,12 +57,11 @@ class QueryServer:
             futures.ThreadPoolExecutor(max_workers=server.max_workers,
                                        thread_name_prefix="rpc"),
             interceptors=self._interceptors(server),
-            options=[("grpc.max_receive_message_length", server.max_image_bytes + 65536)])
+            options=[("grpc.max_receive_message_length", server.max_receive_bytes)])
         search_pb2_grpc.add_PatentSearchServicer_to_server(
             PatentSearchServicer(self.live, images, server.max_image_bytes), self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
+        enable_reflection((SERVICE_NAME, health.SERVICE_NAME), self.grpc)
         self.port = _bind(self.grpc, f"{server.host}:{server.port}", server)
         self.http = _embedding_provider(server, self.live, self.authenticator)
         self.probes: ProbeServer | None = None

@@ -26,7 +26,7 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         snap = self.live.current()
         q = convert.query(request.options, snap.model_version, default_against="both")
         result = snap.engine.search_text(request.text, q.top_k, q.filters, q.against, q.group,
-                                         offset=q.offset, timeout=context.time_remaining())
+                                         offset=q.offset, timeout=convert.deadline(context))
         with snap.engine.stage("serialize"):
             return convert.search_response(result, q)
 
@@ -35,23 +35,23 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         self._check_image(request.image, "image")
         q = convert.query(request.options, snap.model_version, default_against="drawing")
         result = snap.engine.search_image(request.image, q.top_k, q.filters, q.against,
-                                          q.group, offset=q.offset,
-                                          timeout=context.time_remaining())
+                                          q.group, name="image", offset=q.offset,
+                                          timeout=convert.deadline(context))
         with snap.engine.stage("serialize"):
             return convert.search_response(result, q)
 
     def SearchSimilar(self, request, context):  # noqa: N802
         snap = self.live.current()
         q = convert.query(request.options, snap.model_version, default_against="drawing")
-        result = snap.engine.search_similar(request.patent_number.strip().upper(), q.top_k,
-                                            q.filters, q.against, q.group, offset=q.offset,
-                                            timeout=context.time_remaining())
+        result = snap.engine.search_similar(convert.patent_number(request.patent_number),
+                                            q.top_k, q.filters, q.against, q.group,
+                                            offset=q.offset, timeout=convert.deadline(context))
         with snap.engine.stage("serialize"):
             return convert.search_response(result, q)
 
     def GetPatent(self, request, context):  # noqa: N802
         snap = self.live.current()
-        patent = request.patent_number.strip().upper()
+        patent = convert.patent_number(request.patent_number)
         record = snap.engine.get_patent(patent)
         return convert.patent_response(record, self._grant(patent), snap.model_version)
 
@@ -61,7 +61,7 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         for i, text in enumerate(request.texts):
             check_text(text, f"texts[{i}]")
         vectors = snap.encoder.encode_texts(list(request.texts),
-                                            timeout=context.time_remaining())
+                                            timeout=convert.deadline(context))
         return convert.encode_response(vectors, snap.model_version, snap.encoder.dim)
 
     def EncodeImage(self, request, context):  # noqa: N802
@@ -71,7 +71,7 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
             self._check_image(image, f"images[{i}]")
         vectors = snap.encoder.encode_drawings(
             list(request.images), [f"images[{i}]" for i in range(len(request.images))],
-            timeout=context.time_remaining())
+            timeout=convert.deadline(context))
         return convert.encode_response(vectors, snap.model_version, snap.encoder.dim)
 
     def ServerInfo(self, request, context):  # noqa: N802

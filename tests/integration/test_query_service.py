@@ -4,11 +4,13 @@ reflection, hot swap and concurrency, over a collection filled from the real sam
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -192,7 +194,8 @@ def test_bad_requests_are_invalid_argument_with_a_reason(client, call, words):
 
 
 def test_a_message_over_the_receive_limit_is_resource_exhausted(client):
-    code, details = _code(lambda: client.search_image(b"\0" * (MAX_IMAGE_BYTES + 100_000)))
+    over = 2 * MAX_IMAGE_BYTES + 1024 * 1024 + 100_000  # ServerSettings.max_receive_bytes
+    code, details = _code(lambda: client.search_image(b"\0" * over))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details
 
 
@@ -444,3 +447,203 @@ def test_unexpected_errors_are_internal_with_an_id_and_no_details(server, client
     assert "secret" not in details and "Traceback" not in details
     assert any("secret connection string" in r.getMessage() or (
         r.exc_info and "secret" in str(r.exc_info[1])) for r in caplog.records)
+
+
+# ----------------------------------------------------------------------------- edges:
+# clients that are not ours (no deadline, reflection v1, Node), input of other tools
+
+
+def _raise_unexpected(*args, **kwargs):
+    raise RuntimeError("an unexpected error, not a domain error")
+
+
+def _no_deadline_calls(corpus):
+    """Every RPC, as a plain stub sends it without timeout= (grpcurl's, Node's default)."""
+    patent, document = next((p, d) for p, d in corpus[2].items() if len(d.images) > 1)
+    drawing = sorted(document.images.values())[1]
+    return {
+        "SearchByText": search_pb2.SearchByTextRequest(text="a bottle"),
+        "SearchByImage": search_pb2.SearchByImageRequest(image=drawing),
+        "SearchSimilar": search_pb2.SearchSimilarRequest(patent_number=patent),
+        "GetPatent": search_pb2.GetPatentRequest(patent_number=patent),
+        "EncodeText": search_pb2.EncodeTextRequest(texts=["a lamp", "a chair"]),
+        "EncodeImage": search_pb2.EncodeImageRequest(images=[drawing]),
+        "ServerInfo": search_pb2.ServerInfoRequest(),
+        "Reload": search_pb2.ReloadRequest(),
+    }
+
+
+def test_every_rpc_succeeds_without_a_deadline(server, corpus):
+    from patentclip.v1 import search_pb2_grpc
+
+    calls = _no_deadline_calls(corpus)
+    assert set(calls) == set(search_pb2.DESCRIPTOR.services_by_name["PatentSearch"]
+                             .methods_by_name)
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = search_pb2_grpc.PatentSearchStub(channel)
+        for method, request in calls.items():
+            reply = getattr(stub, method)(request)  # no timeout: no deadline on the wire
+            assert reply.ByteSize() > 0, method
+
+
+def test_every_status_a_call_ends_with_is_the_one_counted_and_the_error_rule_sees_it(
+        server, client, monkeypatch, tmp_path):
+    """INTERNAL (an unexpected error), INVALID_ARGUMENT, NOT_FOUND and OK as counted by the
+    service, then those very counts through deploy/prometheus/rules.yml with promtool."""
+    import subprocess
+
+    import patentclip.search
+    from patentclip.v1 import search_pb2_grpc
+
+    def count(code: str) -> float:
+        return server.metrics.registry.get_sample_value(
+            "patentclip_query_requests_total", {"method": "SearchByText", "code": code}) or 0
+
+    before = {code: count(code) for code in ("OK", "INTERNAL", "INVALID_ARGUMENT")}
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = search_pb2_grpc.PatentSearchStub(channel)
+        stub.SearchByText(search_pb2.SearchByTextRequest(text="lamp"))
+        assert _code(lambda: stub.SearchByText(search_pb2.SearchByTextRequest(text=" ")))[0] \
+            == grpc.StatusCode.INVALID_ARGUMENT
+        monkeypatch.setattr(patentclip.search.SearchEngine, "search_text",
+                            _raise_unexpected)
+        code, details = _code(lambda: stub.SearchByText(search_pb2.SearchByTextRequest(
+            text="lamp")))
+        assert code == grpc.StatusCode.INTERNAL and "internal error (id " in details
+    delta = {code: count(code) - before[code] for code in before}
+    assert delta == {"OK": 1, "INTERNAL": 1, "INVALID_ARGUMENT": 1}
+
+    # The same counts, growing at this rate every minute, through the recording rule.
+    series = "\n".join(
+        f"      - series: 'patentclip_query_requests_total{{method=\"SearchByText\", "
+        f"code=\"{code}\"}}'\n        values: '0+{int(n)}x20'" for code, n in delta.items())
+    rules = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yml"
+    test_file = tmp_path / "counted_test.yml"
+    test_file.write_text(f"""rule_files: ['{rules}']
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+{series}
+    promql_expr_test:
+      - expr: patentclip:query_errors:ratio_rate5m
+        eval_time: 10m
+        exp_samples:
+          - labels: 'patentclip:query_errors:ratio_rate5m'
+            value: {1 / 3}
+""")
+    result = subprocess.run(["promtool", "test", "rules", str(test_file)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_reflection_answers_under_v1_and_v1alpha(server):
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    from services.query.main import SERVICE_NAME
+
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        for package in ("grpc.reflection.v1", "grpc.reflection.v1alpha"):
+            info = channel.stream_stream(
+                f"/{package}.ServerReflection/ServerReflectionInfo",
+                request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+            requests = [reflection_pb2.ServerReflectionRequest(list_services=""),
+                        reflection_pb2.ServerReflectionRequest(
+                            file_containing_symbol=SERVICE_NAME)]
+            listed, described = list(info(iter(requests), timeout=10))
+            names = {s.name for s in listed.list_services_response.service}
+            assert {SERVICE_NAME, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
+                    "grpc.reflection.v1alpha.ServerReflection"} <= names, package
+            assert described.file_descriptor_response.file_descriptor_proto, package
+
+
+def test_requests_other_tools_send_are_refused_by_field_or_normalised(client, corpus):
+    patent = next(iter(corpus[2]))  # e.g. D0907292
+    digits = patent[1:].lstrip("0")
+    typed = [f"D{digits[:-3]},{digits[-3:]}", f"D{digits}", f"US{patent}S1",
+             f"Des. {digits[:-3]},{digits[-3:]}", patent.lower()]
+    for form in typed:
+        assert client.get_patent(form).grant.patent_number == patent, form
+        hits = client.search_similar(form, k=3).hits
+        assert hits and patent not in {h.patent_number for h in hits}, form
+    bad = [
+        (lambda: client.stub.SearchByText(search_pb2.SearchByTextRequest(
+            text="lamp", options=search_pb2.SearchOptions(
+                filters=search_pb2.Filters(date_from=20211399)))), "date_from 20211399: not a "
+         "calendar date"),
+        (lambda: client.stub.SearchByText(search_pb2.SearchByTextRequest(
+            text="lamp", options=search_pb2.SearchOptions(against=9))),
+         "options.against: 9 is not an Against value"),
+        (lambda: client.stub.SearchByText(search_pb2.SearchByTextRequest(
+            text="lamp", options=search_pb2.SearchOptions(filters=search_pb2.Filters(
+                views=[grant_pb2.VIEW_UNSPECIFIED])))), "filters.views[0]: VIEW_UNSPECIFIED"),
+        (lambda: client.search_image(b"GIF89a not an image at all"),
+         "image: not a readable image (expected TIFF, PNG or JPEG bytes)"),
+        (lambda: client.encode_images([b"\x89PNG", b"x"]), "images[0]: not a readable image"),
+        (lambda: client.get_patent("Des. nine"), "patent_number 'Des. nine': not a patent"),
+    ]
+    for call, words in bad:
+        code, details = _code(call)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and words in details, details
+        assert "BytesIO" not in details and "0x" not in details
+
+
+def test_mixed_and_unknown_views_filter_over_grpc_and_the_cli(server, client, capsys):
+    from services.cli import main
+
+    for view in ("mixed", "unknown"):
+        page = client.search_text("a design", k=20, views=[view], group=False)
+        assert page.hits or view == "mixed"  # one-per-sheet mapping never mixes views
+        assert all(h.view_name == view for h in page.hits)
+        expected = grant_pb2.VIEW_MIXED if view == "mixed" else grant_pb2.VIEW_UNKNOWN
+        assert all(h.view == expected for h in page.hits)
+    target = f"127.0.0.1:{server.port}"
+    assert main(["search", "--server", target, "--text", "bottle", "--view", "mixed",
+                 "--no-group", "--json"]) == 0
+    assert all(h["view"] == "mixed" for h in __import__("json").loads(
+        capsys.readouterr().out)["hits"])
+    with pytest.raises(SystemExit):
+        main(["search", "--server", target, "--text", "bottle", "--view", "sideways"])
+    assert "invalid choice: 'sideways'" in capsys.readouterr().err
+
+
+def test_an_oversized_image_is_invalid_argument_naming_field_and_limit(client):
+    code, details = _code(lambda: client.search_image(b"\0" * (MAX_IMAGE_BYTES * 5 // 4)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"image: {MAX_IMAGE_BYTES * 5 // 4} bytes, limit {MAX_IMAGE_BYTES}" in details
+
+
+def test_a_node_grpc_js_client_searches_pages_and_gets_clear_errors(server, corpus):
+    """Examiner tooling in JavaScript: @grpc/grpc-js + proto-loader from `make tools`,
+    loading protos/ directly, never setting a deadline."""
+    import json
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    modules = repo / ".tools" / "node" / "node_modules"
+    assert (modules / "@grpc" / "grpc-js").is_dir(), "run `make tools` (npm @grpc/grpc-js)"
+    patent, document = next((p, d) for p, d in corpus[2].items() if len(d.images) > 1)
+    drawing = Path(str(server.settings.core.images_dir)) / "node-query.tif"
+    drawing.write_bytes(sorted(document.images.values())[1])
+    digits = patent[1:].lstrip("0")
+    result = subprocess.run(
+        [shutil.which("node"), str(Path(__file__).parent / "node" / "client.js"),
+         f"127.0.0.1:{server.port}", str(repo / "protos"), str(drawing),
+         f"D{digits[:-3]},{digits[-3:]}"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "NODE_PATH": str(modules)})
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["text"]["code"] == "OK" and len(out["text"]["hits"]) == 3
+    assert out["image"]["code"] == "OK" and out["image"]["hits"][0]["patent"] == patent
+    assert all(h["view"].startswith("VIEW_") for h in out["image"]["hits"])
+    paged = [h["patent"] for page in out["pages"] for h in page["hits"]]
+    assert paged == [h["patent"] for h in out["whole"]["hits"]]
+    assert out["typed_patent"] == {"code": "OK", "number": patent}
+    assert out["health"] == {"code": "OK", "status": "SERVING"}
+    assert out["empty_text"] == {"code": "INVALID_ARGUMENT", "details": "text query is empty"}
+    assert out["bad_date"]["code"] == "INVALID_ARGUMENT"
+    assert "date_from 20211399: not a calendar date" in out["bad_date"]["details"]
+    assert out["bad_view"]["code"] == "INVALID_ARGUMENT"
+    assert "VIEW_UNSPECIFIED is no view" in out["bad_view"]["details"]

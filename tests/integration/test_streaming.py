@@ -108,21 +108,33 @@ def test_poison_messages_are_dead_lettered_and_the_rest_ingested(
         (b"D0999002", encode_event(corrupt)),
         (b"D0999003", future),
         (b"D0999004", oversized),
+        # producers that are not ours: a key that is not the event's patent, no key at all,
+        # and a tombstone whose key is no patent number
+        (b"D0999005", encode_event(replace(missing, patent_number="D0999998"))),
+        (None, encode_event(replace(missing, patent_number="D0999997"))),
+        (b"junk", None),
     ])
     store = PatentStore(str(tmp_path / "patents.db"), prefix="poison")
     embedder = settings(kafka_settings, store.uri, tiny_model_dir, images, "poison")
     embedder = replace(embedder, kafka=replace(embedder.kafka, max_event_bytes=limit))
     summary = _consume(embedder, encoder, store, images)
-    assert summary.caught_up and summary.events == published.published + 5
+    assert summary.caught_up and summary.events == published.published + 8
     assert summary.dead_lettered == {"undecodable_event": 1, "missing_image": 1,
                                      "corrupt_image": 1, "unsupported_schema_version": 1,
-                                     "oversized_event": 1}
+                                     "oversized_event": 1, "key_mismatch": 3}
     assert set(stored_ids(store, summary.collection)) == sheet_ids(bundle)
 
-    letters = read_topic(kafka_settings, kafka_settings.dlq_topic, expected=5)
+    letters = read_topic(kafka_settings, kafka_settings.dlq_topic, expected=8)
     by_key = {m.key: dict(m.headers) for m in letters}
     values = {m.key: m.value for m in letters}
-    assert set(by_key) == {b"D0999000", b"D0999001", b"D0999002", b"D0999003", b"D0999004"}
+    assert set(by_key) == {b"D0999000", b"D0999001", b"D0999002", b"D0999003", b"D0999004",
+                           b"D0999005", None, b"junk"}
+    for key in (b"D0999005", None, b"junk"):
+        assert by_key[key]["patentclip.reason"] == b"key_mismatch"
+    assert b"key 'D0999005' but the event is grant D0999998" in \
+        by_key[b"D0999005"]["patentclip.detail"]
+    assert b"no key but the event is grant D0999997" in by_key[None]["patentclip.detail"]
+    assert "dead-lettered-unix-ms" in {k.removeprefix("patentclip.") for k in by_key[None]}
     assert by_key[b"D0999004"]["patentclip.reason"] == b"oversized_event"
     assert int(by_key[b"D0999004"]["patentclip.value-bytes"]) == len(oversized) > limit
     assert values[b"D0999004"] == oversized[:limit]  # the whole event stays in the topic
@@ -137,6 +149,51 @@ def test_poison_messages_are_dead_lettered_and_the_rest_ingested(
         assert headers["patentclip.source.topic"] == kafka_settings.topic.encode()
         assert int(headers["patentclip.source.offset"]) >= 0
     store.close()
+
+
+def test_tombstones_withdraw_patents_live_and_in_a_reindex(
+        tmp_path, encoder, tiny_model_dir, kafka_settings, capsys):
+    """A null value keyed by patent means "this patent is gone": its rows leave the live
+    collection, and a reindex replaying the topic from offset 0 leaves them out too. The
+    last event of a patent wins: a grant published again after its tombstone is back."""
+    from patentclip.encoder import create_tiny_model
+    from patentclip.events import event_key
+    from services.cli import main
+    from services.embedder.main import reindex_topic
+
+    bundle = make_bundle(tmp_path / "bundles", patents=5, seed=11)
+    images = tmp_path / "images"
+    publish(kafka_settings, images, bundle)
+    grants = [d.grant for d in GrantReader().read(bundle)]
+    gone, back = grants[0], grants[1]
+    digits = gone.patent_number[1:].lstrip("0")
+    assert main(["withdraw", f"D{digits[:-3]},{digits[-3:]}", "--bootstrap-servers",
+                 kafka_settings.bootstrap_servers, "--topic", kafka_settings.topic]) == 0
+    assert gone.patent_number in capsys.readouterr().out
+    republished = LocalImageStore(images)  # a producer that is not ours: tombstone, re-grant
+    from patentclip.imagestore import store_grant
+
+    document = next(d for d in GrantReader().read(bundle)
+                    if d.grant.patent_number == back.patent_number)
+    produce_raw(kafka_settings, [(event_key(back), None),
+                                 (event_key(back), encode_event(store_grant(republished,
+                                                                            document)))])
+    expected = {i for i in sheet_ids(bundle) if not i.startswith(gone.patent_number)}
+    db = str(tmp_path / "patents.db")
+    embedder = settings(kafka_settings, db, tiny_model_dir, images, "withdraw")
+    with PatentStore(db, prefix="withdraw") as store:
+        summary = _consume(embedder, encoder, store, images)
+        assert summary.withdrawn == 2 and not summary.dead_lettered
+        assert set(stored_ids(store, summary.collection)) == expected
+        live = summary.collection
+    new_model = create_tiny_model(tmp_path / "tiny-v2", seed=1)
+    reindexed = replace(embedder, core=replace(embedder.core, model=f"local-dir:{new_model}"))
+    from patentclip.encoder import Encoder
+
+    assert reindex_topic(reindexed, Encoder.load(f"local-dir:{new_model}"), progress=False) == 0
+    with PatentStore(db, prefix="withdraw") as store:
+        new = next(c for c in store.list_collections() if c != live)
+        assert set(stored_ids(store, new)) == expected
 
 
 # Each crash point once, on each backend once (a process per case costs ~20 s).

@@ -174,19 +174,23 @@ def test_options_defaults_and_filters():
     (search_pb2.Filters(locarno=["2"]), "locarno filter '2'"),
     (search_pb2.Filters(date_from=20220101, date_to=20210101), "date range is empty"),
     (search_pb2.Filters(date_from=2021), "date_from 2021"),
-    (search_pb2.Filters(views=[99]), "filters.views: 99"),
+    (search_pb2.Filters(views=[99]), r"filters.views\[0\]: 99 is not a View value"),
+    (search_pb2.Filters(views=[grant_pb2.VIEW_FRONT, grant_pb2.VIEW_UNSPECIFIED]),
+     r"filters.views\[1\]: VIEW_UNSPECIFIED is no view; choose from VIEW_FRONT"),
+    (search_pb2.Filters(date_from=20211399), "date_from 20211399: not a calendar date"),
+    (search_pb2.Filters(date_to=20210230), "date_to 20210230: not a calendar date"),
 ])
 def test_bad_filters_are_named(filters, words):
     with pytest.raises(InvalidQueryError, match=words):
         convert.filters(filters)
 
 
-def test_hit_conversion_keeps_view_names_the_enum_lacks():
+def test_hit_conversion_carries_sheet_views_in_the_enum_and_by_name():
     hit = Hit(patent="D0900001", sheet=2, modality="drawing", score=0.5, view="mixed",
               locarno="0204", grant_date=20210105, title="Vase", figures="2,3",
               caption="front view", image_uri="file:///x")
     message = convert.hit(hit)
-    assert message.view == grant_pb2.VIEW_UNSPECIFIED and message.view_name == "mixed"
+    assert message.view == grant_pb2.VIEW_MIXED and message.view_name == "mixed"
     assert list(message.figure_numbers) == ["2", "3"] and message.matched == "drawing"
     assert convert.hit(Hit(**{**hit.__dict__, "view": "in-use"})).view == grant_pb2.VIEW_IN_USE
 

@@ -1,0 +1,66 @@
+// A non-Python examiner client: Node @grpc/grpc-js + @grpc/proto-loader loading protos/
+// directly, as tooling in another language would. No call sets a deadline (grpc-js's
+// default). Prints one JSON object of results; tests/integration/test_query_service.py
+// checks the codes and messages.
+//
+//   node client.js HOST:PORT PROTOS_DIR DRAWING.TIF PATENT
+"use strict";
+const fs = require("fs");
+const grpc = require("@grpc/grpc-js");
+const protoLoader = require("@grpc/proto-loader");
+
+const [target, protosDir, drawingPath, patent] = process.argv.slice(2);
+const definition = protoLoader.loadSync(["patentclip/v1/search.proto", "health.proto"], {
+  keepCase: true, longs: String, enums: String, defaults: true, includeDirs: [protosDir, __dirname],
+});
+const loaded = grpc.loadPackageDefinition(definition);
+const credentials = grpc.credentials.createInsecure();
+const search = new loaded.patentclip.v1.PatentSearch(target, credentials);
+const health = new loaded.grpc.health.v1.Health(target, credentials);
+const statusName = (code) => Object.keys(grpc.status).find((name) => grpc.status[name] === code);
+
+function call(client, method, request) {
+  return new Promise((resolve) => {
+    client[method](request, (error, reply) => {
+      resolve(error ? { code: statusName(error.code), details: error.details }
+                    : { code: "OK", reply });
+    });
+  });
+}
+
+const summary = (result) => result.code !== "OK" ? result : {
+  code: "OK", model_version: result.reply.model_version,
+  next_page_token: result.reply.next_page_token,
+  hits: result.reply.hits.map((h) => ({ patent: h.patent_number, sheet: h.sheet,
+                                         view: h.view, score: h.score })),
+};
+
+async function main() {
+  const out = {};
+  out.text = summary(await call(search, "SearchByText",
+    { text: "front perspective view of a bottle", options: { top_k: 3 } }));
+  out.image = summary(await call(search, "SearchByImage",
+    { image: fs.readFileSync(drawingPath), options: { top_k: 3 } }));
+  out.whole = summary(await call(search, "SearchByText",
+    { text: "container", options: { top_k: 4 } }));
+  const first = summary(await call(search, "SearchByText",
+    { text: "container", options: { top_k: 2 } }));
+  out.pages = [first, summary(await call(search, "SearchByText",
+    { text: "container", options: { top_k: 2, page_token: first.next_page_token } }))];
+  out.typed_patent = await call(search, "GetPatent", { patent_number: patent });
+  if (out.typed_patent.code === "OK") {
+    out.typed_patent = { code: "OK", number: out.typed_patent.reply.grant.patent_number };
+  }
+  out.health = await call(health, "Check", { service: "" });
+  if (out.health.code === "OK") out.health = { code: "OK", status: out.health.reply.status };
+  out.empty_text = await call(search, "SearchByText", { text: "   " });
+  out.bad_date = await call(search, "SearchByText",
+    { text: "lamp", options: { filters: { date_from: 20211399 } } });
+  out.bad_view = await call(search, "SearchByText",
+    { text: "lamp", options: { filters: { views: ["VIEW_UNSPECIFIED"] } } });
+  process.stdout.write(JSON.stringify(out));
+  search.close();
+  health.close();
+}
+
+main().catch((error) => { console.error(error); process.exit(1); });
