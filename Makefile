@@ -31,8 +31,10 @@ tools: .tools/.installed
 demo: install
 	PY=$(PY) bash scripts/demo.sh
 
+# Two workers (pytest-xdist): each test file stays on one worker, and every test on the
+# real Milvus server shares one worker (tests/conftest.py: pytest_xdist_make_scheduler).
 test: install tools
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 test-unit: install
 	$(PY) -m pytest tests/unit

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,7 +31,13 @@ from pathlib import Path
 
 import numpy as np
 from pymilvus import DataType, MilvusClient
-from pymilvus.exceptions import MilvusException
+from pymilvus.client.types import LoadState
+from pymilvus.exceptions import (
+    ConnectError,
+    ConnectionNotExistException,
+    MilvusException,
+    MilvusUnavailableException,
+)
 
 from patentclip.config import CoreSettings
 from patentclip.errors import (
@@ -46,6 +53,13 @@ from patentclip.grants import PATENT_NUMBER, SHEET_VIEWS, is_calendar_date
 logger = logging.getLogger(__name__)
 
 StageTimer = Callable[[str, float], None]  # (stage name, seconds): request-stage timings
+
+
+# While Milvus is unreachable, at most one call per this many seconds goes to it (a probe);
+# the others fail at once with StoreUnavailableError, instead of waiting out their deadline.
+PROBE_INTERVAL_S = 1.0
+
+AvailabilityListener = Callable[[bool, str], None]  # (available, reason): state changes only
 
 
 def _no_stage(stage: str, seconds: float) -> None:
@@ -252,15 +266,57 @@ class PatentStore:
         self.uri, self.timeout, self.prefix, self.ef = uri, timeout, prefix, ef
         self.hnsw_params = {"M": hnsw_m, "efConstruction": hnsw_ef_construction}
         self._loaded: set[str] = set()
+        self._loading: set[str] = set()  # background loads in progress
         self._advised: set[str] = set()
         self._is_lite: bool | None = None
+        self._listeners: list[AvailabilityListener] = []
+        self._down_since: float | None = None  # monotonic time of the first failure
+        self._down_reason = ""
+        self._next_probe = 0.0
+        self._state_lock = threading.Lock()
+        self._connection = {"uri": uri, "token": token, **connection}
+        self._client: MilvusClient | None = None
+        try:  # a Milvus that is down now is connected to later, on first use
+            self._connect()
+        except StoreUnavailableError as exc:
+            logger.warning("%s; will connect when it answers", exc)
+            self._next_probe = 0.0  # the first use tries again at once
+
+    def _connect(self) -> MilvusClient:
         try:
-            self.client = MilvusClient(uri=uri, token=token, timeout=timeout, **connection)
+            self._client = MilvusClient(timeout=self.timeout, **self._connection)
         except MilvusException as exc:
-            raise StoreUnavailableError(f"cannot connect to Milvus at {uri}: {exc}") from exc
+            self._mark_down(f"cannot connect: {exc.message}")
+            raise StoreUnavailableError(f"cannot connect to Milvus at {self.uri}: "
+                                        f"{exc.message}") from exc
+        self._mark_up()  # it answered the connection
+        return self._client
+
+    @property
+    def client(self) -> MilvusClient:
+        """The pymilvus client; connects first if Milvus was down when the store was made."""
+        if self._client is None:
+            self._fail_fast_while_down(probe=False)  # one connection attempt per probe
+            return self._connect()
+        return self._client
+
+    @property
+    def available(self) -> bool:
+        """False from the first failure that says Milvus is unreachable until a call works."""
+        return self._down_since is None
+
+    def unavailable_for(self) -> float:
+        """Seconds since Milvus stopped answering (0 while it answers)."""
+        down = self._down_since
+        return 0.0 if down is None else time.monotonic() - down
+
+    def add_listener(self, listener: AvailabilityListener) -> None:
+        """``listener(available, reason)`` on every change between reachable and not."""
+        self._listeners.append(listener)
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def __enter__(self) -> PatentStore:
         return self
@@ -398,6 +454,41 @@ class PatentStore:
             self._loaded.add(collection)
             self.advise_size(collection)
 
+    def ensure_loaded(self, collection: str) -> None:
+        """Check that Milvus has ``collection`` loaded now (after a restart it comes back
+        released); if not, load it in the background and raise StoreUnavailableError
+        saying so, so that callers answer at once instead of waiting for the load."""
+        if self._call(self.client.get_load_state, collection).get("state") == LoadState.Loaded:
+            self._loaded.add(collection)
+            return
+        self._load_in_background(collection)
+        raise StoreUnavailableError(f"collection {collection} is loading in Milvus at "
+                                    f"{self.uri} (released, e.g. after a restart)")
+
+    def _load_in_background(self, collection: str) -> None:
+        """One thread per collection loads it, retrying while Milvus is unavailable."""
+        with self._state_lock:
+            if collection in self._loading:
+                return
+            self._loading.add(collection)
+            self._loaded.discard(collection)
+
+        def load() -> None:
+            try:
+                for _ in range(600):
+                    try:
+                        self._call(self.client.load_collection, collection, _probe=True)
+                        self._loaded.add(collection)
+                        logger.info("collection %s is loaded again", collection)
+                        return
+                    except StoreUnavailableError:
+                        time.sleep(PROBE_INTERVAL_S)
+            finally:
+                with self._state_lock:
+                    self._loading.discard(collection)
+
+        threading.Thread(target=load, name=f"load-{collection}", daemon=True).start()
+
     def advise_size(self, collection: str) -> str | None:
         """Log (once per collection) when Milvus Lite holds more rows than it serves well."""
         if collection in self._advised or not self.is_lite:
@@ -497,34 +588,77 @@ class PatentStore:
                          params=self.hnsw_params)
         return params
 
-    def _call(self, method, *args, _timeout: float | None = None, _reloaded: bool = False,
+    def _call(self, method, *args, _timeout: float | None = None, _probe: bool = False,
               **kwargs):
-        """Call pymilvus with the store's timeout (or a shorter caller deadline); connection
-        failures become StoreUnavailable, a passed deadline DeadlineExceeded.
+        """Call pymilvus with the store's timeout (or a shorter caller deadline).
 
-        A collection found released although this process loaded it (Milvus restarted and
-        came back without it in memory) is loaded again and the call retried once.
+        Errors are classified once (``classify_milvus_error``): unreachable, warming up or
+        restarting is StoreUnavailableError, a caller's passed deadline DeadlineExceeded,
+        the rest StoreError. While Milvus is unavailable, calls fail at once except one
+        probe per PROBE_INTERVAL_S. A collection found released (Milvus restarted) is loaded
+        again in the background, and the call is UNAVAILABLE until it is.
         """
         timeout = self.timeout if _timeout is None else min(self.timeout, _timeout)
         if timeout <= 0:
             raise DeadlineExceededError("deadline passed before the vector search")
+        self._fail_fast_while_down(_probe)
         try:
-            return method(*args, timeout=timeout, **kwargs)
+            result = _milvus_errors_only(method, *args, timeout=timeout, **kwargs)
         except MilvusException as exc:
+            kind = classify_milvus_error(exc)
             collection = args[0] if args and isinstance(args[0], str) else None
-            if collection in self._loaded and _is_released(exc) and not _reloaded:
-                logger.warning("%s is no longer loaded in Milvus at %s (restarted?); loading "
-                               "it again", collection, self.uri)
-                self._loaded.discard(collection)
-                self.load(collection)
-                return self._call(method, *args, _timeout=_timeout, _reloaded=True, **kwargs)
-            if _timeout is not None and _timeout <= self.timeout and _is_deadline(exc):
+            if kind == "not_loaded" and collection:
+                self._load_in_background(collection)
+                raise StoreUnavailableError(f"collection {collection} is not loaded in Milvus "
+                                            f"at {self.uri} (loading it again): "
+                                            f"{exc.message}") from exc
+            if kind == "deadline" and _timeout is not None and _timeout <= self.timeout:
                 raise DeadlineExceededError(f"vector search did not finish within the "
                                             f"caller's deadline ({timeout:.3f}s)") from exc
-            if _is_unavailable(exc):
+            if kind in ("unavailable", "deadline"):
+                self._mark_down(exc.message)
                 raise StoreUnavailableError(f"Milvus at {self.uri} unavailable: "
                                             f"{exc.message}") from exc
+            self._mark_up()  # it answered, with a refusal
             raise StoreError(f"Milvus at {self.uri}: {exc.message}") from exc
+        self._mark_up()
+        return result
+
+    def _fail_fast_while_down(self, probe: bool) -> None:
+        with self._state_lock:
+            if self._down_since is None or probe:
+                return
+            now = time.monotonic()
+            if now >= self._next_probe:
+                self._next_probe = now + PROBE_INTERVAL_S  # this call is the probe
+                return
+            down_for = now - self._down_since
+        raise StoreUnavailableError(f"Milvus at {self.uri} unavailable for {down_for:.0f}s: "
+                                    f"{self._down_reason}")
+
+    def _mark_down(self, reason: str) -> None:
+        with self._state_lock:
+            first = self._down_since is None
+            if first:
+                self._down_since = time.monotonic()
+                self._next_probe = self._down_since + PROBE_INTERVAL_S
+            self._down_reason = " ".join(str(reason).split())[:300]
+        if first:
+            logger.warning("Milvus at %s is unavailable: %s (failing fast; probing every "
+                           "%.0fs)", self.uri, self._down_reason, PROBE_INTERVAL_S)
+            for listener in self._listeners:
+                listener(False, self._down_reason)
+
+    def _mark_up(self) -> None:
+        if self._down_since is None:
+            return
+        with self._state_lock:
+            down, self._down_since = self._down_since, None
+        if down is not None:
+            logger.info("Milvus at %s answers again, after %.1fs", self.uri,
+                        time.monotonic() - down)
+            for listener in self._listeners:
+                listener(True, "")
 
 
 _OUTPUT_FIELDS = ["patent", "sheet", "modality", "view", "locarno", "grant_date", "title",
@@ -586,17 +720,52 @@ def _check_patent_number(patent: str) -> None:
         raise InvalidQueryError(f"patent number {patent!r}: expected e.g. D0907292")
 
 
-def _is_deadline(exc: MilvusException) -> bool:
-    text = f"{exc.code} {exc.message}".lower()
-    return "deadline" in text or "timeout" in text or "timed out" in text
+# How a Milvus error is read, in this order: pymilvus' exception type, then Milvus' error
+# code (pkg/util/merr), then words of the message (older servers, Milvus Lite and errors
+# raised inside pymilvus carry no useful code; code 1 is also pymilvus' "unexpected").
+_UNAVAILABLE_TYPES = (MilvusUnavailableException, ConnectError, ConnectionNotExistException)
+_CODES = {
+    101: "not_loaded", 103: "not_loaded", 106: "not_loaded",  # not loaded, partly, recovering
+    2: "unavailable", 4: "unavailable", 8: "unavailable", 11: "unavailable",  # service
+    503: "unavailable", 601: "unavailable", 602: "unavailable", 801: "unavailable",
+    901: "unavailable", 902: "unavailable", 903: "unavailable", 904: "unavailable",
+    905: "unavailable", 906: "unavailable",  # nodes: not found, offline, lack, not match...
+}
+MILVUS_ERROR_WORDS: tuple[tuple[str, str], ...] = (
+    ("not loaded", "not_loaded"), ("state 'released'", "not_loaded"),
+    ("deadline", "deadline"), ("timeout", "deadline"), ("timed out", "deadline"),
+    ("unavailable", "unavailable"), ("connect", "unavailable"), ("closed", "unavailable"),
+    ("cancelled", "unavailable"),
+    ("no available", "unavailable"),  # "find no available rootcoord" (a stop, a warm-up)
+    ("not ready", "unavailable"), ("session not found", "unavailable"),
+    ("node not match", "unavailable"), ("stopping", "unavailable"),
+    ("shutting down", "unavailable"), ("recovering", "not_loaded"),
+)
 
 
-def _is_released(exc: MilvusException) -> bool:
-    """Milvus' 'collection not loaded' (code 101; Lite: "is in state 'released'")."""
+def _milvus_errors_only(method, *args, **kwargs):
+    """``method(...)``; a gRPC error that pymilvus let through unwrapped (seen: a
+    DEADLINE_EXCEEDED from create_collection while Milvus starts) becomes a
+    MilvusException carrying the gRPC status name, so one classification reads both."""
+    try:
+        return method(*args, **kwargs)
+    except MilvusException:
+        raise
+    except Exception as exc:
+        code = getattr(exc, "code", None)
+        status = getattr(code(), "name", None) if callable(code) else None
+        if not isinstance(status, str):
+            raise
+        details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+        number = 2 if status in ("UNAVAILABLE", "CANCELLED") else 1
+        raise MilvusException(code=number, message=f"gRPC {status}: {details}") from exc
+
+
+def classify_milvus_error(exc: MilvusException) -> str:
+    """One of "not_loaded", "unavailable", "deadline" (all retriable) or "error"."""
+    if isinstance(exc, _UNAVAILABLE_TYPES):
+        return "unavailable"
+    if exc.code in _CODES:
+        return _CODES[exc.code]
     text = str(exc.message).lower()
-    return exc.code == 101 or "not loaded" in text or "released" in text
-
-
-def _is_unavailable(exc: MilvusException) -> bool:
-    text = f"{exc.code} {exc.message}".lower()
-    return any(s in text for s in ("unavailable", "connect", "deadline", "timeout", "closed"))
+    return next((kind for words, kind in MILVUS_ERROR_WORDS if words in text), "error")

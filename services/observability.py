@@ -94,3 +94,6 @@ def configure_logging(verbose: bool = False) -> None:
     """One log format for every service: time, level, logger, message."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # pymilvus logs every failed RPC with its traceback (thousands in one Milvus outage);
+    # the store classifies those errors and logs one line per change of Milvus' state.
+    logging.getLogger("pymilvus").setLevel(logging.DEBUG if verbose else logging.CRITICAL)

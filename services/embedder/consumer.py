@@ -109,7 +109,12 @@ class GrantConsumer:
     def run(self, until_caught_up: bool = False) -> ConsumeSummary:
         """Consume until stop is set (or, with ``until_caught_up``, until no lag is left)."""
         started = time.perf_counter()
-        self.summary.collection = self._target_collection()
+        try:
+            self.summary.collection = self._target_collection()
+        except Stopping:
+            logger.info("stop requested while waiting for Milvus to create the collection")
+            self._close()
+            return self.summary
         self.metrics.model.info({"model_version": self.encoder.model_version,
                                  "collection": self.summary.collection})
         self._connect()
@@ -149,11 +154,14 @@ class GrantConsumer:
         return set(self._consumer.assignment()) if self._consumer else set()
 
     def _target_collection(self) -> str:
+        """The model version's collection, created if missing; waits (capped back-off,
+        /readyz says why) for as long as Milvus is down, also when the embedder starts."""
+        return self.backoff.call(self._ensure_target, (UnavailableError,), "milvus")
+
+    def _ensure_target(self) -> str:
         info = self.encoder.info
-        collection = self.backoff.call(
-            lambda: self.store.ensure_collection(info.model_version, info.dim, info.spec,
-                                                 info.pretrained), (UnavailableError,),
-            "milvus")
+        collection = self.store.ensure_collection(info.model_version, info.dim, info.spec,
+                                                  info.pretrained)
         if self.settings.consumer.set_live_if_missing:
             try:
                 live = self.store.resolve(self.store.live_alias)

@@ -21,6 +21,7 @@ class ServerSettings:
     text_cache_size: int = 4096  # text embeddings kept (LRU); 0 = off
     max_image_bytes: int = 20 * 1024 * 1024  # larger query images are refused
     alias_poll_s: float = 5.0  # how often the live alias is checked for a new model
+    unavailable_grace_s: float = 3.0  # Milvus down this long: health goes NOT_SERVING
     grace_s: float = 10.0  # SIGTERM: in-flight requests get this long to finish
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9102  # Prometheus /metrics and /healthz, /readyz; 0 = off
@@ -46,9 +47,10 @@ class ServerSettings:
         if self.tls_client_ca and not self.tls_cert:
             raise InvalidInputError("query settings: tls_client_ca (mutual TLS) needs "
                                     "tls_cert and tls_key")
-        if self.max_delay_ms < 0 or self.alias_poll_s <= 0 or self.grace_s < 0:
-            raise InvalidInputError("query settings: max_delay_ms >= 0, alias_poll_s > 0 "
-                                    "and grace_s >= 0 are required")
+        if (self.max_delay_ms < 0 or self.alias_poll_s <= 0 or self.grace_s < 0
+                or self.unavailable_grace_s < 0):
+            raise InvalidInputError("query settings: max_delay_ms >= 0, alias_poll_s > 0, "
+                                    "grace_s >= 0 and unavailable_grace_s >= 0 are required")
 
     @property
     def max_receive_bytes(self) -> int:

@@ -8,14 +8,20 @@ reference assignment. Requests hold the snapshot they started with, so none is d
 the old batcher is retired after it drains.
 
 Health is SERVING only while a snapshot whose collection and encoder versions agree is
-loaded; a collection recorded for another model that cannot be loaded is refused, with the
-reason in the log and in ``reason``.
+loaded and Milvus answers; a collection recorded for another model that cannot be loaded
+is refused, with the reason in the log and in ``reason``. When Milvus stops answering (or
+comes back from a restart with the collection released), health goes NOT_SERVING after
+``unavailable_grace_s`` and SERVING again once the collection is loaded: a load balancer
+stops sending traffic the service cannot answer. The process stays alive throughout, and
+the log has one line per change of state.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,7 +64,11 @@ class LiveSearch:
             spec, pretrained=pretrained or None, **core.encoder_options()))
         self.on_serving = on_serving or (lambda serving: None)
         self.alias = settings.server.alias or store.live_alias
-        self.reason = "starting: loading the model and the collection"
+        self._reason = "starting: loading the model and the collection"
+        self._logged_refusal = ""
+        self._trouble_since: float | None = None  # Milvus unavailable (or loading) since
+        self._trouble = ""
+        self._published: bool | None = None  # the serving state last reported
         self._snapshot: Snapshot | None = None
         self._encoders: dict[str, Encoder] = {}  # loaded models by version
         self._lock = threading.Lock()  # one refresh at a time
@@ -79,7 +89,22 @@ class LiveSearch:
 
     @property
     def serving(self) -> bool:
-        return self._snapshot is not None
+        """A consistent snapshot is loaded and Milvus has not failed for longer than the
+        grace (short outages do not flap the load balancer)."""
+        if self._snapshot is None:
+            return False
+        since = self._trouble_since
+        return since is None or time.monotonic() - since < self.settings.server.unavailable_grace_s
+
+    @property
+    def reason(self) -> str:
+        """Why the service is not serving ("" while it is)."""
+        if self._snapshot is None:
+            return self._reason
+        if not self.serving:
+            return (f"Milvus unavailable for {time.monotonic() - self._trouble_since:.0f}s: "
+                    f"{self._trouble}")
+        return ""
 
     # -- lifecycle
 
@@ -87,6 +112,7 @@ class LiveSearch:
         """Load what the alias points at (blocking), then follow it in the background."""
         if configured is not None:
             self._encoders[configured.model_version] = configured
+        self.store.add_listener(self._on_store)
         self.refresh()
         self._watcher = threading.Thread(target=self._watch, name="alias-watcher", daemon=True)
         self._watcher.start()
@@ -102,11 +128,63 @@ class LiveSearch:
         self.searches.close()
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.settings.server.alias_poll_s):
+        """Every second: the store's health; every alias_poll_s (every second while
+        nothing is served yet): the alias."""
+        poll = self.settings.server.alias_poll_s
+        tick = min(1.0, poll)
+        next_refresh = time.monotonic() + poll
+        while not self._stop.wait(tick):
             try:
-                self.refresh()
+                if self._snapshot is None or time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + poll
+                    self.refresh()
+                self._check_store()
             except Exception:  # never let the watcher die; the reason is logged
                 logger.exception("checking alias %s failed", self.alias)
+
+    # -- the store's health
+
+    def _on_store(self, available: bool, reason: str) -> None:
+        """The store noticed Milvus stop answering (from any call): start the grace clock.
+        Coming back is confirmed by _check_store, which also needs the collection loaded."""
+        if not available:
+            self._store_trouble(reason)
+
+    def _check_store(self) -> None:
+        snapshot = self._snapshot
+        if snapshot is None:
+            return
+        try:
+            self.store.ensure_loaded(snapshot.collection)
+        except UnavailableError as exc:
+            self._store_trouble(str(exc))
+        except PatentClipError as exc:  # Milvus answered with a refusal: it is reachable
+            logger.debug("load state of %s: %s", snapshot.collection, exc)
+            self._store_trouble("")
+        else:
+            self._store_trouble("")
+
+    def _store_trouble(self, reason: str) -> None:
+        if reason and self._trouble_since is None:
+            self._trouble_since = time.monotonic()
+        if reason:
+            self._trouble = reason
+        else:
+            self._trouble_since = None
+        self._publish_health()
+
+    def _publish_health(self) -> None:
+        """Report the serving state to health, readiness and metrics when it changed."""
+        serving = self.serving
+        if serving == self._published:
+            return
+        self._published = serving
+        self.metrics.serving.set(int(serving))
+        self.on_serving(serving)
+        if serving:
+            logger.info("SERVING %s (collection %s)", self.alias, self._snapshot.collection)
+        else:
+            logger.warning("NOT_SERVING: %s", self.reason)
 
     # -- swapping
 
@@ -167,11 +245,11 @@ class LiveSearch:
         return encoder
 
     def _announce(self, old: Snapshot | None, new: Snapshot) -> None:
-        self.reason = ""
+        self._reason = ""
+        self._logged_refusal = ""
         self.metrics.model.info({"model_version": new.model_version,
                                  "collection": new.collection})
         self.metrics.corpus.set(new.rows)
-        self.metrics.serving.set(1)
         self.metrics.model_mismatch.set(0)
         if old is not None:
             self.metrics.swaps.inc()
@@ -180,12 +258,14 @@ class LiveSearch:
         else:
             logger.info("serving %s -> %s (model %s, %d rows)", self.alias, new.collection,
                         new.model_version, new.rows)
-        self.on_serving(True)
+        self._publish_health()
 
     def _refuse(self, reason: str) -> None:
-        """Keep serving a consistent snapshot if there is one; otherwise report why not."""
+        """Keep serving a consistent snapshot if there is one; otherwise report why not.
+        Logged once per reason (a reason that only differs in its numbers is the same)."""
         if self._snapshot is None:
-            self.reason = reason
-            self.metrics.serving.set(0)
-            self.on_serving(False)
-        logger.error("%s", reason)
+            self._reason = reason
+        self._publish_health()
+        if re.sub(r"\d+", "N", reason) != self._logged_refusal:
+            self._logged_refusal = re.sub(r"\d+", "N", reason)
+            logger.error("%s", reason)

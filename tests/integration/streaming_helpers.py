@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
@@ -278,3 +279,61 @@ class QueryProcess:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(timeout=10)
+
+
+class QueryLoad:
+    """Client threads querying without pause; every outcome is counted by status code.
+
+    ``drawing`` (bytes) and ``patent`` add drawing and similar-patent queries to the text
+    ones, taken in turn by each client.
+    """
+
+    def __init__(self, target: str, clients: int = 4, timeout: float = 5.0,
+                 drawing: bytes | None = None, patent: str | None = None) -> None:
+        import threading
+        from collections import Counter
+
+        self.codes: Counter[str] = Counter()
+        self.versions: set[str] = set()
+        self._calls = [lambda c: c.search_text(random.choice(["chair", "lamp", "bottle"]), k=5)]
+        if drawing:
+            self._calls.append(lambda c: c.search_image(drawing, k=5))
+        if patent:
+            self._calls.append(lambda c: c.search_similar(patent, k=5))
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(target, timeout, i),
+                                          daemon=True) for i in range(clients)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, target: str, timeout: float, index: int) -> None:
+        import grpc
+
+        from services.query.client import PatentSearchClient
+
+        with PatentSearchClient(target, timeout=timeout) as client:
+            turn = index
+            while not self._stop.is_set():
+                call = self._calls[turn % len(self._calls)]
+                turn += 1
+                try:
+                    page = call(client)
+                    code = "OK"
+                    with self._lock:
+                        self.versions.add(page.model_version)
+                except grpc.RpcError as exc:
+                    code = exc.code().name
+                with self._lock:
+                    self.codes[code] += 1
+                time.sleep(0.02)
+
+    def count(self, code: str) -> int:
+        with self._lock:
+            return self.codes[code]
+
+    def stop(self):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        return self.codes

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import random
 import shutil
-import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import replace
 
-import grpc
 import pytest
 from conftest import free_port
 from streaming_helpers import (
     EmbedderProcess,
+    QueryLoad,
     QueryProcess,
     committed_offsets,
     make_bundle,
@@ -36,44 +35,6 @@ from patentclip.indexer import Indexer
 from patentclip.registry import ModelRegistry
 from patentclip.store import PatentStore
 from services.query.client import PatentSearchClient
-
-
-class QueryLoad:
-    """Client threads searching without pause; every outcome is counted by status code."""
-
-    def __init__(self, target: str, clients: int = 4, timeout: float = 5.0) -> None:
-        self.codes: Counter[str] = Counter()
-        self.versions: set[str] = set()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(target, timeout), daemon=True)
-                         for _ in range(clients)]
-        for thread in self._threads:
-            thread.start()
-
-    def _run(self, target: str, timeout: float) -> None:
-        with PatentSearchClient(target, timeout=timeout) as client:
-            while not self._stop.is_set():
-                try:
-                    page = client.search_text(random.choice(["chair", "lamp", "bottle"]), k=5)
-                    code = "OK"
-                    with self._lock:
-                        self.versions.add(page.model_version)
-                except grpc.RpcError as exc:
-                    code = exc.code().name
-                with self._lock:
-                    self.codes[code] += 1
-                time.sleep(0.02)
-
-    def count(self, code: str) -> int:
-        with self._lock:
-            return self.codes[code]
-
-    def stop(self) -> Counter[str]:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-        return self.codes
 
 
 def test_milvus_restart_under_queries_and_ingestion_loses_nothing(

@@ -1,6 +1,16 @@
-"""Pure store logic: when Milvus Lite is the wrong backend for a collection's size."""
+"""Pure store logic: when Milvus Lite is the wrong backend for a collection's size, how a
+Milvus error is read, and how the store behaves while Milvus does not answer."""
 
-from patentclip.store import LITE_ADVISED_MAX_ROWS, is_lite_uri, lite_size_advice
+import pytest
+from pymilvus.exceptions import MilvusException, MilvusUnavailableException
+
+from patentclip.errors import DeadlineExceededError, StoreUnavailableError
+from patentclip.store import (
+    LITE_ADVISED_MAX_ROWS,
+    classify_milvus_error,
+    is_lite_uri,
+    lite_size_advice,
+)
 
 
 def test_lite_uris_are_local_paths():
@@ -14,3 +24,102 @@ def test_advice_only_above_the_limit():
     advice = lite_size_advice("data/patents.db", LITE_ADVISED_MAX_ROWS + 1)
     assert advice and "data/patents.db" in advice and f"{LITE_ADVISED_MAX_ROWS + 1:,}" in advice
     assert "PATENTCLIP_MILVUS_URI=http://" in advice
+
+
+# ------------------------------------------------------------------ Milvus errors, outages
+
+@pytest.mark.parametrize(("error", "kind"), [
+    (MilvusUnavailableException(message="server unavailable"), "unavailable"),
+    (MilvusException(code=2, message="Fail connecting to server on 127.0.0.1:19530"),
+     "unavailable"),
+    (MilvusException(code=101, message="collection not loaded[collection=4470]"), "not_loaded"),
+    (MilvusException(code=1, message="find no available rootcoord, check rootcoord state"),
+     "unavailable"),
+    (MilvusException(code=904, message="node not match[expectedNodeID=1][actualNodeID=2]"),
+     "unavailable"),
+    (MilvusException(code=1, message="session not found->rootcoord: node not match"),
+     "unavailable"),
+    (MilvusException(code=1, message="collection x is in state 'released'"), "not_loaded"),
+    (MilvusException(code=1, message="wait for loading collection timeout"), "deadline"),
+    (MilvusException(code=1100, message="invalid parameter: dim 3 != 4"), "error"),
+    (MilvusException(code=100, message="collection not found[database=default]"), "error"),
+])
+def test_milvus_errors_are_classified_by_type_then_code_then_words(error, kind):
+    assert classify_milvus_error(error) == kind
+
+
+class _RpcError(Exception):
+    """What grpc raises when pymilvus lets one through unwrapped."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def code(self):
+        return type("Status", (), {"name": self.name})()
+
+    def details(self):
+        return "Deadline Exceeded"
+
+
+def _store_without_milvus(monkeypatch):
+    from patentclip import store as store_module
+
+    def refuse(**kwargs):
+        raise MilvusException(code=2, message="Fail connecting to server")
+
+    monkeypatch.setattr(store_module, "MilvusClient", refuse)
+    return store_module.PatentStore("http://127.0.0.1:1", timeout=1)
+
+
+def test_a_store_made_while_milvus_is_down_fails_fast_and_probes_once_a_second(monkeypatch):
+    from patentclip import store as store_module
+
+    store = _store_without_milvus(monkeypatch)
+    assert not store.available
+    changes = []
+    store.add_listener(lambda available, reason: changes.append(available))
+    calls = []
+
+    class Client:
+        def __init__(self, **kwargs):
+            calls.append("connect")
+
+        def has_collection(self, name, timeout=None):
+            calls.append("call")
+            return False
+
+    attempts = []
+    monkeypatch.setattr(store_module, "MilvusClient",
+                        lambda **kwargs: attempts.append(1) or (_ for _ in ()).throw(
+                            MilvusException(code=2, message="Fail connecting to server")))
+    with pytest.raises(StoreUnavailableError, match="cannot connect"):
+        store.list_collections()  # the first use after a failed start tries again at once
+    with pytest.raises(StoreUnavailableError, match="unavailable for 0s"):
+        store.list_collections()  # within the probe interval: no attempt at all
+    assert attempts == [1] and calls == []
+    monkeypatch.setattr(store_module, "MilvusClient", Client)
+    store._next_probe = 0.0  # the probe interval has passed
+    assert store._call(store.client.has_collection, "c") is False
+    assert calls == ["connect", "call"] and store.available and changes == [True]
+
+
+def test_unwrapped_grpc_errors_are_read_like_milvus_errors(monkeypatch):
+    store = _store_without_milvus(monkeypatch)
+    store._down_since = None  # as if connected
+
+    def deadline(*args, timeout=None):
+        raise _RpcError("DEADLINE_EXCEEDED")
+
+    def refused(*args, timeout=None):
+        raise _RpcError("UNAVAILABLE")
+
+    with pytest.raises(StoreUnavailableError, match="gRPC DEADLINE_EXCEEDED"):
+        store._call(deadline, "c")
+    store._down_since, store._next_probe = None, 0.0
+    with pytest.raises(StoreUnavailableError, match="gRPC UNAVAILABLE"):
+        store._call(refused, "c")
+    store._down_since = None
+    with pytest.raises(DeadlineExceededError):  # the caller's own deadline passed
+        store._call(deadline, "c", _timeout=0.5)
+    with pytest.raises(ValueError):
+        store._call(lambda *a, timeout=None: (_ for _ in ()).throw(ValueError("bug")), "c")
