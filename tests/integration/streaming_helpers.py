@@ -197,6 +197,12 @@ def metric_value(port: int, name: str) -> float:
     return 0.0
 
 
+def wait_ingested(metrics_port: int, grants: int, what: str, timeout: float = 120.0) -> None:
+    """Wait until an embedder's /metrics counts ``grants`` ingested grant events."""
+    wait_until(lambda: metric_value(metrics_port, "patentclip_embedder_grants_ingested_total")
+               == grants, timeout, what)
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -25,6 +25,7 @@ from streaming_helpers import (
     settings,
     sheet_ids,
     stored_ids,
+    wait_ingested,
     wait_until,
 )
 
@@ -57,9 +58,7 @@ def test_milvus_restart_under_queries_and_ingestion_loses_nothing(
     query = None
     load = None
     try:
-        wait_until(lambda: metric_value(metrics_port,
-                                        "patentclip_embedder_grants_ingested_total") == 6,
-                   120, "week 1 ingested")
+        wait_ingested(metrics_port, 6, "week 1 ingested")
         query = QueryProcess(tiny_model_dir, lite_server.uri, prefix, tmp_path / "query.log",
                              env={**timeouts, "PATENTCLIP_IMAGES_DIR": str(images)})
         query.wait_serving()
@@ -74,9 +73,7 @@ def test_milvus_restart_under_queries_and_ingestion_loses_nothing(
         ok_before = load.count("OK")
         wait_until(lambda: load.count("OK") >= ok_before + 20, 90,
                    "queries to succeed again without a restart")
-        wait_until(lambda: metric_value(metrics_port,
-                                        "patentclip_embedder_grants_ingested_total") == 14,
-                   120, "week 2 ingested after Milvus came back")
+        wait_ingested(metrics_port, 14, "week 2 ingested after Milvus came back")
     finally:
         codes = load.stop() if load else Counter()
         if query:

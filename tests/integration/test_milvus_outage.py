@@ -24,11 +24,11 @@ from streaming_helpers import (
     QueryProcess,
     http_get,
     make_bundle,
-    metric_value,
     publish,
     settings,
     sheet_ids,
     stored_ids,
+    wait_ingested,
     wait_until,
 )
 
@@ -92,9 +92,7 @@ def test_milvus_server_killed_under_load_the_services_wait_and_health_tells_the_
                                extra_env=FAST)
     query = load = health = None
     try:
-        wait_until(lambda: metric_value(metrics_port,
-                                        "patentclip_embedder_grants_ingested_total") == 6,
-                   120, "week 1 ingested")
+        wait_ingested(metrics_port, 6, "week 1 ingested")
         query = QueryProcess(tiny_model_dir, milvus.uri, prefix, tmp_path / "query.log",
                              env={**QUERY_ENV, "PATENTCLIP_IMAGES_DIR": str(images)})
         query.wait_serving()
@@ -119,9 +117,8 @@ def test_milvus_server_killed_under_load_the_services_wait_and_health_tells_the_
         back = time.monotonic()
         serving = wait_until(lambda: health.first("SERVING", back), 120,
                              f"SERVING after Milvus returned:\n{query.text()[-2000:]}")
-        wait_until(lambda: metric_value(metrics_port,
-                                        "patentclip_embedder_grants_ingested_total") == 14,
-                   120, f"week 2 ingested after the outage:\n{embedder.text()[-2000:]}")
+        wait_ingested(metrics_port, 14,
+                      f"week 2 ingested after the outage:\n{embedder.text()[-2000:]}")
         ok_after = load.count("OK")
         wait_until(lambda: load.count("OK") >= ok_after + 10, 60, "queries answered again")
         assert embedder.proc.poll() is None and query.proc.poll() is None  # never exited
@@ -171,9 +168,8 @@ def test_both_services_start_while_milvus_is_down_and_come_up_by_themselves(
         assert status == 503 and "unavailable" in reason.lower(), reason
         milvus.start()  # on the same data and ports
         back = time.monotonic()
-        wait_until(lambda: metric_value(metrics_port,
-                                        "patentclip_embedder_grants_ingested_total") == 5,
-                   120, f"ingested once Milvus is up:\n{embedder.text()[-2000:]}")
+        wait_ingested(metrics_port, 5,
+                      f"ingested once Milvus is up:\n{embedder.text()[-2000:]}")
         query.wait_serving(timeout=120)
         serving = time.monotonic()
         assert http_get(query.metrics_port, "/readyz")[0] == 200
