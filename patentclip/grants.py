@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import enum
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from patentclip.errors import InvalidQueryError
@@ -115,10 +116,9 @@ def normalize_patent_number(text: str, what: str = "patent number") -> str:
     InvalidQueryError names ``what`` when the text is no patent number.
     """
     compact = re.sub(r"[\s,.]", "", (text or "").upper())
-    compact = re.sub(r"^US(?=\D|\d)", "", compact)
-    compact = re.sub(r"^DES(?=\d)", "D", compact)
+    compact = re.sub(r"^DES(?=\d)", "D", compact.removeprefix("US"))
     match = _TYPED_NUMBER.fullmatch(compact)
-    series = match["series"] or "" if match else ""
+    series = (match["series"] or "") if match else ""
     if not match or len(series) + len(match["digits"].lstrip("0") or "0") > 8:
         raise InvalidQueryError(f"{what} {text!r}: not a patent number (e.g. D0907292, "
                                 "D907,292 or USD0907292S1)")
@@ -322,10 +322,7 @@ class ReadReport:
     def errors_by_reason(self) -> dict[str, int]:
         """Error counts by reason, without the file names and numbers that make each
         message unique ("missing drawing files", "not a valid zip"): a report's columns."""
-        counts: dict[str, int] = {}
-        for message in self.errors:
-            counts[error_reason(message)] = counts.get(error_reason(message), 0) + 1
-        return counts
+        return dict(Counter(error_reason(message) for message in self.errors))
 
 
 def error_reason(message: str) -> str:

@@ -305,11 +305,6 @@ class PatentStore:
         """False from the first failure that says Milvus is unreachable until a call works."""
         return self._down_since is None
 
-    def unavailable_for(self) -> float:
-        """Seconds since Milvus stopped answering (0 while it answers)."""
-        down = self._down_since
-        return 0.0 if down is None else time.monotonic() - down
-
     def add_listener(self, listener: AvailabilityListener) -> None:
         """``listener(available, reason)`` on every change between reachable and not."""
         self._listeners.append(listener)

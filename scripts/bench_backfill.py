@@ -13,6 +13,7 @@ after the read. Writes ``<out>/backfill.json``, ``backfill.md`` (table) and ``ba
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -94,30 +95,17 @@ def _padded(base: Path, out: Path, target_bytes: int) -> Path:
                                                                                   left))])
             info = tarfile.TarInfo(f"I20210105/UTIL{number // 10000:04d}/{stem}.ZIP")
             info.size = len(data)
-            tar.addfile(info, _BytesReader(data))
+            tar.addfile(info, io.BytesIO(data))
             tar.fileobj.flush()
             number += 1
     return out
 
 
 def _stored_zip(name: str, data: bytes) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr(name, data)
     return buffer.getvalue()
-
-
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.position = data, 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self.data) if size < 0 else self.position + size
-        chunk = self.data[self.position:end]
-        self.position += len(chunk)
-        return chunk
 
 
 def _read_in_fresh_process(bundle: Path) -> dict:

@@ -23,6 +23,7 @@ Errors are one clear line on stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -431,7 +432,7 @@ def _run_publish(args, settings: CoreSettings) -> int:
         producer.close(timeout=10)
     report = args.report or run_dir / "report.json"
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(summary.as_json(), indent=2))
+    report.write_text(json.dumps(dataclasses.asdict(summary), indent=2))
     print(f"topic {kafka.topic} at {kafka.bootstrap_servers}:")
     print(summary.table())
     print("\n".join(summary.lines()))

@@ -118,11 +118,6 @@ class PublishSummary:
                     f"{sum(sum(b.errors.values()) for b in self.bundles):>7}")
         return "\n".join(rows)
 
-    def as_json(self) -> dict:
-        return {"published": self.published, "sheets": self.sheets, "skipped": self.skipped,
-                "failed": self.failed, "incomplete": self.incomplete,
-                "bundles": [asdict(b) for b in self.bundles]}
-
 
 class PublishState:
     """Which sources a backfill has fully published (every event acknowledged) to one

@@ -30,6 +30,7 @@ from services.auth import (
     bearer_token,
 )
 from services.query.metrics import QueryMetrics
+from services.query.reflection import SERVICE_NAMES as REFLECTION_SERVICES
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +108,7 @@ def _abort(method: str, code: grpc.StatusCode, exc: Exception, context) -> None:
 
 # RPCs that change state; every other PatentSearch RPC needs the search role.
 ADMIN_METHODS = frozenset({"/patentclip.v1.PatentSearch/Reload"})
-OPEN_SERVICES = {"health": ("grpc.health.v1.Health",),
-                 "reflection": ("grpc.reflection.v1alpha.ServerReflection",
-                                "grpc.reflection.v1.ServerReflection")}
+OPEN_SERVICES = {"health": ("grpc.health.v1.Health",), "reflection": REFLECTION_SERVICES}
 
 
 class AuthInterceptor(grpc.ServerInterceptor):

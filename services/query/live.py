@@ -266,6 +266,7 @@ class LiveSearch:
         if self._snapshot is None:
             self._reason = reason
         self._publish_health()
-        if re.sub(r"\d+", "N", reason) != self._logged_refusal:
-            self._logged_refusal = re.sub(r"\d+", "N", reason)
+        key = re.sub(r"\d+", "N", reason)
+        if key != self._logged_refusal:
+            self._logged_refusal = key
             logger.error("%s", reason)

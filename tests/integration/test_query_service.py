@@ -4,6 +4,7 @@ reflection, hot swap and concurrency, over a collection filled from the real sam
 from __future__ import annotations
 
 import io
+import json
 import os
 import threading
 import time
@@ -601,8 +602,7 @@ def test_mixed_and_unknown_views_filter_over_grpc_and_the_cli(server, client, ca
     target = f"127.0.0.1:{server.port}"
     assert main(["search", "--server", target, "--text", "bottle", "--view", "mixed",
                  "--no-group", "--json"]) == 0
-    assert all(h["view"] == "mixed" for h in __import__("json").loads(
-        capsys.readouterr().out)["hits"])
+    assert all(h["view"] == "mixed" for h in json.loads(capsys.readouterr().out)["hits"])
     with pytest.raises(SystemExit):
         main(["search", "--server", target, "--text", "bottle", "--view", "sideways"])
     assert "invalid choice: 'sideways'" in capsys.readouterr().err

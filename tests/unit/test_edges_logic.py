@@ -5,6 +5,7 @@ vocabulary across proto/CLI/store, calendar dates, enum values a newer client ma
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 
@@ -123,7 +124,7 @@ def test_no_deadline_means_no_deadline():
 
 
 def test_an_event_whose_key_is_not_its_patent_is_refused():
-    grant = next(iter(BundleGenerator(0).patents(__import__("datetime").date(2021, 1, 5), 1)))
+    grant = next(iter(BundleGenerator(0).patents(datetime.date(2021, 1, 5), 1)))
     from patentclip.reader import parse_grant_xml
     from patentclip.synthetic import grant_xml
 
