@@ -45,54 +45,54 @@ proto: install
 
 # Benchmarks (not tests): results, a table and a plot under reports/.
 bench-ingest: install
-	$(PY) scripts/bench_ingest.py --out reports/bench-ingest $(BENCH_ARGS)
+	$(PY) -m benchmarks.ingest --out reports/bench-ingest $(BENCH_ARGS)
 
 bench-query: install
-	$(PY) scripts/bench_query.py --out reports/bench-query $(BENCH_ARGS)
+	$(PY) -m benchmarks.query --out reports/bench-query $(BENCH_ARGS)
 
 # Encoder backends (eager, torch, onnx, int8) side by side: speed, parity, efficiency.
 bench-encoder: install
-	$(PY) scripts/bench_encoder.py --out reports/bench-encoder $(BENCH_ARGS)
+	$(PY) -m benchmarks.encoder --out reports/bench-encoder $(BENCH_ARGS)
 
 # Exact numpy vs Milvus Lite vs Milvus server at 10k/100k/1M: build, memory, QPS, recall.
 bench-search: install
-	$(PY) scripts/bench_search.py --out reports/bench-search $(BENCH_ARGS)
+	$(PY) -m benchmarks.search --out reports/bench-search $(BENCH_ARGS)
 
 # Where a gRPC query's time goes: decode, encode, lookup, search, group, serialize, gRPC.
 bench-latency: install
-	$(PY) scripts/bench_latency.py --out reports/bench-latency $(BENCH_ARGS)
+	$(PY) -m benchmarks.latency --out reports/bench-latency $(BENCH_ARGS)
 
 # Every benchmark, then the full-corpus projection (reports/scale/): about 2.5 h on 2 cores.
 bench: install
-	$(PY) scripts/bench_all.py
+	$(PY) -m benchmarks.all
 
 # The same code paths at reduced sizes, under 10 minutes; results in reports/quick/.
 bench-quick: install
-	$(PY) scripts/bench_all.py --quick
+	$(PY) -m benchmarks.all --quick
 
 # The GPU paths in one prepared run (<= 8 min on one GPU; results in reports/bench-gpu/):
 # encoder backends, ingest pipeline, batch-1 queries, a bf16 training step. On a GPU machine
 # only; BENCH_ARGS=--dry-run runs the same paths at toy sizes on the CPU.
 bench-gpu: install
-	$(PY) scripts/bench_gpu.py --out reports/bench-gpu $(BENCH_ARGS)
+	$(PY) -m benchmarks.gpu --out reports/bench-gpu $(BENCH_ARGS)
 
 # Backfill: the reader's peak RSS on a bundle padded to 2 GB with utility members vs 50 MB.
 bench-backfill: install
-	$(PY) scripts/bench_backfill.py --out reports/bench-backfill $(BENCH_ARGS)
+	$(PY) -m benchmarks.backfill --out reports/bench-backfill $(BENCH_ARGS)
 
 # Sustained load (docs/reliability.md): 6 generated weeks ingested, then 5 minutes of 32
 # clients (text/image/similar); fails on any failed request, lost row or >= 10% memory
 # growth after warm-up. About 8 minutes on 2 cores. SOAK_ARGS="--backend server" for Milvus.
 soak: install
-	$(PY) scripts/soak.py --out reports/soak $(SOAK_ARGS)
+	$(PY) -m benchmarks.soak --out reports/soak $(SOAK_ARGS)
 
 # The distribution-aware loss experiment (about 15 min of CPU training): results, tables
 # and a plot under docs/experiments/.
 experiment-loss: install
-	$(PY) scripts/loss_experiment.py --out docs/experiments $(EXPERIMENT_ARGS)
+	$(PY) -m benchmarks.loss_experiment --out docs/experiments $(EXPERIMENT_ARGS)
 
 lint: install
-	$(PY) -m ruff check patentclip services trainer tests scripts deploy
+	$(PY) -m ruff check .
 
 # Regenerate deploy/grafana/dashboards/*.json from deploy/grafana/dashboards.py.
 dashboards: install

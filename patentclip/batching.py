@@ -269,7 +269,8 @@ class BatchedSearch:
     query vectors in it, so 16 queries in one request cost about as much as one
     (docs/performance.md, "Search"); the Milvus server gains too (fewer round trips). Items
     are grouped by (collection, k, filters, modality, group): one Milvus request per group.
-    A failing group fails only its own callers. Every other store method passes through.
+    A failing group fails only its own callers. It is a VectorSearch
+    (patentclip/search.py): describe and patent_rows go straight to the store.
     """
 
     def __init__(self, store, max_batch: int = 16, max_delay: float = 0.002,
@@ -278,8 +279,14 @@ class BatchedSearch:
         self._batcher = DynamicBatcher(self._run, max_batch, max_delay, "search-batcher",
                                        on_batch, what="the vector search")
 
-    def __getattr__(self, name: str):
-        return getattr(self.store, name)
+    def describe(self, name_or_alias: str):
+        """``PatentStore.describe`` (not batched)."""
+        return self.store.describe(name_or_alias)
+
+    def patent_rows(self, collection: str, patent: str, with_vectors: bool = False,
+                    strong: bool = True) -> list[dict]:
+        """``PatentStore.patent_rows`` (not batched)."""
+        return self.store.patent_rows(collection, patent, with_vectors, strong)
 
     def search(self, collection: str, vectors: np.ndarray, k: int, filters=None,
                modality: str | None = None, group: bool = True,

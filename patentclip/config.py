@@ -1,15 +1,20 @@
-"""Typed settings shared by the CLI and (later) the services.
+"""Typed settings, each declared once: name, type, default and help in one ``setting()``.
 
-Built from environment variables (documented in ``.env.example``) and then overridden by
-command-line flags, inside ``main()``; never at import time.
+A settings section is a frozen dataclass with an ``ENV_PREFIX``; every field declared with
+``setting()`` is read from ``<ENV_PREFIX><NAME>`` (documented in ``.env.example``, which a
+test checks against these declarations) and can be offered as a flag through
+``flag_parser``, a parent parser the commands share, as KServe shares its model-server
+parser. Settings are built inside ``main()`` (env, then the flags that were given), never at
+import time.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
-from typing import TypeVar
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from typing import Any, ClassVar, TypeVar
 
 from patentclip.errors import InvalidInputError
 
@@ -18,15 +23,86 @@ DEFAULT_MODEL = "local-dir:data/models/patentclip-tiny"
 T = TypeVar("T")
 
 
-def settings_from_env(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
-    """Build a flat settings dataclass from ``<prefix><FIELD NAME>`` variables.
+def setting(default: Any, help: str = "", *, flag: str = "", choices: Sequence = (),
+            secret: bool = False) -> Any:
+    """Declare one setting of a settings section: its default (whose type is the setting's
+    type), its help, and optionally a flag name other than ``--<name>``, the values a flag
+    accepts, and whether it is a secret (shown as *** wherever settings are printed)."""
+    return field(default=default, metadata={"setting": True, "help": help, "flag": flag,
+                                            "choices": tuple(choices), "secret": secret})
 
-    Values are converted to each field's default's type; a value that does not convert is
-    an InvalidInputError naming the variable.
+
+def declared(cls: type) -> list[Field]:
+    """The fields of a settings section declared with ``setting()``."""
+    return [f for f in fields(cls) if f.metadata.get("setting")]
+
+
+def env_name(cls: type, name: str) -> str:
+    """The environment variable of setting ``name``: ``PATENTCLIP_QUERY_PORT``."""
+    return f"{cls.ENV_PREFIX}{name.upper()}"
+
+
+def flag_parser(cls: type, names: Sequence[str], section: str) -> argparse.ArgumentParser:
+    """A parent parser offering settings ``names`` of ``cls`` as flags.
+
+    A flag that is given lands in the namespace as ``<section>.<name>``; one that is not
+    leaves nothing (SUPPRESS), so ``given_flags`` tells "not given" from any value and a flag
+    may sit before or after a subcommand.
+    """
+    parser = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    by_name = {f.name: f for f in declared(cls)}
+    for name in names:
+        f = by_name[name]
+        flag = f.metadata["flag"] or "--" + name.replace("_", "-")
+        text = f"{f.metadata['help']} (env {env_name(cls, name)})".lstrip()
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, dest=f"{section}.{name}", help=text,
+                                action=argparse.BooleanOptionalAction)
+        else:
+            parser.add_argument(flag, dest=f"{section}.{name}", help=text,
+                                type=type(f.default), choices=f.metadata["choices"] or None,
+                                metavar=None if f.metadata["choices"] else name.upper())
+    return parser
+
+
+def section_parsers(cls: type, flags: Mapping[str, Sequence[str]]
+                    ) -> list[argparse.ArgumentParser]:
+    """Parent parsers for a service's settings ``cls`` (a dataclass of sections): for each
+    section name, the settings of that section offered as flags."""
+    sections = {f.name: f.default_factory for f in fields(cls)}
+    return [flag_parser(sections[name], names, name) for name, names in flags.items()]
+
+
+def given_flags(args: argparse.Namespace | None, section: str) -> dict[str, Any]:
+    """The flags of ``section`` that were given on the command line."""
+    prefix = section + "."
+    return {key[len(prefix):]: value for key, value in vars(args or argparse.Namespace()).items()
+            if key.startswith(prefix)}
+
+
+def sections_from(cls: type[T], args: argparse.Namespace | None = None,
+                  env: Mapping[str, str] | None = None) -> T:
+    """A service's settings, a frozen dataclass of sections: each section from its
+    environment variables, then the flags given for it (``flag_parser``)."""
+    values = {}
+    for f in fields(cls):
+        section = f.default_factory
+        if section is MISSING:
+            continue
+        values[f.name] = with_flags(settings_from_env(section, section.ENV_PREFIX, env),
+                                    given_flags(args, f.name))
+    return cls(**values)
+
+
+def settings_from_env(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
+    """Build a settings section from ``<prefix><FIELD NAME>`` variables.
+
+    Values are converted to each setting's type; a value that does not convert is an
+    InvalidInputError naming the variable.
     """
     env = os.environ if env is None else env
     values = {}
-    for f in fields(cls):
+    for f in declared(cls):
         name = f"{prefix}{f.name.upper()}"
         raw = env.get(name)
         if raw is None:
@@ -57,29 +133,31 @@ def require_positive(settings: object, names: tuple[str, ...], what: str) -> Non
 class CoreSettings:
     """Where the model, the vectors and the drawing images are."""
 
-    model: str = DEFAULT_MODEL  # PATENTCLIP_MODEL: open_clip name, hf-hub:..., local-dir:...
-    pretrained: str = ""  # PATENTCLIP_PRETRAINED: pretrained tag or checkpoint file
-    device: str = "cpu"  # PATENTCLIP_DEVICE: cpu, cuda, cuda:1
-    batch_size: int = 32  # PATENTCLIP_BATCH_SIZE: encoder batch size
-    milvus_uri: str = "data/patents.db"  # PATENTCLIP_MILVUS_URI: file = Milvus Lite, http://
-    milvus_token: str = ""  # PATENTCLIP_MILVUS_TOKEN: "user:password" or API token
-    milvus_timeout_s: float = 30.0  # PATENTCLIP_MILVUS_TIMEOUT_S: per call
-    milvus_tls_ca: str = ""  # PATENTCLIP_MILVUS_TLS_CA: PEM CA of the server; turns TLS on
-    milvus_tls_cert: str = ""  # PATENTCLIP_MILVUS_TLS_CERT: client certificate (mutual TLS)
-    milvus_tls_key: str = ""  # PATENTCLIP_MILVUS_TLS_KEY: client key (mutual TLS)
-    milvus_tls_server_name: str = ""  # PATENTCLIP_MILVUS_TLS_SERVER_NAME: if not the host
-    search_ef: int = 128  # PATENTCLIP_SEARCH_EF: HNSW ef at search (raised to the fetch depth)
-    hnsw_m: int = 16  # PATENTCLIP_HNSW_M: HNSW graph degree of new collections
-    hnsw_ef_construction: int = 200  # PATENTCLIP_HNSW_EF_CONSTRUCTION: of new collections
-    collection_prefix: str = "patentclip"  # PATENTCLIP_COLLECTION_PREFIX
-    images_dir: str = "data/images"  # PATENTCLIP_IMAGES_DIR: local image store root
-    registry_dir: str = "data/registry"  # PATENTCLIP_REGISTRY_DIR: model registry folder
-    encoder_backend: str = "eager"  # PATENTCLIP_ENCODER_BACKEND: eager torch onnx int8 bf16 fp16
-    onnx_cache_dir: str = "data/onnx"  # PATENTCLIP_ONNX_CACHE_DIR: exported towers per version
+    ENV_PREFIX: ClassVar[str] = "PATENTCLIP_"
+
+    model: str = setting(DEFAULT_MODEL, "open_clip name, hf-hub:..., local-dir:...")
+    pretrained: str = setting("", "pretrained tag or checkpoint file")
+    device: str = setting("cpu", "cpu, cuda, cuda:1")
+    batch_size: int = setting(32, "encoder batch size")
+    milvus_uri: str = setting("data/patents.db", "file = Milvus Lite, http://")
+    milvus_token: str = setting("", "\"user:password\" or API token", secret=True)
+    milvus_timeout_s: float = setting(30.0, "per call")
+    milvus_tls_ca: str = setting("", "PEM CA of the server; turns TLS on")
+    milvus_tls_cert: str = setting("", "client certificate (mutual TLS)")
+    milvus_tls_key: str = setting("", "client key (mutual TLS)")
+    milvus_tls_server_name: str = setting("", "if not the host")
+    search_ef: int = setting(128, "HNSW ef at search (raised to the fetch depth)")
+    hnsw_m: int = setting(16, "HNSW graph degree of new collections")
+    hnsw_ef_construction: int = setting(200, "of new collections")
+    collection_prefix: str = setting("patentclip")
+    images_dir: str = setting("data/images", "local image store root")
+    registry_dir: str = setting("data/registry", "model registry folder")
+    encoder_backend: str = setting("eager", "eager torch onnx int8 bf16 fp16")
+    onnx_cache_dir: str = setting("data/onnx", "exported towers per version")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CoreSettings:
-        return settings_from_env(cls, "PATENTCLIP_", env)
+        return settings_from_env(cls, cls.ENV_PREFIX, env)
 
     def encoder_options(self) -> dict:
         """Keyword arguments of Encoder.load for serving: device, batch size and backend."""
@@ -107,11 +185,11 @@ class CoreSettings:
         return with_flags(self, flags)
 
     def __repr__(self) -> str:
-        return redacted_repr(self, ("milvus_token",))
+        return redacted_repr(self)
 
 
-def redacted_repr(settings: object, secrets: tuple[str, ...]) -> str:
-    """``Name({...})`` with the values of ``secrets`` shown as *** (settings get logged)."""
-    shown = {f.name: ("***" if f.name in secrets and getattr(settings, f.name)
+def redacted_repr(settings: object) -> str:
+    """``Name({...})`` with secret settings that are set shown as *** (settings get logged)."""
+    shown = {f.name: ("***" if f.metadata.get("secret") and getattr(settings, f.name)
                       else getattr(settings, f.name)) for f in fields(settings)}
     return f"{type(settings).__name__}({shown})"

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from patentclip.backends import make_backend
 from patentclip.config import CoreSettings
@@ -125,10 +124,6 @@ class Encoder:
         options (device, batch size, backend): what the CLI and the services load."""
         return cls.load(settings.model, pretrained=settings.pretrained or None,
                         **settings.encoder_options())
-
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Encode square RGB drawings (see DrawingPreprocessor) -> (n, dim) unit vectors."""
-        return self.encode_pixels([self._normalize(img) for img in images])
 
     def encode_drawings(self, blobs: Sequence[bytes], names: Sequence[str] | None = None,
                         timeout: float | None = None) -> np.ndarray:

@@ -16,7 +16,6 @@ from google.protobuf.message import DecodeError
 
 from patentclip.errors import EventDecodeError, InvalidQueryError
 from patentclip.grants import (
-    PATENT_NUMBER,
     SHEET_VIEWS,
     DrawingSheet,
     Figure,
@@ -26,8 +25,10 @@ from patentclip.grants import (
     UspcClass,
     View,
     is_calendar_date,
+    is_patent_number,
 )
 from patentclip.v1 import grant_pb2 as pb
+from patentclip.v1 import search_pb2
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
@@ -69,6 +70,13 @@ class PublishedGrant:
     schema_version: int
 
 
+# What a search matches (search.proto Against), by the names the core uses. The one map:
+# the client sends these, the query service reads them (AGAINST_UNSPECIFIED: the default).
+AGAINST_NAME_TO_PB = {"drawing": search_pb2.AGAINST_DRAWING,
+                      "caption": search_pb2.AGAINST_CAPTION, "both": search_pb2.AGAINST_BOTH}
+AGAINST_PB_TO_NAME = {number: name for name, number in AGAINST_NAME_TO_PB.items()}
+
+
 def view_to_proto(name: str) -> int:
     """The proto View of a stored view name; VIEW_UNSPECIFIED for a name outside SHEET_VIEWS."""
     return VIEW_NAME_TO_PB.get(name, pb.VIEW_UNSPECIFIED)
@@ -108,7 +116,7 @@ def tombstone_patent(key: bytes | None) -> str:
     if key is None:
         raise EventDecodeError(REASON_UNDECODABLE, "empty message value with no key")
     patent = key.decode("ascii", "replace")
-    if not PATENT_NUMBER.fullmatch(patent):
+    if not is_patent_number(patent):
         raise EventDecodeError(REASON_KEY_MISMATCH, f"tombstone key {patent!r} is not a "
                                "patent number (e.g. D0907292)")
     return patent
@@ -156,6 +164,16 @@ def grant_record(grant: Grant) -> bytes:
     return grant_to_proto(grant).SerializeToString(deterministic=True)
 
 
+def grant_from_record(data: bytes) -> Grant:
+    """The grant a ``grant_record`` holds; EventDecodeError when it is no readable record."""
+    message = pb.Grant()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise EventDecodeError(REASON_INVALID_GRANT, f"not a Grant record: {exc}") from exc
+    return grant_from_proto(message)
+
+
 def grant_to_proto(grant: Grant) -> pb.Grant:
     message = pb.Grant(
         patent_number=grant.patent_number, kind=grant.kind, title=grant.title,
@@ -179,7 +197,7 @@ def grant_to_proto(grant: Grant) -> pb.Grant:
 def grant_from_proto(message: pb.Grant) -> Grant:
     """The domain grant; checks the fields every consumer relies on."""
     number = message.patent_number
-    if not PATENT_NUMBER.fullmatch(number):
+    if not is_patent_number(number):
         raise EventDecodeError(REASON_INVALID_GRANT, f"patent_number {number!r} is not a "
                                "patent number (e.g. D0907292)")
     if not is_calendar_date(message.grant_date):

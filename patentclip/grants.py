@@ -125,6 +125,24 @@ def normalize_patent_number(text: str, what: str = "patent number") -> str:
     return series + match["digits"].zfill(8 - len(series))
 
 
+def is_patent_number(text: str) -> bool:
+    """Whether ``text`` is a patent number as stored (``D0907292``): the one rule."""
+    return bool(PATENT_NUMBER.fullmatch(text or ""))
+
+
+def check_patent_number(patent: str, what: str = "patent number") -> str:
+    """``patent`` when it is a patent number as stored, else InvalidQueryError naming
+    ``what``: for values that go into a Milvus expression."""
+    if not is_patent_number(patent):
+        raise InvalidQueryError(f"{what} {patent!r}: expected e.g. D0907292")
+    return patent
+
+
+def yyyymmdd(day: datetime.date | None) -> int | None:
+    """A date as the API and the store write it (20210105); None for None."""
+    return int(day.strftime("%Y%m%d")) if day else None
+
+
 def is_calendar_date(yyyymmdd: int) -> bool:
     """True when ``yyyymmdd`` (e.g. 20210105) is a real date of the calendar."""
     try:

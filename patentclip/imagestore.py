@@ -1,9 +1,11 @@
 """Where drawing images live once ingested, addressed by URI.
 
-``LocalImageStore`` keeps them in a folder (``file://`` URIs). The interface is the two
-methods below, so an S3-compatible bucket can stand in later without touching callers:
-``put`` returns a URI, ``get`` raises NotFoundError for a missing object (not retriable)
-and ImageStoreUnavailableError for a failed read (retriable).
+``LocalImageStore`` keeps them in a folder (``file://`` URIs), with each patent's grant
+record beside its drawings. Callers use only the methods below, so an S3-compatible bucket
+can stand in without touching them: ``put`` returns a URI, ``get`` raises NotFoundError for
+a missing object (not retriable) and ImageStoreUnavailableError for a failed read
+(retriable); ``put_grant``/``get_grant``/``grant_patents`` keep the grant records that
+GetPatent and the trainer read.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from patentclip.errors import ImageStoreUnavailableError, InvalidInputError, NotFoundError
-from patentclip.events import GRANT_RECORD, grant_record
+from patentclip.events import GRANT_RECORD, grant_from_record, grant_record
 
 if TYPE_CHECKING:
     from patentclip.grants import Grant
@@ -57,6 +59,22 @@ class LocalImageStore:
         except OSError as exc:  # a slow or failing disk/NFS mount: retriable
             raise ImageStoreUnavailableError(f"{uri}: image store read failed: {exc}") from exc
 
+    def put_grant(self, grant: Grant) -> str:
+        """Store a grant's record (its fields and sheets, as events carry them)."""
+        return self.put(grant.patent_number, GRANT_RECORD, grant_record(grant))
+
+    def get_grant(self, patent: str) -> Grant:
+        """A patent's stored grant record: NotFoundError when there is none, EventDecodeError
+        when it cannot be read."""
+        return grant_from_record(self.get(self.uri_for(patent, GRANT_RECORD)))
+
+    def grant_patents(self) -> list[str]:
+        """The patents with a grant record, in patent order (NotFoundError: no store yet)."""
+        if not self.root.is_dir():
+            raise NotFoundError(f"{self.root}: image store folder does not exist (nothing "
+                                "ingested yet: run `patentclip index` or the embedder first)")
+        return sorted(record.parent.name for record in self.root.glob(f"*/{GRANT_RECORD}"))
+
     def _path(self, patent: str, file_name: str) -> Path:
         for part in (patent, file_name):
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", part):
@@ -73,5 +91,5 @@ def store_grant(images: LocalImageStore, document: GrantDocument) -> Grant:
                                                        document.images[sheet.file_name]))
                    for sheet in grant.sheets if sheet.file_name in document.images)
     stored = replace(grant, sheets=sheets)
-    images.put(grant.patent_number, GRANT_RECORD, grant_record(stored))
+    images.put_grant(stored)
     return stored

@@ -13,11 +13,11 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
 
-from patentclip.encoder import Encoder
 from patentclip.errors import (
     DeadlineExceededError,
     InvalidQueryError,
@@ -25,7 +25,8 @@ from patentclip.errors import (
     NotFoundError,
     TextTooLongError,
 )
-from patentclip.store import MAX_SEARCH_LIMIT, Hit, PatentStore, SearchFilters
+from patentclip.ranking import best_score_fusion, fusion_depth, reciprocal_rank_fusion
+from patentclip.store import MAX_SEARCH_LIMIT, CollectionInfo, Hit, SearchFilters
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ MAX_TOP_K = 200
 MAX_RESULT_WINDOW = 1000  # offset + top_k: deeper pages are not served
 MAX_TEXT_CHARS = 2000
 AGAINST = ("drawing", "caption", "both")
-RRF_K = 60
 
 
 def check_text(text: str, what: str) -> str:
@@ -53,26 +53,6 @@ class SearchResult:
     hits: list[Hit]
     model_version: str
     collection: str
-
-
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int, rrf_k: int = RRF_K,
-                           group: bool = True) -> list[Hit]:
-    """Fuse ranked lists: score(d) = sum 1/(rrf_k + rank). Keeps each item's best-ranked hit,
-    with the fused score as its ``score`` (cosine scores of two modalities do not compare).
-
-    Items are patents when ``group`` (one hit per patent), else sheets.
-    """
-    fused: dict[tuple, float] = {}
-    representative: dict[tuple, tuple[int, Hit]] = {}
-    for ranking in rankings:
-        for rank, hit in enumerate(ranking, start=1):
-            key = (hit.patent,) if group else (hit.patent, hit.sheet)
-            fused[key] = fused.get(key, 0.0) + 1.0 / (rrf_k + rank)
-            if key not in representative or rank < representative[key][0]:
-                representative[key] = (rank, hit)
-    order = sorted(fused, key=lambda key: (-fused[key], representative[key][0]))
-    # The fused score replaces the cosine: scores of one list stay in rank order.
-    return [replace(representative[key][1], score=fused[key]) for key in order[:k]]
 
 
 class Deadline:
@@ -101,14 +81,73 @@ class PatentRecord:
     sheets: list[dict]  # sheet, view, figures, caption, image_uri (drawing rows, in order)
 
 
-class SearchEngine:
-    """Search one collection (or alias) with the encoder that built it.
+class QueryEncoder(Protocol):
+    """What search needs of an encoder: :class:`~patentclip.encoder.Encoder`, or the query
+    service's :class:`~patentclip.batching.BatchedEncoder`. ``timeout`` (seconds) bounds
+    the wait for a shared batch; a direct Encoder encodes at once and does not use it."""
 
-    ``encoder`` is an :class:`~patentclip.encoder.Encoder` or anything with its query
-    interface (a :class:`~patentclip.batching.BatchedEncoder` in the query service).
+    @property
+    def model_version(self) -> str: ...
+
+    def encode_texts(self, texts: Sequence[str], timeout: float | None = None
+                     ) -> np.ndarray: ...
+
+    def drawing_pixels(self, data: bytes, name: str = "image"): ...
+
+    def encode_pixels(self, pixels: Sequence, timeout: float | None = None) -> np.ndarray: ...
+
+
+class VectorSearch(Protocol):
+    """What search needs of the store: :class:`~patentclip.store.PatentStore`, or the query
+    service's :class:`~patentclip.batching.BatchedSearch`. ``timeout`` caps the Milvus
+    calls of a search (both honour it)."""
+
+    def describe(self, name_or_alias: str) -> CollectionInfo: ...
+
+    def search(self, collection: str, vectors: np.ndarray, k: int,
+               filters: SearchFilters | None = None, modality: str | None = None,
+               group: bool = True, timeout: float | None = None,
+               on_stage: Callable[[str, float], None] | None = None) -> list[list[Hit]]: ...
+
+    def patent_rows(self, collection: str, patent: str, with_vectors: bool = False,
+                    strong: bool = True) -> list[dict]: ...
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """How to search, whatever the query: a page of results, filters, what to match, and a
+    time budget. Validated when built, so the engine and its callers can trust it.
+
+    ``against`` "" means the query's own default: both for text, drawing for drawings and
+    for "more like this".
     """
 
-    def __init__(self, encoder: Encoder, store: PatentStore, collection: str,
+    top_k: int = 10
+    offset: int = 0
+    filters: SearchFilters = field(default_factory=SearchFilters)
+    against: str = ""
+    group: bool = True  # one hit per patent (its best sheet); False: sheets
+    timeout: float | None = None  # seconds; None: no deadline
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_k <= MAX_TOP_K:
+            raise InvalidQueryError(f"top_k={self.top_k}: must be between 1 and {MAX_TOP_K}")
+        if self.offset < 0 or self.top_k + self.offset > MAX_RESULT_WINDOW:
+            raise InvalidQueryError(f"offset={self.offset}: offset + top_k must be between 0 "
+                                    f"and {MAX_RESULT_WINDOW}")
+        if self.against and self.against not in AGAINST:
+            raise InvalidQueryError(f"against={self.against!r}: expected one of {AGAINST}")
+
+    def matching(self, default: str) -> tuple[str, ...]:
+        """The modalities to search: ``against``, or ``default`` when it is unset."""
+        against = self.against or default
+        return ("drawing", "caption") if against == "both" else (against,)
+
+
+class SearchEngine:
+    """Search one collection (or alias) with the encoder that built it."""
+
+    def __init__(self, encoder: QueryEncoder, store: VectorSearch, collection: str,
                  on_stage: Callable[[str, float], None] | None = None) -> None:
         self.on_stage = on_stage or (lambda stage, seconds: None)
         info = store.describe(collection)
@@ -122,58 +161,35 @@ class SearchEngine:
     def model_version(self) -> str:
         return self.encoder.model_version
 
-    def search_text(self, text: str, k: int = 10, filters: SearchFilters | None = None,
-                    against: str = "both", group: bool = True, offset: int = 0,
-                    timeout: float | None = None) -> SearchResult:
+    def search_text(self, text: str, request: SearchRequest) -> SearchResult:
         text = check_text(text, "text query")
-        _check_window(k, offset, against)
-        _validate(filters)
-        deadline = Deadline(timeout)
+        deadline = Deadline(request.timeout)
         with self.stage("encode"):
             vector = self.encoder.encode_texts([text], timeout=deadline.remaining())[0]
-        return self._search(vector[None, :], k, filters, against, group, offset, deadline)
+        return self._search(vector[None, :], request, request.matching("both"), deadline)
 
-    def search_image(self, data: bytes, k: int = 10, filters: SearchFilters | None = None,
-                     against: str = "drawing", group: bool = True,
-                     name: str = "query image", offset: int = 0,
-                     timeout: float | None = None) -> SearchResult:
+    def search_image(self, data: bytes, request: SearchRequest, name: str = "query image"
+                     ) -> SearchResult:
         if not data:
             raise InvalidQueryError("image query is empty")
-        _check_window(k, offset, against)
-        _validate(filters)
-        deadline = Deadline(timeout)
+        deadline = Deadline(request.timeout)
         with self.stage("decode"):
             pixels = self.encoder.drawing_pixels(data, name)
         with self.stage("encode"):
             vector = self.encoder.encode_pixels([pixels], timeout=deadline.remaining())[0]
-        return self._search(vector[None, :], k, filters, against, group, offset, deadline)
+        return self._search(vector[None, :], request, request.matching("drawing"), deadline)
 
-    def search_vector(self, vector: np.ndarray, k: int = 10,
-                      filters: SearchFilters | None = None, against: str = "both",
-                      group: bool = True, offset: int = 0,
-                      timeout: float | None = None) -> SearchResult:
-        _check_window(k, offset, against)
-        _validate(filters)
-        return self._search(np.atleast_2d(vector), k, filters, against, group, offset,
-                            Deadline(timeout))
-
-    def search_similar(self, patent: str, k: int = 10, filters: SearchFilters | None = None,
-                       against: str = "drawing", group: bool = True, offset: int = 0,
-                       timeout: float | None = None) -> SearchResult:
+    def search_similar(self, patent: str, request: SearchRequest) -> SearchResult:
         """Designs like ``patent``'s drawings, excluding the patent itself.
 
         Every drawing sheet of the patent is a query; a candidate's score is its best
         cosine similarity to any of them.
         """
-        _check_window(k, offset, against)
-        _validate(filters)
-        deadline = Deadline(timeout)
+        deadline = Deadline(request.timeout)
         with self.stage("lookup"):
             vectors = self.patent_vectors(patent)
-        base = filters or SearchFilters()
-        exclude = SearchFilters(base.locarno, base.date_from, base.date_to, base.views,
-                                tuple(base.exclude_patents) + (patent,))
-        return self._search(vectors, k, exclude, against, group, offset, deadline)
+        request = replace(request, filters=request.filters.excluding(patent))
+        return self._search(vectors, request, request.matching("drawing"), deadline)
 
     def patent_vectors(self, patent: str) -> np.ndarray:
         rows = self.store.patent_rows(self.collection, patent, with_vectors=True, strong=False)
@@ -195,14 +211,13 @@ class SearchEngine:
             sheets=[{k: r[k] for k in ("sheet", "view", "figures", "caption", "image_uri")}
                     for r in rows])
 
-    def _search(self, vectors: np.ndarray, k: int, filters: SearchFilters | None,
-                against: str, group: bool, offset: int, deadline: Deadline) -> SearchResult:
-        depth = k + offset
-        modalities = ("drawing", "caption") if against == "both" else (against,)
-        fetch = depth if len(modalities) == 1 else fusion_depth(depth)
+    def _search(self, vectors: np.ndarray, request: SearchRequest,
+                modalities: tuple[str, ...], deadline: Deadline) -> SearchResult:
+        depth, group = request.top_k + request.offset, request.group
+        fetch = depth if len(modalities) == 1 else fusion_depth(depth, MAX_SEARCH_LIMIT)
         rankings = []
         for modality in modalities:
-            per_query = self.store.search(self.collection, vectors, fetch, filters,
+            per_query = self.store.search(self.collection, vectors, fetch, request.filters,
                                           modality=modality, group=group,
                                           timeout=deadline.remaining(),
                                           on_stage=self.on_stage)
@@ -212,10 +227,9 @@ class SearchEngine:
         with self.stage("group"):
             hits = rankings[0][:depth] if len(rankings) == 1 else reciprocal_rank_fusion(
                 rankings, depth, group=group)
-        return SearchResult(hits=hits[offset:offset + k],
+        return SearchResult(hits=hits[request.offset:depth],
                             model_version=self.encoder.model_version,
                             collection=self.collection)
-
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -226,43 +240,3 @@ class SearchEngine:
             yield
         finally:
             self.on_stage(name, time.perf_counter() - started)
-
-
-def fusion_depth(depth: int) -> int:
-    """How many candidates per modality feed rank fusion for results down to ``depth``.
-
-    Fusion over a different candidate depth can order items differently, so the depth comes
-    from a fixed ladder (100, 200, 400, ...): pages that fall in one rung (the first 50
-    results by default) are slices of one and the same fused ranking.
-    """
-    rung = 100
-    while rung < 2 * depth:
-        rung *= 2
-    return min(rung, MAX_SEARCH_LIMIT)
-
-
-def best_score_fusion(rankings: Sequence[Sequence[Hit]], k: int, group: bool = True
-                      ) -> list[Hit]:
-    """Merge rankings of several query vectors: each item keeps its best-scoring hit."""
-    best: dict[tuple, Hit] = {}
-    for ranking in rankings:
-        for hit in ranking:
-            key = (hit.patent,) if group else (hit.patent, hit.sheet, hit.modality)
-            if key not in best or hit.score > best[key].score:
-                best[key] = hit
-    return sorted(best.values(), key=lambda h: -h.score)[:k]
-
-
-def _check_window(k: int, offset: int, against: str) -> None:
-    if not 1 <= k <= MAX_TOP_K:
-        raise InvalidQueryError(f"top_k={k}: must be between 1 and {MAX_TOP_K}")
-    if offset < 0 or k + offset > MAX_RESULT_WINDOW:
-        raise InvalidQueryError(f"offset={offset}: offset + top_k must be between 0 and "
-                                f"{MAX_RESULT_WINDOW}")
-    if against not in AGAINST:
-        raise InvalidQueryError(f"against={against!r}: expected one of {AGAINST}")
-
-
-def _validate(filters: SearchFilters | None) -> None:
-    if filters is not None:
-        filters.validate()

@@ -27,8 +27,8 @@ run_fg() {
     local rc=0; wait "$FG" || rc=$?
     FG=""; return $rc
 }
-pc() { echo; echo "\$ patentclip $*"; run_fg "$PY" -m services.cli "$@"; }
-wait_for() { run_fg "$PY" scripts/demo_wait.py "$@"; }
+pc() { echo; echo "\$ patentclip $*"; run_fg "$PY" -m patentclip_cli "$@"; }
+wait_for() { run_fg "$PY" -m harness.demo "$@"; }
 step() { echo; echo "### $*"; }
 free_ports() { "$PY" -c 'import socket
 socks = [socket.socket() for _ in range('"$1"')]
@@ -109,7 +109,7 @@ step "3. streaming: publish two weeks to the grants topic; the embedder ingests 
 # rollout reindexes the whole corpus from it.
 pc publish $DEMO/bundles/I20210105.tar $DEMO/bundles/I20210112.tar --no-progress
 echo "\$ patentclip serve embedder   (background; metrics http://127.0.0.1:$EMB_METRICS/metrics)"
-background $DEMO/embedder.log "$PY" -m services.cli serve embedder
+background $DEMO/embedder.log "$PY" -m patentclip_cli serve embedder
 EMBEDDER_PID=$LAST_PID
 wait_for metric $EMB_METRICS patentclip_embedder_grants_ingested_total $((N1 + N2))
 
@@ -122,7 +122,7 @@ TRAIN="--epochs $EPOCHS --lr 1e-3 --batch-size 16 --lock-text-unlocked 0 --polic
 export PATENTCLIP_TRAINER_GATE_TERCILE_TOLERANCE=0.05
 trainer_cycle() {  # trainer_cycle LOG: one cycle; prints the training and gate summary
     echo; echo "\$ patentclip train $TRAIN   (log: $1)"
-    run_fg "$PY" -m services.cli train $TRAIN > "$1" 2>&1 || { tail -20 "$1"; exit 1; }
+    run_fg "$PY" -m patentclip_cli train $TRAIN > "$1" 2>&1 || { tail -20 "$1"; exit 1; }
     grep -E "epoch $EPOCHS:|reindex|trainer cycle|rollout|  - " "$1" | grep -v "next: run" \
         | sed 's/^.*INFO [^ ]* //' | head -12
 }
@@ -135,12 +135,12 @@ pc models list
 # rollout's reindex used, so it continues exactly where the reindex stopped.
 stop_pid $EMBEDDER_PID
 PATENTCLIP_MODEL=local-dir:$PATENTCLIP_REGISTRY_DIR/models/$V1 \
-    background $DEMO/embedder-$V1.log "$PY" -m services.cli serve embedder
+    background $DEMO/embedder-$V1.log "$PY" -m patentclip_cli serve embedder
 EMBEDDER_PID=$LAST_PID
 
 step "5. the gRPC query service"
 echo "\$ patentclip serve query   (background; gRPC 127.0.0.1:$GRPC_PORT, metrics http://127.0.0.1:$QUERY_METRICS/metrics)"
-background $DEMO/query.log "$PY" -m services.cli serve query
+background $DEMO/query.log "$PY" -m patentclip_cli serve query
 wait_for serving $GRPC_PORT && echo "health: SERVING"
 [ "$QUICK" = 1 ] || pc search --server 127.0.0.1:$GRPC_PORT --text "lamp shade" --k 3
 pc search --server 127.0.0.1:$GRPC_PORT --similar D0900003 --k 3

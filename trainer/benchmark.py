@@ -19,10 +19,10 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from patentclip.encoder import Encoder
 from patentclip.errors import InvalidInputError
 from patentclip.grants import LOCARNO_MAIN_CLASSES
 from patentclip.imagestore import LocalImageStore
@@ -35,6 +35,9 @@ from trainer.retrieval import (
     prior_art_map,
     recall_by_frequency_tercile,
 )
+
+if TYPE_CHECKING:  # the CLI reads this module's constants without loading torch
+    from patentclip.encoder import Encoder
 
 logger = logging.getLogger(__name__)
 

@@ -31,11 +31,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from patentclip.errors import EventDecodeError, InvalidInputError, NotFoundError
-from patentclip.events import GRANT_RECORD, grant_from_proto
+from patentclip.errors import (
+    EventDecodeError,
+    ImageStoreUnavailableError,
+    InvalidInputError,
+    NotFoundError,
+)
 from patentclip.grants import DrawingSheet, Grant
 from patentclip.imagestore import LocalImageStore
-from patentclip.v1 import grant_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ def examples_from_grant(grant: Grant, extra_captions: Mapping[str, str] | None =
 
 
 class IngestedGrants:
-    """The grant records in an image store (``<root>/<patent>/grant.pb``)."""
+    """The grant records in an image store (``LocalImageStore.get_grant``)."""
 
     def __init__(self, images: LocalImageStore) -> None:
         self.images = images
@@ -112,17 +115,11 @@ class IngestedGrants:
     def read(self, report: DataReport) -> list[Grant]:
         """Every readable record, patent order; unreadable ones go to ``report.errors``."""
         grants = []
-        root = self.images.root
-        if not root.is_dir():
-            raise NotFoundError(f"{root}: image store folder does not exist (nothing ingested "
-                                "yet: run `patentclip index` or the embedder first)")
-        for record in sorted(root.glob(f"*/{GRANT_RECORD}")):
+        for patent in self.images.grant_patents():
             try:
-                message = pb.Grant()
-                message.ParseFromString(record.read_bytes())
-                grants.append(grant_from_proto(message))
-            except (EventDecodeError, ValueError, OSError) as exc:
-                report.skip("unreadable grant record", f"{record}: {exc}")
+                grants.append(self.images.get_grant(patent))
+            except (EventDecodeError, NotFoundError, ImageStoreUnavailableError) as exc:
+                report.skip("unreadable grant record", f"{patent}: {exc}")
         return grants
 
 

@@ -15,71 +15,49 @@ import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
+from patentclip.config import CoreSettings, flag_parser
 from patentclip.encoder import Encoder
 from patentclip.errors import PatentClipError
 from patentclip.registry import ModelVersion
 from patentclip.store import collection_name, open_store
+from services.common.broker import KafkaSettings
+from services.common.observability import ProbeServer, configure_logging, install_stop_signals
 from services.embedder.config import EmbedderSettings
 from services.embedder.main import reindex_topic
-from services.observability import ProbeServer, configure_logging, install_stop_signals
-from trainer.config import TrainerSettings
+from trainer.config import JobSettings, TrainerSettings
 from trainer.metrics import TrainerMetrics
 from trainer.pipeline import CycleResult, TrainingCycle
 from trainer.rollout import Reindex
+from trainer.train import TrainConfig
 
 logger = logging.getLogger(__name__)
 
 
+# Flags, from the settings' own declarations (help and env names come with them).
+TRAIN_FLAGS = ("base_model", "epochs", "lr", "warmup_steps", "loss", "batch_size", "accum_freq",
+               "cls_weight", "sampling", "lock_image_unlocked", "lock_text_unlocked", "seed")
+JOB_FLAGS = ("policy", "eval_set", "eval_weeks", "runs_dir", "metrics_port", "caption_files")
+CORE_FLAGS = ("milvus_uri", "images_dir", "registry_dir", "device")
+KAFKA_FLAGS = ("bootstrap_servers", "topic")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.split("\n")[0])
+    parents = [flag_parser(TrainConfig, TRAIN_FLAGS, "train"),
+               flag_parser(JobSettings, JOB_FLAGS, "job"),
+               flag_parser(CoreSettings, CORE_FLAGS, "core"),
+               flag_parser(KafkaSettings, KAFKA_FLAGS, "kafka")]
+    p = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.split("\n")[0],
+                                parents=parents)
     p.add_argument("--once", action="store_true", help="run one cycle now, then exit")
     p.add_argument("--now", action="store_true",
                    help="run one cycle at start, then follow the schedule (metrics stay up)")
-    p.add_argument("--policy", choices=("auto", "approve"))
-    p.add_argument("--base-model", help="fine-tune from this (default: the live model)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--loss", help="contrastive | plain | logit_adjusted | class_balanced")
-    p.add_argument("--batch-size", type=int, help="training micro-batch")
-    p.add_argument("--accum-freq", type=int, help="micro-batches per optimizer step")
-    p.add_argument("--cls-weight", type=float, help="lambda of the classification term")
-    p.add_argument("--sampling", help="uniform | class_aware")
-    p.add_argument("--lock-image-unlocked", type=int,
-                   help="lock the image tower except its last N groups (-1: train it all)")
-    p.add_argument("--lock-text-unlocked", type=int,
-                   help="lock the text tower except its last N layers (-1: train it all)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--captions", help="comma-separated CSVs with id,caption columns")
-    p.add_argument("--eval-set", help="frozen evaluation set name (default: newest week)")
-    p.add_argument("--eval-weeks", type=int, help="newest weeks a new evaluation set takes")
-    p.add_argument("--runs-dir")
-    p.add_argument("--metrics-port", type=int, help="/metrics /healthz /readyz; 0 = off")
-    p.add_argument("--bootstrap-servers", help="Kafka, for the reindex of a rollout")
-    p.add_argument("--topic")
-    p.add_argument("--milvus-uri")
-    p.add_argument("--images-dir")
-    p.add_argument("--registry-dir")
-    p.add_argument("--device")
     p.add_argument("--progress", action="store_true", help="show progress bars")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
 def settings_from(args: argparse.Namespace, env=None) -> TrainerSettings:
-    return TrainerSettings.from_env(env).override(
-        core={"milvus_uri": args.milvus_uri, "images_dir": args.images_dir,
-              "registry_dir": args.registry_dir, "device": args.device},
-        kafka={"bootstrap_servers": args.bootstrap_servers, "topic": args.topic},
-        job={"policy": args.policy, "base_model": args.base_model, "epochs": args.epochs,
-             "lr": args.lr, "warmup_steps": args.warmup_steps, "loss": args.loss,
-             "eval_set": args.eval_set,
-             "runs_dir": args.runs_dir, "metrics_port": args.metrics_port,
-             "batch_size": args.batch_size, "accum_freq": args.accum_freq,
-             "cls_weight": args.cls_weight, "sampling": args.sampling, "seed": args.seed,
-             "lock_image_unlocked": args.lock_image_unlocked,
-             "lock_text_unlocked": args.lock_text_unlocked,
-             "caption_files": args.captions, "eval_weeks": args.eval_weeks})
+    return TrainerSettings.from_env(env, args)
 
 
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
@@ -88,7 +66,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
     stop = stop or threading.Event()
     try:
         settings = settings_from(args)
-        settings.job.validate()
+        settings.validate()
     except PatentClipError as exc:
         logger.error("trainer cannot run: %s", exc)
         return 1
@@ -123,7 +101,7 @@ def run_cycle(settings: TrainerSettings, metrics: TrainerMetrics, stop: threadin
     """One cycle; any failure is logged, counted and returned, never raised."""
     try:
         with open_store(settings.core) as store:
-            cycle = TrainingCycle(settings.core, settings.job.plan(settings.core.device), store,
+            cycle = TrainingCycle(settings.core, settings.plan(), store,
                                   topic_reindexer(settings, stop), stop, progress,
                                   on_step=metrics.set_step)
             result = cycle.run()

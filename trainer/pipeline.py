@@ -16,11 +16,11 @@ from pathlib import Path
 
 from patentclip.config import CoreSettings
 from patentclip.encoder import Encoder
-from patentclip.errors import InvalidInputError, NotFoundError
+from patentclip.errors import InvalidInputError
 from patentclip.imagestore import LocalImageStore
 from patentclip.registry import ModelRegistry, ModelVersion, family_of
 from patentclip.store import PatentStore
-from services.failpoints import Failpoints
+from services.common.failpoints import Failpoints
 from trainer.benchmark import run_benchmark
 from trainer.data import (
     DataReport,
@@ -125,7 +125,7 @@ class CyclePlan:
     eval_weeks: int = 1
     caption_files: tuple[str, ...] = ()
     gate: RolloutGate = RolloutGate()
-    failpoint: str = ""  # tests only (services.failpoints)
+    failpoint: str = ""  # tests only (services.common.failpoints)
 
 
 class TrainingCycle:
@@ -198,12 +198,9 @@ class TrainingCycle:
         if self.plan.train.base_model:
             return resolve_model(self.registry, self.plan.train.base_model), \
                 self.plan.train.pretrained
-        try:
-            live = self.store.describe(self.store.live_alias)
-            if live.model_spec:
-                return live.model_spec, live.pretrained
-        except NotFoundError:
-            pass
+        live = self.store.live_info()
+        if live and live.model_spec:
+            return live.model_spec, live.pretrained
         return resolve_model(self.registry, self.core.model), self.core.pretrained
 
     def _done(self, result: CycleResult, started: float) -> CycleResult:

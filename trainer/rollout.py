@@ -165,10 +165,7 @@ class Rollout:
     # -- steps
 
     def _live(self) -> CollectionInfo | None:
-        try:
-            return self.store.describe(self.store.live_alias)
-        except NotFoundError:
-            return None
+        return self.store.live_info()
 
     def _results(self, version: str, spec: str, pretrained: str) -> dict:
         """A version's results on the eval set: from its manifest, else benchmarked now."""

@@ -35,14 +35,17 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from patentclip.config import setting
 from patentclip.encoder import Encoder, save_local_model, weights_digest
 from patentclip.errors import ImageDecodeError, InvalidInputError, NotFoundError
 from patentclip.imagestore import LocalImageStore
+from services.common.failpoints import Failpoints
 from trainer.data import TrainingExample, class_frequencies, data_window
 from trainer.losses import MODES, PatentClipLoss, class_aware_sample_weights, trainable_parameters
 
@@ -54,27 +57,36 @@ SAMPLINGS = ("uniform", "class_aware")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one fine-tuning run (all recorded in params.json and the manifest)."""
+    """Hyperparameters of one fine-tuning run (all recorded in params.json and the manifest).
 
-    base_model: str  # open_clip name, hf-hub:..., local-dir:... (a registered version's spec)
-    pretrained: str = ""
-    epochs: int = 2
-    batch_size: int = 32  # micro-batch; the contrastive batch is batch_size * accum_freq
-    accum_freq: int = 1
-    lr: float = 1e-4
-    weight_decay: float = 0.1
-    warmup_steps: int = 0
-    loss: str = "logit_adjusted"  # contrastive | plain | logit_adjusted | class_balanced
-    cls_weight: float = 0.5  # lambda of the classification term
-    tau: float = 1.0  # logit adjustment strength
-    cb_beta: float = 0.999  # class-balanced effective-number beta
-    sampling: str = "uniform"  # uniform | class_aware
-    sampling_beta: float = 0.5  # class-aware: p_c proportional to f_c ** -beta
-    lock_image_unlocked: int = -1  # -1: train the image tower; N >= 0: only its last N groups
-    lock_text_unlocked: int = -1  # -1: train the text tower; N >= 0: only its last N layers
-    seed: int = 0
-    device: str = "cpu"
-    max_steps_per_epoch: int = 0  # 0 = a full pass over the data
+    Also the trainer service's training settings (env PATENTCLIP_TRAINER_*): the one
+    declaration of each hyperparameter.
+    """
+
+    ENV_PREFIX: ClassVar[str] = "PATENTCLIP_TRAINER_"
+
+    base_model: str = setting(
+        "", "open_clip name, hf-hub:..., local-dir:...; empty = fine-tune from the live model")
+    pretrained: str = ""  # of the base model: resolved with it, not a setting
+    epochs: int = setting(2, "passes over the training data")
+    batch_size: int = setting(32, "micro-batch; the contrastive batch is batch_size * accum_freq")
+    accum_freq: int = setting(1, "micro-batches per optimizer step")
+    lr: float = setting(1e-4)
+    weight_decay: float = setting(0.1)
+    warmup_steps: int = setting(0)
+    loss: str = setting("logit_adjusted", "the objective", choices=LOSSES)
+    cls_weight: float = setting(0.5, "lambda of the classification term")
+    tau: float = setting(1.0, "logit adjustment strength")
+    cb_beta: float = setting(0.999, "class-balanced effective-number beta")
+    sampling: str = setting("uniform", "how batches are drawn", choices=SAMPLINGS)
+    sampling_beta: float = setting(0.5, "class-aware: p_c proportional to f_c ** -beta")
+    lock_image_unlocked: int = setting(
+        -1, "lock the image tower except its last N groups (-1: train it all)")
+    lock_text_unlocked: int = setting(
+        -1, "lock the text tower except its last N layers (-1: train it all)")
+    seed: int = setting(0)
+    device: str = "cpu"  # CoreSettings.device: not part of the run's identity (digest)
+    max_steps_per_epoch: int = setting(0, "0 = a full pass over the data")
 
     def validate(self) -> None:
         if self.loss not in LOSSES:
@@ -113,20 +125,13 @@ class TrainResult:
     skipped: list[str] = field(default_factory=list)
 
 
-class NoFailpoints:
-    """Production default; tests pass services.failpoints.Failpoints to kill a run at a
-    known point (after the Nth checkpoint)."""
-
-    def hit(self, name: str) -> None:
-        pass
-
-
 class FineTuner:
     """One fine-tuning run over examples whose drawings are in an image store."""
 
     def __init__(self, config: TrainConfig, examples: Sequence[TrainingExample],
                  images: LocalImageStore, run_dir: str | Path, progress: bool = True,
-                 stop: threading.Event | None = None, failpoints=None) -> None:
+                 stop: threading.Event | None = None,
+                 failpoints: Failpoints | None = None) -> None:
         config.validate()
         if not examples:
             raise InvalidInputError("no training examples (nothing ingested before the "
@@ -134,7 +139,7 @@ class FineTuner:
         self.config, self.examples, self.images = config, list(examples), images
         self.run_dir = Path(run_dir)
         self.progress, self.stop = progress, stop or threading.Event()
-        self.failpoints = failpoints or NoFailpoints()
+        self.failpoints = failpoints or Failpoints()  # none set: production
 
     # -- the run
 
@@ -383,15 +388,10 @@ class _EpochData:
 
 
 def model_config_for(spec: str) -> dict:
-    """The open_clip model config of a loadable spec, to save the fine-tuned weights with."""
+    """The open_clip model config of a loadable spec (an open_clip name, ``local-dir:`` or
+    ``hf-hub:``), to save the fine-tuned weights with: open_clip's own reader."""
     import open_clip
-    from open_clip.factory import _get_hf_config
 
-    if spec.startswith("local-dir:"):
-        path = Path(spec[len("local-dir:"):]) / "open_clip_config.json"
-        return json.loads(path.read_text())["model_cfg"]
-    if spec.startswith("hf-hub:"):
-        return _get_hf_config(spec[len("hf-hub:"):])["model_cfg"]
     config = open_clip.get_model_config(spec)
     if config is None:
         raise InvalidInputError(f"{spec}: unknown open_clip model; cannot save its config")

@@ -3,33 +3,48 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from patentclip.config import CoreSettings, require_positive, settings_from_env, with_flags
+from patentclip.config import (
+    CoreSettings,
+    require_positive,
+    sections_from,
+    setting,
+    settings_from_env,
+    with_flags,
+)
 from patentclip.errors import InvalidInputError
-from services.broker import KafkaSettings
+from services.common.broker import KafkaSettings
 
 
 @dataclass(frozen=True)
 class ConsumerSettings:
     """How the embedder consumes (env PATENTCLIP_EMBEDDER_*)."""
 
-    group_id: str = ""  # empty: patentclip-embedder-<model version> (one group per version)
-    batch_grants: int = 16  # messages (grants) per micro-batch
-    batch_max_wait_ms: int = 500  # a partial batch is processed after this long
-    session_timeout_ms: int = 10_000
-    max_poll_interval_ms: int = 300_000  # must exceed one batch's encode + upsert time
-    decode_workers: int = 2  # threads that fetch and decode drawings ahead of the encoder
-    retry_initial_s: float = 0.5  # back-off for retriable failures (Milvus, image store)
-    retry_max_s: float = 10.0  # ... capped here; retried until it succeeds or shutdown
-    metrics_host: str = "0.0.0.0"
-    metrics_port: int = 9101  # /metrics, /healthz, /readyz; 0 = off
-    flush_when_idle: bool = True  # seal written rows when the topic goes quiet (Lite: fast)
-    set_live_if_missing: bool = True  # point the live alias at our collection if none exists
-    failpoint: str = ""  # tests only: "before_upsert@N" / "after_upsert@N" blocks there
+    ENV_PREFIX: ClassVar[str] = "PATENTCLIP_EMBEDDER_"
+
+    group_id: str = setting(
+        "", "consumer group; empty: patentclip-embedder-<model version> (one per version)",
+        flag="--group")
+    batch_grants: int = setting(16, "messages (grants) per micro-batch")
+    batch_max_wait_ms: int = setting(500, "a partial batch is processed after this long")
+    session_timeout_ms: int = setting(10_000)
+    max_poll_interval_ms: int = setting(300_000, "must exceed one batch's encode + upsert time")
+    decode_workers: int = setting(2, "threads that fetch and decode drawings ahead of the encoder")
+    retry_initial_s: float = setting(0.5, "back-off for retriable failures (Milvus, image store)")
+    retry_max_s: float = setting(10.0, "... capped here; retried until it succeeds or shutdown")
+    metrics_host: str = setting("0.0.0.0")
+    metrics_port: int = setting(9101, "/metrics, /healthz, /readyz; 0 = off")
+    flush_when_idle: bool = setting(
+        True, "seal written rows when the topic goes quiet (Lite: fast)")
+    set_live_if_missing: bool = setting(
+        True, "point the live alias at our collection if none exists")
+    failpoint: str = setting(
+        "", "tests only: \"before_upsert@N\" / \"after_upsert@N\" blocks there")
 
     @classmethod
     def from_env(cls, env=None) -> ConsumerSettings:
-        return settings_from_env(cls, "PATENTCLIP_EMBEDDER_", env)
+        return settings_from_env(cls, cls.ENV_PREFIX, env)
 
     def validate(self) -> None:
         require_positive(self, ("batch_grants", "decode_workers", "batch_max_wait_ms",
@@ -59,9 +74,10 @@ class EmbedderSettings:
     consumer: ConsumerSettings = field(default_factory=ConsumerSettings)
 
     @classmethod
-    def from_env(cls, env=None) -> EmbedderSettings:
-        return cls(CoreSettings.from_env(env), KafkaSettings.from_env(env),
-                   ConsumerSettings.from_env(env))
+    def from_env(cls, env=None, args=None) -> EmbedderSettings:
+        """From the environment, then the flags in ``args`` (``flag_parser`` sections
+        core, kafka and consumer)."""
+        return sections_from(cls, args, env)
 
     def override(self, core: dict | None = None, kafka: dict | None = None,
                  consumer: dict | None = None) -> EmbedderSettings:

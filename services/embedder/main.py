@@ -12,48 +12,33 @@ import logging
 import sys
 import threading
 
+from patentclip.config import section_parsers
 from patentclip.errors import PatentClipError
-from services.broker import ensure_topics
+from services.common.broker import ensure_topics
+from services.common.observability import ProbeServer, configure_logging, install_stop_signals
 from services.embedder.config import EmbedderSettings, embedder_group
 from services.embedder.consumer import GrantConsumer
 from services.embedder.metrics import EmbedderMetrics
-from services.observability import ProbeServer, configure_logging, install_stop_signals
 
 logger = logging.getLogger(__name__)
 
 
+# The settings offered as flags (help, type and env name come from their declarations).
+FLAGS = {"core": ("model", "pretrained", "device", "batch_size", "milvus_uri", "images_dir"),
+         "kafka": ("bootstrap_servers", "topic", "dlq_topic", "partitions"),
+         "consumer": ("group_id", "batch_grants", "batch_max_wait_ms", "metrics_port")}
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m services.embedder",
-                                description="Embedding microservice: grants topic -> Milvus")
-    p.add_argument("--bootstrap-servers", help="Kafka host:port[,...] "
-                   "(env PATENTCLIP_KAFKA_BOOTSTRAP_SERVERS)")
-    p.add_argument("--topic", help="grants topic (env PATENTCLIP_KAFKA_TOPIC)")
-    p.add_argument("--dlq-topic", help="dead-letter topic (env PATENTCLIP_KAFKA_DLQ_TOPIC)")
-    p.add_argument("--partitions", type=int, help="partitions of topics created here")
-    p.add_argument("--group", help="consumer group (env PATENTCLIP_EMBEDDER_GROUP_ID)")
-    p.add_argument("--batch-grants", type=int, help="events per micro-batch")
-    p.add_argument("--batch-max-wait-ms", type=int)
-    p.add_argument("--metrics-port", type=int, help="/metrics /healthz /readyz; 0 = off")
-    p.add_argument("--model", help="open_clip name, hf-hub:..., local-dir:...")
-    p.add_argument("--pretrained")
-    p.add_argument("--device", help="cpu, cuda, cuda:1")
-    p.add_argument("--batch-size", type=int, help="encoder batch size")
-    p.add_argument("--milvus-uri")
-    p.add_argument("--images-dir")
+                                description="Embedding microservice: grants topic -> Milvus",
+                                parents=section_parsers(EmbedderSettings, FLAGS))
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
 def settings_from(args: argparse.Namespace, env=None) -> EmbedderSettings:
-    return EmbedderSettings.from_env(env).override(
-        core={"model": args.model, "pretrained": args.pretrained, "device": args.device,
-              "batch_size": args.batch_size, "milvus_uri": args.milvus_uri,
-              "images_dir": args.images_dir},
-        kafka={"bootstrap_servers": args.bootstrap_servers, "topic": args.topic,
-               "dlq_topic": args.dlq_topic, "partitions": args.partitions},
-        consumer={"group_id": args.group, "batch_grants": args.batch_grants,
-                  "batch_max_wait_ms": args.batch_max_wait_ms,
-                  "metrics_port": args.metrics_port})
+    return EmbedderSettings.from_env(env, args)
 
 
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from patentclip.config import CoreSettings, require_positive, settings_from_env, with_flags
+from patentclip.config import (
+    CoreSettings,
+    require_positive,
+    sections_from,
+    setting,
+    settings_from_env,
+    with_flags,
+)
 from patentclip.errors import InvalidInputError
 
 
@@ -12,31 +20,34 @@ from patentclip.errors import InvalidInputError
 class ServerSettings:
     """How the query service serves (env PATENTCLIP_QUERY_*)."""
 
-    host: str = "0.0.0.0"
-    port: int = 50051  # gRPC; 0 = any free port (tests)
-    max_workers: int = 32  # gRPC handler threads = concurrent requests in flight
-    max_batch: int = 32  # dynamic batching: most queries per encoder call; 1 = off
-    max_delay_ms: float = 5.0  # ... and the longest a query waits for company
-    search_max_batch: int = 16  # concurrent vector searches per Milvus request; 1 = off
-    text_cache_size: int = 4096  # text embeddings kept (LRU); 0 = off
-    max_image_bytes: int = 20 * 1024 * 1024  # larger query images are refused
-    alias_poll_s: float = 5.0  # how often the live alias is checked for a new model
-    unavailable_grace_s: float = 3.0  # Milvus down this long: health goes NOT_SERVING
-    grace_s: float = 10.0  # SIGTERM: in-flight requests get this long to finish
-    metrics_host: str = "0.0.0.0"
-    metrics_port: int = 9102  # Prometheus /metrics and /healthz, /readyz; 0 = off
-    alias: str = ""  # collection or alias to serve; default <prefix>_live
-    tls_cert: str = ""  # PEM certificate chain: set with tls_key to serve TLS
-    tls_key: str = ""  # PEM private key (a secret: never logged)
-    tls_client_ca: str = ""  # PEM CA bundle: set to require client certificates (mTLS)
-    auth_tokens_file: str = ""  # token digests file (services/auth.py); empty = no auth
-    auth_open: str = "health,reflection"  # services callable without a token ("" = none)
-    http_embeddings_port: int = 0  # HTTP embedding provider for Milvus; 0 = off, -1 = any
-    http_embeddings_host: str = ""  # its bind address; empty = host
+    ENV_PREFIX: ClassVar[str] = "PATENTCLIP_QUERY_"
+
+    host: str = setting("0.0.0.0")
+    port: int = setting(50051, "gRPC; 0 = any free port (tests)")
+    max_workers: int = setting(32, "gRPC handler threads = concurrent requests in flight")
+    max_batch: int = setting(32, "dynamic batching: most queries per encoder call; 1 = off")
+    max_delay_ms: float = setting(5.0, "... and the longest a query waits for company")
+    search_max_batch: int = setting(16, "concurrent vector searches per Milvus request; 1 = off")
+    text_cache_size: int = setting(4096, "text embeddings kept (LRU); 0 = off")
+    max_image_bytes: int = setting(20 * 1024 * 1024, "larger query images are refused")
+    alias_poll_s: float = setting(5.0, "how often the live alias is checked for a new model")
+    unavailable_grace_s: float = setting(3.0, "Milvus down this long: health goes NOT_SERVING")
+    grace_s: float = setting(10.0, "SIGTERM: in-flight requests get this long to finish")
+    metrics_host: str = setting("0.0.0.0")
+    metrics_port: int = setting(9102, "Prometheus /metrics and /healthz, /readyz; 0 = off")
+    alias: str = setting("", "collection or alias to serve; default <prefix>_live")
+    tls_cert: str = setting("", "PEM certificate chain: set with tls_key to serve TLS")
+    tls_key: str = setting("", "PEM private key (a secret: never logged)")
+    tls_client_ca: str = setting("", "PEM CA bundle: set to require client certificates (mTLS)")
+    auth_tokens_file: str = setting(
+        "", "token digests file (services/common/auth.py); empty = no auth")
+    auth_open: str = setting("health,reflection", "services callable without a token (\"\" = none)")
+    http_embeddings_port: int = setting(0, "HTTP embedding provider for Milvus; 0 = off, -1 = any")
+    http_embeddings_host: str = setting("", "its bind address; empty = host")
 
     @classmethod
     def from_env(cls, env=None) -> ServerSettings:
-        return settings_from_env(cls, "PATENTCLIP_QUERY_", env)
+        return settings_from_env(cls, cls.ENV_PREFIX, env)
 
     def validate(self) -> None:
         require_positive(self, ("max_workers", "max_batch", "search_max_batch",
@@ -70,8 +81,9 @@ class QuerySettings:
     server: ServerSettings = field(default_factory=ServerSettings)
 
     @classmethod
-    def from_env(cls, env=None) -> QuerySettings:
-        return cls(CoreSettings.from_env(env), ServerSettings.from_env(env))
+    def from_env(cls, env=None, args=None) -> QuerySettings:
+        """From the environment, then the flags in ``args`` (sections core and server)."""
+        return sections_from(cls, args, env)
 
     def override(self, core: dict | None = None, server: dict | None = None) -> QuerySettings:
         """Apply flags that were given (None = not given)."""

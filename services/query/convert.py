@@ -6,15 +6,13 @@ import base64
 import re
 
 from patentclip.errors import InvalidQueryError
-from patentclip.events import grant_to_proto, view_from_proto, view_to_proto
+from patentclip.events import AGAINST_PB_TO_NAME, grant_to_proto, view_from_proto, view_to_proto
 from patentclip.grants import Grant, normalize_patent_number
-from patentclip.search import MAX_RESULT_WINDOW, PatentRecord, SearchResult
+from patentclip.search import MAX_RESULT_WINDOW, PatentRecord, SearchRequest, SearchResult
 from patentclip.store import Hit, SearchFilters
 from patentclip.v1 import grant_pb2, search_pb2
 
 DEFAULT_TOP_K = 10
-_AGAINST = {search_pb2.AGAINST_DRAWING: "drawing", search_pb2.AGAINST_CAPTION: "caption",
-            search_pb2.AGAINST_BOTH: "both"}
 # gRPC reports "no deadline" as a time remaining of about 2**63 ns, which overflows every
 # timed wait below; a budget longer than this is no deadline at all.
 NO_DEADLINE_ABOVE_S = 365 * 24 * 3600.0
@@ -32,45 +30,36 @@ def patent_number(text: str) -> str:
     return normalize_patent_number(text, "patent_number")
 
 
-class Query:
-    """A validated SearchOptions: top_k, offset, filters, grouping, what to match."""
-
-    def __init__(self, top_k: int, offset: int, filters: SearchFilters, group: bool,
-                 against: str) -> None:
-        self.top_k, self.offset, self.filters = top_k, offset, filters
-        self.group, self.against = group, against
-
-
-def query(options: search_pb2.SearchOptions, model_version: str, default_against: str
-          ) -> Query:
-    """Read request options; InvalidQueryError names the bad field."""
-    top_k = options.top_k or DEFAULT_TOP_K
-    group = options.group_by_patent if options.HasField("group_by_patent") else True
-    against = _against(options.against, default_against)
+def request(options: search_pb2.SearchOptions, model_version: str, context) -> SearchRequest:
+    """A search's options and the caller's deadline as a SearchRequest (validated: an
+    InvalidQueryError names the bad field)."""
     offset = decode_page_token(options.page_token, model_version) if options.page_token else 0
-    return Query(top_k, offset, filters(options.filters), group, against)
+    return SearchRequest(
+        top_k=options.top_k or DEFAULT_TOP_K, offset=offset, filters=filters(options.filters),
+        against=_against(options.against),
+        group=options.group_by_patent if options.HasField("group_by_patent") else True,
+        timeout=deadline(context))
 
 
-def _against(value: int, default: str) -> str:
+def _against(value: int) -> str:
+    """"" (the query's default) for AGAINST_UNSPECIFIED."""
     if value == search_pb2.AGAINST_UNSPECIFIED:
-        return default
-    if value not in _AGAINST:
-        choices = ", ".join(search_pb2.Against.Name(n) for n in _AGAINST)
+        return ""
+    if value not in AGAINST_PB_TO_NAME:
+        choices = ", ".join(search_pb2.Against.Name(n) for n in AGAINST_PB_TO_NAME)
         raise InvalidQueryError(f"options.against: {value} is not an Against value; choose "
                                 f"from {choices}")
-    return _AGAINST[value]
+    return AGAINST_PB_TO_NAME[value]
 
 
 def filters(message: search_pb2.Filters) -> SearchFilters:
     views = tuple(view_from_proto(number, f"filters.views[{i}]")
                   for i, number in enumerate(message.views))
-    result = SearchFilters(locarno=tuple(message.locarno), date_from=message.date_from or None,
-                           date_to=message.date_to or None, views=views)
-    result.validate()
-    return result
+    return SearchFilters(locarno=tuple(message.locarno), date_from=message.date_from or None,
+                         date_to=message.date_to or None, views=views)
 
 
-def search_response(result: SearchResult, q: Query) -> search_pb2.SearchResponse:
+def search_response(result: SearchResult, q: SearchRequest) -> search_pb2.SearchResponse:
     response = search_pb2.SearchResponse(model_version=result.model_version,
                                          collection=result.collection)
     response.hits.extend(hit(h) for h in result.hits)

@@ -22,7 +22,7 @@ from patentclip.errors import (
     PatentClipError,
     UnavailableError,
 )
-from services.auth import (
+from services.common.auth import (
     AuthError,
     PermissionDeniedError,
     Role,

@@ -17,10 +17,11 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from patentclip.config import section_parsers
 from patentclip.errors import InvalidInputError, PatentClipError
 from patentclip.v1 import search_pb2, search_pb2_grpc
-from services.auth import TokenAuthenticator
-from services.observability import ProbeServer, configure_logging, install_stop_signals
+from services.common.auth import TokenAuthenticator
+from services.common.observability import ProbeServer, configure_logging, install_stop_signals
 from services.query.config import QuerySettings
 from services.query.interceptor import AuthInterceptor, ErrorInterceptor
 from services.query.live import LiveSearch
@@ -116,11 +117,11 @@ class QueryServer:
 
 def _embedding_provider(settings, live: LiveSearch, authenticator):
     """The HTTP embedding provider for Milvus's TEXTEMBEDDING functions, when a port is set
-    (services/milvus_plugin): the live model, the same batcher, the same tokens."""
+    (services/query/embeddings.py): the live model, the same batcher, the same tokens."""
     if not settings.http_embeddings_port:
         return None
-    from services.milvus_plugin.http import EmbeddingHTTPServer
-    from services.milvus_plugin.provider import EmbeddingProvider
+    from services.query.embeddings import EmbeddingProvider
+    from services.query.embeddings_http import EmbeddingHTTPServer
 
     provider = EmbeddingProvider(live.current, authenticator)
     port = 0 if settings.http_embeddings_port < 0 else settings.http_embeddings_port
@@ -149,30 +150,17 @@ def _read(path: str, setting: str) -> bytes:
                                 f"{exc.strerror}") from exc
 
 
+# The settings offered as flags (help, type and env name come from their declarations).
+FLAGS = {"core": ("model", "pretrained", "device", "milvus_uri", "images_dir"),
+         "server": ("host", "port", "metrics_port", "max_batch", "max_delay_ms",
+                    "search_max_batch", "alias", "tls_cert", "tls_key", "tls_client_ca",
+                    "auth_tokens_file", "http_embeddings_port")}
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m services.query",
-                                description="gRPC query microservice (PatentSearch)")
-    p.add_argument("--host", help="bind address (env PATENTCLIP_QUERY_HOST)")
-    p.add_argument("--port", type=int, help="gRPC port (env PATENTCLIP_QUERY_PORT)")
-    p.add_argument("--metrics-port", type=int, help="/metrics /healthz /readyz; 0 = off")
-    p.add_argument("--max-batch", type=int, help="dynamic batching: max queries per encode; "
-                   "1 = off")
-    p.add_argument("--max-delay-ms", type=float, help="dynamic batching: max wait")
-    p.add_argument("--search-max-batch", type=int,
-                   help="concurrent vector searches per Milvus request; 1 = off")
-    p.add_argument("--alias", help="collection or alias to serve (default <prefix>_live)")
-    p.add_argument("--model", help="open_clip name, hf-hub:..., local-dir:...")
-    p.add_argument("--pretrained")
-    p.add_argument("--device")
-    p.add_argument("--milvus-uri")
-    p.add_argument("--images-dir")
-    p.add_argument("--tls-cert", help="PEM certificate chain (env PATENTCLIP_QUERY_TLS_CERT)")
-    p.add_argument("--tls-key", help="PEM private key (env PATENTCLIP_QUERY_TLS_KEY)")
-    p.add_argument("--tls-client-ca", help="require client certificates signed by this CA")
-    p.add_argument("--auth-tokens-file", help="token digests file; empty = no authentication")
-    p.add_argument("--http-embeddings-port", type=int,
-                   help="serve the text tower to Milvus over HTTP (OpenAI /v1/embeddings, TEI "
-                   "/embed) on this port; 0 = off")
+                                description="gRPC query microservice (PatentSearch)",
+                                parents=section_parsers(QuerySettings, FLAGS))
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -181,16 +169,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
     args = parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
-        settings = QuerySettings.from_env().override(
-            core={"model": args.model, "pretrained": args.pretrained, "device": args.device,
-                  "milvus_uri": args.milvus_uri, "images_dir": args.images_dir},
-            server={"host": args.host, "port": args.port, "metrics_port": args.metrics_port,
-                    "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms,
-                    "search_max_batch": args.search_max_batch, "alias": args.alias,
-                    "tls_cert": args.tls_cert, "tls_key": args.tls_key,
-                    "tls_client_ca": args.tls_client_ca,
-                    "auth_tokens_file": args.auth_tokens_file,
-                    "http_embeddings_port": args.http_embeddings_port})
+        settings = QuerySettings.from_env(args=args)
         settings.server.validate()
         server = QueryServer(settings).start()
     except PatentClipError as exc:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 
 from patentclip.errors import InvalidQueryError, NotFoundError
-from patentclip.events import GRANT_RECORD, grant_from_proto
 from patentclip.imagestore import LocalImageStore
 from patentclip.search import check_text
-from patentclip.v1 import grant_pb2, search_pb2, search_pb2_grpc
+from patentclip.v1 import search_pb2, search_pb2_grpc
 from services.query import convert
 from services.query.live import LiveSearch
 
@@ -24,28 +23,23 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
 
     def SearchByText(self, request, context):  # noqa: N802 (gRPC names)
         snap = self.live.current()
-        q = convert.query(request.options, snap.model_version, default_against="both")
-        result = snap.engine.search_text(request.text, q.top_k, q.filters, q.against, q.group,
-                                         offset=q.offset, timeout=convert.deadline(context))
+        q = convert.request(request.options, snap.model_version, context)
+        result = snap.engine.search_text(request.text, q)
         with snap.engine.stage("serialize"):
             return convert.search_response(result, q)
 
     def SearchByImage(self, request, context):  # noqa: N802
         snap = self.live.current()
         self._check_image(request.image, "image")
-        q = convert.query(request.options, snap.model_version, default_against="drawing")
-        result = snap.engine.search_image(request.image, q.top_k, q.filters, q.against,
-                                          q.group, name="image", offset=q.offset,
-                                          timeout=convert.deadline(context))
+        q = convert.request(request.options, snap.model_version, context)
+        result = snap.engine.search_image(request.image, q, name="image")
         with snap.engine.stage("serialize"):
             return convert.search_response(result, q)
 
     def SearchSimilar(self, request, context):  # noqa: N802
         snap = self.live.current()
-        q = convert.query(request.options, snap.model_version, default_against="drawing")
-        result = snap.engine.search_similar(convert.patent_number(request.patent_number),
-                                            q.top_k, q.filters, q.against, q.group,
-                                            offset=q.offset, timeout=convert.deadline(context))
+        q = convert.request(request.options, snap.model_version, context)
+        result = snap.engine.search_similar(convert.patent_number(request.patent_number), q)
         with snap.engine.stage("serialize"):
             return convert.search_response(result, q)
 
@@ -99,12 +93,9 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         if self.images is None:
             return None
         try:
-            data = self.images.get(self.images.uri_for(patent, GRANT_RECORD))
+            return self.images.get_grant(patent)
         except NotFoundError:
             return None
-        message = grant_pb2.Grant()
-        message.ParseFromString(data)
-        return grant_from_proto(message)
 
 
 def _check_count(items, field: str) -> None:

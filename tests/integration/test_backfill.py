@@ -1,19 +1,16 @@
 """Backfill: a folder of weekly bundles published in date order through the real broker,
 resumed from its state file, reported per bundle; and the reader's memory flat in bundle
-size (scripts/bench_backfill.py at small sizes, so the benchmark cannot rot)."""
+size (benchmarks/backfill.py at small sizes, so the benchmark cannot rot)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-from streaming_helpers import make_bundle, read_topic
-
-from services.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
+from harness import REPO
+from harness.services import make_bundle, read_topic
+from patentclip_cli.main import main
 
 
 def test_a_folder_of_weeks_publishes_in_date_order_resumes_and_reports(
@@ -48,7 +45,7 @@ def test_a_folder_of_weeks_publishes_in_date_order_resumes_and_reports(
 
 
 def test_reader_peak_memory_does_not_grow_with_utility_padding(tmp_path):
-    subprocess.run([sys.executable, str(REPO / "scripts" / "bench_backfill.py"), "--sizes-mb",
+    subprocess.run([sys.executable, "-m", "benchmarks.backfill", "--sizes-mb",
                     "8", "160", "--patents", "6", "--out", str(tmp_path)], check=True,
                    cwd=REPO, capture_output=True)
     result = json.loads((tmp_path / "backfill.json").read_text())

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from harness import REPO
 
 
 def test_the_gpu_benchmark_dry_run_measures_every_path(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_gpu.py"),
+    result = subprocess.run([sys.executable, "-m", "benchmarks.gpu",
                              "--dry-run", "--out", str(tmp_path), "--decode-workers", "2"],
                             cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from harness import REPO
 
 
 def _demo(tmp_path: Path, **kwargs) -> subprocess.Popen:

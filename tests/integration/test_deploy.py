@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import kubernetes_validate
@@ -15,7 +14,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from services.broker import KafkaSettings
+from harness import REPO, import_file
+from services.common.broker import KafkaSettings
 from services.embedder.config import ConsumerSettings, embedder_group
 from services.embedder.metrics import EmbedderMetrics
 from services.query.config import ServerSettings
@@ -23,10 +23,8 @@ from services.query.metrics import QueryMetrics
 from trainer.config import JobSettings
 from trainer.metrics import TrainerMetrics
 
-REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-sys.path.insert(0, str(DEPLOY / "grafana"))
-import dashboards  # noqa: E402  (deploy/grafana/dashboards.py)
+dashboards = import_file(DEPLOY / "grafana" / "dashboards.py")
 
 APP_SERVICES = {"embedder": ConsumerSettings().metrics_port,
                 "query": ServerSettings().metrics_port,

@@ -66,7 +66,7 @@ def test_unusable_backend_is_a_clear_error(backend, message, tiny_model_dir):
 
 def test_cli_search_through_the_configured_backend_finds_what_eager_finds(
         tmp_path, tiny_model_dir, monkeypatch, capsys):
-    from services.cli import main
+    from patentclip_cli.main import main
 
     bundle = BundleGenerator(seed=12).write_bundle(tmp_path, date(2021, 1, 12), 12)
     monkeypatch.setenv("PATENTCLIP_MODEL", f"local-dir:{tiny_model_dir}")

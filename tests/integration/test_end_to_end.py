@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from harness import REPO
 from patentclip.reader import GrantReader
-from services.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
+from patentclip_cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +121,7 @@ def test_bad_input_is_one_clear_line(indexed, capsys, args, message):
 
 def test_runs_as_module_and_console_script(tmp_path):
     # a fresh database: Milvus Lite lets one process at a time open a data file
-    result = subprocess.run([sys.executable, "-m", "services.cli", "collections",
+    result = subprocess.run([sys.executable, "-m", "patentclip_cli.main", "collections",
                              "--milvus-uri", str(tmp_path / "fresh.db")], capture_output=True,
                             text=True, cwd=REPO)
     assert result.returncode == 0 and "no collections at" in result.stdout

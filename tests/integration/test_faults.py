@@ -13,8 +13,9 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-from conftest import free_port
-from streaming_helpers import (
+
+from harness.processes import free_port
+from harness.services import (
     EmbedderProcess,
     QueryLoad,
     QueryProcess,
@@ -28,14 +29,13 @@ from streaming_helpers import (
     wait_ingested,
     wait_until,
 )
-
 from patentclip.encoder import Encoder, create_tiny_model, weights_digest
 from patentclip.errors import ModelLoadError
 from patentclip.imagestore import LocalImageStore
 from patentclip.indexer import Indexer
 from patentclip.registry import ModelRegistry
 from patentclip.store import PatentStore
-from services.query.client import PatentSearchClient
+from patentclip_client import PatentSearchClient
 
 
 def test_milvus_restart_under_queries_and_ingestion_loses_nothing(
@@ -91,9 +91,8 @@ def test_broker_restart_during_ingestion_indexes_every_grant_exactly_once(
     """Tansu keeps messages in memory only: after its restart the topic is empty, so the
     bundles are published again (as an operator re-runs the publisher). The embedder
     reconnects on its own, and upserts by row id keep every sheet exactly once."""
-    from conftest import TansuBroker
-
-    from services.broker import KafkaSettings
+    from harness.processes import TansuBroker
+    from services.common.broker import KafkaSettings
 
     broker = TansuBroker(tmp_path / "tansu.log").start()
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, topic="grants",
@@ -275,8 +274,7 @@ def test_trainer_killed_at_random_points_leaves_registry_and_alias_consistent(
     import subprocess
     import sys
 
-    from conftest import REPO
-
+    from harness import REPO
     from patentclip.config import CoreSettings
     from services.embedder.config import ConsumerSettings, EmbedderSettings
     from services.embedder.main import reindex_topic

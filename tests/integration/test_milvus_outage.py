@@ -16,9 +16,10 @@ import uuid
 
 import grpc
 import pytest
-from conftest import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from streaming_helpers import (
+
+from harness.processes import free_port
+from harness.services import (
     EmbedderProcess,
     QueryLoad,
     QueryProcess,
@@ -31,7 +32,6 @@ from streaming_helpers import (
     wait_ingested,
     wait_until,
 )
-
 from patentclip.reader import GrantReader
 from patentclip.store import PatentStore
 

@@ -22,10 +22,10 @@ from patentclip.indexer import Indexer
 from patentclip.reader import GrantReader
 from patentclip.search import MAX_TEXT_CHARS
 from patentclip.store import PatentStore
-from services.auth import Role, new_token, token_line
-from services.milvus_plugin.function import PatentCLIPEmbeddingFunction
-from services.milvus_plugin.provider import MODEL_HEADER
+from patentclip_client.milvus import PatentCLIPEmbeddingFunction
+from services.common.auth import Role, new_token, token_line
 from services.query.config import QuerySettings, ServerSettings
+from services.query.embeddings import MODEL_HEADER
 from services.query.main import QueryServer
 
 QUERIES = ["hinged cosmetic case with mirror", "chair with armrests", "lamp shade",

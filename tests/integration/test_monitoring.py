@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -15,8 +14,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port, wait_for_port
-from streaming_helpers import (
+
+from harness import REPO, demo, import_file
+from harness.processes import free_port, wait_for_port
+from harness.services import (
     EmbedderProcess,
     make_bundle,
     produce_raw,
@@ -25,19 +26,14 @@ from streaming_helpers import (
     wait_until,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy" / "grafana"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import dashboards  # noqa: E402  (deploy/grafana/dashboards.py, the dashboards' source)
-import demo_wait  # noqa: E402  (scripts/demo_wait.py: deploy's config for local ports)
-
-REPO = Path(__file__).resolve().parents[2]
+dashboards = import_file(REPO / "deploy" / "grafana" / "dashboards.py")  # the dashboards' source
 JOBS = ("patentclip-embedder", "patentclip-query", "patentclip-trainer")
 
 
 def prometheus_config(tmp: Path, ports: dict[str, int]) -> Path:
     """deploy/prometheus/prometheus.yml and rules.yml with the test's targets, 1 s scrapes
     (the demo's helper, so the demo and this test run Prometheus the same way)."""
-    demo_wait.prometheus(str(REPO / "deploy/prometheus/prometheus.yml"), str(tmp),
+    demo.prometheus(str(REPO / "deploy/prometheus/prometheus.yml"), str(tmp),
                          *(str(ports[job]) for job in JOBS), interval="1s")
     return tmp / "prometheus.yml"
 
@@ -152,7 +148,7 @@ def _sample(port: int, name: str) -> float | None:
 def _send_search_traffic(port: int) -> None:
     import grpc
 
-    from services.query.client import PatentSearchClient
+    from patentclip_client import PatentSearchClient
 
     with PatentSearchClient(f"127.0.0.1:{port}", timeout=30) as client:
         wait_until(lambda: _serving(client), 60, "the query service to serve")

@@ -2,11 +2,9 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
+from harness import REPO
 from patentclip.v1 import grant_pb2, search_pb2
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_generated_code_matches_protos(tmp_path):

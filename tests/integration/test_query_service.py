@@ -25,7 +25,7 @@ from patentclip.indexer import Indexer
 from patentclip.reader import GrantReader
 from patentclip.store import PatentStore
 from patentclip.v1 import grant_pb2, search_pb2
-from services.query.client import PatentSearchClient
+from patentclip_client import PatentSearchClient
 from services.query.config import QuerySettings, ServerSettings
 from services.query.main import SERVICE_NAME, QueryServer
 
@@ -208,11 +208,13 @@ def test_a_spent_deadline_is_deadline_exceeded(server):
 
 def test_deadline_propagates_to_the_vector_search(corpus, encoder):
     from patentclip.errors import DeadlineExceededError
-    from patentclip.search import SearchEngine
+    from patentclip.search import SearchEngine, SearchRequest
 
     engine = SearchEngine(encoder, corpus[0], corpus[3])
-    with pytest.raises(DeadlineExceededError):
-        engine.search_vector(encoder.encode_texts(["x"])[0], timeout=0.0)
+    patent = next(iter(corpus[2]))
+    assert engine.search_similar(patent, SearchRequest(timeout=30.0)).hits
+    with pytest.raises(DeadlineExceededError):  # the lookup is done; the search is not
+        engine.search_similar(patent, SearchRequest(timeout=0.0))
 
 
 def test_health_and_reflection(server):
@@ -362,7 +364,7 @@ def test_milvus_unreachable_is_unavailable(lite_server, encoder, sample_dir, tmp
 def test_cli_talks_to_the_server(server, corpus, capsys):
     import json
 
-    from services.cli import main
+    from patentclip_cli.main import main
 
     target = f"127.0.0.1:{server.port}"
     assert main(["search", "--server", target, "--text", "bottle", "--k", "4"]) == 0
@@ -377,9 +379,9 @@ def test_cli_talks_to_the_server(server, corpus, capsys):
 
 
 def test_views_enum_round_trips_through_the_client():
-    from services.query.client import _options
+    from patentclip_client import search_options
 
-    options = _options(5, views=["front", "in-use"])
+    options = search_options(5, views=["front", "in-use"])
     assert list(options.filters.views) == [grant_pb2.VIEW_FRONT, grant_pb2.VIEW_IN_USE]
     assert isinstance(options, search_pb2.SearchOptions)
 
@@ -391,7 +393,8 @@ def test_runs_as_a_process_with_metrics_and_stops_gracefully_on_sigterm(
     import sys
     import urllib.request
 
-    from conftest import REPO, free_port
+    from harness import REPO
+    from harness.processes import free_port
 
     store = PatentStore(lite_server.uri, prefix="p")
     collection = Indexer(encoder, store, LocalImageStore(tmp_path / "images"),
@@ -591,7 +594,7 @@ def test_requests_other_tools_send_are_refused_by_field_or_normalised(client, co
 
 
 def test_mixed_and_unknown_views_filter_over_grpc_and_the_cli(server, client, capsys):
-    from services.cli import main
+    from patentclip_cli.main import main
 
     for view in ("mixed", "unknown"):
         page = client.search_text("a design", k=20, views=[view], group=False)
@@ -647,3 +650,58 @@ def test_a_node_grpc_js_client_searches_pages_and_gets_clear_errors(server, corp
     assert "date_from 20211399: not a calendar date" in out["bad_date"]["details"]
     assert out["bad_view"]["code"] == "INVALID_ARGUMENT"
     assert "VIEW_UNSPECIFIED is no view" in out["bad_view"]["details"]
+
+
+CLIENT_ONLY = """
+import json, sys
+from patentclip_client import PatentSearchClient
+try:
+    import torch  # noqa: F401
+    sys.exit("torch is installed: not a client-only install")
+except ModuleNotFoundError:
+    pass
+with PatentSearchClient(sys.argv[1], timeout=30) as client:
+    page = client.search_text("ornamental design for a bottle", k=3, locarno=["09"])
+    patent = client.get_patent(page.hits[0].patent_number)
+    print(json.dumps({"hits": [h.patent_number for h in page.hits],
+                      "model": page.model_version, "title": patent.grant.title,
+                      "modules": sorted(m for m in ("numpy", "pymilvus", "kafka", "PIL")
+                                        if m in sys.modules)}))
+"""
+
+
+def test_a_client_only_install_has_no_torch_and_searches_the_service(server, client,
+                                                                      tmp_path):
+    """``pip install patentclip-search`` (no extra) in a fresh venv: grpcio, protobuf, the
+    generated code and the typed client, and nothing of the services."""
+    import shutil
+    import subprocess
+    import sys
+
+    from harness import REPO
+
+    source = tmp_path / "source"  # a copy: building in the checkout would leave build/
+    for part in ("patentclip", "patentclip_client", "patentclip_cli", "services", "trainer"):
+        shutil.copytree(REPO / part, source / part,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", str(source)],
+                             capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-3000:]
+    listed = subprocess.run([str(python), "-m", "pip", "list", "--format=json"],
+                            capture_output=True, text=True, check=True).stdout
+    installed = {p["name"].lower() for p in json.loads(listed)}
+    assert {"grpcio", "protobuf", "patentclip-search"} <= installed
+    assert not installed & {"torch", "numpy", "pymilvus", "kafka-python", "open-clip-torch"}
+    run = subprocess.run([str(python), "-c", CLIENT_ONLY, f"127.0.0.1:{server.port}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    answer = json.loads(run.stdout)
+    expected = client.search_text("ornamental design for a bottle", k=3, locarno=["09"])
+    assert answer["hits"] == [h.patent_number for h in expected.hits] and answer["hits"]
+    assert answer["model"] == expected.model_version and answer["title"]
+    assert answer["modules"] == []  # the client reached none of the services' libraries

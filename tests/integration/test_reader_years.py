@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SHARED
 
+from harness import SHARED
 from patentclip.reader import GrantReader
 
 EXPECTED = json.loads((Path(__file__).parent.parent / "data" /

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from streaming_helpers import (
+
+from harness.processes import free_port
+from harness.services import (
     EmbedderProcess,
     QueryProcess,
     http_get,
@@ -22,13 +23,12 @@ from streaming_helpers import (
     settings,
     wait_until,
 )
-
 from patentclip.config import CoreSettings
 from patentclip.imagestore import LocalImageStore
 from patentclip.indexer import Indexer
 from patentclip.store import PatentStore
-from services.auth import Role, new_token, token_line
-from services.query.client import PatentSearchClient, tls_credentials
+from patentclip_client import PatentSearchClient, tls_credentials
+from services.common.auth import Role, new_token, token_line
 from services.query.config import QuerySettings, ServerSettings
 from services.query.main import QueryServer
 
@@ -197,7 +197,7 @@ def test_closing_health_makes_it_need_a_token_too(corpus, encoder, tokens):
 
 
 def test_cli_sends_the_token_and_certificates(mtls_server, pki, tokens, tmp_path, capsys):
-    from services.cli import main
+    from patentclip_cli.main import main
 
     token_file = tmp_path / "token"
     token_file.write_text(tokens["search"] + "\n")

@@ -7,14 +7,10 @@ the long run's figure is reported in docs/reliability.md.)"""
 from __future__ import annotations
 
 import json
-import sys
-
-from conftest import REPO
 
 
 def test_short_soak_fails_no_request_and_loses_no_row(tmp_path):
-    sys.path.insert(0, str(REPO / "scripts"))
-    from soak import main
+    from benchmarks.soak import main
 
     out = tmp_path / "soak"
     code = main(["--duration", "15", "--clients", "8", "--warmup", "4", "--sample-s", "1",

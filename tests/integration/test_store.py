@@ -143,7 +143,7 @@ def test_wait_indexed_returns_once_the_index_covers_the_rows(store):
 
 def test_a_large_milvus_lite_collection_logs_advice_to_use_the_server(store, caplog,
                                                                         monkeypatch):
-    import patentclip.store as store_module
+    import patentclip.store.lite as store_module
 
     name = store.ensure_collection("m1", DIM)
     store.upsert(name, rows())

@@ -13,7 +13,8 @@ import uuid
 from dataclasses import replace
 
 import pytest
-from streaming_helpers import (
+
+from harness.services import (
     EmbedderProcess,
     committed_offsets,
     http_get,
@@ -27,7 +28,6 @@ from streaming_helpers import (
     stored_ids,
     wait_until,
 )
-
 from patentclip.events import encode_event
 from patentclip.imagestore import LocalImageStore
 from patentclip.reader import GrantReader
@@ -158,7 +158,7 @@ def test_tombstones_withdraw_patents_live_and_in_a_reindex(
     last event of a patent wins: a grant published again after its tombstone is back."""
     from patentclip.encoder import create_tiny_model
     from patentclip.events import event_key
-    from services.cli import main
+    from patentclip_cli.main import main
     from services.embedder.main import reindex_topic
 
     bundle = make_bundle(tmp_path / "bundles", patents=5, seed=11)
@@ -305,7 +305,7 @@ def test_two_processes_in_one_group_split_partitions_and_ingest_once(
 def test_reindex_replays_the_topic_into_a_new_model_without_touching_live(
         tmp_path, encoder, tiny_model_dir, kafka_settings, monkeypatch, capsys):
     from patentclip.encoder import create_tiny_model
-    from services.cli import main
+    from patentclip_cli.main import main
 
     bundle = make_bundle(tmp_path / "bundles", patents=8, seed=9)
     images = tmp_path / "images"
@@ -342,7 +342,7 @@ def test_reindex_replays_the_topic_into_a_new_model_without_touching_live(
 
 
 def _free_port() -> int:
-    from conftest import free_port
+    from harness.processes import free_port
 
     return free_port()
 

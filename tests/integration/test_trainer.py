@@ -4,6 +4,7 @@ broker for the rollout's reindex."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -178,7 +179,7 @@ def test_registry_refuses_corrupted_weights(corpus, tmp_path, tiny_model_dir):
 
 def test_benchmark_command_writes_json_markdown_and_plot(corpus, tmp_path, tiny_model_dir,
                                                          capsys):
-    from services.cli import main
+    from patentclip_cli.main import main
 
     core = _core(corpus, tmp_path, tiny_model_dir)
     out = tmp_path / "bench"
@@ -203,7 +204,7 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
     """The service path end to end: grants on the topic -> live collection; one trainer
     cycle (policy auto) fine-tunes from live, benchmarks, registers, reindexes from the
     topic and moves the alias; a worse version is rejected with reasons; rollback."""
-    from services.broker import ensure_topics, make_producer
+    from services.common.broker import ensure_topics, make_producer
     from services.embedder.config import ConsumerSettings, EmbedderSettings
     from services.embedder.main import reindex_topic
     from services.publisher import GrantPublisher
@@ -232,8 +233,8 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
 
     env = _env(core, tmp_path / "runs", policy="auto", **TRAIN_FLAGS)
     del env["PATENTCLIP_TRAINER_BASE_MODEL"]  # fine-tune from live
-    settings = TrainerSettings.from_env(env)
-    settings = TrainerSettings(core, kafka_settings, consumer, settings.job)
+    settings = dataclasses.replace(TrainerSettings.from_env(env), core=core,
+                                   kafka=kafka_settings, consumer=consumer)
     metrics = TrainerMetrics()
     result = run_cycle(settings, metrics, threading.Event())
     assert result.status == "succeeded", result.reasons
@@ -291,7 +292,7 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
     assert not store.list_collections().count(store.collection_name(worse.version))
 
     # The operator's view and commands: models list/show, then rollback from the CLI.
-    from services.cli import main as cli
+    from patentclip_cli.main import main as cli
 
     monkeypatch.setenv("PATENTCLIP_COLLECTION_PREFIX", store.prefix)
     common = ["--milvus-uri", store.uri, "--registry-dir", core.registry_dir]
@@ -335,8 +336,7 @@ def test_trainer_service_serves_metrics_waits_for_its_schedule_and_stops(tmp_pat
     slot, stops on the event (SIGTERM in production); a failing cycle is counted."""
     import urllib.request
 
-    from conftest import free_port, wait_for_port
-
+    from harness.processes import free_port, wait_for_port
     from trainer.config import TrainerSettings
     from trainer.main import main, run_cycle
     from trainer.metrics import TrainerMetrics

@@ -31,8 +31,8 @@ from patentclip.grants import (
 from patentclip.store import SearchFilters
 from patentclip.synthetic import BundleGenerator
 from patentclip.v1 import grant_pb2, search_pb2
+from patentclip_client import search_options
 from services.query import convert
-from services.query.client import _options
 
 
 @pytest.mark.parametrize(("typed", "stored"), [
@@ -58,17 +58,42 @@ def test_one_view_vocabulary_every_copy_agrees():
     assert set(VIEW_NAME_TO_PB) == set(SHEET_VIEWS)
     assert [view_from_proto(view_to_proto(v)) for v in SHEET_VIEWS] == list(SHEET_VIEWS)
     assert {v.value for v in View} < set(SHEET_VIEWS)  # figures' views, plus unknown/mixed
-    from services.cli import _parser
+    from patentclip_cli.main import _parser
 
     search = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
     view_flag = next(a for a in search.choices["search"]._actions if "--view" in
                      a.option_strings)
     assert tuple(view_flag.choices) == SHEET_VIEWS
     for view in SHEET_VIEWS:  # the store's filter and the client accept every name
-        SearchFilters(views=(view,)).validate()
-        assert list(_options(5, views=[view]).filters.views) == [VIEW_NAME_TO_PB[view]]
+        SearchFilters(views=(view,))  # validated when built
+        assert list(search_options(5, views=[view]).filters.views) == [VIEW_NAME_TO_PB[view]]
     with pytest.raises(ValueError, match="choose from front"):
-        _options(5, views=["sideways"])
+        search_options(5, views=["sideways"])
+
+
+def test_one_against_vocabulary_every_copy_agrees():
+    """search.proto's Against, the core's AGAINST, the one name<->proto map (events), the
+    CLI's --against choices and the client all say the same three names."""
+    from patentclip.events import AGAINST_NAME_TO_PB, AGAINST_PB_TO_NAME
+    from patentclip.search import AGAINST
+    from patentclip.v1 import search_pb2
+    from patentclip_cli.main import _parser
+    from services.query import convert
+
+    proto = {n for n in search_pb2.Against.keys() if n != "AGAINST_UNSPECIFIED"}
+    assert proto == {"AGAINST_" + name.upper() for name in AGAINST}
+    assert tuple(AGAINST_NAME_TO_PB) == AGAINST
+    assert {AGAINST_PB_TO_NAME[AGAINST_NAME_TO_PB[a]] for a in AGAINST} == set(AGAINST)
+    search = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    flag = next(a for a in search.choices["search"]._actions if "--against" in
+                a.option_strings)
+    assert tuple(flag.choices) == AGAINST
+    for name in AGAINST:  # the client sends what the service reads back
+        options = search_options(5, against=name)
+        assert convert._against(options.against) == name
+    assert convert._against(search_options(5).against) == ""  # the query's default
+    with pytest.raises(ValueError, match="choose from drawing"):
+        search_options(5, against="sketch")
 
 
 @pytest.mark.parametrize(("value", "ok"), [(20210105, True), (20240229, True),
@@ -104,9 +129,9 @@ def test_an_unqualified_side_view_is_other():
 
 def test_request_enums_outside_the_schema_are_refused_by_field():
     with pytest.raises(InvalidQueryError, match="options.against: 7 is not an Against value"):
-        convert.query(search_pb2.SearchOptions(against=7), "v1", default_against="both")
-    q = convert.query(search_pb2.SearchOptions(), "v1", default_against="drawing")
-    assert q.against == "drawing"
+        convert.request(search_pb2.SearchOptions(against=7), "v1", _Context(None))
+    q = convert.request(search_pb2.SearchOptions(), "v1", _Context(None))
+    assert q.against == "" and q.matching("drawing") == ("drawing",)  # the query's default
 
 
 class _Context:
@@ -125,7 +150,7 @@ def test_no_deadline_means_no_deadline():
 
 def test_an_event_whose_key_is_not_its_patent_is_refused():
     grant = next(iter(BundleGenerator(0).patents(datetime.date(2021, 1, 5), 1)))
-    from patentclip.reader import parse_grant_xml
+    from patentclip.grant_xml import parse_grant_xml
     from patentclip.synthetic import grant_xml
 
     parsed = parse_grant_xml(grant_xml(grant), "x.xml")

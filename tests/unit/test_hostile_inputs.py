@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from patentclip.errors import GrantParseError, ImageDecodeError, InvalidInputError
+from patentclip.grant_xml import parse_grant_xml
 from patentclip.images import DrawingPreprocessor
-from patentclip.reader import ArchiveLimits, GrantReader, parse_grant_xml
+from patentclip.reader import ArchiveLimits, GrantReader
 from patentclip.synthetic import BundleGenerator
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,

@@ -66,24 +66,3 @@ def test_settings_from_env_then_flags_and_secret_hidden():
     assert settings.milvus_uri == "http://m:19530" and settings.batch_size == 8
     assert settings.model == "local-dir:/m"
     assert "s3cret" not in repr(settings)
-
-
-def test_core_imports_no_transport():
-    """The core never imports gRPC, Kafka, services or trainer itself (pymilvus, a
-    dependency, talks gRPC internally; that is not the core's business)."""
-    import ast
-    from pathlib import Path
-
-    import patentclip
-
-    core = Path(patentclip.__file__).parent
-    offenders = []
-    for path in core.rglob("*.py"):
-        if path.name.endswith("_pb2_grpc.py"):
-            continue  # generated stubs, imported by services only
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            offenders += [f"{path.name}: {n}" for n in names
-                          if n.split(".")[0] in ("grpc", "kafka", "services", "trainer")]
-    assert offenders == []

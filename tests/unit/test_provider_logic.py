@@ -10,8 +10,8 @@ import pytest
 
 from patentclip.batching import DynamicBatcher
 from patentclip.errors import UnavailableError
-from services.auth import Role, TokenAuthenticator, new_token, token_line
-from services.milvus_plugin.provider import MODEL_HEADER, EmbeddingProvider
+from services.common.auth import Role, TokenAuthenticator, new_token, token_line
+from services.query.embeddings import MODEL_HEADER, EmbeddingProvider
 
 
 class _Encoder:

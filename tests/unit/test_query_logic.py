@@ -157,14 +157,19 @@ def test_page_tokens_round_trip_and_are_bound_to_the_model():
         convert.decode_page_token("not-a-token", "tiny_abc")
 
 
+class _NoDeadline:
+    def time_remaining(self):
+        return None
+
+
 def test_options_defaults_and_filters():
-    q = convert.query(search_pb2.SearchOptions(), "v", default_against="both")
-    assert (q.top_k, q.offset, q.group, q.against) == (10, 0, True, "both")
+    q = convert.request(search_pb2.SearchOptions(), "v", _NoDeadline())
+    assert (q.top_k, q.offset, q.group, q.against, q.timeout) == (10, 0, True, "", None)
     options = search_pb2.SearchOptions(
         top_k=5, group_by_patent=False, against=search_pb2.AGAINST_CAPTION,
         filters=search_pb2.Filters(locarno=["0204"], date_from=20210101,
                                    views=[grant_pb2.VIEW_FRONT, grant_pb2.VIEW_IN_USE]))
-    q = convert.query(options, "v", default_against="both")
+    q = convert.request(options, "v", _NoDeadline())
     assert (q.top_k, q.group, q.against) == (5, False, "caption")
     assert q.filters == SearchFilters(locarno=("0204",), date_from=20210101,
                                       views=("front", "in-use"))

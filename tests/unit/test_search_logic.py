@@ -6,8 +6,8 @@ import random
 import pytest
 
 from patentclip.errors import InvalidQueryError
-from patentclip.search import reciprocal_rank_fusion
-from patentclip.store import Hit, SearchFilters, group_by_patent, row_id
+from patentclip.ranking import group_by_patent, reciprocal_rank_fusion
+from patentclip.store import MAX_SEARCH_LIMIT, Hit, SearchFilters, row_id
 
 
 def hit(patent, sheet, score, modality="drawing"):
@@ -29,17 +29,38 @@ def test_filter_expression():
     assert SearchFilters().expression() == ""
 
 
-@pytest.mark.parametrize("filters, message", [
-    (SearchFilters(locarno=('02"] or 1==1',)), "locarno filter"),
-    (SearchFilters(locarno=("2",)), "locarno filter"),
-    (SearchFilters(date_from=2021), "date_from"),
-    (SearchFilters(date_from=20220101, date_to=20210101), "date range is empty"),
-    (SearchFilters(views=("sideways",)), "view filter"),
-    (SearchFilters(exclude_patents=('D1" or "1',)), "patent number"),
+@pytest.mark.parametrize("fields, message", [
+    ({"locarno": ('02"] or 1==1',)}, "locarno filter"),
+    ({"locarno": ("2",)}, "locarno filter"),
+    ({"date_from": 2021}, "date_from"),
+    ({"date_from": 20220101, "date_to": 20210101}, "date range is empty"),
+    ({"views": ("sideways",)}, "view filter"),
+    ({"exclude_patents": ('D1" or "1',)}, "patent number"),
 ])
-def test_bad_filters_are_refused_with_a_reason(filters, message):
+def test_bad_filters_are_refused_with_a_reason_when_built(fields, message):
     with pytest.raises(InvalidQueryError, match=message):
-        filters.expression()
+        SearchFilters(**fields)  # validated once, here: nobody holds invalid filters
+
+
+def test_filters_excluding_a_patent_keep_the_rest_and_stay_valid():
+    base = SearchFilters(locarno=["09"], views=["front"])
+    assert base.locarno == ("09",)  # sequences are kept as tuples: filters stay hashable
+    more = base.excluding("D0907292")
+    assert more == SearchFilters(locarno=("09",), views=("front",),
+                                 exclude_patents=("D0907292",))
+    with pytest.raises(InvalidQueryError, match="patent number"):
+        base.excluding('D1" or "1')
+
+
+def test_a_search_request_is_validated_when_built():
+    from patentclip.search import SearchRequest
+
+    assert SearchRequest().matching("both") == ("drawing", "caption")
+    assert SearchRequest(against="caption").matching("both") == ("caption",)
+    for fields, words in (({"top_k": 0}, "top_k=0"), ({"top_k": 10, "offset": 995}, "offset"),
+                          ({"against": "sketch"}, "against")):
+        with pytest.raises(InvalidQueryError, match=words):
+            SearchRequest(**fields)
 
 
 def brute_force_group(hits, k):
@@ -99,7 +120,8 @@ def test_rrf_keeps_best_ranked_representative():
 
 
 def test_fusion_depth_is_a_fixed_ladder_so_pages_agree():
-    from patentclip.search import fusion_depth
+    from patentclip.ranking import fusion_depth
 
-    assert {fusion_depth(d) for d in range(1, 51)} == {100}
-    assert fusion_depth(51) == 200 and fusion_depth(1000) == 3200
+    assert {fusion_depth(d, MAX_SEARCH_LIMIT) for d in range(1, 51)} == {100}
+    assert fusion_depth(51, MAX_SEARCH_LIMIT) == 200
+    assert fusion_depth(1000, MAX_SEARCH_LIMIT) == 3200

@@ -10,8 +10,8 @@ import pytest
 
 from patentclip.config import CoreSettings
 from patentclip.errors import InvalidInputError
-from services import auth
-from services.auth import (
+from services.common import auth
+from services.common.auth import (
     PermissionDeniedError,
     Role,
     TokenAuthenticator,
@@ -20,7 +20,7 @@ from services.auth import (
     new_token,
     token_line,
 )
-from services.broker import KafkaSettings
+from services.common.broker import KafkaSettings
 from services.query.config import ServerSettings
 
 

@@ -62,7 +62,7 @@ class _RpcError(Exception):
 
 
 def _store_without_milvus(monkeypatch):
-    from patentclip import store as store_module
+    from patentclip.store import store as store_module
 
     def refuse(**kwargs):
         raise MilvusException(code=2, message="Fail connecting to server")
@@ -72,7 +72,7 @@ def _store_without_milvus(monkeypatch):
 
 
 def test_a_store_made_while_milvus_is_down_fails_fast_and_probes_once_a_second(monkeypatch):
-    from patentclip import store as store_module
+    from patentclip.store import store as store_module
 
     store = _store_without_milvus(monkeypatch)
     assert not store.available

@@ -22,10 +22,10 @@ from patentclip.grants import (
     View,
 )
 from patentclip.v1 import grant_pb2
+from services.common.failpoints import Failpoints
+from services.common.retry import Backoff, Stopping
 from services.embedder.config import ConsumerSettings, EmbedderSettings
 from services.embedder.consumer import DeadLetter, _dead_letters_for, _dlq_headers
-from services.failpoints import Failpoints
-from services.retry import Backoff, Stopping
 
 
 def _grant(**changes) -> Grant:
@@ -204,20 +204,36 @@ def test_dead_letter_headers_carry_reason_and_source_position():
     assert len(headers["patentclip.detail"]) == 1000
 
 
-def test_env_example_documents_every_setting():
-    from dataclasses import fields
+def test_env_example_is_the_declared_settings_with_their_defaults():
+    """.env.example is checked against the one declaration of each setting: every declared
+    setting is there, nothing else is, and each value set there is the default."""
     from pathlib import Path
 
-    from services.broker import KafkaSettings
+    from patentclip.config import declared, env_name
+    from services.common.broker import KafkaSettings
     from services.query.config import ServerSettings
     from trainer.config import JobSettings
+    from trainer.train import TrainConfig
 
     text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
-    documented = {line.split("=", 1)[0].lstrip("# ") for line in text.splitlines()
-                  if "=" in line and line.lstrip("# ").startswith("PATENTCLIP_")}
-    for cls, prefix in ((CoreSettings, "PATENTCLIP_"), (KafkaSettings, "PATENTCLIP_KAFKA_"),
-                        (ConsumerSettings, "PATENTCLIP_EMBEDDER_"),
-                        (ServerSettings, "PATENTCLIP_QUERY_"),
-                        (JobSettings, "PATENTCLIP_TRAINER_")):
-        missing = {f"{prefix}{f.name.upper()}" for f in fields(cls)} - documented
-        assert not missing, f".env.example lacks {sorted(missing)}"
+    written = {}  # NAME -> value, for lines that set one (commented lines are alternatives)
+    mentioned = set()
+    for line in text.splitlines():
+        name, _, value = line.lstrip("# ").partition("=")
+        if name.startswith("PATENTCLIP_") and " " not in name:
+            mentioned.add(name)
+            if not line.startswith("#"):
+                written[name] = value.split("  #")[0].strip()
+    defaults = {env_name(cls, f.name): f.default
+                for cls in (CoreSettings, KafkaSettings, ConsumerSettings, ServerSettings,
+                            JobSettings, TrainConfig) for f in declared(cls)}
+    assert not set(defaults) - mentioned, f".env.example lacks {sorted(set(defaults) - mentioned)}"
+    assert not mentioned - set(defaults), f"not settings: {sorted(mentioned - set(defaults))}"
+    def parsed(value: str, default):  # as settings_from_env reads it
+        if isinstance(default, bool):
+            return value.lower() in ("1", "true", "yes", "on")
+        return type(default)(value)
+
+    wrong = {name: (value, defaults[name]) for name, value in written.items()
+             if value != "" and parsed(value, defaults[name]) != defaults[name]}
+    assert not wrong, f"values that are not the defaults: {wrong}"

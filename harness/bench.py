@@ -1,0 +1,53 @@
+"""What several benchmarks share: models with seeded random weights, a Milvus to run on,
+and the query service set up for load (text cache off, batching on or off)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.processes import MilvusServerProcess
+from harness.services import QueryProcess
+
+
+def random_weights_model(name: str, out: Path, seed: int = 0) -> Path:
+    """open_clip architecture ``name`` with seeded random weights, saved as a local-dir
+    model: every process and backend loads the same weights (speed does not depend on
+    them; parity needs them equal)."""
+    import open_clip
+    import torch
+
+    from patentclip.encoder import save_local_model
+
+    torch.manual_seed(seed)
+    model = open_clip.create_model(name)
+    save_local_model(model, open_clip.get_model_config(name), out)
+    return out
+
+
+class MilvusBackend:
+    """Context manager yielding a Milvus URI: a Milvus Lite file ("lite") or a Milvus 2.3.5
+    server ("server") in ``work``."""
+
+    def __init__(self, backend: str, work: Path) -> None:
+        self.backend, self.work, self.server = backend, work, None
+
+    def __enter__(self) -> str:
+        if self.backend == "lite":
+            return str(self.work / "lite.db")
+        self.server = MilvusServerProcess(self.work / "milvus-server").start()
+        return self.server.uri
+
+    def __exit__(self, *exc) -> None:
+        if self.server:
+            self.server.stop()
+
+
+def query_service_for_load(uri: str, model_dir: Path, prefix: str, log: Path,
+                           batching: bool = True) -> QueryProcess:
+    """The query service as the load benchmarks run it: the text cache off (every query
+    encodes), dynamic batching on or off, 64 handler threads. Started; wait_serving next."""
+    return QueryProcess(model_dir, uri, prefix, log, env={
+        "PATENTCLIP_IMAGES_DIR": "", "PATENTCLIP_QUERY_MAX_BATCH": "32" if batching else "1",
+        "PATENTCLIP_QUERY_MAX_DELAY_MS": "5", "PATENTCLIP_QUERY_TEXT_CACHE_SIZE": "0",
+        "PATENTCLIP_QUERY_SEARCH_MAX_BATCH": "16" if batching else "1",
+        "PATENTCLIP_QUERY_MAX_WORKERS": "64", "PATENTCLIP_QUERY_ALIAS_POLL_S": "5"})

@@ -1,0 +1,148 @@
+"""What a collection holds: one row per drawing sheet and modality, and how rows and hits
+look in Milvus.
+
+Layout of a collection ``patentclip_<model_version>``:
+
+* one row per drawing sheet and modality, primary key ``<patent>-<sheet:03d>:<modality>``
+  (``D0907292-001:drawing`` holds the sheet image's vector, ``D0907292-001:caption`` the
+  vector of the caption the patent gives that sheet). One vector field per collection,
+  because Milvus 2.3 servers allow only one;
+* scalar fields for filtering and display (patent, sheet, view, Locarno, grant date...);
+* HNSW index with COSINE metric; vectors are unit length, so score = cosine similarity;
+* the collection's properties record ``patentclip.model_version`` and ``patentclip.dim``:
+  a collection is never written or searched with vectors of another model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from pymilvus import DataType, MilvusClient
+
+MODALITIES = ("drawing", "caption")
+VERSION_PROPERTY = "patentclip.model_version"
+DIM_PROPERTY = "patentclip.dim"
+SPEC_PROPERTY = "patentclip.model_spec"  # how to load the model: a query service follows it
+PRETRAINED_PROPERTY = "patentclip.model_pretrained"
+MAX_SEARCH_LIMIT = 16_384  # Milvus' topk ceiling
+
+_STRING_FIELDS = {  # name -> max length in bytes
+    "id": 64, "patent": 16, "modality": 8, "view": 16, "locarno": 4, "locarno_class": 2,
+    "title": 512, "figures": 256, "caption": 2048, "image_uri": 1024,
+}
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    """One stored vector: a drawing sheet's image, or its caption."""
+
+    patent: str
+    sheet: int
+    modality: str
+    vector: Sequence[float]
+    view: str = "unknown"
+    locarno: str = ""
+    grant_date: int = 0
+    title: str = ""
+    figures: str = ""
+    caption: str = ""
+    image_uri: str = ""
+
+    @property
+    def id(self) -> str:
+        return row_id(self.patent, self.sheet, self.modality)
+
+
+def row_id(patent: str, sheet: int, modality: str) -> str:
+    """The primary key: ``D0907292-001:drawing``."""
+    return f"{patent}-{sheet:03d}:{modality}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result row; ``score`` is the cosine similarity."""
+
+    patent: str
+    sheet: int
+    modality: str
+    score: float
+    view: str
+    locarno: str
+    grant_date: int
+    title: str
+    figures: str
+    caption: str
+    image_uri: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    model_version: str
+    dim: int
+    rows: int
+    model_spec: str = ""
+    pretrained: str = ""
+
+
+def collection_name(prefix: str, model_version: str) -> str:
+    """The collection a model version's vectors live in: ``<prefix>_<version>``."""
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', model_version)}"
+
+
+OUTPUT_FIELDS = ["patent", "sheet", "modality", "view", "locarno", "grant_date", "title",
+                  "figures", "caption", "image_uri"]
+
+
+def milvus_schema(dim: int):
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
+                                        description="PatentCLIP drawing-sheet vectors")
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=_STRING_FIELDS["id"])
+    for name in ("patent", "modality", "view", "locarno", "locarno_class"):
+        schema.add_field(name, DataType.VARCHAR, max_length=_STRING_FIELDS[name])
+    schema.add_field("sheet", DataType.INT64)
+    schema.add_field("grant_date", DataType.INT64)
+    for name in ("title", "figures", "caption", "image_uri"):
+        schema.add_field(name, DataType.VARCHAR, max_length=_STRING_FIELDS[name])
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    return schema
+
+
+def row_dict(row: SheetRow) -> dict:
+    if row.modality not in MODALITIES:
+        raise ValueError(f"modality {row.modality!r} not in {MODALITIES}")
+    values = {
+        "id": row.id, "patent": row.patent, "sheet": int(row.sheet), "modality": row.modality,
+        "view": row.view, "locarno": row.locarno, "locarno_class": row.locarno[:2],
+        "grant_date": int(row.grant_date), "title": row.title, "figures": row.figures,
+        "caption": row.caption, "image_uri": row.image_uri,
+        "vector": np.asarray(row.vector, dtype=np.float32).tolist(),
+    }
+    for name, limit in _STRING_FIELDS.items():
+        values[name] = _truncate_utf8(values[name], limit)
+    return values
+
+
+def _truncate_utf8(text: str, limit: int) -> str:
+    data = text.encode("utf-8")
+    return text if len(data) <= limit else data[:limit].decode("utf-8", errors="ignore")
+
+
+def hit_from_milvus(raw: dict) -> Hit:
+    entity = raw["entity"]
+    return Hit(score=float(raw["distance"]), **{k: entity[k] for k in OUTPUT_FIELDS})
+
+
+def vector_dim(description: dict) -> int:
+    for f in description.get("fields", []):
+        if f.get("name") == "vector":
+            return int(f.get("params", {}).get("dim", 0))
+    return 0
+
+

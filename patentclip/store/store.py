@@ -1,0 +1,467 @@
+"""Vector store over pymilvus ``MilvusClient``: one collection per model version.
+
+The same code runs on Milvus Lite (``./data/patents.db``, embedded, the default) and on a
+Milvus server (``http://host:19530``). What a collection holds is in ``schema``, the filter
+language in ``filters``, how Milvus errors are read in ``milvus_errors``, the live alias in
+``aliases``; grouping and fusion of hits in ``patentclip.ranking``.
+
+Upserts are keyed, so re-indexing the same grants never duplicates rows. Grouping (one hit
+per patent, best sheet first) is done over an over-fetched candidate list, because Milvus
+2.3 has no server-side grouping.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from pymilvus import MilvusClient
+from pymilvus.client.types import LoadState
+from pymilvus.exceptions import MilvusException
+
+from patentclip.config import CoreSettings
+from patentclip.errors import (
+    DeadlineExceededError,
+    InvalidQueryError,
+    ModelVersionMismatchError,
+    StoreError,
+    StoreUnavailableError,
+)
+from patentclip.grants import check_patent_number
+from patentclip.ranking import group_by_patent
+from patentclip.store.aliases import AliasOperations
+from patentclip.store.filters import SearchFilters
+from patentclip.store.lite import is_lite_uri, lite_size_advice, quiet_lite_server_log
+from patentclip.store.milvus_errors import classify_milvus_error, milvus_errors_only
+from patentclip.store.schema import (
+    DIM_PROPERTY,
+    MAX_SEARCH_LIMIT,
+    MODALITIES,
+    OUTPUT_FIELDS,
+    PRETRAINED_PROPERTY,
+    SPEC_PROPERTY,
+    VERSION_PROPERTY,
+    CollectionInfo,
+    Hit,
+    SheetRow,
+    collection_name,
+    hit_from_milvus,
+    milvus_schema,
+    row_dict,
+    vector_dim,
+)
+
+logger = logging.getLogger(__name__)
+
+StageTimer = Callable[[str, float], None]  # (stage name, seconds): request-stage timings
+
+# While Milvus is unreachable, at most one call per this many seconds goes to it (a probe);
+# the others fail at once with StoreUnavailableError, instead of waiting out their deadline.
+PROBE_INTERVAL_S = 1.0
+
+AvailabilityListener = Callable[[bool, str], None]  # (available, reason): state changes only
+
+# HNSW defaults: chosen with `make bench-search`, set in CoreSettings (one source).
+HNSW_M = CoreSettings.hnsw_m
+HNSW_EF_CONSTRUCTION = CoreSettings.hnsw_ef_construction
+SEARCH_EF = CoreSettings.search_ef
+
+
+def _no_stage(stage: str, seconds: float) -> None:
+    pass
+
+
+def open_store(settings: CoreSettings) -> PatentStore:
+    """The store the settings name; creates the parent folder of a Milvus Lite file."""
+    uri = settings.milvus_uri
+    if is_lite_uri(uri):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    return PatentStore(uri, timeout=settings.milvus_timeout_s,
+                       prefix=settings.collection_prefix, ef=settings.search_ef,
+                       hnsw_m=settings.hnsw_m,
+                       hnsw_ef_construction=settings.hnsw_ef_construction,
+                       **settings.milvus_connection())
+
+
+class PatentStore(AliasOperations):
+    """Collections of sheet vectors, one per model version, in Milvus."""
+
+    def __init__(self, uri: str, token: str = "", timeout: float = 30.0,
+                 prefix: str = "patentclip", ef: int = SEARCH_EF, hnsw_m: int = HNSW_M,
+                 hnsw_ef_construction: int = HNSW_EF_CONSTRUCTION, **connection) -> None:
+        """``token`` is "user:password" or an API token; ``connection`` holds MilvusClient's
+        TLS options (secure, server_pem_path, ca_pem_path, client_pem_path, ...)."""
+        self.uri, self.timeout, self.prefix, self.ef = uri, timeout, prefix, ef
+        self.hnsw_params = {"M": hnsw_m, "efConstruction": hnsw_ef_construction}
+        self._loaded: set[str] = set()
+        self._loading: set[str] = set()  # background loads in progress
+        self._advised: set[str] = set()
+        self._is_lite: bool | None = None
+        self._listeners: list[AvailabilityListener] = []
+        self._down_since: float | None = None  # monotonic time of the first failure
+        self._down_reason = ""
+        self._next_probe = 0.0
+        self._state_lock = threading.Lock()
+        self._connection = {"uri": uri, "token": token, **connection}
+        if is_lite_uri(uri):
+            quiet_lite_server_log()
+        self._client: MilvusClient | None = None
+        try:  # a Milvus that is down now is connected to later, on first use
+            self._connect()
+        except StoreUnavailableError as exc:
+            logger.warning("%s; will connect when it answers", exc)
+            self._next_probe = 0.0  # the first use tries again at once
+
+    def _connect(self) -> MilvusClient:
+        try:
+            self._client = MilvusClient(timeout=self.timeout, **self._connection)
+        except MilvusException as exc:
+            self._mark_down(f"cannot connect: {exc.message}")
+            raise StoreUnavailableError(f"cannot connect to Milvus at {self.uri}: "
+                                        f"{exc.message}") from exc
+        self._mark_up()  # it answered the connection
+        return self._client
+
+    @property
+    def client(self) -> MilvusClient:
+        """The pymilvus client; connects first if Milvus was down when the store was made."""
+        if self._client is None:
+            self._fail_fast_while_down(probe=False)  # one connection attempt per probe
+            return self._connect()
+        return self._client
+
+    @property
+    def available(self) -> bool:
+        """False from the first failure that says Milvus is unreachable until a call works."""
+        return self._down_since is None
+
+    def add_listener(self, listener: AvailabilityListener) -> None:
+        """``listener(available, reason)`` on every change between reachable and not."""
+        self._listeners.append(listener)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def __enter__(self) -> PatentStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def is_lite(self) -> bool:
+        """Whether this is Milvus Lite 3.x (pure Python): a local file, or a ``milvus-lite
+        server`` by URI, which reports its version as ``milvus_lite-3.x``. (The ``milvus``
+        2.3.5 wheel reports ``v2.3.5-lite`` but runs Milvus' C++ engine: not Lite here.)"""
+        if self._is_lite is None:
+            self._is_lite = is_lite_uri(self.uri) or str(
+                self._call(self.client.get_server_version)).startswith("milvus_lite")
+        return self._is_lite
+
+    def collection_name(self, model_version: str) -> str:
+        return collection_name(self.prefix, model_version)
+
+    # -- collections
+
+    def ensure_collection(self, model_version: str, dim: int, model_spec: str = "",
+                          pretrained: str = "") -> str:
+        """Create the version's collection if missing; refuse one recorded for another model.
+
+        ``model_spec``/``pretrained`` record how to load the model that writes it, so a query
+        service that follows the live alias can load the matching encoder.
+        """
+        name = self.collection_name(model_version)
+        if self._call(self.client.has_collection, name):
+            info = self.describe(name)
+            if info.model_version != model_version or info.dim != dim:
+                raise ModelVersionMismatchError(
+                    f"collection {name} holds {info.model_version} (dim {info.dim}), "
+                    f"not {model_version} (dim {dim})")
+            return name
+        self._call(self.client.create_collection, name, schema=milvus_schema(dim),
+                   index_params=self._index_params(),
+                   properties={VERSION_PROPERTY: model_version, DIM_PROPERTY: str(dim),
+                               SPEC_PROPERTY: model_spec, PRETRAINED_PROPERTY: pretrained})
+        logger.info("created collection %s (model %s, dim %d)", name, model_version, dim)
+        return name
+
+    def describe(self, name_or_alias: str) -> CollectionInfo:
+        """Model version, dim and row count of a collection (or of an alias' target)."""
+        name = self.resolve(name_or_alias)
+        description = self._call(self.client.describe_collection, name)
+        properties = description.get("properties") or {}
+        dim = int(properties.get(DIM_PROPERTY, 0)) or vector_dim(description)
+        return CollectionInfo(name=name, model_version=properties.get(VERSION_PROPERTY, ""),
+                              dim=dim, rows=self.count(name),
+                              model_spec=properties.get(SPEC_PROPERTY, ""),
+                              pretrained=properties.get(PRETRAINED_PROPERTY, ""))
+
+    def list_collections(self) -> list[str]:
+        return sorted(n for n in self._call(self.client.list_collections)
+                      if n.startswith(self.prefix + "_"))
+
+    def drop(self, name: str) -> None:
+        self._call(self.client.drop_collection, name)
+        self._loaded.discard(name)
+
+    # -- rows
+
+    def upsert(self, collection: str, rows: Sequence[SheetRow]) -> int:
+        """Insert or replace rows by key; returns the number written."""
+        if not rows:
+            return 0
+        return int(self._call(self.client.upsert, collection,
+                              [row_dict(r) for r in rows]).get("upsert_count", len(rows)))
+
+    def delete_patent(self, collection: str, patent: str) -> int:
+        """Remove every row of ``patent``: a withdrawn patent (a tombstone on the grants
+        topic). Returns the rows deleted; deleting an absent patent is a no-op."""
+        check_patent_number(patent)
+        result = self._call(self.client.delete, collection, filter=f'patent == "{patent}"')
+        return int(result.get("delete_count", 0)) if hasattr(result, "get") else 0
+
+    def flush(self, collection: str) -> None:
+        """Seal growing segments: searches on Milvus Lite are several times faster after.
+        Also where a writer learns that Milvus Lite has grown past what it serves well."""
+        self._call(self.client.flush, collection)
+        self.advise_size(collection)
+
+    def wait_indexed(self, collection: str, timeout: float = 3600.0, poll: float = 0.5) -> int:
+        """Block until the vector index covers every sealed row; returns the indexed rows.
+
+        The Milvus server builds HNSW asynchronously after a flush and searches unindexed
+        segments by brute force until then; bulk loads (reindex, offline index) wait here
+        before a collection takes traffic. Milvus Lite reports its index finished while its
+        background build still runs (docs/performance.md), so on Lite this returns at once.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self._call(self.client.describe_index, collection, "vector")
+            indexed, total = int(state.get("indexed_rows", 0)), int(state.get("total_rows", 0))
+            # not pending_index_rows: the server counts segments being re-indexed after a
+            # compaction there, while their old indexed copies still serve searches
+            if indexed >= total and state.get("state") != "InProgress":
+                return indexed
+            if time.monotonic() > deadline:
+                raise StoreError(f"index of {collection} not built within {timeout:.0f}s: "
+                                 f"{indexed} of {total} rows")
+            time.sleep(poll)
+
+    def load(self, collection: str) -> None:
+        """Load a collection for search/query once per process (a new process finds it
+        released)."""
+        if collection not in self._loaded:
+            self._call(self.client.load_collection, collection)
+            self._loaded.add(collection)
+            self.advise_size(collection)
+
+    def ensure_loaded(self, collection: str) -> None:
+        """Check that Milvus has ``collection`` loaded now (after a restart it comes back
+        released); if not, load it in the background and raise StoreUnavailableError
+        saying so, so that callers answer at once instead of waiting for the load."""
+        if self._call(self.client.get_load_state, collection).get("state") == LoadState.Loaded:
+            self._loaded.add(collection)
+            return
+        self._load_in_background(collection)
+        raise StoreUnavailableError(f"collection {collection} is loading in Milvus at "
+                                    f"{self.uri} (released, e.g. after a restart)")
+
+    def _load_in_background(self, collection: str) -> None:
+        """One thread per collection loads it, retrying while Milvus is unavailable."""
+        with self._state_lock:
+            if collection in self._loading:
+                return
+            self._loading.add(collection)
+            self._loaded.discard(collection)
+
+        def load() -> None:
+            try:
+                for _ in range(600):
+                    try:
+                        self._call(self.client.load_collection, collection, _probe=True)
+                        self._loaded.add(collection)
+                        logger.info("collection %s is loaded again", collection)
+                        return
+                    except StoreUnavailableError:
+                        time.sleep(PROBE_INTERVAL_S)
+            finally:
+                with self._state_lock:
+                    self._loading.discard(collection)
+
+        threading.Thread(target=load, name=f"load-{collection}", daemon=True).start()
+
+    def advise_size(self, collection: str) -> str | None:
+        """Log (once per collection) when Milvus Lite holds more rows than it serves well."""
+        if collection in self._advised or not self.is_lite:
+            return None
+        advice = lite_size_advice(self.uri, self._row_count(collection))
+        if advice:
+            self._advised.add(collection)
+            logger.warning(advice)
+        return advice
+
+    def count(self, collection: str, modality: str | None = None) -> int:
+        """Rows in a collection; reads its own writes (Strong consistency) on a server."""
+        self.load(collection)
+        return self._row_count(collection, modality)
+
+    def _row_count(self, collection: str, modality: str | None = None) -> int:
+        expr = f'modality == "{modality}"' if modality else ""
+        result = self._call(self.client.query, collection, filter=expr,
+                            output_fields=["count(*)"], consistency_level="Strong")
+        return int(result[0]["count(*)"]) if result else 0
+
+    def patent_rows(self, collection: str, patent: str, with_vectors: bool = False,
+                    strong: bool = True) -> list[dict]:
+        """All rows of one patent, sheet order.
+
+        ``strong`` reads this process' own latest writes; on a Milvus server that waits for
+        the next time tick (about 0.2-0.4 s measured, `make bench-latency`). Query-time
+        lookups pass False (Bounded, like searches): a grant indexed seconds ago may be
+        missing for those seconds.
+        """
+        check_patent_number(patent)
+        self.load(collection)
+        fields = OUTPUT_FIELDS + (["vector"] if with_vectors else [])
+        rows = self._call(self.client.query, collection, filter=f'patent == "{patent}"',
+                          output_fields=fields, limit=MAX_SEARCH_LIMIT,
+                          consistency_level="Strong" if strong else "Bounded")
+        return sorted(rows, key=lambda r: (r["sheet"], r["modality"]))
+
+    def search(self, collection: str, vectors: np.ndarray, k: int,
+               filters: SearchFilters | None = None, modality: str | None = None,
+               group: bool = True, timeout: float | None = None,
+               on_stage: StageTimer | None = None) -> list[list[Hit]]:
+        """Top-k hits for each query vector; with ``group`` one hit per patent.
+
+        ``timeout`` (seconds) caps each Milvus call below the store's own timeout: a
+        caller's deadline propagates to the search. ``on_stage(name, seconds)`` receives the
+        time in Milvus (``search``) and in turning its rows into grouped hits (``group``).
+        """
+        if not 1 <= k <= MAX_SEARCH_LIMIT:
+            raise InvalidQueryError(f"k={k}: must be between 1 and {MAX_SEARCH_LIMIT}")
+        if modality is not None and modality not in MODALITIES:
+            raise InvalidQueryError(f"modality {modality!r}: expected one of {MODALITIES}")
+        expression = (filters or SearchFilters()).expression(modality)
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        self.load(collection)
+        return self._search_batch(collection, vectors, k, expression, group, timeout,
+                                  on_stage or _no_stage)
+
+    def _search_batch(self, collection: str, vectors: np.ndarray, k: int, expression: str,
+                      group: bool, timeout: float | None, on_stage: StageTimer
+                      ) -> list[list[Hit]]:
+        """All query vectors in one Milvus request: Milvus Lite pays a per-request cost that
+        grows with the collection, so n vectors in one call cost about as much as one.
+
+        Grouped searches over-fetch sheets; a query whose candidates held fewer than ``k``
+        patents is asked again, deeper, until it has ``k``, runs out, or hits Milvus' cap.
+        """
+        results: list[list[Hit]] = [[] for _ in vectors]
+        pending = list(range(len(vectors)))
+        limit = min(k * 8 if group else k, MAX_SEARCH_LIMIT)
+        while pending:
+            started = time.perf_counter()
+            raw = self._call(self.client.search, collection,
+                             data=[vectors[i].tolist() for i in pending], limit=limit,
+                             filter=expression, output_fields=OUTPUT_FIELDS,
+                             search_params={"metric_type": "COSINE",
+                                            "params": {"ef": max(self.ef, limit)}},
+                             _timeout=timeout)
+            searched = time.perf_counter()
+            on_stage("search", searched - started)
+            deeper = []
+            for i, found in zip(pending, raw, strict=True):
+                hits = [hit_from_milvus(r) for r in found]
+                results[i] = group_by_patent(hits, k) if group else hits[:k]
+                if group and len(results[i]) < k and len(hits) >= limit \
+                        and limit < MAX_SEARCH_LIMIT:
+                    deeper.append(i)
+            on_stage("group", time.perf_counter() - searched)
+            pending, limit = deeper, min(limit * 4, MAX_SEARCH_LIMIT)
+        return results
+
+    # -- helpers
+
+    def _index_params(self):
+        params = self.client.prepare_index_params()
+        params.add_index(field_name="vector", index_type="HNSW", metric_type="COSINE",
+                         params=self.hnsw_params)
+        return params
+
+    def _call(self, method, *args, _timeout: float | None = None, _probe: bool = False,
+              **kwargs):
+        """Call pymilvus with the store's timeout (or a shorter caller deadline).
+
+        Errors are classified once (``classify_milvus_error``): unreachable, warming up or
+        restarting is StoreUnavailableError, a caller's passed deadline DeadlineExceeded,
+        the rest StoreError. While Milvus is unavailable, calls fail at once except one
+        probe per PROBE_INTERVAL_S. A collection found released (Milvus restarted) is loaded
+        again in the background, and the call is UNAVAILABLE until it is.
+        """
+        timeout = self.timeout if _timeout is None else min(self.timeout, _timeout)
+        if timeout <= 0:
+            raise DeadlineExceededError("deadline passed before the vector search")
+        self._fail_fast_while_down(_probe)
+        try:
+            result = milvus_errors_only(method, *args, timeout=timeout, **kwargs)
+        except MilvusException as exc:
+            kind = classify_milvus_error(exc)
+            collection = args[0] if args and isinstance(args[0], str) else None
+            if kind == "not_loaded" and collection:
+                self._load_in_background(collection)
+                raise StoreUnavailableError(f"collection {collection} is not loaded in Milvus "
+                                            f"at {self.uri} (loading it again): "
+                                            f"{exc.message}") from exc
+            if kind == "deadline" and _timeout is not None and _timeout <= self.timeout:
+                raise DeadlineExceededError(f"vector search did not finish within the "
+                                            f"caller's deadline ({timeout:.3f}s)") from exc
+            if kind in ("unavailable", "deadline"):
+                self._mark_down(exc.message)
+                raise StoreUnavailableError(f"Milvus at {self.uri} unavailable: "
+                                            f"{exc.message}") from exc
+            self._mark_up()  # it answered, with a refusal
+            raise StoreError(f"Milvus at {self.uri}: {exc.message}") from exc
+        self._mark_up()
+        return result
+
+    def _fail_fast_while_down(self, probe: bool) -> None:
+        with self._state_lock:
+            if self._down_since is None or probe:
+                return
+            now = time.monotonic()
+            if now >= self._next_probe:
+                self._next_probe = now + PROBE_INTERVAL_S  # this call is the probe
+                return
+            down_for = now - self._down_since
+        raise StoreUnavailableError(f"Milvus at {self.uri} unavailable for {down_for:.0f}s: "
+                                    f"{self._down_reason}")
+
+    def _mark_down(self, reason: str) -> None:
+        with self._state_lock:
+            first = self._down_since is None
+            if first:
+                self._down_since = time.monotonic()
+                self._next_probe = self._down_since + PROBE_INTERVAL_S
+            self._down_reason = " ".join(str(reason).split())[:300]
+        if first:
+            logger.warning("Milvus at %s is unavailable: %s (failing fast; probing every "
+                           "%.0fs)", self.uri, self._down_reason, PROBE_INTERVAL_S)
+            for listener in self._listeners:
+                listener(False, self._down_reason)
+
+    def _mark_up(self) -> None:
+        if self._down_since is None:
+            return
+        with self._state_lock:
+            down, self._down_since = self._down_since, None
+        if down is not None:
+            logger.info("Milvus at %s answers again, after %.1fs", self.uri,
+                        time.monotonic() - down)
+            for listener in self._listeners:
+                listener(True, "")
