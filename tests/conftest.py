@@ -119,11 +119,13 @@ def milvus_server():
 _SESSION_SERVERS: dict[str, MilvusServerProcess] = {}
 
 
-def pytest_runtest_teardown(item, nextitem) -> None:
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
     """Every test on the Milvus server runs in one block (the scheduler and the start order
-    above): after the last, the server stops, instead of idling (about a tenth of a core)
-    through the rest of the run. A test that needs it later starts it again
-    (``milvus_server_uri`` calls ``ensure_running``)."""
+    above): after the last, once its own fixtures are torn down, the server stops instead
+    of idling (about a tenth of a core) through the rest of the run. A test that needs it
+    later starts it again (``milvus_server_uri`` calls ``ensure_running``)."""
+    yield
     server = _SESSION_SERVERS.get("milvus")
     if server and on_milvus_server(item.nodeid) and (
             nextitem is None or not on_milvus_server(nextitem.nodeid)):

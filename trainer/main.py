@@ -56,16 +56,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_from(args: argparse.Namespace, env=None) -> TrainerSettings:
-    return TrainerSettings.from_env(env, args)
-
-
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
     args = parser().parse_args(argv)
     configure_logging(args.verbose)
     stop = stop or threading.Event()
     try:
-        settings = settings_from(args)
+        settings = TrainerSettings.from_env(args=args)
         settings.validate()
     except PatentClipError as exc:
         logger.error("trainer cannot run: %s", exc)

@@ -37,17 +37,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_from(args: argparse.Namespace, env=None) -> EmbedderSettings:
-    return EmbedderSettings.from_env(env, args)
-
-
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set, for in-process tests)."""
     args = parser().parse_args(argv)
     configure_logging(args.verbose)
     stop = stop or threading.Event()
     try:
-        settings = settings_from(args)
+        settings = EmbedderSettings.from_env(args=args)
         settings.consumer.validate()
         return run(settings, stop)
     except PatentClipError as exc:
