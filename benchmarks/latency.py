@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from harness.bench import MilvusBackend, query_service_for_load, random_weights_model
+from harness.bench import MilvusBackend, in_child, query_service_for_load, random_weights_model
 from harness.machine import machine
 
 CORE_STAGES = ("decode", "encode", "lookup", "search", "group")
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
               "backend": args.backend, "corpus_sheets": args.corpus,
               "params": {k: v for k, v in vars(args).items() if k != "out"}, "kinds": []}
     with MilvusBackend(args.backend, work) as uri:
-        patents = build_corpus(uri, model_dir, args.corpus)
+        patents = in_child(build_corpus, uri, model_dir, args.corpus)  # Lite: unlock the file
         with QueryService(uri, model_dir, work) as service:
             for kind in KINDS:
                 result["kinds"].append(measure(service, kind, patents, args.requests))

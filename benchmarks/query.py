@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.bench import MilvusBackend, query_service_for_load, random_weights_model
+from harness.bench import MilvusBackend, in_child, query_service_for_load, random_weights_model
 from harness.machine import machine_line
 
 WORDS = ["lamp", "bottle", "chair", "shoe", "vase", "handle", "toy", "cup", "lid", "box",
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     for backend in args.backends:
         with MilvusBackend(backend, work) as uri:
             for size in args.corpus:
-                collection = _in_child(_corpus, uri, model_dir, size, backend, work)
+                collection = in_child(_corpus, uri, model_dir, size, backend, work)
                 for batching in (False, True):
                     results += _serve_and_load(args, uri, model_dir, collection, size, backend,
                                                batching)
@@ -64,16 +64,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=8.0, help="seconds per load run")
     p.add_argument("--out", default="reports/bench-query")
     return p
-
-
-def _in_child(fn, *args):
-    """Run ``fn`` in a fresh process: a Milvus Lite file stays locked by the process that
-    opened it, and the query service process must be the one to open it next."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
 
 
 def _corpus(uri: str, model_dir: Path, size: int, backend: str, work: Path) -> str:

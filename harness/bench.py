@@ -42,6 +42,16 @@ class MilvusBackend:
             self.server.stop()
 
 
+def in_child(fn, *args):
+    """``fn(*args)`` in a fresh process: a Milvus Lite file stays locked by the process that
+    opened it, and the query service process must be the one to open it next."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def query_service_for_load(uri: str, model_dir: Path, prefix: str, log: Path,
                            batching: bool = True) -> QueryProcess:
     """The query service as the load benchmarks run it: the text cache off (every query
