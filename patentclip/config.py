@@ -73,6 +73,15 @@ def section_parsers(cls: type, flags: Mapping[str, Sequence[str]]
     return [flag_parser(sections[name], names, name) for name, names in flags.items()]
 
 
+def service_parser(prog: str, description: str, cls: type,
+                   flags: Mapping[str, Sequence[str]]) -> argparse.ArgumentParser:
+    """A service's command line: the settings ``flags`` of each section of ``cls``, and -v."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     parents=section_parsers(cls, flags))
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
 def given_flags(args: argparse.Namespace | None, section: str) -> dict[str, Any]:
     """The flags of ``section`` that were given on the command line."""
     prefix = section + "."
@@ -92,6 +101,27 @@ def sections_from(cls: type[T], args: argparse.Namespace | None = None,
         values[f.name] = with_flags(settings_from_env(section, section.ENV_PREFIX, env),
                                     given_flags(args, f.name))
     return cls(**values)
+
+
+class Section:
+    """Base of a settings section (a frozen dataclass of ``setting()`` fields): read from
+    ``<ENV_PREFIX><NAME>`` variables."""
+
+    ENV_PREFIX: ClassVar[str] = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None):
+        return settings_from_env(cls, cls.ENV_PREFIX, env)
+
+
+class ServiceSettings:
+    """Base of a service's settings (a frozen dataclass whose fields are sections)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None,
+                 args: argparse.Namespace | None = None):
+        """From the environment, then the flags given in ``args`` (``section_parsers``)."""
+        return sections_from(cls, args, env)
 
 
 def settings_from_env(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
@@ -130,7 +160,7 @@ def require_positive(settings: object, names: tuple[str, ...], what: str) -> Non
 
 
 @dataclass(frozen=True)
-class CoreSettings:
+class CoreSettings(Section):
     """Where the model, the vectors and the drawing images are."""
 
     ENV_PREFIX: ClassVar[str] = "PATENTCLIP_"
@@ -154,10 +184,6 @@ class CoreSettings:
     registry_dir: str = setting("data/registry", "model registry folder")
     encoder_backend: str = setting("eager", "eager torch onnx int8 bf16 fp16")
     onnx_cache_dir: str = setting("data/onnx", "exported towers per version")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> CoreSettings:
-        return settings_from_env(cls, cls.ENV_PREFIX, env)
 
     def encoder_options(self) -> dict:
         """Keyword arguments of Encoder.load for serving: device, batch size and backend."""

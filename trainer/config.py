@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
-from patentclip.config import CoreSettings, sections_from, setting, settings_from_env
+from patentclip.config import CoreSettings, Section, ServiceSettings, setting
 from patentclip.errors import InvalidInputError
 from services.common.broker import KafkaSettings
 from services.embedder.config import ConsumerSettings
@@ -20,7 +20,7 @@ POLICIES = ("auto", "approve")
 
 
 @dataclass(frozen=True)
-class JobSettings:
+class JobSettings(Section):
     """When the trainer runs, on what, and how it decides (env PATENTCLIP_TRAINER_*); the
     hyperparameters are TrainConfig's (the same prefix)."""
 
@@ -46,10 +46,6 @@ class JobSettings:
     failpoint: str = setting(
         "", "tests only: \"after_checkpoint@N\" blocks after the Nth checkpoint")
 
-    @classmethod
-    def from_env(cls, env=None) -> JobSettings:
-        return settings_from_env(cls, cls.ENV_PREFIX, env)
-
     def validate(self) -> None:
         if self.eval_weeks < 1:
             raise InvalidInputError(f"trainer setting eval_weeks={self.eval_weeks}: must be "
@@ -69,18 +65,13 @@ class JobSettings:
 
 
 @dataclass(frozen=True)
-class TrainerSettings:
+class TrainerSettings(ServiceSettings):
     core: CoreSettings = field(default_factory=CoreSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     consumer: ConsumerSettings = field(default_factory=ConsumerSettings)  # reindex consumer
     job: JobSettings = field(default_factory=JobSettings)
     train: TrainConfig = field(default_factory=TrainConfig)  # hyperparameters
 
-    @classmethod
-    def from_env(cls, env=None, args=None) -> TrainerSettings:
-        """From the environment, then the flags in ``args`` (sections core, kafka, job and
-        train)."""
-        return sections_from(cls, args, env)
 
     def validate(self) -> None:
         self.job.validate()

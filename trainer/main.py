@@ -15,44 +15,37 @@ import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
-from patentclip.config import CoreSettings, flag_parser
+from patentclip.config import service_parser
 from patentclip.encoder import Encoder
 from patentclip.errors import PatentClipError
 from patentclip.registry import ModelVersion
 from patentclip.store import collection_name, open_store
-from services.common.broker import KafkaSettings
 from services.common.observability import ProbeServer, configure_logging, install_stop_signals
 from services.embedder.config import EmbedderSettings
 from services.embedder.main import reindex_topic
-from trainer.config import JobSettings, TrainerSettings
+from trainer.config import TrainerSettings
 from trainer.metrics import TrainerMetrics
 from trainer.pipeline import CycleResult, TrainingCycle
 from trainer.rollout import Reindex
-from trainer.train import TrainConfig
 
 logger = logging.getLogger(__name__)
 
 
 # Flags, from the settings' own declarations (help and env names come with them).
-TRAIN_FLAGS = ("base_model", "epochs", "lr", "warmup_steps", "loss", "batch_size", "accum_freq",
-               "cls_weight", "sampling", "lock_image_unlocked", "lock_text_unlocked", "seed")
-JOB_FLAGS = ("policy", "eval_set", "eval_weeks", "runs_dir", "metrics_port", "caption_files")
-CORE_FLAGS = ("milvus_uri", "images_dir", "registry_dir", "device")
-KAFKA_FLAGS = ("bootstrap_servers", "topic")
+FLAGS = {"train": ("base_model", "epochs", "lr", "warmup_steps", "loss", "batch_size",
+                   "accum_freq", "cls_weight", "sampling", "lock_image_unlocked",
+                   "lock_text_unlocked", "seed"),
+         "job": ("policy", "eval_set", "eval_weeks", "runs_dir", "metrics_port", "caption_files"),
+         "core": ("milvus_uri", "images_dir", "registry_dir", "device"),
+         "kafka": ("bootstrap_servers", "topic")}
 
 
 def parser() -> argparse.ArgumentParser:
-    parents = [flag_parser(TrainConfig, TRAIN_FLAGS, "train"),
-               flag_parser(JobSettings, JOB_FLAGS, "job"),
-               flag_parser(CoreSettings, CORE_FLAGS, "core"),
-               flag_parser(KafkaSettings, KAFKA_FLAGS, "kafka")]
-    p = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.split("\n")[0],
-                                parents=parents)
+    p = service_parser("python -m trainer", __doc__.split("\n")[0], TrainerSettings, FLAGS)
     p.add_argument("--once", action="store_true", help="run one cycle now, then exit")
     p.add_argument("--now", action="store_true",
                    help="run one cycle at start, then follow the schedule (metrics stay up)")
     p.add_argument("--progress", action="store_true", help="show progress bars")
-    p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from patentclip.config import setting
+from patentclip.config import Section, setting
 from patentclip.encoder import Encoder, save_local_model, weights_digest
 from patentclip.errors import ImageDecodeError, InvalidInputError, NotFoundError
 from patentclip.imagestore import LocalImageStore
@@ -56,7 +56,7 @@ SAMPLINGS = ("uniform", "class_aware")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Section):
     """Hyperparameters of one fine-tuning run (all recorded in params.json and the manifest).
 
     Also the trainer service's training settings (env PATENTCLIP_TRAINER_*): the one
@@ -71,9 +71,9 @@ class TrainConfig:
     epochs: int = setting(2, "passes over the training data")
     batch_size: int = setting(32, "micro-batch; the contrastive batch is batch_size * accum_freq")
     accum_freq: int = setting(1, "micro-batches per optimizer step")
-    lr: float = setting(1e-4)
-    weight_decay: float = setting(0.1)
-    warmup_steps: int = setting(0)
+    lr: float = setting(1e-4, "peak learning rate (AdamW, cosine after the warm-up)")
+    weight_decay: float = setting(0.1, "AdamW weight decay")
+    warmup_steps: int = setting(0, "optimizer steps of linear warm-up")
     loss: str = setting("logit_adjusted", "the objective", choices=LOSSES)
     cls_weight: float = setting(0.5, "lambda of the classification term")
     tau: float = setting(1.0, "logit adjustment strength")
@@ -84,7 +84,7 @@ class TrainConfig:
         -1, "lock the image tower except its last N groups (-1: train it all)")
     lock_text_unlocked: int = setting(
         -1, "lock the text tower except its last N layers (-1: train it all)")
-    seed: int = setting(0)
+    seed: int = setting(0, "seeds weights, data order and sampling")
     device: str = "cpu"  # CoreSettings.device: not part of the run's identity (digest)
     max_steps_per_epoch: int = setting(0, "0 = a full pass over the data")
 

@@ -19,7 +19,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, RetriableError, TopicAlreadyExistsError
 
-from patentclip.config import redacted_repr, setting, settings_from_env
+from patentclip.config import Section, redacted_repr, setting
 from patentclip.errors import InvalidInputError, UnavailableError
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
 @dataclass(frozen=True)
-class KafkaSettings:
+class KafkaSettings(Section):
     """Where the grants topic is (env PATENTCLIP_KAFKA_*)."""
 
     ENV_PREFIX: ClassVar[str] = "PATENTCLIP_KAFKA_"
@@ -49,10 +49,6 @@ class KafkaSettings:
     ssl_cafile: str = setting("", "PEM CA of the brokers (SSL, SASL_SSL)")
     ssl_certfile: str = setting("", "client certificate (mutual TLS)")
     ssl_keyfile: str = setting("", "client key (mutual TLS)")
-
-    @classmethod
-    def from_env(cls, env=None) -> KafkaSettings:
-        return settings_from_env(cls, cls.ENV_PREFIX, env)
 
     @property
     def servers(self) -> list[str]:

@@ -7,10 +7,10 @@ from typing import ClassVar
 
 from patentclip.config import (
     CoreSettings,
+    Section,
+    ServiceSettings,
     require_positive,
-    sections_from,
     setting,
-    settings_from_env,
     with_flags,
 )
 from patentclip.errors import InvalidInputError
@@ -18,7 +18,7 @@ from services.common.broker import KafkaSettings
 
 
 @dataclass(frozen=True)
-class ConsumerSettings:
+class ConsumerSettings(Section):
     """How the embedder consumes (env PATENTCLIP_EMBEDDER_*)."""
 
     ENV_PREFIX: ClassVar[str] = "PATENTCLIP_EMBEDDER_"
@@ -42,10 +42,6 @@ class ConsumerSettings:
     failpoint: str = setting(
         "", "tests only: \"before_upsert@N\" / \"after_upsert@N\" blocks there")
 
-    @classmethod
-    def from_env(cls, env=None) -> ConsumerSettings:
-        return settings_from_env(cls, cls.ENV_PREFIX, env)
-
     def validate(self) -> None:
         require_positive(self, ("batch_grants", "decode_workers", "batch_max_wait_ms",
                                 "session_timeout_ms", "max_poll_interval_ms"), "embedder")
@@ -66,18 +62,13 @@ def embedder_group(model_version: str) -> str:
 
 
 @dataclass(frozen=True)
-class EmbedderSettings:
+class EmbedderSettings(ServiceSettings):
     """Everything the embedder needs: model/store (core), broker, consumer behaviour."""
 
     core: CoreSettings = field(default_factory=CoreSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     consumer: ConsumerSettings = field(default_factory=ConsumerSettings)
 
-    @classmethod
-    def from_env(cls, env=None, args=None) -> EmbedderSettings:
-        """From the environment, then the flags in ``args`` (``flag_parser`` sections
-        core, kafka and consumer)."""
-        return sections_from(cls, args, env)
 
     def override(self, core: dict | None = None, kafka: dict | None = None,
                  consumer: dict | None = None) -> EmbedderSettings:

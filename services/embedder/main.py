@@ -12,7 +12,7 @@ import logging
 import sys
 import threading
 
-from patentclip.config import section_parsers
+from patentclip.config import service_parser
 from patentclip.errors import PatentClipError
 from services.common.broker import ensure_topics
 from services.common.observability import ProbeServer, configure_logging, install_stop_signals
@@ -30,11 +30,8 @@ FLAGS = {"core": ("model", "pretrained", "device", "batch_size", "milvus_uri", "
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m services.embedder",
-                                description="Embedding microservice: grants topic -> Milvus",
-                                parents=section_parsers(EmbedderSettings, FLAGS))
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p
+    return service_parser("python -m services.embedder",
+                          "Embedding microservice: grants topic -> Milvus", EmbedderSettings, FLAGS)
 
 
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:

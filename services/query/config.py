@@ -7,17 +7,17 @@ from typing import ClassVar
 
 from patentclip.config import (
     CoreSettings,
+    Section,
+    ServiceSettings,
     require_positive,
-    sections_from,
     setting,
-    settings_from_env,
     with_flags,
 )
 from patentclip.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
-class ServerSettings:
+class ServerSettings(Section):
     """How the query service serves (env PATENTCLIP_QUERY_*)."""
 
     ENV_PREFIX: ClassVar[str] = "PATENTCLIP_QUERY_"
@@ -44,10 +44,6 @@ class ServerSettings:
     auth_open: str = setting("health,reflection", "services callable without a token (\"\" = none)")
     http_embeddings_port: int = setting(0, "HTTP embedding provider for Milvus; 0 = off, -1 = any")
     http_embeddings_host: str = setting("", "its bind address; empty = host")
-
-    @classmethod
-    def from_env(cls, env=None) -> ServerSettings:
-        return settings_from_env(cls, cls.ENV_PREFIX, env)
 
     def validate(self) -> None:
         require_positive(self, ("max_workers", "max_batch", "search_max_batch",
@@ -76,14 +72,10 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
-class QuerySettings:
+class QuerySettings(ServiceSettings):
     core: CoreSettings = field(default_factory=CoreSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
 
-    @classmethod
-    def from_env(cls, env=None, args=None) -> QuerySettings:
-        """From the environment, then the flags in ``args`` (sections core and server)."""
-        return sections_from(cls, args, env)
 
     def override(self, core: dict | None = None, server: dict | None = None) -> QuerySettings:
         """Apply flags that were given (None = not given)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from patentclip.config import section_parsers
+from patentclip.config import service_parser
 from patentclip.errors import InvalidInputError, PatentClipError
 from patentclip.v1 import search_pb2, search_pb2_grpc
 from services.common.auth import TokenAuthenticator
@@ -158,11 +158,8 @@ FLAGS = {"core": ("model", "pretrained", "device", "milvus_uri", "images_dir"),
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m services.query",
-                                description="gRPC query microservice (PatentSearch)",
-                                parents=section_parsers(QuerySettings, FLAGS))
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p
+    return service_parser("python -m services.query", "gRPC query microservice (PatentSearch)",
+                          QuerySettings, FLAGS)
 
 
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
