@@ -123,6 +123,12 @@ class ServiceSettings:
         """From the environment, then the flags given in ``args`` (``section_parsers``)."""
         return sections_from(cls, args, env)
 
+    def override(self, **sections: Mapping[str, Any] | None):
+        """These settings with values applied per section (``core={"device": "cuda"}``);
+        a value of None means 'not given' and leaves the setting as it is."""
+        return replace(self, **{name: with_flags(getattr(self, name), values)
+                                for name, values in sections.items()})
+
 
 def settings_from_env(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
     """Build a settings section from ``<prefix><FIELD NAME>`` variables.

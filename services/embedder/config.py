@@ -11,7 +11,6 @@ from patentclip.config import (
     ServiceSettings,
     require_positive,
     setting,
-    with_flags,
 )
 from patentclip.errors import InvalidInputError
 from services.common.broker import KafkaSettings
@@ -70,8 +69,3 @@ class EmbedderSettings(ServiceSettings):
     consumer: ConsumerSettings = field(default_factory=ConsumerSettings)
 
 
-    def override(self, core: dict | None = None, kafka: dict | None = None,
-                 consumer: dict | None = None) -> EmbedderSettings:
-        """Apply flags that were given (None = not given)."""
-        return EmbedderSettings(with_flags(self.core, core), with_flags(self.kafka, kafka),
-                                with_flags(self.consumer, consumer))

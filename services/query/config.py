@@ -11,7 +11,6 @@ from patentclip.config import (
     ServiceSettings,
     require_positive,
     setting,
-    with_flags,
 )
 from patentclip.errors import InvalidInputError
 
@@ -77,6 +76,3 @@ class QuerySettings(ServiceSettings):
     server: ServerSettings = field(default_factory=ServerSettings)
 
 
-    def override(self, core: dict | None = None, server: dict | None = None) -> QuerySettings:
-        """Apply flags that were given (None = not given)."""
-        return QuerySettings(with_flags(self.core, core), with_flags(self.server, server))
