@@ -89,20 +89,6 @@ def given_flags(args: argparse.Namespace | None, section: str) -> dict[str, Any]
             if key.startswith(prefix)}
 
 
-def sections_from(cls: type[T], args: argparse.Namespace | None = None,
-                  env: Mapping[str, str] | None = None) -> T:
-    """A service's settings, a frozen dataclass of sections: each section from its
-    environment variables, then the flags given for it (``flag_parser``)."""
-    values = {}
-    for f in fields(cls):
-        section = f.default_factory
-        if section is MISSING:
-            continue
-        values[f.name] = with_flags(settings_from_env(section, section.ENV_PREFIX, env),
-                                    given_flags(args, f.name))
-    return cls(**values)
-
-
 class Section:
     """Base of a settings section (a frozen dataclass of ``setting()`` fields): read from
     ``<ENV_PREFIX><NAME>`` variables."""
@@ -110,8 +96,15 @@ class Section:
     ENV_PREFIX: ClassVar[str] = ""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None):
-        return settings_from_env(cls, cls.ENV_PREFIX, env)
+    def from_env(cls, env: Mapping[str, str] | None = None,
+                 args: argparse.Namespace | None = None, section: str = ""):
+        """From the environment, then the flags given in ``args`` for ``section`` (the name
+        ``flag_parser`` was given)."""
+        return with_flags(settings_from_env(cls, cls.ENV_PREFIX, env), given_flags(args, section))
+
+    def override(self, **values):
+        """These settings with ``values`` applied (None means 'not given': left as is)."""
+        return with_flags(self, values)
 
 
 class ServiceSettings:
@@ -120,8 +113,10 @@ class ServiceSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None,
                  args: argparse.Namespace | None = None):
-        """From the environment, then the flags given in ``args`` (``section_parsers``)."""
-        return sections_from(cls, args, env)
+        """Each section from the environment, then the flags given for it in ``args``
+        (``section_parsers``)."""
+        return cls(**{f.name: f.default_factory.from_env(env, args, f.name) for f in fields(cls)
+                      if f.default_factory is not MISSING})
 
     def override(self, **sections: Mapping[str, Any] | None):
         """These settings with values applied per section (``core={"device": "cuda"}``);
@@ -211,10 +206,6 @@ class CoreSettings(Section):
         if self.milvus_tls_server_name:
             options["server_name"] = self.milvus_tls_server_name
         return options
-
-    def override(self, **flags) -> CoreSettings:
-        """Apply command-line flags that were given (None means 'not given')."""
-        return with_flags(self, flags)
 
     def __repr__(self) -> str:
         return redacted_repr(self)

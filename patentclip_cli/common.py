@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from patentclip.config import CoreSettings, flag_parser, given_flags, with_flags
+from patentclip.config import CoreSettings, flag_parser
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
@@ -35,7 +35,7 @@ def kafka_settings(args: argparse.Namespace):
     """KafkaSettings from the environment, then the Kafka flags that were given."""
     from services.common.broker import KafkaSettings
 
-    return with_flags(KafkaSettings.from_env(), given_flags(args, "kafka"))
+    return KafkaSettings.from_env(args=args, section="kafka")
 
 
 def load_encoder(settings: CoreSettings):

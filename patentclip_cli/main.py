@@ -30,7 +30,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from patentclip.config import CoreSettings, given_flags, with_flags
+from patentclip.config import CoreSettings, given_flags
 from patentclip.errors import InvalidInputError, PatentClipError
 from patentclip.grants import SHEET_VIEWS, normalize_patent_number, yyyymmdd
 from patentclip.search import AGAINST
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return EXIT_USAGE
-    settings = with_flags(CoreSettings.from_env(), given_flags(args, "core"))
+    settings = CoreSettings.from_env(args=args, section="core")
     try:
         return args.run(args, settings)
     except InvalidInputError as exc:
