@@ -32,8 +32,10 @@ class AliasOperations:
 
     def live_info(self) -> CollectionInfo | None:
         """The live collection's model, dim and rows, or None when nothing is live yet."""
-        name = self.live_collection()
-        return self.describe(name) if name else None
+        try:
+            return self.describe(self.live_alias)  # describe resolves the alias itself
+        except NotFoundError:
+            return None
 
     def set_live_if_missing(self, collection: str) -> str:
         """Point the live alias at ``collection`` if there is no live collection; returns
