@@ -3,12 +3,15 @@
     python -m benchmarks.loss_experiment      (make experiment-loss)
 
 Defaults are the committed run's: 14 weeks x 40 grants, 3 evaluation weeks, 20 epochs,
-seeds 0 and 1.
+seeds 0, 1 and 2.
 
 Generates a long-tailed synthetic corpus (Zipf over design types), ingests it into an
 image store, freezes the newest weeks as the evaluation set, then fine-tunes the tiny
 model once per variant and seed (same seed, same steps, same data) and benchmarks each.
-Writes ``<out>/distribution-aware-loss.json`` (every run's results and config),
+Each variant is reported as its difference to contrastive-only (same seed, same steps),
+with the 95% interval of a paired bootstrap over evaluation patents (``trainer.gate``: the
+seeds' outcomes of a patent are resampled together), overall and per class-frequency
+tercile. Writes ``<out>/distribution-aware-loss.json`` (every run's results and config),
 ``distribution-aware-loss.table.md`` and ``distribution-aware-loss.png``;
 ``make experiment-loss`` writes them to docs/experiments/, beside the written report.
 """
@@ -48,9 +51,12 @@ VARIANTS = {  # name -> TrainConfig overrides
     "+ plain CE": {"loss": "plain"},
     "+ logit-adjusted CE": {"loss": "logit_adjusted"},
     "+ class-balanced CE": {"loss": "class_balanced"},
-    "+ logit-adjusted CE, class-aware sampling": {"loss": "logit_adjusted",
-                                                  "sampling": "class_aware"},
+    # Class-aware sampling with logit adjustment corrects for the prior twice (refused by
+    # TrainConfig); it is tried with plain CE.
+    "+ plain CE, class-aware sampling": {"loss": "plain", "sampling": "class_aware"},
 }
+BASELINE = "contrastive only"
+DELTAS = [("overall", None), ("head", "head"), ("middle", "middle"), ("tail", "tail")]
 COLUMNS = [("patent_aware.text_to_image_R@10", "T→I R@10 (patent-aware)"),
            ("terciles_R@10.patent_aware.tail", "tail (patent-aware)"),
            ("terciles_R@10.patent_aware.head", "head (patent-aware)"),
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -123,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             runs.append({"variant": name, "seed": seed, "results": results,
                          "seconds": round(seconds, 1), "config": config.__dict__,
                          "final_loss": trained.epoch_losses[-1] if trained.epoch_losses else {},
+                         "head_accuracy": [e.get("head_accuracy") for e in
+                                           trained.epoch_losses],
                          "samples_per_second": round(trained.samples_per_second, 1)})
             print(f"{name} (seed {seed}): patent-aware T→I R@10 "
                   f"{metric(results, COLUMNS[0][0]):.3f}, tail "
@@ -133,25 +141,108 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(args, runs: list[dict], eval_set, train, host: dict) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
+    deltas = paired_deltas(runs, args.seeds)
     body = {"machine": host, "corpus": {"weeks": args.weeks, "patents_per_week": args.patents,
                                         "zipf_s": args.zipf, "eval_weeks": args.eval_weeks},
             "eval_set": {"name": eval_set.name, "sha256": eval_set.sha256,
                          "sheets": len(eval_set.items),
-                         "tercile_queries": runs[0]["results"]["tercile_queries"]},
+                         "queries": runs[0]["results"]["queries"],
+                         "tercile_queries": runs[0]["results"]["tercile_queries"],
+                         "caption_cases": runs[0]["results"]["caption_cases"]},
             "training": {"sheets": len(train), "class_frequencies": class_frequencies(train),
                          "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr},
-            "runs": runs}
+            "deltas_vs_contrastive": deltas, "runs": runs}
     (args.out / "distribution-aware-loss.json").write_text(json.dumps(body, indent=2))
-    table = _table(runs, args.seeds)
+    table = _delta_table(deltas) + "\n\n" + _table(runs, args.seeds)
     (args.out / "distribution-aware-loss.table.md").write_text(table + "\n")
+    plot_deltas(deltas, args.out / "distribution-aware-loss.png")
     plot_runs = {r["variant"] + ("" if r["seed"] is None else f" s{r['seed']}"): r["results"]
                  for r in runs if r["seed"] in (None, args.seeds[0])}
-    plot_recall_by_class(plot_runs, args.out / "distribution-aware-loss.png")
+    plot_recall_by_class(plot_runs, args.out / "distribution-aware-loss.by-class.png")
     print(table)
 
 
+def paired_deltas(runs: list[dict], seeds: list[int], resamples: int = 2000) -> dict:
+    """Variant - contrastive-only on patent-aware text -> image R@10, paired per query and
+    seed, with a 95% bootstrap interval over patents; overall and per tercile."""
+    from trainer.gate import bootstrap_interval, combine, pair
+
+    by = {(r["variant"], r["seed"]): r["results"] for r in runs}
+    out = {}
+    for name in dict.fromkeys(r["variant"] for r in runs if r["seed"] is not None):
+        if name == BASELINE or not all((name, s) in by and (BASELINE, s) in by for s in seeds):
+            continue
+        per_seed = [pair([by[(name, s)]], [by[(BASELINE, s)]], 10) for s in seeds]
+        pooled = combine(per_seed)
+        out[name] = {}
+        for label, tercile in DELTAS:
+            part = pooled if tercile is None else pooled.subset(tercile)
+            if not part.patents:
+                out[name][label] = None
+                continue
+            diff, low, high = bootstrap_interval(part, resamples, seed=0)
+            variant, baseline = part.recall()
+            seed_diffs = [float(np.subtract(*(o if tercile is None else o.subset(tercile)
+                                              ).recall())) for o in per_seed]
+            # (a seed whose tercile is empty counts as 0: every seed has the same queries)
+            out[name][label] = {"difference": diff, "interval": [low, high],
+                                "variant": variant, "baseline": baseline,
+                                "patents": len(part.patents),
+                                "queries_per_seed": int(part.queries.sum()) // len(seeds),
+                                "per_seed": seed_diffs}
+    return out
+
+
+def _delta_table(deltas: dict) -> str:
+    header = ("| variant − contrastive only | " +
+              " | ".join(f"{label} Δ R@10 [95% CI]" for label, _ in DELTAS) +
+              " | overall Δ per seed |")
+    lines = [header, "|---" * (len(DELTAS) + 2) + "|"]
+    for name, rows in deltas.items():
+        cells = ["—" if r is None else
+                 f"{r['difference']:+.3f} [{r['interval'][0]:+.3f}, {r['interval'][1]:+.3f}]"
+                 for r in (rows[label] for label, _ in DELTAS)]
+        seeds = ", ".join(f"{d:+.3f}" for d in rows["overall"]["per_seed"])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {seeds} |")
+    first = next(iter(deltas.values()), {})
+    sizes = ", ".join(f"{label} {first[label]['patents']} patents / "
+                      f"{first[label]['queries_per_seed']} queries"
+                      for label, _ in DELTAS if first.get(label))
+    return "\n".join(lines) + f"\n\nEvaluation per seed: {sizes}."
+
+
+def plot_deltas(deltas: dict, path: Path) -> Path:
+    """Forest plot: each variant's difference to contrastive-only with its interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(DELTAS), figsize=(13, 0.6 * len(deltas) + 1.8), sharey=True)
+    names = list(deltas)
+    for ax, (label, _) in zip(axes, DELTAS, strict=True):
+        for y, name in enumerate(names):
+            row = deltas[name][label]
+            if row is None:
+                continue
+            low, high = row["interval"]
+            ax.errorbar(row["difference"], y, xerr=[[row["difference"] - low],
+                                                    [high - row["difference"]]],
+                        fmt="o", capsize=3)
+        ax.axvline(0, color="grey", lw=1)
+        ax.set_title(f"{label} (Δ R@10)")
+        ax.grid(alpha=0.3)
+    axes[0].set_yticks(range(len(names)), names)
+    fig.suptitle("Patent-aware text → image R@10, variant − contrastive only "
+                 "(95% paired bootstrap over patents, seeds pooled)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _table(runs: list[dict], seeds: list[int]) -> str:
-    """Mean over seeds (± half the range when there are several)."""
+    """Absolute figures: the mean over seeds (min–max when there are several)."""
     header = "| variant | " + " | ".join(label for _, label in COLUMNS) + " |"
     lines = [header, "|---" * (len(COLUMNS) + 1) + "|"]
     names = list(dict.fromkeys(r["variant"] for r in runs))
@@ -165,8 +256,7 @@ def _table(runs: list[dict], seeds: list[int]) -> str:
             elif len(values) == 1:
                 cells.append(f"{values[0]:.3f}")
             else:
-                spread = (max(values) - min(values)) / 2
-                cells.append(f"{np.mean(values):.3f} ± {spread:.3f}")
+                cells.append(f"{np.mean(values):.3f} ({min(values):.3f}–{max(values):.3f})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -310,7 +310,18 @@ class Grant:
             return "; ".join(parts)
         if sheet.front_page:
             return f"front page drawing of a {title.lower()}"
-        return f"drawing sheet {sheet.number} of a {title.lower()}"
+        return self.unmapped_caption()
+
+    def unmapped_caption(self) -> str:
+        """A sheet whose figures the XML does not name: the title and the patent's list of
+        views ("a shaving blade cartridge in one of its views: perspective, front, top"),
+        not "drawing sheet 3", which no one searches for."""
+        title = self.title.strip().rstrip(".").lower()
+        views = [v for v in dict.fromkeys(f.view.value for f in self.figures)
+                 if v != View.OTHER.value]
+        if not views:
+            return f"a drawing of a {title}"
+        return f"a {title} in one of its views: {', '.join(views)}"
 
 
 # "The FIGURE is ...", "The sole FIGURE shows ...": a one-figure grant's only figure (1).

@@ -147,12 +147,34 @@ class ModelRegistry:
                                      "manifest (corrupted or replaced)")
         return entry
 
-    def record_benchmark(self, version: str, eval_set: str, results: dict) -> None:
-        """Store a version's results on a frozen evaluation set in its manifest."""
-        entry = self.get(version)
-        manifest = dict(entry.manifest)
-        manifest["benchmarks"] = {**manifest.get("benchmarks", {}), eval_set: results}
-        _write_json(entry.path / MANIFEST, manifest)
+    def record_benchmark(self, version: str, results: dict) -> None:
+        """Store a model's results on a frozen evaluation set, keyed by the set's content
+        hash (``results['eval_set_sha256']``): two sets of one name but other content never
+        share results. A registered version keeps them in its manifest; any other model (an
+        outside live checkpoint) under ``benchmarks/<version>/``."""
+        key = results.get("eval_set_sha256")
+        if not key:
+            raise InvalidInputError(f"{version}: benchmark results without eval_set_sha256")
+        if self.exists(version):
+            entry = self.get(version)
+            manifest = dict(entry.manifest)
+            manifest["benchmarks"] = {**manifest.get("benchmarks", {}), key: results}
+            _write_json(entry.path / MANIFEST, manifest)
+        else:
+            path = self._outside_benchmark(version, key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_json(path, results)
+
+    def benchmark_results(self, version: str, eval_set_sha256: str) -> dict | None:
+        """A model's stored results on the set with this content hash, if any."""
+        if self.exists(version):
+            return self.get(version).manifest.get("benchmarks", {}).get(eval_set_sha256)
+        path = self._outside_benchmark(version, eval_set_sha256)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def _outside_benchmark(self, version: str, key: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", version)
+        return self.root / "benchmarks" / safe / f"{key}.json"
 
     # -- evaluation sets and decisions
 

@@ -4,6 +4,7 @@
     patentclip benchmark patentclip_tiny_0123456789ab --eval-set week-20210315
     patentclip models list | models show VERSION
     patentclip rollout VERSION --margin 0.01         (gate, reindex, switch the live alias)
+    patentclip gate compare --candidate A.json --live B.json [--margin M] [--json]
     patentclip rollback
 """
 
@@ -15,6 +16,7 @@ import json
 from pathlib import Path
 
 from patentclip.config import CoreSettings
+from patentclip.errors import InvalidInputError
 from patentclip.imagestore import LocalImageStore
 from patentclip.registry import ModelRegistry
 from patentclip.store import open_store
@@ -56,20 +58,75 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     rollout = sub.add_parser("rollout", parents=[common, kafka, core_flags("images_dir")],
                              help="gate a version against live, reindex, switch the alias")
     rollout.add_argument("version")
-    rollout.add_argument("--eval-set", default="", help="default: the set the version was "
-                         "benchmarked on last")
-    rollout.add_argument("--metric", default=PRIMARY_METRIC)
-    rollout.add_argument("--margin", type=float, default=0.0,
-                         help="the candidate must beat live by more than this")
-    rollout.add_argument("--tercile-tolerance", type=float, default=0.02,
-                         help="largest allowed drop of a class tercile's R@10")
-    rollout.add_argument("--min-tercile-queries", type=int, default=20,
-                         help="terciles with fewer evaluation queries are not gated")
+    rollout.add_argument("--eval-set", default="", help="default: the newest sets the "
+                         "version was benchmarked on (PATENTCLIP_TRAINER_EVAL_WEEKS of them)")
+    gate_flags(rollout)
     rollout.set_defaults(run=_run_rollout)
+
+    gate = sub.add_parser("gate", parents=[common], help="the rollout gate on result files")
+    gate_sub = gate.add_subparsers(title="gate commands")
+    compare = gate_sub.add_parser(
+        "compare", parents=[common], help="paired bootstrap of candidate vs live benchmark "
+        "results (benchmark.json, or a JSON list of them: pooled weeks); exit 0 promote, "
+        "1 reject, 2 bad input")
+    compare.add_argument("--candidate", type=Path, required=True)
+    compare.add_argument("--live", type=Path, required=True)
+    gate_flags(compare)
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(run=_run_gate_compare)
 
     rollback = sub.add_parser("rollback", parents=[common],
                               help="point the live alias back at the previous collection")
     rollback.set_defaults(run=_run_rollback)
+
+
+def gate_flags(parser: argparse.ArgumentParser) -> None:
+    """The gate's flags, defaulting to the trainer's gate settings (PATENTCLIP_TRAINER_GATE_*)."""
+    parser.add_argument("--metric", default=None, help=f"default {PRIMARY_METRIC}")
+    parser.add_argument("--margin", type=float, default=None,
+                        help="the lower bound of candidate - live must be above this")
+    parser.add_argument("--min-tercile-patents", type=int, default=None,
+                        help="a tercile with fewer patents never vetoes")
+    parser.add_argument("--seed", type=int, default=None, help="the bootstrap's seed")
+
+
+def _gate(args):
+    from trainer.config import JobSettings
+
+    job = JobSettings.from_env()
+    overrides = {"gate_metric": args.metric, "gate_margin": args.margin,
+                 "gate_min_tercile_patents": args.min_tercile_patents, "gate_seed": args.seed}
+    return dataclasses.replace(job, **{k: v for k, v in overrides.items() if v is not None}
+                               ).gate()
+
+
+def _run_gate_compare(args, settings: CoreSettings) -> int:
+    candidate, live = _read_results(args.candidate), _read_results(args.live)
+    try:
+        verdict = _gate(args).decide(candidate, live)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"--candidate {args.candidate}, --live {args.live}: {exc}"
+                                ) from exc
+    if args.json:
+        print(json.dumps({**verdict.summary, "reasons": verdict.reasons}, indent=2))
+    else:
+        print(f"gate: {verdict.summary['decision'].upper()}")
+        print("\n".join(f"  - {r}" for r in verdict.reasons))
+    return 0 if verdict.passed else EXIT_REJECTED
+
+
+def _read_results(path: Path) -> list[dict]:
+    """A benchmark.json (one evaluation set) or a JSON list of them (pooled weeks)."""
+    try:
+        body = json.loads(path.read_text())
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read benchmark results: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise InvalidInputError(f"{path}: not JSON: {exc}") from exc
+    results = [body] if isinstance(body, dict) else body
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise InvalidInputError(f"{path}: expected a benchmark result object or a list of them")
+    return results
 
 
 def _run_benchmark(args, settings: CoreSettings) -> int:
@@ -84,7 +141,7 @@ def _run_benchmark(args, settings: CoreSettings) -> int:
     results = benchmark_spec(spec, settings.pretrained if spec == settings.model else "",
                              eval_set, images, settings.device, out)
     if registry.exists(args.version):
-        registry.record_benchmark(args.version, eval_set.name, results)
+        registry.record_benchmark(args.version, results)
     print(json.dumps(results, indent=2) if args.json else summary_markdown(results))
     print(f"reports: {out}/benchmark.json, benchmark.md, recall_by_class.png")
     return 0
@@ -100,8 +157,8 @@ def _run_models_list(args, settings: CoreSettings) -> int:
     print(f"{'version':<36} {'created':<20} {'parent':<36} {'sheets':>6}  {PRIMARY_METRIC}")
     for v in versions:
         m = v.manifest
-        results = list(m.get("benchmarks", {}).items())
-        score = f"{metric(results[-1][1], PRIMARY_METRIC):.3f} on {results[-1][0]}" \
+        results = list(m.get("benchmarks", {}).values())
+        score = f"{metric(results[-1], PRIMARY_METRIC):.3f} on {results[-1].get('eval_set')}" \
             if results else "-"
         marker = " (live)" if v.version == live else ""
         print(f"{v.version + marker:<36} {m.get('created', '')[:19]:<20} "
@@ -120,25 +177,34 @@ def _run_models_show(args, settings: CoreSettings) -> int:
 
 
 def _run_rollout(args, settings: CoreSettings) -> int:
-    from trainer.config import TrainerSettings
+    from trainer.config import TrainerSettings, outside_windows
+    from trainer.data import EvalSet
     from trainer.main import topic_reindexer
     from trainer.pipeline import benchmark_spec
-    from trainer.rollout import Rollout, RolloutGate
+    from trainer.rollout import Rollout
 
     registry = ModelRegistry(settings.registry_dir)
     entry = registry.verify(args.version)
     images = LocalImageStore(settings.images_dir)
-    name = args.eval_set or next(reversed(entry.manifest.get("benchmarks", {})), "")
-    eval_set = _eval_set(registry, images, name, 1, [])
     trainer = dataclasses.replace(TrainerSettings.from_env(), core=settings,
                                   kafka=kafka_settings(args))
-    gate = RolloutGate(args.metric, args.margin, args.tercile_tolerance,
-                      args.min_tercile_queries)
+    if args.eval_set:
+        eval_sets = [_eval_set(registry, images, args.eval_set, 1, [])]
+    else:  # the sets the version was benchmarked on, newest eval_weeks of them
+        names = dict.fromkeys(r.get("eval_set", "") for r in
+                              entry.manifest.get("benchmarks", {}).values())
+        names.pop("", None)
+        if not names:
+            raise InvalidInputError(f"{args.version} has no benchmark results: run patentclip "
+                                    "benchmark first or name --eval-set")
+        eval_sets = sorted((EvalSet.load(registry.eval_set_path(n)) for n in names),
+                           key=lambda s: s.window["first_grant_date"])[-trainer.job.eval_weeks:]
     with open_store(settings) as store:
-        rollout = Rollout(registry, store, gate, eval_set.name,
-                          lambda spec, pretrained: benchmark_spec(spec, pretrained, eval_set,
-                                                                  images, settings.device),
-                          topic_reindexer(trainer))
+        rollout = Rollout(registry, store, _gate(args), eval_sets,
+                          lambda spec, pretrained, eval_set: benchmark_spec(
+                              spec, pretrained, eval_set, images, settings.device),
+                          topic_reindexer(trainer),
+                          outside_windows(trainer.job.outside_trained_through))
         decision = rollout.promote(args.version)
     print("\n".join(decision.lines()))
     return 0 if decision.decision == "promoted" else EXIT_REJECTED

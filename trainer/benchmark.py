@@ -26,13 +26,18 @@ import numpy as np
 from patentclip.errors import InvalidInputError
 from patentclip.grants import LOCARNO_MAIN_CLASSES
 from patentclip.imagestore import LocalImageStore
-from trainer.data import EvalItem, EvalSet
+from trainer.data import CAPTION_SOURCES, EvalItem, EvalSet
+from trainer.gate import PRIMARY_METRIC  # noqa: F401 (the gate owns it; read from here too)
 from trainer.retrieval import (
+    KS,
+    caption_queries,
+    chance_recall,
     clip_retrieval_metrics,
     first_relevant_ranks,
     frequency_terciles,
     patent_aware_metrics,
     prior_art_map,
+    rank_summary,
     recall_by_frequency_tercile,
 )
 
@@ -41,7 +46,7 @@ if TYPE_CHECKING:  # the CLI reads this module's constants without loading torch
 
 logger = logging.getLogger(__name__)
 
-PRIMARY_METRIC = "patent_aware.text_to_image_R@10"
+PER_QUERY_CUTOFF = 100  # per_query keeps ranks up to here (null beyond): R@K for K <= 100
 ZERO_SHOT_PROMPT = "a patent drawing of {}"
 # PatentCLIP's published results (5k image-caption validation set, a different set from
 # ours): shown beside ours for orientation, not as a comparable number.
@@ -67,33 +72,79 @@ def run_benchmark(encoder: Encoder, eval_set: EvalSet, images: LocalImageStore,
 def benchmark_vectors(image_vectors: np.ndarray, text_vectors: np.ndarray,
                       items: Sequence[EvalItem], class_counts: dict[str, int],
                       class_prompts: tuple[list[str], np.ndarray] | None = None) -> dict:
-    """Every protocol on unit vectors (pure: no model, no I/O)."""
+    """Every protocol on unit vectors (pure: no model, no I/O).
+
+    The patent-aware text -> image protocol (the gate's) asks each distinct caption once
+    (:func:`caption_queries`) and keeps every query's outcome in ``per_query``, so two
+    models can be compared query by query. Drawing -> drawing leaves the front page out: it
+    repeats one of the patent's figures at another scale and would be found trivially.
+    """
     patents = [i.patent for i in items]
     labels = [i.label for i in items]
     image_text = image_vectors @ text_vectors.T
-    same = np.asarray(patents)[:, None] == np.asarray(patents)[None, :]
     standard_ranks = first_relevant_ranks(image_text.T, np.eye(len(items), dtype=bool))
-    aware_ranks = first_relevant_ranks(image_text.T, same.T)
+    queries = caption_queries([i.caption for i in items], patents)
+    relevant = np.asarray([[p in owners for p in patents] for _, owners in queries])
+    first = [index for index, _ in queries]
+    aware_ranks = first_relevant_ranks(text_vectors[first] @ image_vectors.T, relevant)
+    query_labels = [labels[i] for i in first]
     counts = {**{c: 0 for c in set(labels)}, **class_counts}
+    image_to_text = patent_aware_metrics(image_text, patents, patents)
     results = {
         "items": len(items), "patents": len(set(patents)), "classes": len(set(labels)),
+        "gallery": len(items), "queries": len(queries),
         "standard": clip_retrieval_metrics(image_text),
-        "patent_aware": patent_aware_metrics(image_text, patents, patents),
+        "patent_aware": {**{k: v for k, v in image_to_text.items()
+                            if k.startswith("image_to_text")},
+                         **rank_summary(aware_ranks, "text_to_image")},
+        "chance": {"standard": {f"R@{k}": min(k / len(items), 1.0) for k in KS},
+                   "patent_aware": {f"R@{k}": chance_recall(relevant.sum(axis=1),
+                                                            len(items), k) for k in KS}},
         "terciles_R@10": {
             "standard": recall_by_frequency_tercile(standard_ranks, labels, counts),
-            "patent_aware": recall_by_frequency_tercile(aware_ranks, labels, counts)},
-        "tercile_queries": _tercile_queries(labels, counts),
-        "per_class": _per_class(aware_ranks, labels, counts),
+            "patent_aware": recall_by_frequency_tercile(aware_ranks, query_labels, counts)},
+        "tercile_queries": _tercile_queries(query_labels, counts),
+        "per_class": _per_class(aware_ranks, query_labels, counts),
+        "caption_cases": caption_cases(items, len(queries)),
+        "per_query_cutoff": PER_QUERY_CUTOFF,
+        "per_query": _per_query(items, queries, aware_ranks, counts),
     }
+    drawings = [i for i, item in enumerate(items) if not item.front_page]
     try:
-        results["prior_art"] = prior_art_map(image_vectors @ image_vectors.T, patents)
+        results["prior_art"] = prior_art_map(
+            image_vectors[drawings] @ image_vectors[drawings].T, [patents[i] for i in drawings])
     except ValueError:  # every patent has a single sheet: no drawing -> drawing queries
         results["prior_art"] = {"map": None, "p_at_1": None, "queries": 0}
+    results["prior_art"]["front_pages_left_out"] = len(items) - len(drawings)
     if class_prompts is not None:
         classes, prompt_vectors = class_prompts
         predicted = np.asarray(classes)[np.argmax(image_vectors @ prompt_vectors.T, axis=1)]
         results["zero_shot_accuracy"] = float(np.mean(predicted == np.asarray(labels)))
     return results
+
+
+def caption_cases(items: Sequence[EvalItem], queries: int) -> dict[str, float | None]:
+    """The share of sheets per caption source (None where the set did not record it) and the
+    share of sheets whose caption another sheet already asked (deduplicated queries)."""
+    recorded = [i.caption_source for i in items if i.caption_source]
+    shares: dict[str, float | None] = {
+        source: (recorded.count(source) / len(recorded) if recorded else None)
+        for source in CAPTION_SOURCES}
+    shares["duplicate_captions"] = 1 - queries / len(items) if items else 0.0
+    return shares
+
+
+def _per_query(items: Sequence[EvalItem], queries, ranks: np.ndarray,
+               counts: dict[str, int]) -> list[dict]:
+    """One record per patent-aware text -> image query: what the gate resamples."""
+    terciles = frequency_terciles(counts)
+    records = []
+    for (index, _), rank in zip(queries, ranks, strict=True):
+        item = items[index]
+        records.append({"query": item.caption, "patent": item.patent, "locarno": item.label,
+                        "tercile": terciles.get(item.label, "tail"),
+                        "relevant_rank": int(rank) + 1 if rank < PER_QUERY_CUTOFF else None})
+    return records
 
 
 def zero_shot_vectors(encoder: Encoder, eval_set: EvalSet) -> tuple[list[str], np.ndarray]:
@@ -118,22 +169,30 @@ def metric(results: dict, name: str) -> float | None:
 
 
 def markdown_table(rows: dict[str, dict]) -> str:
-    """The PatentCLIP paper's layout: T->I and I->T R@1/5/10 per model, plus ranks."""
-    header = ("| model | protocol | T→I R@1 | R@5 | R@10 | I→T R@1 | R@5 | R@10 | "
+    """The PatentCLIP paper's layout: T->I and I->T R@1/5/10 per model, plus ranks, with the
+    gallery each was measured on and what a random ranking scores there: a recall is only
+    comparable with another on a gallery of the same size."""
+    header = ("| model | protocol | gallery | T→I R@1 | R@5 | R@10 | I→T R@1 | R@5 | R@10 | "
               "T→I mean/median rank |")
-    lines = [header, "|" + "---|" * 9]
+    lines = [header, "|" + "---|" * 10]
     for name, results in rows.items():
+        gallery = results.get("gallery", results.get("items", 0))
         for protocol in ("standard", "patent_aware"):
             r = results[protocol]
             cells = [r[f"text_to_image_R@{k}"] for k in (1, 5, 10)] + \
                     [r[f"image_to_text_R@{k}"] for k in (1, 5, 10)]
-            lines.append(f"| {name} | {protocol.replace('_', '-')} | " +
+            lines.append(f"| {name} | {protocol.replace('_', '-')} | {gallery} sheets | " +
                          " | ".join(f"{c:.3f}" for c in cells) +
                          f" | {r['text_to_image_mean_rank']:.1f} / "
                          f"{r['text_to_image_median_rank']:.0f} |")
+    last = next(reversed(rows.values()), {})
+    for protocol, chance in last.get("chance", {}).items():
+        shown = " | ".join(f"{chance[f'R@{k}']:.3f}" for k in KS)
+        lines.append(f"| chance (random ranking) | {protocol.replace('_', '-')} | "
+                     f"{last.get('gallery', '?')} sheets | {shown} | — | — | — | — |")
     for name, cells in PUBLISHED.items():
         shown = " | ".join("—" if c is None else f"{c:.2f}" for c in cells)
-        lines.append(f"| {name} | standard, 5k set | {shown} | — |")
+        lines.append(f"| {name} | standard | 5,000 pairs (another set) | {shown} | — |")
     return "\n".join(lines)
 
 
@@ -146,17 +205,33 @@ def summary_markdown(results: dict) -> str:
              "", f"{results['items']} drawing sheets of {results['patents']} patents in "
              f"{results['classes']} Locarno classes (set sha256 "
              f"{str(results.get('eval_set_sha256', ''))[:12]}).", "",
+             caption_cases_line(results), "",
              markdown_table({results.get("model_version", "model"): results}), "",
              "| text → image R@10 by class-frequency tercile | head | middle | tail |",
              "|---|---|---|---|",
              f"| standard | {cells(t['standard'])} |",
              f"| patent-aware | {cells(t['patent_aware'])} |", "",
-             "| drawing → drawing prior art | mAP | P@1 | queries |", "|---|---|---|---|",
+             "| drawing → drawing prior art (front pages left out) | mAP | P@1 | queries |",
+             "|---|---|---|---|",
              f"| other sheets of the same patent | {_fmt(prior['map'])} | "
              f"{_fmt(prior['p_at_1'])} | {prior['queries']} |", "",
              f"Zero-shot Locarno classification accuracy: "
              f"{_fmt(results.get('zero_shot_accuracy'))}"]
     return "\n".join(lines) + "\n"
+
+
+def caption_cases_line(results: dict) -> str:
+    """Where the evaluation captions come from, printed with every benchmark."""
+    cases = results.get("caption_cases", {})
+    shares = ", ".join(f"{name.replace('_', ' ')} {cases[name]:.0%}"
+                       for name in CAPTION_SOURCES if cases.get(name) is not None)
+    duplicate = cases.get("duplicate_captions")
+    parts = [f"captions from: {shares}" if shares else "caption sources not recorded"]
+    if duplicate is not None:
+        parts.append(f"{duplicate:.0%} of the sheets repeat another sheet's caption, so the "
+                     f"patent-aware text → image protocol asks {results.get('queries', '?')} "
+                     "distinct queries")
+    return "; ".join(parts) + "."
 
 
 def write_reports(results: dict, out_dir: Path) -> Path:

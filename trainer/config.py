@@ -12,8 +12,8 @@ from patentclip.errors import InvalidInputError
 from services.common.broker import KafkaSettings
 from services.embedder.config import ConsumerSettings
 from trainer.benchmark import PRIMARY_METRIC
+from trainer.gate import RolloutGate
 from trainer.pipeline import CyclePlan
-from trainer.rollout import RolloutGate
 from trainer.train import TrainConfig
 
 POLICIES = ("auto", "approve")
@@ -33,14 +33,27 @@ class JobSettings(Section):
     schedule_hour_utc: int = setting(6)
     runs_dir: str = setting("data/runs")
     eval_set: str = setting(
-        "", "frozen evaluation set name; empty = the newest week's (week-YYYYMMDD)")
-    eval_weeks: int = setting(1)
+        "", "a frozen evaluation set's name (the gate then uses that set alone); empty = "
+        "pool the newest eval_weeks weekly sets (week-YYYYMMDD)")
+    eval_weeks: int = setting(
+        4, "weekly evaluation sets the gate pools; the candidate trains on older weeks only")
     caption_files: str = setting(
         "", "comma-separated CSVs with id,caption columns (extra captions)", flag="--captions")
     gate_metric: str = setting(PRIMARY_METRIC)
-    gate_margin: float = setting(0.0)
-    gate_tercile_tolerance: float = setting(0.02)
-    gate_min_tercile_queries: int = setting(20, "terciles with fewer eval queries are not gated")
+    gate_margin: float = setting(
+        0.0, "promote only if the interval's lower bound of candidate - live is above this")
+    gate_min_tercile_patents: int = setting(30, "terciles with fewer patents never veto")
+    gate_confidence: float = setting(0.95, "of the paired bootstrap interval")
+    gate_resamples: int = setting(2000, "bootstrap resamples (of patents)")
+    gate_seed: int = setting(0, "the bootstrap's seed: the same results give the same decision")
+    outside_trained_through: str = setting(
+        "hf-hub:hhshomee/PatentCLIP=20221231",
+        "training windows of models that are not registered versions: comma-separated "
+        "spec-prefix=YYYYMMDD (last grant date trained on); evaluation weeks up to that day "
+        "are refused. The published PatentCLIP checkpoints saw grants through 2022")
+    keep_checkpoints: int = setting(2, "epoch checkpoints kept per run (the last K)")
+    loader_workers: int = setting(2, "DataLoader worker processes (0 = in the trainer)")
+    sheet_cache_dir: str = setting("", "decoded-sheet cache; empty = <runs_dir>/sheet-cache")
     metrics_host: str = setting("0.0.0.0")
     metrics_port: int = setting(9103, "/metrics /healthz /readyz; 0 = off")
     failpoint: str = setting(
@@ -55,13 +68,34 @@ class JobSettings(Section):
                                     f"{POLICIES}")
         if not 0 <= self.schedule_weekday <= 6 or not 0 <= self.schedule_hour_utc <= 23:
             raise InvalidInputError("trainer schedule: weekday 0-6 (Monday = 0), hour 0-23")
+        if not 0.5 <= self.gate_confidence < 1 or self.gate_resamples < 100:
+            raise InvalidInputError("trainer gate: confidence in [0.5, 1), resamples >= 100")
+        if self.keep_checkpoints < 1 or self.loader_workers < 0:
+            raise InvalidInputError("trainer settings: keep_checkpoints >= 1, loader_workers >= 0")
+        outside_windows(self.outside_trained_through)
+
+    def gate(self) -> RolloutGate:
+        return RolloutGate(self.gate_metric, self.gate_margin, self.gate_min_tercile_patents,
+                           self.gate_confidence, self.gate_resamples, self.gate_seed)
 
     def plan(self, train: TrainConfig) -> CyclePlan:
         files = tuple(f.strip() for f in self.caption_files.split(",") if f.strip())
         return CyclePlan(train, self.runs_dir, self.policy, self.eval_set, self.eval_weeks,
-                         files, RolloutGate(self.gate_metric, self.gate_margin,
-                                            self.gate_tercile_tolerance,
-                                            self.gate_min_tercile_queries), self.failpoint)
+                         files, self.gate(), self.failpoint,
+                         outside_windows(self.outside_trained_through), self.keep_checkpoints,
+                         self.loader_workers, self.sheet_cache_dir)
+
+
+def outside_windows(text: str) -> tuple[tuple[str, int], ...]:
+    """'prefix=YYYYMMDD,...' -> ((prefix, yyyymmdd), ...)."""
+    windows = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        prefix, _, day = part.rpartition("=")
+        if not prefix or not (day.isdigit() and len(day) == 8):
+            raise InvalidInputError(f"trainer setting outside_trained_through: {part!r} is not "
+                                    "spec-prefix=YYYYMMDD")
+        windows.append((prefix, int(day)))
+    return tuple(windows)
 
 
 @dataclass(frozen=True)

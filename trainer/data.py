@@ -53,6 +53,7 @@ class TrainingExample:
     captions: tuple[str, ...]
     label: str
     grant_date: int
+    caption_source: str = ""  # figures | views | front_page (CAPTION_SOURCES)
 
     @property
     def key(self) -> str:
@@ -74,11 +75,28 @@ class DataReport:
             self.errors.append(detail)
 
 
+# Where a sheet's first caption comes from: the figure text of the sheet, the title and
+# the patent's list of views (the XML does not say which figures the sheet holds), or the
+# front page (D00000, which repeats a representative figure at another scale).
+CAPTION_SOURCES = ("figures", "views", "front_page")
+
+
+def caption_source(grant: Grant, sheet: DrawingSheet) -> str:
+    if sheet.front_page:
+        return "front_page"
+    return "figures" if grant.sheet_figures(sheet) else "views"
+
+
 def sheet_captions(grant: Grant, sheet: DrawingSheet, extra: str = "") -> tuple[str, ...]:
-    """The captions a sheet can be trained with, most specific first, without duplicates."""
+    """The captions a sheet can be trained with, most specific first, without duplicates.
+
+    ``extra`` (a detailed caption such as IMPACT's LLaVA one) describes the front-page
+    image, so only the front page gets it: on the other sheets it would describe a drawing
+    they do not show.
+    """
     title = grant.title.strip().rstrip(".")
     candidates = [grant.sheet_caption(sheet), f"a drawing of a {title.lower()}" if title else "",
-                  " ".join(extra.split())]
+                  " ".join(extra.split()) if sheet.front_page else ""]
     seen: list[str] = []
     for caption in candidates:
         if caption and caption.lower() not in (s.lower() for s in seen):
@@ -95,10 +113,13 @@ def examples_from_grant(grant: Grant, extra_captions: Mapping[str, str] | None =
         report.skip("no Locarno class", f"{grant.patent_number}: no Locarno class, no label")
         return []
     extra = (extra_captions or {}).get(grant.patent_number, "")
+    stored = [sheet for sheet in grant.sheets if sheet.image_uri]
+    if extra and not any(sheet.front_page for sheet in stored):
+        report.skip("extra caption without a front page to attach it to")
     examples = [TrainingExample(grant.patent_number, sheet.number, sheet.image_uri,
                                 sheet_captions(grant, sheet, extra), grant.locarno.main_class,
-                                grant.grant_date)
-                for sheet in grant.sheets if sheet.image_uri]
+                                grant.grant_date, caption_source(grant, sheet))
+                for sheet in stored]
     report.examples += len(examples)
     return examples
 
@@ -202,6 +223,20 @@ class EvalItem:
     caption: str
     label: str
     grant_date: int
+    caption_source: str = ""  # CAPTION_SOURCES; "" in sets frozen before it was recorded
+
+    @property
+    def front_page(self) -> bool:
+        return self.sheet == 0  # D00000
+
+
+def _item_body(item: EvalItem) -> dict:
+    """What an item's hash covers: its fields, without an unrecorded caption source, so a set
+    frozen before that field existed keeps its sha256."""
+    body = asdict(item)
+    if not body["caption_source"]:
+        del body["caption_source"]
+    return body
 
 
 @dataclass(frozen=True)
@@ -216,14 +251,14 @@ class EvalSet:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(json.dumps([asdict(i) for i in self.items],
+        return hashlib.sha256(json.dumps([_item_body(i) for i in self.items],
                                          sort_keys=True).encode()).hexdigest()
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         body = {"name": self.name, "created": self.created, "sha256": self.sha256,
                 "window": self.window, "class_counts": self.class_counts,
-                "items": [asdict(i) for i in self.items]}
+                "items": [_item_body(i) for i in self.items]}
         tmp = path.with_suffix(".part")
         tmp.write_text(json.dumps(body, indent=1))
         tmp.replace(path)
@@ -256,7 +291,7 @@ def freeze_eval_set(name: str, evaluation: Sequence[TrainingExample],
         hashes = list(pool.map(lambda e: hashlib.sha256(images.get(e.image_uri)).hexdigest(),
                                evaluation))
     items = tuple(EvalItem(e.patent, e.sheet, e.image_uri, h, e.captions[0], e.label,
-                           e.grant_date)
+                           e.grant_date, e.caption_source)
                   for e, h in zip(evaluation, hashes, strict=True))
     counts = {c: v["sheets"] for c, v in class_frequencies(training).items()}
     return EvalSet(name, datetime.now(UTC).isoformat(timespec="seconds"), items,

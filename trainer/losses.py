@@ -45,12 +45,18 @@ def class_aware_sample_weights(labels: Sequence[int], counts: Sequence[int],
                                beta: float = 0.5) -> np.ndarray:
     """Sampling weights per training sample for class-aware sampling.
 
-    Class c is drawn with probability p_c proportional to f_c ** -beta (beta = 0: uniform
-    over classes; beta > 0 favours rare classes further); within a class, samples are
-    equally likely, so each sample of class c weighs p_c / f_c. Sums to 1.
+    Class c is drawn with probability p_c proportional to f_c ** (1 - beta): beta = 0 is
+    uniform over samples (p_c = the class's share), beta = 1 uniform over classes, and
+    values between interpolate (0.5: square-root sampling). Within a class, samples are
+    equally likely, so each sample of class c weighs f_c ** -beta. Sums to 1.
+
+    (An earlier form, p_c proportional to f_c ** -beta, went past uniform over classes: with
+    beta 0.5 the rarest class got more draws than the most frequent one.)
     """
+    if not 0 <= beta <= 1:
+        raise ValueError(f"beta {beta}: must be in [0, 1]")
     counts_arr = np.maximum(np.asarray(counts, dtype=np.float64), 1)
-    per_sample = counts_arr ** (-beta) / counts_arr
+    per_sample = counts_arr ** (-beta)
     weights = per_sample[np.asarray(labels)]
     return weights / weights.sum()
 

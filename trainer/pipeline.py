@@ -7,6 +7,7 @@ The helpers here are shared by ``python -m trainer`` and the ``patentclip train`
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -34,7 +35,8 @@ from trainer.data import (
     load_extra_captions,
     time_split,
 )
-from trainer.rollout import Reindex, Rollout, RolloutGate
+from trainer.gate import RolloutGate
+from trainer.rollout import Reindex, Rollout
 from trainer.train import FineTuner, TrainConfig, TrainResult
 
 logger = logging.getLogger(__name__)
@@ -70,13 +72,50 @@ def ensure_eval_set(registry: ModelRegistry, images: LocalImageStore,
     return eval_set
 
 
-def training_examples(examples: Sequence[TrainingExample], eval_set: EvalSet
-                      ) -> list[TrainingExample]:
-    """Everything older than the evaluation window, never a patent of the set."""
-    first = eval_set.window["first_grant_date"]
-    held_out = {i.patent for i in eval_set.items}
+def ensure_eval_sets(registry: ModelRegistry, images: LocalImageStore,
+                     examples: Sequence[TrainingExample], name: str = "", weeks: int = 4
+                     ) -> tuple[list[EvalSet], list[str]]:
+    """The evaluation sets the gate pools, oldest first, and notes on how they were chosen.
+
+    With a ``name``: that one frozen set (frozen now from the newest ``weeks`` weeks if it
+    does not exist). Otherwise one set per week, ``week-YYYYMMDD``, for the newest
+    ``weeks`` grant weeks, each frozen the first time it is used. Training needs at least
+    one older week, so with fewer weeks ingested fewer are pooled (and the notes say so).
+    """
+    if name:
+        return [ensure_eval_set(registry, images, examples, name, weeks)], []
+    all_weeks = sorted({grant_week(e.grant_date) for e in examples})
+    pooled = min(weeks, len(all_weeks) - 1)
+    if pooled < 1:
+        time_split(examples, 1)  # raises: a time split needs more than one week
+    notes = [] if pooled == weeks else [
+        f"pooling {pooled} of the configured {weeks} evaluation weeks: {len(all_weeks)} grant "
+        "weeks are ingested and training needs the older ones"]
+    first = all_weeks[-pooled]
+    train = [e for e in examples if grant_week(e.grant_date) < first]
+    sets = []
+    for week in all_weeks[-pooled:]:
+        week_name = f"week-{week:%Y%m%d}"
+        path = registry.eval_set_path(week_name)
+        if path.is_file():
+            sets.append(EvalSet.load(path))
+            continue
+        evaluation = [e for e in examples if grant_week(e.grant_date) == week]
+        sets.append(freeze_eval_set(week_name, evaluation, train, images))
+        sets[-1].save(path)
+        logger.info("froze evaluation set %s: %d sheets of %d patents", week_name,
+                    len(evaluation), len({e.patent for e in evaluation}))
+    return sets, notes
+
+
+def training_examples(examples: Sequence[TrainingExample], eval_sets: EvalSet |
+                      Sequence[EvalSet]) -> list[TrainingExample]:
+    """Everything older than the oldest evaluation week, never a patent of a set."""
+    eval_sets = [eval_sets] if isinstance(eval_sets, EvalSet) else list(eval_sets)
+    first = min(grant_week(s.window["first_grant_date"]) for s in eval_sets)
+    held_out = {i.patent for s in eval_sets for i in s.items}
     return [e for e in examples
-            if grant_week(e.grant_date) < grant_week(first) and e.patent not in held_out]
+            if grant_week(e.grant_date) < first and e.patent not in held_out]
 
 
 def benchmark_spec(spec: str, pretrained: str, eval_set: EvalSet, images: LocalImageStore,
@@ -108,8 +147,9 @@ class CycleResult:
     eval_set: str = ""
     decision: str = ""  # promoted | rejected | awaiting_approval | ""
     reasons: list[str] = field(default_factory=list)
-    candidate_metrics: dict = field(default_factory=dict)
+    candidate_metrics: dict = field(default_factory=dict)  # on the newest evaluation set
     live_metrics: dict = field(default_factory=dict)
+    gate: dict = field(default_factory=dict)  # the gate's figures (GateResult.summary)
     seconds: float = 0.0
     run_dir: str = ""
 
@@ -126,6 +166,10 @@ class CyclePlan:
     caption_files: tuple[str, ...] = ()
     gate: RolloutGate = RolloutGate()
     failpoint: str = ""  # tests only (services.common.failpoints)
+    outside_windows: tuple[tuple[str, int], ...] = ()  # (spec prefix, trained through)
+    keep_checkpoints: int = 2
+    loader_workers: int = 2
+    sheet_cache_dir: str = ""
 
 
 class TrainingCycle:
@@ -145,23 +189,29 @@ class TrainingCycle:
         result = CycleResult()
         self.on_step("data")
         examples, report = build_examples(self.images, self.plan.caption_files)
-        eval_set = ensure_eval_set(self.registry, self.images, examples, self.plan.eval_set,
-                                   self.plan.eval_weeks)
-        result.eval_set = eval_set.name
-        train = training_examples(examples, eval_set)
-        logger.info("trainer data: %d sheets (%d for training) from %d grants; evaluation set "
-                    "%s; skipped %s", len(examples), len(train), report.grants, eval_set.name,
+        eval_sets, notes = ensure_eval_sets(self.registry, self.images, examples,
+                                            self.plan.eval_set, self.plan.eval_weeks)
+        newest = eval_sets[-1]
+        result.eval_set = ",".join(s.name for s in eval_sets)
+        train = training_examples(examples, eval_sets)
+        logger.info("trainer data: %d sheets (%d for training) from %d grants; evaluation sets "
+                    "%s; skipped %s", len(examples), len(train), report.grants, result.eval_set,
                     report.skipped or "nothing")
+        for note in notes:
+            logger.info("evaluation: %s", note)
         self.on_step("train")
         base_spec, base_pretrained = self._base_model()
         config = replace(self.plan.train, base_model=base_spec, pretrained=base_pretrained)
         # Same settings and data -> same folder, so a killed cycle resumes; new data or
         # settings -> a new run.
         data_digest = data_hash(train)[:8]
-        run_dir = Path(self.plan.runs_dir) / f"{eval_set.name}-{config.digest}-{data_digest}"
+        run_dir = Path(self.plan.runs_dir) / f"{newest.name}-{config.digest}-{data_digest}"
         result.run_dir = str(run_dir)
         trained = FineTuner(config, train, self.images, run_dir, progress=self.progress,
-                            stop=self.stop, failpoints=Failpoints(self.plan.failpoint)).run()
+                            stop=self.stop, failpoints=Failpoints(self.plan.failpoint),
+                            keep_checkpoints=self.plan.keep_checkpoints,
+                            cache_dir=self.plan.sheet_cache_dir or None,
+                            loader_workers=self.plan.loader_workers).run()
         result.parent = trained.parent_version
         if trained.status != "completed":
             result.status = "stopped"
@@ -169,29 +219,35 @@ class TrainingCycle:
         self.on_step("benchmark")
         version = register_run(self.registry, trained, config)
         result.version = version.version
-        result.candidate_metrics = benchmark_spec(version.spec, "", eval_set, self.images,
-                                                  self.core.device, run_dir / "benchmark")
-        self.registry.record_benchmark(version.version, eval_set.name, result.candidate_metrics)
+        pooled = []
+        for eval_set in eval_sets:  # the newest set's report goes to <run>/benchmark
+            out = run_dir / "benchmark" if eval_set is newest else None
+            pooled.append(benchmark_spec(version.spec, "", eval_set, self.images,
+                                         self.core.device, out))
+            self.registry.record_benchmark(version.version, pooled[-1])
+        (run_dir / "benchmark" / "pooled.json").write_text(json.dumps(pooled))
+        result.candidate_metrics = pooled[-1]
         self.on_step("rollout")
         if self.plan.policy == "auto":
-            decision = self.rollout(eval_set).promote(version.version)
-            result.decision, result.reasons = decision.decision, decision.reasons
-            result.live_metrics = decision.live_metrics
+            decision = self.rollout(eval_sets).promote(version.version)
+            result.decision, result.reasons = decision.decision, [*notes, *decision.reasons]
+            result.live_metrics, result.gate = decision.live_metrics, decision.gate
         else:
             result.decision = "awaiting_approval"
-            result.reasons = [f"policy 'approve': run `patentclip rollout {version.version}`"]
+            result.reasons = [*notes,
+                              f"policy 'approve': run `patentclip rollout {version.version}`"]
         result.status = "succeeded"
         return self._done(result, started)
 
-    def rollout(self, eval_set: EvalSet) -> Rollout:
+    def rollout(self, eval_sets: Sequence[EvalSet]) -> Rollout:
         if self.reindex is None:
             raise InvalidInputError("rollout needs a reindex source (Kafka settings)")
 
-        def bench(spec: str, pretrained: str) -> dict:
+        def bench(spec: str, pretrained: str, eval_set: EvalSet) -> dict:
             return benchmark_spec(spec, pretrained, eval_set, self.images, self.core.device)
 
-        return Rollout(self.registry, self.store, self.plan.gate, eval_set.name, bench,
-                       self.reindex)
+        return Rollout(self.registry, self.store, self.plan.gate, eval_sets, bench,
+                       self.reindex, self.plan.outside_windows)
 
     def _base_model(self) -> tuple[str, str]:
         """Fine-tune from the live model (the alias' recorded spec), else the configured one."""

@@ -32,7 +32,7 @@ def _first_relevant_rank(similarity: np.ndarray, relevant: np.ndarray) -> np.nda
     return hits.argmax(axis=1)
 
 
-def _rank_summary(ranks: np.ndarray, prefix: str, ks: Sequence[int] = KS) -> dict[str, float]:
+def rank_summary(ranks: np.ndarray, prefix: str, ks: Sequence[int] = KS) -> dict[str, float]:
     out = {f"{prefix}_mean_rank": float(ranks.mean() + 1),
            f"{prefix}_median_rank": float(np.floor(np.median(ranks)) + 1)}
     for k in ks:
@@ -46,8 +46,8 @@ def clip_retrieval_metrics(image_text: np.ndarray, ks: Sequence[int] = KS) -> di
     if image_text.shape != (n, n):
         raise ValueError(f"expected a square matrix, got {image_text.shape}")
     eye = np.eye(n, dtype=bool)
-    return {**_rank_summary(_first_relevant_rank(image_text, eye), "image_to_text", ks),
-            **_rank_summary(_first_relevant_rank(image_text.T, eye), "text_to_image", ks)}
+    return {**rank_summary(_first_relevant_rank(image_text, eye), "image_to_text", ks),
+            **rank_summary(_first_relevant_rank(image_text.T, eye), "text_to_image", ks)}
 
 
 def patent_aware_metrics(image_text: np.ndarray, image_patents: Sequence[str],
@@ -56,8 +56,8 @@ def patent_aware_metrics(image_text: np.ndarray, image_patents: Sequence[str],
     """Like the standard protocol, but any image/text of the same patent is relevant."""
     images, texts = np.asarray(image_patents), np.asarray(text_patents)
     same = images[:, None] == texts[None, :]
-    return {**_rank_summary(_first_relevant_rank(image_text, same), "image_to_text", ks),
-            **_rank_summary(_first_relevant_rank(image_text.T, same.T), "text_to_image", ks)}
+    return {**rank_summary(_first_relevant_rank(image_text, same), "image_to_text", ks),
+            **rank_summary(_first_relevant_rank(image_text.T, same.T), "text_to_image", ks)}
 
 
 def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
@@ -116,3 +116,29 @@ def recall_by_frequency_tercile(ranks: np.ndarray, query_classes: Sequence[str],
 def first_relevant_ranks(similarity: np.ndarray, relevant: np.ndarray) -> np.ndarray:
     """Public form of the rank computation, for per-query breakdowns (0-based)."""
     return _first_relevant_rank(similarity, relevant)
+
+
+def caption_queries(captions: Sequence[str], patents: Sequence[str]
+                    ) -> list[tuple[int, frozenset[str]]]:
+    """Identical captions are one query, not several: (index of the first item with the
+    caption, every patent whose sheets carry it). Case and spacing do not count. Where
+    patents share a caption, a sheet of any of them is a right answer."""
+    first: dict[str, int] = {}
+    owners: dict[str, set[str]] = {}
+    for i, (caption, patent) in enumerate(zip(captions, patents, strict=True)):
+        key = " ".join(caption.lower().split())
+        first.setdefault(key, i)
+        owners.setdefault(key, set()).add(patent)
+    return [(first[key], frozenset(owners[key])) for key in first]
+
+
+def chance_recall(relevant_counts: Sequence[int], gallery: int, k: int) -> float:
+    """R@k of a random ranking: the mean over queries of P(some relevant item in the top
+    k) when a query has m relevant items among ``gallery`` (1 - C(n-m, k) / C(n, k))."""
+    def one(m: int) -> float:
+        miss = 1.0
+        for i in range(min(k, gallery)):
+            miss *= max(gallery - m - i, 0) / (gallery - i)
+        return 1.0 - miss
+
+    return float(np.mean([one(m) for m in relevant_counts])) if len(relevant_counts) else 0.0

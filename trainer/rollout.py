@@ -3,83 +3,55 @@
 ``Rollout.promote(version)``:
 
 1. verify the version's files against its manifest checksums;
-2. benchmark candidate and live on the same frozen evaluation set (results already in a
-   manifest are reused);
-3. :class:`RolloutGate`: the primary metric (default patent-aware text -> image R@10) must
-   beat live's by more than ``margin``, and no class-frequency tercile may drop more than
-   ``tercile_tolerance`` below live's;
-4. reindex the corpus into the candidate's collection (the grants topic replayed from
+2. drop the evaluation sets that overlap the training window of either model (a
+   registered version's window is in its manifest; an outside checkpoint's is configured,
+   ``outside_trained_through``), and say so;
+3. benchmark candidate and live on each remaining set (results stored under the set's
+   content hash are reused);
+4. :class:`trainer.gate.RolloutGate`: a paired bootstrap over the pooled sets' patents; the
+   lower bound of candidate - live on the primary metric must be above the margin, and no
+   tercile of at least 30 patents may regress significantly;
+5. reindex the corpus into the candidate's collection (the grants topic replayed from
    offset 0, the streaming reindex);
-5. check the candidate collection has exactly as many rows as live's;
-6. switch the live alias (one atomic ``alter_alias``); query services follow it.
+6. check the candidate collection has exactly as many rows as live's;
+7. switch the live alias (one atomic ``alter_alias``); query services follow it.
 
 Every decision, passed or not, is printed by the caller and appended to the registry's
-``decisions.jsonl`` with its reasons. ``rollback()`` points the alias back at the
-collection the last promotion replaced.
+``decisions.jsonl`` with its reasons and the gate's figures. ``rollback()`` points the alias
+back at the collection the last promotion replaced.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from patentclip.errors import InvalidInputError, ModelLoadError, NotFoundError, PatentClipError
 from patentclip.registry import ModelRegistry, ModelVersion
 from patentclip.store import CollectionInfo, PatentStore
-from trainer.benchmark import PRIMARY_METRIC, metric
+from trainer.data import EvalSet
+from trainer.gate import RolloutGate
 
 logger = logging.getLogger(__name__)
 
-TERCILES = ("head", "middle", "tail")
+BULKY = ("per_query", "per_class")  # kept in manifests, left out of decisions.jsonl
 
 
 @dataclass(frozen=True)
-class GateResult:
-    passed: bool
-    reasons: list[str]  # why it passed or failed, one line per check
+class TrainingWindow:
+    """The grant dates a model was trained on (None: unknown, or not bounded there)."""
 
+    first: int | None = None
+    last: int | None = None
+    source: str = ""  # where the window comes from, for the reasons
 
-@dataclass(frozen=True)
-class RolloutGate:
-    """Candidate vs live on one evaluation set (pure: results dicts in, verdict out)."""
-
-    metric: str = PRIMARY_METRIC
-    margin: float = 0.0
-    tercile_tolerance: float = 0.02
-    min_tercile_queries: int = 20  # a tercile with fewer eval queries is reported, not gated
-
-    def decide(self, candidate: dict, live: dict | None) -> GateResult:
-        if live is None:
-            return GateResult(True, ["no live model: nothing to compare with"])
-        reasons, passed = [], True
-        new, old = metric(candidate, self.metric), metric(live, self.metric)
-        if new is None or old is None:
-            return GateResult(False, [f"metric {self.metric!r} missing from the results"])
-        if new > old + self.margin:
-            reasons.append(f"{self.metric} {new:.4f} > live {old:.4f} + margin {self.margin}")
-        else:
-            passed = False
-            reasons.append(f"{self.metric} {new:.4f} does not beat live {old:.4f} + margin "
-                           f"{self.margin}")
-        for tercile in TERCILES:
-            name = f"terciles_R@10.patent_aware.{tercile}"
-            new_t, old_t = metric(candidate, name), metric(live, name)
-            queries = metric(candidate, f"tercile_queries.{tercile}")
-            if new_t is None or old_t is None:
-                reasons.append(f"{tercile} tercile: no evaluation queries")
-                continue
-            if queries is not None and queries < self.min_tercile_queries:
-                reasons.append(f"{tercile} tercile R@10 {new_t:.4f} vs live {old_t:.4f}: not "
-                               f"gated, {queries} queries < {self.min_tercile_queries}")
-            elif new_t < old_t - self.tercile_tolerance:
-                passed = False
-                reasons.append(f"{tercile} tercile R@10 {new_t:.4f} regressed below live "
-                               f"{old_t:.4f} - tolerance {self.tercile_tolerance}")
-            else:
-                reasons.append(f"{tercile} tercile R@10 {new_t:.4f} vs live {old_t:.4f}: "
-                               "within tolerance")
-        return GateResult(passed, reasons)
+    def overlaps(self, eval_set: EvalSet) -> bool:
+        if self.last is None:
+            return False
+        window = eval_set.window
+        return window["first_grant_date"] <= self.last and \
+            (self.first is None or window["last_grant_date"] >= self.first)
 
 
 @dataclass
@@ -90,19 +62,20 @@ class RolloutDecision:
     version: str
     decision: str  # promoted | rejected | rolled_back
     reasons: list[str] = field(default_factory=list)
-    eval_set: str = ""
+    eval_sets: list[str] = field(default_factory=list)
     live_version: str = ""
     live_collection: str = ""
     collection: str = ""
-    candidate_metrics: dict = field(default_factory=dict)
+    candidate_metrics: dict = field(default_factory=dict)  # the newest set's, in brief
     live_metrics: dict = field(default_factory=dict)
+    gate: dict = field(default_factory=dict)  # GateResult.summary
 
     def lines(self) -> list[str]:
         head = f"{self.action} {self.version}: {self.decision.upper()}"
         return [head, *(f"  - {r}" for r in self.reasons)]
 
 
-Benchmark = Callable[[str, str], dict]  # (model spec, pretrained) -> results on the eval set
+Benchmark = Callable[[str, str, EvalSet], dict]  # (model spec, pretrained, set) -> results
 Reindex = Callable[[ModelVersion], str]  # version -> the collection it was written into
 
 
@@ -110,18 +83,21 @@ class Rollout:
     """Promotes registered versions behind the gate; rolls back."""
 
     def __init__(self, registry: ModelRegistry, store: PatentStore,
-                 gate: RolloutGate | None = None, eval_set: str = "",
-                 benchmark: Benchmark | None = None, reindex: Reindex | None = None) -> None:
-        """``gate``, ``eval_set``, ``benchmark`` and ``reindex`` are what ``promote`` needs;
-        ``rollback`` needs only the registry and the store."""
+                 gate: RolloutGate | None = None, eval_sets: Sequence[EvalSet] = (),
+                 benchmark: Benchmark | None = None, reindex: Reindex | None = None,
+                 outside_windows: Sequence[tuple[str, int]] = ()) -> None:
+        """``gate``, ``eval_sets``, ``benchmark`` and ``reindex`` are what ``promote`` needs;
+        ``rollback`` needs only the registry and the store. ``outside_windows``: (spec
+        prefix, last grant date trained on) of models that are not registered versions."""
         self.registry, self.store, self.gate = registry, store, gate or RolloutGate()
-        self.eval_set, self.benchmark, self.reindex = eval_set, benchmark, reindex
+        self.eval_sets, self.benchmark, self.reindex = list(eval_sets), benchmark, reindex
+        self.outside_windows = tuple(outside_windows)
 
     def promote(self, version: str) -> RolloutDecision:
-        if self.benchmark is None or self.reindex is None or not self.eval_set:
-            raise InvalidInputError("a rollout needs an evaluation set, a benchmark and a "
+        if self.benchmark is None or self.reindex is None or not self.eval_sets:
+            raise InvalidInputError("a rollout needs evaluation sets, a benchmark and a "
                                     "reindex source")
-        decision = RolloutDecision("rollout", version, "rejected", eval_set=self.eval_set)
+        decision = RolloutDecision("rollout", version, "rejected")
         try:
             candidate = self.registry.verify(version)
         except ModelLoadError as exc:  # missing or corrupted files: refused, and recorded
@@ -132,13 +108,21 @@ class Rollout:
             decision.live_version, decision.live_collection = live.model_version, live.name
             if live.model_version == version:
                 raise InvalidInputError(f"{version} is already live ({live.name})")
-        decision.candidate_metrics = self._results(candidate.version, candidate.spec, "")
-        if live is not None:
-            decision.live_metrics = self._results(live.model_version, live.model_spec,
-                                                  live.pretrained)
-        verdict = self.gate.decide(decision.candidate_metrics,
-                                   decision.live_metrics if live is not None else None)
-        decision.reasons = list(verdict.reasons)
+        sets, notes = self._outside_training(candidate, live)
+        decision.eval_sets = [s.name for s in sets]
+        if not sets:
+            decision.reasons = [*notes, "no evaluation set is outside both models' training "
+                                "windows: nothing to decide on"]
+            return self._record(decision)
+        candidate_results = [self._results(candidate.version, candidate.spec, "", s)
+                             for s in sets]
+        live_results = None if live is None else \
+            [self._results(live.model_version, live.model_spec, live.pretrained, s)
+             for s in sets]
+        verdict = self.gate.decide(candidate_results, live_results)
+        decision.reasons, decision.gate = [*notes, *verdict.reasons], verdict.summary
+        decision.candidate_metrics = _brief(candidate_results[-1])
+        decision.live_metrics = _brief(live_results[-1]) if live_results else {}
         if verdict.passed:
             self._switch(candidate, live, decision)
         return self._record(decision)
@@ -167,18 +151,50 @@ class Rollout:
     def _live(self) -> CollectionInfo | None:
         return self.store.live_info()
 
-    def _results(self, version: str, spec: str, pretrained: str) -> dict:
-        """A version's results on the eval set: from its manifest, else benchmarked now."""
+    def window(self, version: str, spec: str) -> TrainingWindow:
+        """A registered version's training window (its manifest), else the configured one of
+        the first matching outside spec prefix, else unknown."""
         if self.registry.exists(version):
-            stored = self.registry.get(version).manifest.get("benchmarks", {})
-            if self.eval_set in stored:
-                return stored[self.eval_set]
+            data = self.registry.get(version).manifest.get("data", {})
+            return TrainingWindow(data.get("first_grant_date"), data.get("last_grant_date"),
+                                  f"{version}'s manifest")
+        for prefix, last in self.outside_windows:
+            if spec.startswith(prefix):
+                return TrainingWindow(None, last, f"outside_trained_through {prefix}={last}")
+        return TrainingWindow(source="unknown")
+
+    def _outside_training(self, candidate: ModelVersion, live: CollectionInfo | None
+                          ) -> tuple[list[EvalSet], list[str]]:
+        """The evaluation sets neither model trained on, and a line per set refused."""
+        windows = {"candidate": (candidate.version,
+                                 self.window(candidate.version, candidate.spec))}
+        if live is not None:
+            windows["live"] = (live.model_version,
+                               self.window(live.model_version, live.model_spec))
+        notes = [f"{side} {name}: training window unknown (not a registered version, and no "
+                 "outside_trained_through prefix matches); its evaluation sets are not checked"
+                 for side, (name, w) in windows.items() if w.source == "unknown"]
+        usable = []
+        for eval_set in self.eval_sets:
+            overlapping = [f"{side} ({w.source}: trained on grants {w.first or '…'}–{w.last})"
+                           for side, (_, w) in windows.items() if w.overlaps(eval_set)]
+            if overlapping:
+                notes.append(f"evaluation set {eval_set.name} refused: it overlaps the training "
+                             f"window of {', '.join(overlapping)}")
+            else:
+                usable.append(eval_set)
+        return usable, notes
+
+    def _results(self, version: str, spec: str, pretrained: str, eval_set: EvalSet) -> dict:
+        """A model's results on a set: stored under the set's content hash, else now."""
+        stored = self.registry.benchmark_results(version, eval_set.sha256)
+        if stored is not None and "per_query" in stored:
+            return stored
         if not spec:
             raise PatentClipError(f"cannot benchmark {version}: its collection records no "
                                   "model spec")
-        results = self.benchmark(spec, pretrained)
-        if self.registry.exists(version):
-            self.registry.record_benchmark(version, self.eval_set, results)
+        results = self.benchmark(spec, pretrained, eval_set)
+        self.registry.record_benchmark(version, results)
         return results
 
     def _switch(self, candidate: ModelVersion, live: CollectionInfo | None,
@@ -206,3 +222,7 @@ class Rollout:
         for line in decision.lines():
             logger.info(line)
         return decision
+
+
+def _brief(results: dict) -> dict:
+    return {k: v for k, v in results.items() if k not in BULKY}

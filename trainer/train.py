@@ -31,8 +31,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -43,9 +42,10 @@ from tqdm import tqdm
 
 from patentclip.config import Section, setting
 from patentclip.encoder import Encoder, save_local_model, weights_digest
-from patentclip.errors import ImageDecodeError, InvalidInputError, NotFoundError
+from patentclip.errors import InvalidInputError
 from patentclip.imagestore import LocalImageStore
 from services.common.failpoints import Failpoints
+from trainer.cache import MicroBatch, SheetCache, StepBatches, fill_cache, step_loader
 from trainer.data import TrainingExample, class_frequencies, data_window
 from trainer.losses import MODES, PatentClipLoss, class_aware_sample_weights, trainable_parameters
 
@@ -72,6 +72,9 @@ class TrainConfig(Section):
     batch_size: int = setting(32, "micro-batch; the contrastive batch is batch_size * accum_freq")
     accum_freq: int = setting(1, "micro-batches per optimizer step")
     lr: float = setting(1e-4, "peak learning rate (AdamW, cosine after the warm-up)")
+    head_lr_scale: float = setting(
+        10.0, "the classification head's learning rate, as a multiple of lr: it starts from "
+        "random weights on unit-norm features")
     weight_decay: float = setting(0.1, "AdamW weight decay")
     warmup_steps: int = setting(0, "optimizer steps of linear warm-up")
     loss: str = setting("logit_adjusted", "the objective", choices=LOSSES)
@@ -79,7 +82,9 @@ class TrainConfig(Section):
     tau: float = setting(1.0, "logit adjustment strength")
     cb_beta: float = setting(0.999, "class-balanced effective-number beta")
     sampling: str = setting("uniform", "how batches are drawn", choices=SAMPLINGS)
-    sampling_beta: float = setting(0.5, "class-aware: p_c proportional to f_c ** -beta")
+    sampling_beta: float = setting(
+        0.5, "class-aware: class c is drawn with p_c proportional to f_c ** (1 - beta): 0 = "
+        "uniform over sheets, 1 = uniform over classes")
     lock_image_unlocked: int = setting(
         -1, "lock the image tower except its last N groups (-1: train it all)")
     lock_text_unlocked: int = setting(
@@ -96,8 +101,18 @@ class TrainConfig(Section):
         for name in ("epochs", "batch_size", "accum_freq"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise InvalidInputError(f"lr must be > 0, got {self.lr}")
+        if self.lr <= 0 or self.head_lr_scale <= 0:
+            raise InvalidInputError(f"lr and head_lr_scale must be > 0, got {self.lr} and "
+                                    f"{self.head_lr_scale}")
+        if not 0 <= self.sampling_beta <= 1:
+            raise InvalidInputError(f"sampling_beta {self.sampling_beta}: must be in [0, 1] "
+                                    "(0 = uniform over sheets, 1 = uniform over classes)")
+        if self.sampling == "class_aware" and self.loss in ("logit_adjusted", "class_balanced"):
+            raise InvalidInputError(
+                f"sampling=class_aware with loss={self.loss} corrects for the class prior "
+                "twice: the sampler already evens out the classes the loss reweights (or "
+                "offsets by the training prior). Use class-aware sampling with loss=plain or "
+                "contrastive, or this loss with sampling=uniform")
 
     @property
     def digest(self) -> str:
@@ -131,8 +146,16 @@ class FineTuner:
     def __init__(self, config: TrainConfig, examples: Sequence[TrainingExample],
                  images: LocalImageStore, run_dir: str | Path, progress: bool = True,
                  stop: threading.Event | None = None,
-                 failpoints: Failpoints | None = None) -> None:
+                 failpoints: Failpoints | None = None, keep_checkpoints: int = 2,
+                 cache_dir: str | Path | None = None, loader_workers: int = 2) -> None:
+        """``cache_dir``: the decoded-sheet cache (default ``<run_dir>/../sheet-cache``,
+        shared by the runs of one runs folder); ``keep_checkpoints``: the last K epoch
+        checkpoints kept (a ViT-L-14 one is about 5 GB); ``loader_workers``: DataLoader
+        processes (0 = build batches in the training process)."""
         config.validate()
+        if keep_checkpoints < 1 or loader_workers < 0:
+            raise InvalidInputError(f"keep_checkpoints must be >= 1 and loader_workers >= 0, "
+                                    f"got {keep_checkpoints} and {loader_workers}")
         if not examples:
             raise InvalidInputError("no training examples (nothing ingested before the "
                                     "evaluation weeks?)")
@@ -140,6 +163,8 @@ class FineTuner:
         self.run_dir = Path(run_dir)
         self.progress, self.stop = progress, stop or threading.Event()
         self.failpoints = failpoints or Failpoints()  # none set: production
+        self.keep_checkpoints, self.loader_workers = keep_checkpoints, loader_workers
+        self.cache_dir = Path(cache_dir) if cache_dir else self.run_dir.parent / "sheet-cache"
 
     # -- the run
 
@@ -150,9 +175,9 @@ class FineTuner:
         _seed_everything(cfg.seed)
         encoder = Encoder.load(cfg.base_model, pretrained=cfg.pretrained or None,
                                device=cfg.device)
-        model_cfg = model_config_for(encoder.info.spec)
+        model_cfg, preprocess_cfg = parent_configs(encoder)
         result.parent_version = encoder.model_version
-        pixels, examples, result.skipped = self._decode(encoder)
+        pixels, examples, result.skipped = self._cache(encoder)
         frequencies = class_frequencies(examples)
         classes = list(frequencies)
         result.data = data_window(examples)
@@ -167,7 +192,7 @@ class FineTuner:
         optimizer = _optimizer(model, loss_fn, cfg)
         start_epoch, step = self._resume(model, loss_fn, optimizer, result)
         labels = torch.tensor([classes.index(e.label) for e in examples])
-        data = _EpochData(examples, pixels, labels, encoder.tokenizer, cfg)
+        data = EpochData(examples, pixels, labels, encoder.tokenizer, cfg, self.loader_workers)
         total_steps = cfg.epochs * data.steps_per_epoch
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
@@ -184,7 +209,7 @@ class FineTuner:
         result.steps, result.epochs_done = step, len(result.epoch_losses) + start_epoch
         if result.status == "completed":
             model.eval()
-            out = save_local_model(model, model_cfg, self.run_dir / "model")
+            out = save_local_model(model, model_cfg, self.run_dir / "model", preprocess_cfg)
             result.model_dir, result.weights_digest = str(out.resolve()), weights_digest(model)
         result.seconds = time.perf_counter() - started
         trained = sum(e["samples"] for e in result.epoch_losses)
@@ -193,14 +218,14 @@ class FineTuner:
         (self.run_dir / "results.json").write_text(json.dumps(asdict(result), indent=2))
         return result
 
-    def _epoch(self, model, loss_fn, optimizer, data: _EpochData, epoch: int, step: int,
+    def _epoch(self, model, loss_fn, optimizer, data: EpochData, epoch: int, step: int,
                total_steps: int) -> tuple[dict | None, int]:
         cfg = self.config
         batches = data.batches(epoch)
         sums = {"loss": 0.0, "contrastive": 0.0, "classification": 0.0}
-        samples, started = 0, time.perf_counter()
+        samples, head_correct, started = 0, 0, time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                   disable=not self.progress)
+                   total=data.steps_per_epoch, disable=not self.progress)
         for micro in bar:
             if self.stop.is_set():
                 logger.info("stop requested: leaving epoch %d unfinished (not checkpointed)",
@@ -214,48 +239,50 @@ class FineTuner:
                 model.logit_scale.clamp_(0, math.log(100))
             step += 1
             samples += sum(len(m[2]) for m in micro)
+            head_correct += parts["head_correct"]
             for key in sums:
                 sums[key] += parts[key]
             rate = samples / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(loss=f"{parts['loss']:.3f}", samples_s=f"{rate:.1f}")
+            bar.set_postfix(loss=f"{parts['loss']:.3f}", head_acc=f"{head_correct / samples:.2f}",
+                            samples_s=f"{rate:.1f}")
         bar.close()
-        n = max(len(batches), 1)
+        n = max(data.steps_per_epoch, 1)
         seconds = time.perf_counter() - started
-        summary = {"epoch": epoch + 1, "steps": len(batches), "samples": samples,
+        summary = {"epoch": epoch + 1, "steps": data.steps_per_epoch, "samples": samples,
                    "seconds": round(seconds, 3),
                    "samples_per_second": round(samples / seconds, 2) if seconds else 0.0,
-                   **{k: v / n for k, v in sums.items()}}
+                   **{k: v / n for k, v in sums.items()},
+                   # The head's train-time accuracy (its argmax on the batch's drawings,
+                   # before the step): shows the classification term is learning something.
+                   "head_accuracy": round(head_correct / samples, 4) if samples else 0.0}
         with (self.run_dir / "metrics.jsonl").open("a") as handle:
             handle.write(json.dumps(summary) + "\n")
-        logger.info("epoch %d: loss %.4f (contrastive %.4f, classification %.4f), %.1f "
-                    "samples/s", epoch + 1, summary["loss"], summary["contrastive"],
-                    summary["classification"], summary["samples_per_second"])
+        logger.info("epoch %d: loss %.4f (contrastive %.4f, classification %.4f), head "
+                    "accuracy %.3f, %.1f samples/s", epoch + 1, summary["loss"],
+                    summary["contrastive"], summary["classification"],
+                    summary["head_accuracy"], summary["samples_per_second"])
         return summary, step
 
     # -- data
 
-    def _decode(self, encoder: Encoder) -> tuple[list[torch.Tensor], list[TrainingExample],
-                                                 list[str]]:
-        """Decode every drawing once (threads); unreadable ones are reported and left out."""
-        def one(example: TrainingExample) -> torch.Tensor | str:
-            try:
-                return encoder.drawing_pixels(self.images.get(example.image_uri),
-                                              example.image_uri)
-            except (ImageDecodeError, NotFoundError) as exc:
-                return f"{example.key}: {exc}"
-
-        with ThreadPoolExecutor(2) as pool:
-            decoded = list(tqdm(pool.map(one, self.examples), total=len(self.examples),
-                                desc="decoding drawings", unit="sheet",
-                                disable=not self.progress))
-        kept = [(p, e) for p, e in zip(decoded, self.examples, strict=True)
-                if isinstance(p, torch.Tensor)]
-        skipped = [p for p in decoded if isinstance(p, str)]
+    def _cache(self, encoder: Encoder) -> tuple[Callable[[int], torch.Tensor],
+                                                list[TrainingExample], list[str]]:
+        """Cache every drawing (decoding only what the cache lacks); unreadable ones are
+        reported and left out. Returns sample i's model input as a function: pixels are
+        read from the cache when a batch is built, never all held at once."""
+        cache = SheetCache(self.cache_dir, encoder.info.image_size)
+        kept, keys, skipped = fill_cache(cache, self.examples, self.images.get,
+                                         progress=self.progress)
         for reason in skipped:
             logger.warning("training without a drawing: %s", reason)
         if not kept:
             raise InvalidInputError("no training drawing could be decoded")
-        return [p for p, _ in kept], [e for _, e in kept], skipped
+        normalize = encoder._normalize
+
+        def pixels(index: int) -> torch.Tensor:  # as Encoder.drawing_pixels, from the cache
+            return normalize(cache.load(keys[index]).convert("RGB"))
+
+        return pixels, [self.examples[i] for i in kept], skipped
 
     def _write_params(self, data: dict, frequencies: dict, encoder: Encoder) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -284,8 +311,8 @@ class FineTuner:
                     "model": model.state_dict(), "loss": loss_fn.state_dict(),
                     "optimizer": optimizer.state_dict()}, tmp)
         tmp.replace(path)
-        for old in sorted(folder.glob("epoch_*.pt"))[:-2]:  # keep the last two
-            old.unlink()
+        for old in sorted(folder.glob("epoch_*.pt"))[:-self.keep_checkpoints]:
+            old.unlink()  # keep the last K
         return path
 
     def _resume(self, model, loss_fn, optimizer, result: TrainResult) -> tuple[int, int]:
@@ -307,9 +334,6 @@ class FineTuner:
 # ----------------------------------------------------------------------------- steps
 
 
-MicroBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # pixels, tokens, labels
-
-
 def accumulated_backward(model, loss_fn: PatentClipLoss, micro: Sequence[MicroBatch],
                          device: str = "cpu") -> dict[str, float]:
     """Backward of the loss over all micro-batches as one batch; returns its parts."""
@@ -321,7 +345,7 @@ def accumulated_backward(model, loss_fn: PatentClipLoss, micro: Sequence[MicroBa
         with torch.no_grad(), autocast:
             cached = [(model.encode_image(m[0], normalize=True),
                        model.encode_text(m[1], normalize=True)) for m in micro]
-    parts = {"contrastive": 0.0, "classification": 0.0}
+    parts = {"contrastive": 0.0, "classification": 0.0, "head_correct": 0}
     for j, (pixels, tokens, labels) in enumerate(micro):
         with autocast:
             image = model.encode_image(pixels, normalize=True)
@@ -335,9 +359,11 @@ def accumulated_backward(model, loss_fn: PatentClipLoss, micro: Sequence[MicroBa
                                               scale if j == 0 else scale.detach())
             total = contrastive
             if loss_fn.lam:
-                classification = loss_fn.classification_part(image.float(), labels, all_labels)
+                logits = loss_fn.head(image.float())
+                classification = loss_fn.classification(logits, labels, all_labels)
                 total = total + loss_fn.lam * classification
                 parts["classification"] += float(classification.detach())
+                parts["head_correct"] += int((logits.detach().argmax(1) == labels).sum())
         total.backward()
         if j == 0:
             parts["contrastive"] = float(contrastive.detach())
@@ -345,43 +371,48 @@ def accumulated_backward(model, loss_fn: PatentClipLoss, micro: Sequence[MicroBa
     return parts
 
 
-class _EpochData:
-    """Sample order, caption choice and batching for one epoch, all from (seed, epoch)."""
+class EpochData:
+    """Sample order, caption choice and batching for one epoch, all from (seed, epoch).
 
-    def __init__(self, examples, pixels, labels: torch.Tensor, tokenizer, cfg: TrainConfig):
+    ``uniform`` draws a permutation. ``class_aware`` draws each step's samples without
+    replacement, class c with probability proportional to f_c ** (1 - sampling_beta), so no
+    sheet is twice in one contrastive batch (where its copies would be each other's
+    negatives); a sheet can recur in later steps. Batches are built lazily by a DataLoader
+    (``trainer.cache.StepBatches``).
+    """
+
+    def __init__(self, examples, pixels: Callable[[int], torch.Tensor], labels: torch.Tensor,
+                 tokenizer, cfg: TrainConfig, workers: int = 0):
         self.examples, self.pixels, self.labels = examples, pixels, labels
-        self.tokenizer, self.cfg = tokenizer, cfg
+        self.tokenizer, self.cfg, self.workers = tokenizer, cfg, workers
         counts = np.bincount(labels.numpy())
         self.weights = torch.from_numpy(class_aware_sample_weights(labels.numpy(), counts,
                                                                    cfg.sampling_beta))
-        self.per_step = cfg.batch_size * cfg.accum_freq
+        self.per_step = min(cfg.batch_size * cfg.accum_freq, len(examples))
         steps = max(1, len(examples) // self.per_step)
         self.steps_per_epoch = min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch \
             else steps
 
-    def batches(self, epoch: int) -> list[list[MicroBatch]]:
+    def step_indices(self, epoch: int) -> list[list[int]]:
         generator = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
-        n = len(self.examples)
+        size = self.per_step
         if self.cfg.sampling == "class_aware":
-            order = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        else:
-            order = torch.randperm(n, generator=generator)
-        rng = np.random.default_rng([self.cfg.seed, epoch])
-        chosen = rng.integers(0, 1 << 30, size=n)
-        size = min(self.per_step, n)
-        steps = []
-        for s in range(self.steps_per_epoch):
-            indices = order[s * size:(s + 1) * size].tolist()
-            micro = [self._micro(indices[i:i + self.cfg.batch_size], chosen)
-                     for i in range(0, len(indices), self.cfg.batch_size)]
-            steps.append(micro)
-        return steps
+            return [torch.multinomial(self.weights, size, replacement=False,
+                                      generator=generator).tolist()
+                    for _ in range(self.steps_per_epoch)]
+        order = torch.randperm(len(self.examples), generator=generator)
+        return [order[s * size:(s + 1) * size].tolist() for s in range(self.steps_per_epoch)]
 
-    def _micro(self, indices: list[int], chosen: np.ndarray) -> MicroBatch:
-        captions = [self.examples[i].captions[chosen[i] % len(self.examples[i].captions)]
-                    for i in indices]
-        return (torch.stack([self.pixels[i] for i in indices]), self.tokenizer(captions),
-                self.labels[indices])
+    def captions(self, epoch: int) -> list[str]:
+        rng = np.random.default_rng([self.cfg.seed, epoch])
+        chosen = rng.integers(0, 1 << 30, size=len(self.examples))
+        return [e.captions[c % len(e.captions)]
+                for e, c in zip(self.examples, chosen, strict=True)]
+
+    def batches(self, epoch: int) -> Iterable[list[MicroBatch]]:
+        dataset = StepBatches(self.step_indices(epoch), self.captions(epoch), self.labels,
+                              self.pixels, self.tokenizer, self.cfg.batch_size)
+        return step_loader(dataset, self.workers, self.cfg.device)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -396,6 +427,25 @@ def model_config_for(spec: str) -> dict:
     if config is None:
         raise InvalidInputError(f"{spec}: unknown open_clip model; cannot save its config")
     return config
+
+
+def parent_configs(encoder: Encoder) -> tuple[dict, dict]:
+    """(model config, preprocessing config) to save a fine-tuned child with: the parent's
+    architecture and tokenizer settings (``text_cfg``: context length, HF tokenizer name and
+    kwargs) and its image mean, std and resize settings. Without the latter a child reloads
+    with open_clip's defaults (OpenAI's mean and std), whatever its parent used."""
+    import open_clip
+
+    model_cfg = json.loads(json.dumps(model_config_for(encoder.info.spec)))
+    text_cfg = model_cfg.setdefault("text_cfg", {})
+    context_length = getattr(encoder.tokenizer, "context_length", None)
+    if context_length:
+        text_cfg["context_length"] = int(context_length)
+    hf_name = getattr(getattr(encoder.tokenizer, "tokenizer", None), "name_or_path", "")
+    if hf_name and not text_cfg.get("hf_tokenizer_name"):
+        text_cfg["hf_tokenizer_name"] = hf_name  # hf-hub parents that named it by repo only
+    preprocess = open_clip.get_model_preprocess_cfg(encoder.model)
+    return model_cfg, json.loads(json.dumps(preprocess))  # tuples -> lists, as JSON has
 
 
 def _seed_everything(seed: int) -> None:
@@ -417,17 +467,20 @@ def _lock_towers(model, cfg: TrainConfig) -> None:
 
 
 def _optimizer(model, loss_fn, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; as open_clip, no weight decay on gains, biases and the temperature."""
-    decay, no_decay = [], []
+    """AdamW; as open_clip, no weight decay on gains, biases and the temperature. The head's
+    parameters learn at ``head_lr_scale`` x lr (their groups carry ``lr_scale``)."""
+    head = {id(p) for p in loss_fn.parameters()}
+    groups: dict[tuple[bool, bool], list] = {}
     names = {id(p): n for n, p in [*model.named_parameters(), *loss_fn.named_parameters()]}
     for parameter in trainable_parameters(model, loss_fn):
         name = names.get(id(parameter), "")
         exclude = parameter.ndim < 2 or "bn" in name or "ln" in name or "bias" in name \
             or "logit_scale" in name
-        (no_decay if exclude else decay).append(parameter)
-    return torch.optim.AdamW([{"params": no_decay, "weight_decay": 0.0},
-                              {"params": decay, "weight_decay": cfg.weight_decay}], lr=cfg.lr,
-                             betas=(0.9, 0.98), eps=1e-6)
+        groups.setdefault((id(parameter) in head, exclude), []).append(parameter)
+    params = [{"params": ps, "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+               "lr_scale": cfg.head_lr_scale if is_head else 1.0}
+              for (is_head, no_decay), ps in sorted(groups.items())]
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
 
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -441,5 +494,5 @@ def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 def _set_lr(optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 

@@ -207,7 +207,8 @@ def test_corrupted_or_missing_weights_are_refused_by_rollout_and_the_query_servi
         encoder, tmp_path, caplog):
     from services.query.config import QuerySettings, ServerSettings
     from services.query.main import QueryServer
-    from trainer.rollout import Rollout, RolloutGate
+    from trainer.gate import RolloutGate
+    from trainer.rollout import Rollout
 
     registry = ModelRegistry(tmp_path / "registry")
     model_dir = create_tiny_model(tmp_path / "candidate", seed=11)
@@ -224,8 +225,8 @@ def test_corrupted_or_missing_weights_are_refused_by_rollout_and_the_query_servi
 
     weights = entry.path / "open_clip_model.safetensors"
     pristine = weights.read_bytes()
-    rollout = Rollout(registry, store, RolloutGate(), "eval", benchmark=lambda s, p: {},
-                      reindex=lambda v: built)
+    rollout = Rollout(registry, store, RolloutGate(), [_an_eval_set()],
+                      benchmark=lambda spec, pretrained, eval_set: {}, reindex=lambda v: built)
     core_settings = QuerySettings().core
     server = QueryServer(QuerySettings(
         replace(core_settings, milvus_uri=store.uri, collection_prefix="cw",
@@ -309,7 +310,8 @@ def test_trainer_killed_at_random_points_leaves_registry_and_alias_consistent(
            "PATENTCLIP_TRAINER_BATCH_SIZE": "16",
            "PATENTCLIP_TRAINER_LOCK_TEXT_UNLOCKED": "0",
            # Always promote, so every cycle also reindexes and moves the alias.
-           "PATENTCLIP_TRAINER_GATE_MARGIN": "-1", "PATENTCLIP_TRAINER_GATE_TERCILE_TOLERANCE": "1"}
+           "PATENTCLIP_TRAINER_GATE_MARGIN": "-1",
+           "PATENTCLIP_TRAINER_GATE_MIN_TERCILE_PATENTS": "1000000"}
     log = tmp_path / "trainer.log"
 
     def run() -> subprocess.Popen:
@@ -350,3 +352,12 @@ def test_trainer_killed_at_random_points_leaves_registry_and_alias_consistent(
     promoted = [d for d in registry.decisions() if d["decision"] == "promoted"]
     assert promoted and live_version == promoted[-1]["version"]
     assert json.loads(json.dumps(registry.decisions()))  # the log is whole JSON lines
+
+
+def _an_eval_set():
+    """A frozen set for rollouts that are refused before they benchmark anything."""
+    from trainer.data import EvalItem, EvalSet
+
+    item = EvalItem("D0900001", 1, "file:///x", "0" * 64, "a chair", "06", 20210105)
+    return EvalSet("eval", "2021-01-06T00:00:00+00:00", (item,), {"06": 1},
+                   {"first_grant_date": 20210105, "last_grant_date": 20210105})

@@ -54,9 +54,9 @@ def test_every_shared_document_reads_with_its_exact_fields(shared_root, expected
     assert sorted({s.mapping.value for s in grant.sheets if s.number}) == expected["mapping"]
     if with_images:  # the 2021 grants come with every TIFF
         assert sorted(document.images) == sorted(expected["sheet_files"])
-    for sheet in grant.sheets:  # no sheet of a one-figure grant falls back to "drawing sheet"
-        if sheet.figure_numbers:
-            assert not grant.sheet_caption(sheet).startswith("drawing sheet")
+    for sheet in grant.sheets:  # a sheet with figures is captioned from them, not the title
+        if grant.sheet_figures(sheet):
+            assert grant.sheet_caption(sheet) != grant.unmapped_caption()
 
 
 def test_a_weekly_file_of_every_year_skips_utility_grants_and_sequence_listings(

@@ -212,7 +212,8 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
     from trainer.main import run_cycle, topic_reindexer
     from trainer.metrics import TrainerMetrics
     from trainer.pipeline import benchmark_spec
-    from trainer.rollout import Rollout, RolloutGate
+    from trainer.gate import RolloutGate
+    from trainer.rollout import Rollout
 
     images = LocalImageStore(shutil.copytree(corpus["images"].root, tmp_path / "images"))
     core = _core(corpus, tmp_path, tiny_model_dir, milvus_uri=store.uri,
@@ -273,7 +274,9 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
     manifest = registry.get(result.version).manifest
     assert manifest["parent"] == base.model_version
     assert manifest["hyperparameters"]["epochs"] == TRAIN_FLAGS["epochs"]
-    assert manifest["data"]["sha256"] and result.eval_set in manifest["benchmarks"]
+    assert manifest["data"]["sha256"]
+    assert {r["eval_set"] for r in manifest["benchmarks"].values()} == \
+        set(result.eval_set.split(","))
 
     # A worse version (random weights) is refused with its reasons; the alias stays.
     worse_dir = create_tiny_model(tmp_path / "worse", seed=7)
@@ -281,9 +284,11 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
         f"local-dir:{worse_dir}").model), family="patentclip_tiny", parent="")
     from trainer.data import EvalSet
 
-    eval_set = EvalSet.load(registry.eval_set_path(result.eval_set))
-    rollout = Rollout(registry, store, RolloutGate(), eval_set.name,
-                      lambda spec, pretrained: benchmark_spec(spec, pretrained, eval_set, images),
+    eval_sets = [EvalSet.load(registry.eval_set_path(name))
+                 for name in result.eval_set.split(",")]
+    rollout = Rollout(registry, store, RolloutGate(), eval_sets,
+                      lambda spec, pretrained, eval_set: benchmark_spec(spec, pretrained,
+                                                                        eval_set, images),
                       topic_reindexer(settings))
     rejected = rollout.promote(worse.version)
     assert rejected.decision == "rejected"

@@ -63,8 +63,19 @@ def test_sheet_without_known_figures_has_honest_caption_and_unknown_view():
     grant = _grant([front, other], [])
     assert front.front_page and not other.front_page
     assert grant.sheet_caption(front) == "front page drawing of a shaving blade cartridge"
-    assert grant.sheet_caption(other) == "drawing sheet 3 of a shaving blade cartridge"
+    assert grant.sheet_caption(other) == "a drawing of a shaving blade cartridge"
     assert grant.sheet_view(other) == "unknown"
+
+
+def test_an_unmapped_sheet_is_captioned_from_the_title_and_the_patents_views():
+    figures = [Figure("1", View.PERSPECTIVE, "perspective view", "FIG. 1 is a perspective view"),
+               Figure("2", View.FRONT, "front view", "FIG. 2 is a front view thereof"),
+               Figure("3", View.FRONT, "front view", "FIG. 3 is a front view, enlarged"),
+               Figure("4", View.OTHER, "view", "FIG. 4 is a view thereof")]
+    unmapped = DrawingSheet(2, "x-D00002.TIF")
+    grant = _grant([unmapped], figures)
+    assert grant.sheet_caption(unmapped) == \
+        "a shaving blade cartridge in one of its views: perspective, front"
 
 
 def test_locarno_parts():

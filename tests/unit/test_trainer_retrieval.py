@@ -139,12 +139,17 @@ def test_class_balanced_loss_equals_hand_computation():
     assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
-def test_class_aware_sampling_probabilities():
+@pytest.mark.parametrize(("beta", "ratio"), [(0.0, 4.0), (0.5, 2.0), (1.0, 1.0)])
+def test_class_aware_sampling_interpolates_from_sheets_to_classes(beta, ratio):
+    """p_c proportional to f_c ** (1 - beta): 0 = the classes' sheet shares (8:2), 1 =
+    uniform over classes; never past uniform (a rare class never outdraws a frequent one)."""
     labels, counts = [0] * 8 + [1] * 2, [8, 2]
-    weights = class_aware_sample_weights(labels, counts, beta=1.0)
+    weights = class_aware_sample_weights(labels, counts, beta=beta)
     p0, p1 = weights[:8].sum(), weights[8:].sum()
-    assert p0 / p1 == pytest.approx((8 ** -1.0) / (2 ** -1.0))
+    assert p0 / p1 == pytest.approx(ratio)
     assert weights.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="must be in"):
+        class_aware_sample_weights(labels, counts, beta=1.5)
 
 
 def test_the_classification_head_trains():
