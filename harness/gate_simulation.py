@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
-from statistics import NormalDist
 
 from trainer.gate import RolloutGate
 

@@ -209,10 +209,10 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
     from services.embedder.main import reindex_topic
     from services.publisher import GrantPublisher
     from trainer.config import TrainerSettings
+    from trainer.gate import RolloutGate
     from trainer.main import run_cycle, topic_reindexer
     from trainer.metrics import TrainerMetrics
     from trainer.pipeline import benchmark_spec
-    from trainer.gate import RolloutGate
     from trainer.rollout import Rollout
 
     images = LocalImageStore(shutil.copytree(corpus["images"].root, tmp_path / "images"))
