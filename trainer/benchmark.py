@@ -39,6 +39,7 @@ from trainer.retrieval import (
     prior_art_map,
     rank_summary,
     recall_by_frequency_tercile,
+    shared_caption_share,
 )
 
 if TYPE_CHECKING:  # the CLI reads this module's constants without loading torch
@@ -74,25 +75,26 @@ def benchmark_vectors(image_vectors: np.ndarray, text_vectors: np.ndarray,
                       class_prompts: tuple[list[str], np.ndarray] | None = None) -> dict:
     """Every protocol on unit vectors (pure: no model, no I/O).
 
-    The patent-aware text -> image protocol (the gate's) asks each distinct caption once
-    (:func:`caption_queries`) and keeps every query's outcome in ``per_query``, so two
-    models can be compared query by query. Drawing -> drawing leaves the front page out: it
+    The patent-aware text -> image protocol (the gate's) asks each distinct caption of a
+    patent once (:func:`caption_queries`) and keeps every query's outcome in ``per_query``,
+    so two models can be compared query by query. Drawing -> drawing leaves the front page out: it
     repeats one of the patent's figures at another scale and would be found trivially.
     """
     patents = [i.patent for i in items]
     labels = [i.label for i in items]
     image_text = image_vectors @ text_vectors.T
     standard_ranks = first_relevant_ranks(image_text.T, np.eye(len(items), dtype=bool))
-    queries = caption_queries([i.caption for i in items], patents)
-    relevant = np.asarray([[p in owners for p in patents] for _, owners in queries])
-    first = [index for index, _ in queries]
+    captions = [i.caption for i in items]
+    first = caption_queries(captions, patents)
+    same = np.asarray(patents)[:, None] == np.asarray(patents)[None, :]
+    relevant = same[first]
     aware_ranks = first_relevant_ranks(text_vectors[first] @ image_vectors.T, relevant)
     query_labels = [labels[i] for i in first]
     counts = {**{c: 0 for c in set(labels)}, **class_counts}
     image_to_text = patent_aware_metrics(image_text, patents, patents)
     results = {
         "items": len(items), "patents": len(set(patents)), "classes": len(set(labels)),
-        "gallery": len(items), "queries": len(queries),
+        "gallery": len(items), "queries": len(first),
         "standard": clip_retrieval_metrics(image_text),
         "patent_aware": {**{k: v for k, v in image_to_text.items()
                             if k.startswith("image_to_text")},
@@ -105,9 +107,10 @@ def benchmark_vectors(image_vectors: np.ndarray, text_vectors: np.ndarray,
             "patent_aware": recall_by_frequency_tercile(aware_ranks, query_labels, counts)},
         "tercile_queries": _tercile_queries(query_labels, counts),
         "per_class": _per_class(aware_ranks, query_labels, counts),
-        "caption_cases": caption_cases(items, len(queries)),
+        "caption_cases": {**caption_cases(items, len(first)),
+                          "shared_with_another_patent": shared_caption_share(captions, patents)},
         "per_query_cutoff": PER_QUERY_CUTOFF,
-        "per_query": _per_query(items, queries, aware_ranks, counts),
+        "per_query": _per_query(items, first, aware_ranks, counts),
     }
     drawings = [i for i, item in enumerate(items) if not item.front_page]
     try:
@@ -125,7 +128,8 @@ def benchmark_vectors(image_vectors: np.ndarray, text_vectors: np.ndarray,
 
 def caption_cases(items: Sequence[EvalItem], queries: int) -> dict[str, float | None]:
     """The share of sheets per caption source (None where the set did not record it) and the
-    share of sheets whose caption another sheet already asked (deduplicated queries)."""
+    share of sheets whose caption another sheet of the same patent already asked (those
+    queries are deduplicated)."""
     recorded = [i.caption_source for i in items if i.caption_source]
     shares: dict[str, float | None] = {
         source: (recorded.count(source) / len(recorded) if recorded else None)
@@ -139,7 +143,7 @@ def _per_query(items: Sequence[EvalItem], queries, ranks: np.ndarray,
     """One record per patent-aware text -> image query: what the gate resamples."""
     terciles = frequency_terciles(counts)
     records = []
-    for (index, _), rank in zip(queries, ranks, strict=True):
+    for index, rank in zip(queries, ranks, strict=True):
         item = items[index]
         records.append({"query": item.caption, "patent": item.patent, "locarno": item.label,
                         "tercile": terciles.get(item.label, "tail"),
@@ -228,9 +232,12 @@ def caption_cases_line(results: dict) -> str:
     duplicate = cases.get("duplicate_captions")
     parts = [f"captions from: {shares}" if shares else "caption sources not recorded"]
     if duplicate is not None:
-        parts.append(f"{duplicate:.0%} of the sheets repeat another sheet's caption, so the "
+        parts.append(f"{duplicate:.0%} of the sheets repeat a caption of their patent, so the "
                      f"patent-aware text → image protocol asks {results.get('queries', '?')} "
                      "distinct queries")
+    shared = cases.get("shared_with_another_patent")
+    if shared is not None:
+        parts.append(f"{shared:.0%} of those share their caption with another patent")
     return "; ".join(parts) + "."
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -130,8 +131,12 @@ class StepBatches(torch.utils.data.Dataset):
 
 def step_loader(dataset: StepBatches, workers: int, device: str) -> Iterable[list[MicroBatch]]:
     """The DataLoader over an epoch's steps: ``workers`` processes, in order, pinned memory
-    on CUDA, two steps prefetched per worker."""
+    on CUDA, two steps prefetched per worker. Workers are forked (where the OS can), so
+    they share the read-only model of the data and need nothing pickled; a trainer started
+    with 'spawn' would otherwise fail to send them the pixel function."""
+    forked = workers and "fork" in multiprocessing.get_all_start_methods()
     return torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
                                        num_workers=workers,
                                        pin_memory=device.startswith("cuda"),
-                                       prefetch_factor=2 if workers else None)
+                                       prefetch_factor=2 if workers else None,
+                                       multiprocessing_context="fork" if forked else None)

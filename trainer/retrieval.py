@@ -118,18 +118,30 @@ def first_relevant_ranks(similarity: np.ndarray, relevant: np.ndarray) -> np.nda
     return _first_relevant_rank(similarity, relevant)
 
 
-def caption_queries(captions: Sequence[str], patents: Sequence[str]
-                    ) -> list[tuple[int, frozenset[str]]]:
-    """Identical captions are one query, not several: (index of the first item with the
-    caption, every patent whose sheets carry it). Case and spacing do not count. Where
-    patents share a caption, a sheet of any of them is a right answer."""
-    first: dict[str, int] = {}
-    owners: dict[str, set[str]] = {}
+def caption_queries(captions: Sequence[str], patents: Sequence[str]) -> list[int]:
+    """One query per distinct (patent, caption): the index of the first item of each.
+
+    Sheets of one patent with the same caption ("a chair in one of its views: front, top")
+    ask the same question with the same answer, so they are one query, not several.
+    Patents sharing a caption are different questions (each has its own right answer) and
+    stay separate queries; :func:`shared_caption_share` reports how many there are.
+    Case and spacing do not count.
+    """
+    first: dict[tuple[str, str], int] = {}
     for i, (caption, patent) in enumerate(zip(captions, patents, strict=True)):
-        key = " ".join(caption.lower().split())
-        first.setdefault(key, i)
-        owners.setdefault(key, set()).add(patent)
-    return [(first[key], frozenset(owners[key])) for key in first]
+        first.setdefault((patent, " ".join(caption.lower().split())), i)
+    return list(first.values())
+
+
+def shared_caption_share(captions: Sequence[str], patents: Sequence[str]) -> float:
+    """The share of queries whose caption another patent's query also has: a random tie
+    for the model, whichever of the patents it ranks first."""
+    owners: dict[str, set[str]] = {}
+    for caption, patent in zip(captions, patents, strict=True):
+        owners.setdefault(" ".join(caption.lower().split()), set()).add(patent)
+    queries = [(p, " ".join(c.lower().split())) for c, p in zip(captions, patents, strict=True)]
+    distinct = set(queries)
+    return sum(len(owners[c]) > 1 for _, c in distinct) / len(distinct) if distinct else 0.0
 
 
 def chance_recall(relevant_counts: Sequence[int], gallery: int, k: int) -> float:

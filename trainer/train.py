@@ -243,8 +243,8 @@ class FineTuner:
             for key in sums:
                 sums[key] += parts[key]
             rate = samples / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(loss=f"{parts['loss']:.3f}", head_acc=f"{head_correct / samples:.2f}",
-                            samples_s=f"{rate:.1f}")
+            shown = {"head_acc": f"{head_correct / samples:.2f}"} if loss_fn.lam else {}
+            bar.set_postfix(loss=f"{parts['loss']:.3f}", **shown, samples_s=f"{rate:.1f}")
         bar.close()
         n = max(data.steps_per_epoch, 1)
         seconds = time.perf_counter() - started
@@ -254,11 +254,12 @@ class FineTuner:
                    **{k: v / n for k, v in sums.items()},
                    # The head's train-time accuracy (its argmax on the batch's drawings,
                    # before the step): shows the classification term is learning something.
-                   "head_accuracy": round(head_correct / samples, 4) if samples else 0.0}
+                   "head_accuracy": round(head_correct / samples, 4)
+                   if samples and loss_fn.lam else None}  # None: no head (contrastive only)
         with (self.run_dir / "metrics.jsonl").open("a") as handle:
             handle.write(json.dumps(summary) + "\n")
         logger.info("epoch %d: loss %.4f (contrastive %.4f, classification %.4f), head "
-                    "accuracy %.3f, %.1f samples/s", epoch + 1, summary["loss"],
+                    "accuracy %s, %.1f samples/s", epoch + 1, summary["loss"],
                     summary["contrastive"], summary["classification"],
                     summary["head_accuracy"], summary["samples_per_second"])
         return summary, step

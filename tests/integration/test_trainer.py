@@ -109,6 +109,74 @@ def test_eval_set_is_the_newest_week_frozen_and_disjoint_from_training(corpus, t
     assert sum(eval_set.class_counts.values()) == len(train)
 
 
+def test_the_gate_pools_weekly_sets_and_training_stays_older(corpus, tmp_path):
+    """Four weeks asked, three ingested: two weekly sets pooled (training keeps the oldest
+    week), each frozen once under its own name; the note says why fewer were pooled."""
+    from trainer.pipeline import ensure_eval_sets
+
+    registry = ModelRegistry(tmp_path / "registry")
+    examples, _ = build_examples(corpus["images"])
+    sets, notes = ensure_eval_sets(registry, corpus["images"], examples, weeks=4)
+    assert [s.name for s in sets] == ["week-20210111", "week-20210118"]
+    assert "pooling 2 of the configured 4 evaluation weeks" in notes[0]
+    train = training_examples(examples, sets)
+    assert {e.grant_date for e in train} == {20210105}
+    assert all(sum(s.class_counts.values()) == len(train) for s in sets)
+    again, _ = ensure_eval_sets(registry, corpus["images"], examples, weeks=4)
+    assert [s.sha256 for s in again] == [s.sha256 for s in sets]
+
+
+def test_cached_pixels_equal_the_encoders_and_a_second_run_decodes_nothing(
+        corpus, tmp_path, tiny_model_dir, sample_dir):
+    """The uint8 cache stores what DrawingPreprocessor.square makes; normalized, it is the
+    encoder's input exactly: a generated G4 TIFF and a real 2021 sheet."""
+    from trainer.cache import SheetCache, fill_cache
+
+    encoder = Encoder.load(f"local-dir:{tiny_model_dir}")
+    examples, _ = build_examples(corpus["images"])
+    real = next(sample_dir.glob("USD0907292-20210105/*D00002.TIF")).read_bytes()
+    cache = SheetCache(tmp_path / "cache", encoder.info.image_size)
+    for data in (corpus["images"].get(examples[0].image_uri), real):
+        key, decoded = cache.add(data)
+        assert decoded and cache.add(data) == (key, False)
+        assert cache.path(key).stat().st_size < encoder.info.image_size ** 2 + 200
+        torch.testing.assert_close(encoder._normalize(cache.load(key).convert("RGB")),
+                                   encoder.drawing_pixels(data), rtol=0, atol=0)
+    kept, keys, skipped = fill_cache(cache, examples[:20], corpus["images"].get,
+                                     progress=False)
+    assert kept == list(range(20)) and not skipped
+
+
+def test_a_child_reloads_with_its_parents_preprocessing_and_tokenizer(corpus, tmp_path):
+    """A parent with mean/std 0.5 and a 32-token context: the fine-tuned child normalizes
+    and tokenizes as the parent did (it used to fall back to OpenAI's mean and std)."""
+    import open_clip
+
+    from patentclip.encoder import TINY_MODEL_CONFIG, save_local_model
+    from trainer.train import FineTuner, TrainConfig
+
+    config = json.loads(json.dumps(TINY_MODEL_CONFIG))
+    config["text_cfg"]["context_length"] = 32
+    torch.manual_seed(0)
+    parent_dir = save_local_model(open_clip.CLIP(**config), config, tmp_path / "parent",
+                                  {"mean": [0.5] * 3, "std": [0.5] * 3, "size": 64})
+    parent = Encoder.load(f"local-dir:{parent_dir}")
+    examples, _ = build_examples(corpus["images"])
+    run = FineTuner(TrainConfig(base_model=f"local-dir:{parent_dir}", epochs=1,
+                                batch_size=16, max_steps_per_epoch=2), examples[:40],
+                    corpus["images"], tmp_path / "runs" / "r", progress=False,
+                    keep_checkpoints=1, loader_workers=0).run()
+    child = Encoder.load(f"local-dir:{run.model_dir}")
+    assert tuple(open_clip.get_model_preprocess_cfg(child.model)["mean"]) == (0.5, 0.5, 0.5)
+    data = corpus["images"].get(examples[0].image_uri)
+    torch.testing.assert_close(child.drawing_pixels(data), parent.drawing_pixels(data))
+    assert child.tokenizer(["a chair"]).shape == (1, 32)
+    assert child.model_version != parent.model_version
+    epoch = json.loads((tmp_path / "runs" / "r" / "metrics.jsonl").read_text().splitlines()[0])
+    assert 0 <= epoch["head_accuracy"] <= 1
+    assert len(list((tmp_path / "runs" / "r" / "checkpoints").iterdir())) == 1
+
+
 def _run_trainer(env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "trainer", "--once", *args],
                             env={**os.environ, **env}, stdout=subprocess.PIPE,
@@ -329,9 +397,15 @@ def test_real_grants_give_figure_title_and_llava_captions(sample_dir, tmp_path):
     assert shaver.label == "28"
     assert shaver.captions[:2] == ("bottom view of a shaving blade cartridge",
                                    "a drawing of a shaving blade cartridge")
-    assert len(shaver.captions) == 3 and len(shaver.captions[2]) > 40  # the LLaVA caption
+    assert len(shaver.captions) == 2  # the LLaVA caption describes the front page only
+    front = by_key["D0907292-000"]
+    assert front.caption_source == "front_page" and len(front.captions[2]) > 40
     with_llava = {e.patent for e in examples if len(e.captions) == 3}
-    assert len(with_llava) == 40
+    assert len(with_llava) == 40 and all(e.sheet == 0 for e in examples if len(e.captions) == 3)
+    shares = {source: sum(e.caption_source == source for e in examples) / len(examples)
+              for source in ("figures", "views", "front_page")}
+    assert shares["front_page"] == pytest.approx(40 / len(examples))
+    assert not any(e.captions[0].startswith("drawing sheet") for e in examples)
     assert {e.label for e in examples} >= {"02", "05", "09", "14", "24", "28"}
 
 

@@ -101,3 +101,78 @@ def test_gate_compare_prints_the_decision_and_exits_0_1_or_2(tmp_path, capsys):
     assert "bad.json" in capsys.readouterr().err
     assert cli(["gate", "compare", "--candidate", str(tmp_path / "missing.json"), "--live",
                 str(files["live"])]) == 2
+
+
+class _Store:
+    """The two store calls a rollout makes, in memory (the real one: test_trainer.py)."""
+
+    live_alias = "patents_live"
+
+    def __init__(self, live):
+        self.live, self.aliases = live, {}
+
+    def live_info(self):
+        return self.live
+
+    def count(self, collection):
+        return 10
+
+    def set_alias(self, alias, collection):
+        self.aliases[alias] = collection
+
+
+def _week(name: str, day: int):
+    from trainer.data import EvalItem, EvalSet
+
+    items = tuple(EvalItem(f"D{day}{i}", 1, "file:///x", "0" * 64, f"c{i}", "06", day)
+                  for i in range(3))
+    return EvalSet(name, "2026-01-01T00:00:00+00:00", items, {"06": 3},
+                   {"first_grant_date": day, "last_grant_date": day})
+
+
+def test_rollout_refuses_eval_weeks_inside_a_training_window_and_pools_the_rest(tmp_path):
+    """Candidate trained on grants to 2021-01-12; the live model is an outside PatentCLIP
+    checkpoint trained through 2022. Weeks of 2021 are refused for both reasons; a 2023 week
+    is used; the decision records every refusal and the gate's figures."""
+    from patentclip.registry import ModelRegistry
+    from patentclip.store import CollectionInfo
+    from trainer.rollout import Rollout
+
+    source = tmp_path / "model"
+    source.mkdir()
+    (source / "open_clip_config.json").write_text("{}")
+    (source / "open_clip_model.safetensors").write_bytes(b"weights")
+    registry = ModelRegistry(tmp_path / "registry")
+    candidate = registry.register(source, "ab" * 16, family="tiny", data={
+        "first_grant_date": 20210105, "last_grant_date": 20210112})
+    live = CollectionInfo("patents_live_model", "patentclip_vitl", 512, 10,
+                          "hf-hub:hhshomee/PatentCLIP_ViT_L")
+    sets = [_week("week-20210111", 20210112), _week("week-20221226", 20221227),
+            _week("week-20230102", 20230103)]
+    asked = []
+
+    def benchmark(spec, pretrained, eval_set):
+        asked.append((spec, eval_set.name))
+        rank = 1 if spec.startswith("local-dir:") else None  # the candidate finds them all
+        return {"eval_set": eval_set.name, "eval_set_sha256": eval_set.sha256,
+                "per_query": [{"query": i.caption, "patent": i.patent, "locarno": "06",
+                               "tercile": "head", "relevant_rank": rank} for i in eval_set.items]}
+
+    rollout = Rollout(registry, _Store(live), RolloutGate(resamples=200), sets, benchmark,
+                      lambda version: "patents_candidate",
+                      outside_windows=[("hf-hub:hhshomee/PatentCLIP", 20221231)])
+    decision = rollout.promote(candidate.version)
+    assert decision.eval_sets == ["week-20230102"]
+    refused = [r for r in decision.reasons if "refused" in r]
+    assert len(refused) == 2
+    assert "candidate" in refused[0] and "live" in refused[0]  # 2021: both windows
+    assert "candidate" not in refused[1] and "20221231" in refused[1]
+    assert {name for _, name in asked} == {"week-20230102"}
+    assert decision.decision == "promoted" and decision.gate["patents"] == 3
+    # Stored under the set's content hash: a second rollout benchmarks nothing again.
+    asked.clear()
+    Rollout(registry, _Store(live), RolloutGate(resamples=200), sets, benchmark,
+            lambda version: "patents_candidate",
+            outside_windows=[("hf-hub:hhshomee/PatentCLIP", 20221231)]).promote(
+                candidate.version)
+    assert asked == []

@@ -229,3 +229,31 @@ def test_benchmark_protocols_on_hand_made_vectors():
     assert results["tercile_queries"] == {"head": 2, "middle": 2, "tail": 2}
     assert results["per_class"]["12"] == {"train_sheets": 1, "tercile": "tail", "queries": 2,
                                           "R@10": 1.0}
+
+
+def test_caption_queries_are_deduplicated_and_kept_per_query():
+    """Sheets 0-1 of D1 share a caption: one query. D2's sheet has the same words but is
+    another patent's question: its own query, counted as shared. The front page (sheet 0)
+    is no drawing -> drawing query."""
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(5, 8))
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    items = [EvalItem("D1", 0, "u", "h", "a chair", "06", 1, "front_page"),
+             EvalItem("D1", 1, "u", "h", "A  Chair", "06", 1, "views"),
+             EvalItem("D2", 1, "u", "h", "a chair", "06", 1, "views"),
+             EvalItem("D2", 2, "u", "h", "top view of a chair", "06", 1, "figures"),
+             EvalItem("D3", 1, "u", "h", "a lamp", "26", 1, "figures")]
+    results = benchmark_vectors(images, images.copy(), items, {"06": 3, "26": 1})
+    assert results["queries"] == 4 and results["gallery"] == 5
+    assert [(q["patent"], q["query"]) for q in results["per_query"]] == [
+        ("D1", "a chair"), ("D2", "a chair"), ("D2", "top view of a chair"), ("D3", "a lamp")]
+    assert results["per_query"][0]["relevant_rank"] == 1  # its own (front-page) image
+    assert results["caption_cases"] == {"figures": 0.4, "views": 0.4, "front_page": 0.2,
+                                        "duplicate_captions": pytest.approx(0.2),
+                                        "shared_with_another_patent": 0.5}
+    assert results["prior_art"]["front_pages_left_out"] == 1
+    assert results["prior_art"]["queries"] == 2  # D2's two sheets; D1 has one drawing left
+    # A random ranking of 5 sheets: the queries have 2, 2, 2 and 1 relevant sheets.
+    assert results["chance"]["patent_aware"]["R@1"] == pytest.approx(np.mean([2, 2, 2, 1]) / 5)
+    assert results["chance"]["patent_aware"]["R@5"] == 1.0
+    assert results["chance"]["standard"]["R@1"] == pytest.approx(1 / 5)
