@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/patentclip/v1/*.proto)
 
 .PHONY: install tools demo test test-unit proto proto-check lint clean bench-ingest bench-query \
         experiment-loss dashboards up down bench-encoder bench-search bench-latency bench \
-        bench-quick soak bench-backfill bench-gpu
+        bench-quick soak bench-backfill bench-gpu bench-train bench-gate
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_FILE := deploy/compose/docker-compose.yml
 
@@ -90,6 +90,14 @@ soak: install
 # and a plot under docs/experiments/.
 experiment-loss: install
 	$(PY) -m benchmarks.loss_experiment --out docs/experiments $(EXPERIMENT_ARGS)
+
+# The trainer's data path: peak RSS at 2k/20k/100k generated sheets (flat with the cache).
+bench-train: install
+	$(PY) -m benchmarks.train_memory --out reports/bench-train $(BENCH_ARGS)
+
+# The rollout gate's promotion rates on simulated per-query results, by evaluation size.
+bench-gate: install
+	$(PY) -m benchmarks.gate_rates --out reports/bench-gate $(BENCH_ARGS)
 
 lint: install
 	$(PY) -m ruff check .

@@ -33,6 +33,7 @@ class Scenario:
     delta: float = 0.0  # true candidate - live R@10, every tercile
     tail_delta: float = 0.0  # added on the tail tercile
     base: float = 0.30  # live's true R@10
+    tail_patents: int = 0  # exactly this many tail patents (0: drawn with TERCILE_SHARES)
 
 
 def _threshold(recall: float) -> float:
@@ -46,6 +47,9 @@ def simulate(scenario: Scenario, seed: int) -> tuple[dict, dict, float]:
     shares = np.array([s for _, s in TERCILE_SHARES])
     names = [t for t, _ in TERCILE_SHARES]
     terciles = rng.choice(len(names), size=scenario.patents, p=shares / shares.sum())
+    if scenario.tail_patents:
+        terciles = rng.choice(2, size=scenario.patents, p=shares[:2] / shares[:2].sum())
+        terciles[:scenario.tail_patents] = 2
     candidate, live, discordant, total = [], [], 0, 0
     for p in range(scenario.patents):
         tercile = names[terciles[p]]
@@ -80,5 +84,6 @@ def promotion_rate(scenario: Scenario, runs: int, gate: RolloutGate | None = Non
         vetoed += any("tail tercile" in r and "vetoed" in r for r in verdict.reasons)
         discordant.append(share)
     return {"patents": scenario.patents, "delta": scenario.delta,
-            "tail_delta": scenario.tail_delta, "runs": runs, "promoted": promoted / runs,
+            "tail_delta": scenario.tail_delta, "tail_patents": scenario.tail_patents,
+            "runs": runs, "promoted": promoted / runs,
             "tail_vetoed": vetoed / runs, "discordant_share": float(np.mean(discordant))}
