@@ -1,9 +1,9 @@
 """The trainer service's Prometheus metrics (one registry per process).
 
 Labels are bounded: status (succeeded, failed, stopped), step (data, train, benchmark,
-rollout), decision (promoted, rejected, awaiting_approval), model (candidate, live) and
-metric (the few gate metrics below). Never a version string as a label value except in the
-``_info`` metric, which has one series.
+rollout), decision (promoted, rejected, awaiting_approval), model (candidate, live),
+metric (the few gate metrics below) and bound (low, estimate, high). Never a version
+string as a label value except in the ``_info`` metric, which has one series.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ class TrainerMetrics:
         self.benchmark = Gauge("patentclip_trainer_benchmark_metric",
                                "Latest benchmark results of the candidate and of live",
                                ["model", "metric"], registry=r)
+        self.gate = Gauge("patentclip_trainer_gate_difference",
+                          "Last gate: candidate - live on the gate metric, with the bounds of "
+                          "its bootstrap interval", ["bound"], registry=r)
+        self.gate_patents = Gauge("patentclip_trainer_gate_patents",
+                                  "Evaluation patents the last gate decided on", registry=r)
         self.versions = Info("patentclip_trainer_versions",
                              "Latest candidate, its parent and the evaluation set", registry=r)
         for status in ("succeeded", "failed", "stopped"):  # series exist from the start, so
@@ -67,6 +72,13 @@ class TrainerMetrics:
                 value = read_metric(results or {}, name)
                 if value is not None:
                     self.benchmark.labels(model, name).set(value)
+        gate = getattr(result, "gate", None) or {}
+        if "interval" in gate:
+            low, high = gate["interval"]
+            for bound, value in (("low", low), ("estimate", gate["difference"]),
+                                 ("high", high)):
+                self.gate.labels(bound).set(value)
+            self.gate_patents.set(gate["patents"])
         self.versions.info({"candidate": result.version, "parent": result.parent,
                             "eval_set": result.eval_set})
         self.set_step("idle")

@@ -117,6 +117,10 @@ MODELS = Dashboard("patentclip-models", "PatentCLIP / Models",
     Panel("All gate metrics", (
         ("patentclip_trainer_benchmark_metric", "{{model}} {{metric}}"),
     ), unit="percentunit"),
+    Panel("Last gate: candidate - live with its 95% bootstrap interval", (
+        ("patentclip_trainer_gate_difference", "{{bound}}"),
+        ("patentclip_trainer_gate_patents", "evaluation patents"),
+    )),
     Panel("Rollout decisions and alias switches", (
         ("sum by (decision) (increase(patentclip_trainer_rollout_decisions_total[1h]))",
          "{{decision}}"),
