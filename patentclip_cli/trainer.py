@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from patentclip.config import CoreSettings
@@ -143,7 +144,8 @@ def _run_benchmark(args, settings: CoreSettings) -> int:
     if registry.exists(args.version):
         registry.record_benchmark(args.version, results)
     print(json.dumps(results, indent=2) if args.json else summary_markdown(results))
-    print(f"reports: {out}/benchmark.json, benchmark.md, recall_by_class.png")
+    print(f"reports: {out}/benchmark.json, benchmark.md, recall_by_class.png",
+          file=sys.stderr if args.json else sys.stdout)  # --json: stdout is JSON only
     return 0
 
 

@@ -383,11 +383,18 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
     assert cli(["models", "show", worse.version, *common]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["decisions"][0]["decision"] == "rejected" and not shown["live"]
+    # `patentclip rollout` gates on the sets the version was benchmarked on (its stored
+    # results, by content hash): rejected, exit 1, nothing reindexed.
+    monkeypatch.setenv("PATENTCLIP_KAFKA_BOOTSTRAP_SERVERS", kafka_settings.bootstrap_servers)
+    monkeypatch.setenv("PATENTCLIP_KAFKA_TOPIC", kafka_settings.topic)
+    assert cli(["rollout", worse.version, *common, "--images-dir", str(images.root)]) == 1
+    printed = capsys.readouterr().out
+    assert f"rollout {worse.version}: REJECTED" in printed and "95% interval" in printed
     assert cli(["rollback", *common]) == 0
     assert "ROLLED_BACK" in capsys.readouterr().out
     assert store.resolve(store.live_alias) == base_collection
     kinds = [(d["action"], d["decision"]) for d in registry.decisions()]
-    assert kinds == [("rollout", "promoted"), ("rollout", "rejected"),
+    assert kinds == [("rollout", "promoted"), ("rollout", "rejected"), ("rollout", "rejected"),
                      ("rollback", "rolled_back")]
 
 
