@@ -34,10 +34,11 @@ class Scenario:
     tail_delta: float = 0.0  # added on the tail tercile
     base: float = 0.30  # live's true R@10
     tail_patents: int = 0  # exactly this many tail patents (0: drawn with TERCILE_SHARES)
+    model_sd: float = MODEL_SD  # more: the two models disagree on more queries
 
 
-def _threshold(recall: float) -> float:
-    total_sd = np.sqrt(PATENT_SD ** 2 + QUERY_SD ** 2 + MODEL_SD ** 2)
+def _threshold(recall: float, model_sd: float = MODEL_SD) -> float:
+    total_sd = np.sqrt(PATENT_SD ** 2 + QUERY_SD ** 2 + model_sd ** 2)
     return float(NormalDist().inv_cdf(float(np.clip(recall, 1e-6, 1 - 1e-6))) * total_sd)
 
 
@@ -56,9 +57,10 @@ def simulate(scenario: Scenario, seed: int) -> tuple[dict, dict, float]:
         queries = int(rng.integers(1, 10))
         difficulty = rng.normal(0, PATENT_SD) + rng.normal(0, QUERY_SD, size=queries)
         delta = scenario.delta + (scenario.tail_delta if tercile == "tail" else 0.0)
-        live_hit = difficulty + rng.normal(0, MODEL_SD, queries) < _threshold(scenario.base)
-        cand_hit = difficulty + rng.normal(0, MODEL_SD, queries) < \
-            _threshold(scenario.base + delta)
+        sd = scenario.model_sd
+        live_hit = difficulty + rng.normal(0, sd, queries) < _threshold(scenario.base, sd)
+        cand_hit = difficulty + rng.normal(0, sd, queries) < \
+            _threshold(scenario.base + delta, sd)
         discordant += int((live_hit != cand_hit).sum())
         total += queries
         for q in range(queries):
@@ -85,5 +87,6 @@ def promotion_rate(scenario: Scenario, runs: int, gate: RolloutGate | None = Non
         discordant.append(share)
     return {"patents": scenario.patents, "delta": scenario.delta,
             "tail_delta": scenario.tail_delta, "tail_patents": scenario.tail_patents,
+            "model_sd": scenario.model_sd,
             "runs": runs, "promoted": promoted / runs,
             "tail_vetoed": vetoed / runs, "discordant_share": float(np.mean(discordant))}
