@@ -167,7 +167,7 @@ class RolloutGate:
         reasons = [f"{self.metric} {new:.4f} vs live {old:.4f}: difference {diff:+.4f}, "
                    f"{level} interval [{low:+.4f}, {high:+.4f}] over "
                    f"{len(outcomes.patents)} patents ({summary['queries']} queries)",
-                   f"lower bound {low:+.4f} > margin {self.margin}: beats live" if passed else
+                   f"lower bound {low:+.4f} > margin {self.margin}: promote" if passed else
                    f"lower bound {low:+.4f} <= margin {self.margin}: does not beat live "
                    "significantly"]
         for tercile in TERCILES:
