@@ -52,7 +52,10 @@ class JobSettings(Section):
         "spec-prefix=YYYYMMDD (last grant date trained on); evaluation weeks up to that day "
         "are refused. The published PatentCLIP checkpoints saw grants through 2022")
     keep_checkpoints: int = setting(2, "epoch checkpoints kept per run (the last K)")
-    loader_workers: int = setting(2, "DataLoader worker processes (0 = in the trainer)")
+    loader_workers: int = setting(
+        -1, "DataLoader worker processes; 0 = batches built in the trainer; -1 = auto: 0 on "
+        "CPU (faster there: workers take the training threads' cores), min(8, cores - 1) on "
+        "CUDA")
     sheet_cache_dir: str = setting("", "decoded-sheet cache; empty = <runs_dir>/sheet-cache")
     metrics_host: str = setting("0.0.0.0")
     metrics_port: int = setting(9103, "/metrics /healthz /readyz; 0 = off")
@@ -70,8 +73,9 @@ class JobSettings(Section):
             raise InvalidInputError("trainer schedule: weekday 0-6 (Monday = 0), hour 0-23")
         if not 0.5 <= self.gate_confidence < 1 or self.gate_resamples < 100:
             raise InvalidInputError("trainer gate: confidence in [0.5, 1), resamples >= 100")
-        if self.keep_checkpoints < 1 or self.loader_workers < 0:
-            raise InvalidInputError("trainer settings: keep_checkpoints >= 1, loader_workers >= 0")
+        if self.keep_checkpoints < 1 or self.loader_workers < -1:
+            raise InvalidInputError("trainer settings: keep_checkpoints >= 1, loader_workers >= "
+                                    "-1 (auto)")
         outside_windows(self.outside_trained_through)
 
     def gate(self) -> RolloutGate:

@@ -168,7 +168,7 @@ class CyclePlan:
     failpoint: str = ""  # tests only (services.common.failpoints)
     outside_windows: tuple[tuple[str, int], ...] = ()  # (spec prefix, trained through)
     keep_checkpoints: int = 2
-    loader_workers: int = 2
+    loader_workers: int = -1  # auto (train.loader_workers_for)
     sheet_cache_dir: str = ""
 
 
