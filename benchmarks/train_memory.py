@@ -272,6 +272,7 @@ def _plot(rows: list[dict], path: Path) -> None:
             ax.plot([r["sheets"] for r in part], [r["peak_rss_bytes"] / (1 << 20) for r in part],
                     marker="o", label=name.replace("_", "-"))
     ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("training sheets")
     ax.set_ylabel("peak RSS, process + workers (MiB)")
     ax.set_title("Trainer data path: peak memory")
