@@ -177,6 +177,13 @@ def test_a_child_reloads_with_its_parents_preprocessing_and_tokenizer(corpus, tm
     assert len(list((tmp_path / "runs" / "r" / "checkpoints").iterdir())) == 1
 
 
+def _the_run(runs_dir: Path) -> Path:
+    """The one run folder of a runs folder (which also holds the shared sheet-cache/)."""
+    runs = [p for p in runs_dir.iterdir() if (p / "params.json").is_file()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
 def _run_trainer(env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "trainer", "--once", *args],
                             env={**os.environ, **env}, stdout=subprocess.PIPE,
@@ -206,7 +213,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_weights(
     finally:
         killed.kill()
         killed.wait(timeout=30)
-    run_dir = next((tmp_path / "runs").iterdir())
+    run_dir = _the_run(tmp_path / "runs")
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == \
         ["epoch_001.pt", "epoch_002.pt"]
     assert not (run_dir / "model").exists()
@@ -221,7 +228,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_weights(
                                  tmp_path / "runs2", **flags))
     output = straight.communicate(timeout=300)[0]
     assert straight.returncode == 0, output[-3000:]
-    uninterrupted = json.loads(next((tmp_path / "runs2").iterdir()).joinpath(
+    uninterrupted = json.loads(_the_run(tmp_path / "runs2").joinpath(
         "results.json").read_text())
     assert result["weights_digest"] == uninterrupted["weights_digest"]
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3
