@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from patentclip.backends import make_backend
 from patentclip.config import CoreSettings
 from patentclip.errors import ModelLoadError
 from patentclip.images import DrawingPreprocessor
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +146,12 @@ class Encoder:
         Pure CPU work that releases the GIL in PIL; pipelines run it in worker threads so
         the model never waits on decoding (see patentclip.embedding).
         """
-        return self._normalize(self.preprocessor(data, name))
+        return self.square_pixels(self.preprocessor.square(self.preprocessor.decode(data, name)))
+
+    def square_pixels(self, square: Image.Image) -> torch.Tensor:
+        """A drawing already decoded and squared (``DrawingPreprocessor.square``: what the
+        trainer's sheet cache holds) -> the model's input tensor."""
+        return self._normalize(square.convert("RGB"))
 
     def encode_pixels(self, pixels: Sequence[torch.Tensor], timeout: float | None = None
                       ) -> np.ndarray:

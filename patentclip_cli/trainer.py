@@ -182,7 +182,7 @@ def _run_rollout(args, settings: CoreSettings) -> int:
     from trainer.config import TrainerSettings, outside_windows
     from trainer.data import EvalSet
     from trainer.main import topic_reindexer
-    from trainer.pipeline import benchmark_spec
+    from trainer.pipeline import benchmarker
     from trainer.rollout import Rollout
 
     registry = ModelRegistry(settings.registry_dir)
@@ -203,9 +203,7 @@ def _run_rollout(args, settings: CoreSettings) -> int:
                            key=lambda s: s.window["first_grant_date"])[-trainer.job.eval_weeks:]
     with open_store(settings) as store:
         rollout = Rollout(registry, store, _gate(args), eval_sets,
-                          lambda spec, pretrained, eval_set: benchmark_spec(
-                              spec, pretrained, eval_set, images, settings.device),
-                          topic_reindexer(trainer),
+                          benchmarker(images, settings.device), topic_reindexer(trainer),
                           outside_windows(trainer.job.outside_trained_through))
         decision = rollout.promote(args.version)
     print("\n".join(decision.lines()))

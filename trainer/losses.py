@@ -110,9 +110,11 @@ class PatentClipLoss(nn.Module):
 
 
     def classification_part(self, image_features: torch.Tensor, labels: torch.Tensor,
-                            batch_labels: torch.Tensor) -> torch.Tensor:
-        """The classification term of one micro-batch of an accumulated batch."""
-        return self.classification(self.head(image_features), labels, batch_labels)
+                            batch_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The classification term of one micro-batch of an accumulated batch, and the head's
+        logits (for its train-time accuracy)."""
+        logits = self.head(image_features)
+        return self.classification(logits, labels, batch_labels), logits
 
 
 def trainable_parameters(model: nn.Module, loss: nn.Module) -> Iterable[nn.Parameter]:

@@ -124,6 +124,24 @@ def benchmark_spec(spec: str, pretrained: str, eval_set: EvalSet, images: LocalI
     return run_benchmark(encoder, eval_set, images, out_dir)
 
 
+def benchmarker(images: LocalImageStore, device: str = "cpu"
+                ) -> Callable[..., dict]:
+    """``bench(spec, pretrained, eval_set, out_dir=None) -> results`` that keeps the last
+    model it loaded: a cycle benchmarks the candidate, then live, on every pooled week, and
+    loading a ViT-L-14 once per week would cost more than some of its benchmarks."""
+    loaded: dict[tuple[str, str], Encoder] = {}
+
+    def bench(spec: str, pretrained: str, eval_set: EvalSet,
+              out_dir: Path | None = None) -> dict:
+        if (spec, pretrained) not in loaded:
+            loaded.clear()  # one model held at a time
+            loaded[(spec, pretrained)] = Encoder.load(spec, pretrained=pretrained or None,
+                                                      device=device)
+        return run_benchmark(loaded[(spec, pretrained)], eval_set, images, out_dir)
+
+    return bench
+
+
 def resolve_model(registry: ModelRegistry, name: str) -> str:
     """A registered version's local-dir spec, or the name unchanged (any open_clip spec)."""
     return registry.get(name).spec if registry.exists(name) else name
@@ -219,17 +237,16 @@ class TrainingCycle:
         self.on_step("benchmark")
         version = register_run(self.registry, trained, config)
         result.version = version.version
-        pooled = []
+        bench, pooled = benchmarker(self.images, self.core.device), []
         for eval_set in eval_sets:  # the newest set's report goes to <run>/benchmark
             out = run_dir / "benchmark" if eval_set is newest else None
-            pooled.append(benchmark_spec(version.spec, "", eval_set, self.images,
-                                         self.core.device, out))
+            pooled.append(bench(version.spec, "", eval_set, out))
             self.registry.record_benchmark(version.version, pooled[-1])
         (run_dir / "benchmark" / "pooled.json").write_text(json.dumps(pooled))
         result.candidate_metrics = pooled[-1]
         self.on_step("rollout")
         if self.plan.policy == "auto":
-            decision = self.rollout(eval_sets).promote(version.version)
+            decision = self.rollout(eval_sets, bench).promote(version.version)
             result.decision, result.reasons = decision.decision, [*notes, *decision.reasons]
             result.live_metrics, result.gate = decision.live_metrics, decision.gate
         else:
@@ -239,15 +256,13 @@ class TrainingCycle:
         result.status = "succeeded"
         return self._done(result, started)
 
-    def rollout(self, eval_sets: Sequence[EvalSet]) -> Rollout:
+    def rollout(self, eval_sets: Sequence[EvalSet], bench: Callable[..., dict] | None = None
+                ) -> Rollout:
         if self.reindex is None:
             raise InvalidInputError("rollout needs a reindex source (Kafka settings)")
-
-        def bench(spec: str, pretrained: str, eval_set: EvalSet) -> dict:
-            return benchmark_spec(spec, pretrained, eval_set, self.images, self.core.device)
-
-        return Rollout(self.registry, self.store, self.plan.gate, eval_sets, bench,
-                       self.reindex, self.plan.outside_windows)
+        return Rollout(self.registry, self.store, self.plan.gate, eval_sets,
+                       bench or benchmarker(self.images, self.core.device), self.reindex,
+                       self.plan.outside_windows)
 
     def _base_model(self) -> tuple[str, str]:
         """Fine-tune from the live model (the alias' recorded spec), else the configured one."""

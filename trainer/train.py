@@ -282,10 +282,8 @@ class FineTuner:
             logger.warning("training without a drawing: %s", reason)
         if not kept:
             raise InvalidInputError("no training drawing could be decoded")
-        normalize = encoder._normalize
-
         def pixels(index: int) -> torch.Tensor:  # as Encoder.drawing_pixels, from the cache
-            return normalize(cache.load(keys[index]).convert("RGB"))
+            return encoder.square_pixels(cache.load(keys[index]))
 
         return pixels, [self.examples[i] for i in kept], skipped
 
@@ -364,8 +362,8 @@ def accumulated_backward(model, loss_fn: PatentClipLoss, micro: Sequence[MicroBa
                                               scale if j == 0 else scale.detach())
             total = contrastive
             if loss_fn.lam:
-                logits = loss_fn.head(image.float())
-                classification = loss_fn.classification(logits, labels, all_labels)
+                classification, logits = loss_fn.classification_part(image.float(), labels,
+                                                                     all_labels)
                 total = total + loss_fn.lam * classification
                 parts["classification"] += float(classification.detach())
                 parts["head_correct"] += int((logits.detach().argmax(1) == labels).sum())
