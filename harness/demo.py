@@ -8,6 +8,7 @@ holds and 1 (with the reason) when it times out.
   newest  REGISTRY_DIR         prints the newest registered version
   prometheus CONFIG OUT PORTS  writes deploy's prometheus.yml for the demo's ports
   promql  PORT                 prints a few SLIs and the firing alerts from Prometheus
+  web     PORT TEXT            the web app answers: its page, a search for TEXT, a thumbnail
 """
 
 from __future__ import annotations
@@ -91,6 +92,33 @@ def serves(port: str, version: str) -> int:
                       f"the query service to answer with {version}")
 
 
+def web(port: str, text: str) -> int:
+    """The examiner web app as a browser uses it: the page, /api/info, a search, a drawing."""
+    import json
+
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str, body: dict | None = None) -> bytes:
+        request = urllib.request.Request(
+            base + path, data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"})
+        return urllib.request.urlopen(request, timeout=30).read()
+
+    try:
+        assert b"PatentCLIP Search" in get("/")
+        info = json.loads(get("/api/info"))
+        hits = json.loads(get("/api/search", {"text": text, "page_size": 24}))["hits"]
+        thumbnail = get(hits[0]["drawing"] + "?size=thumbnail")
+    except (OSError, AssertionError, KeyError, IndexError, ValueError) as exc:
+        print(f"the web app on :{port} did not answer as expected: {exc!r}", file=sys.stderr)
+        return 1
+    png = thumbnail.startswith(b"\x89PNG")
+    print(f"web app {base}/ : model {info['model_version']}, {info['corpus_sheets']} sheets; "
+          f"{len(hits)} results for {text!r}, thumbnails render ({len(thumbnail)} bytes PNG: "
+          f"{png})")
+    return 0
+
+
 def newest(registry_dir: str) -> int:
     from patentclip.registry import ModelRegistry
 
@@ -141,7 +169,7 @@ def promql(port: str) -> int:
     return 0
 
 
-COMMANDS = {"metric": metric, "serving": serving, "found": found, "serves": serves,
+COMMANDS = {"metric": metric, "serving": serving, "found": found, "serves": serves, "web": web,
             "newest": newest, "prometheus": prometheus, "promql": promql}
 
 if __name__ == "__main__":

@@ -342,3 +342,19 @@ class QueryLoad:
         for thread in self._threads:
             thread.join(timeout=30)
         return self.codes
+
+
+def index_samples(encoder, root: Path, prefix: str, *sources: Path):
+    """Real sample grants indexed with ``encoder`` into a Milvus Lite file under ``root``,
+    the live alias set: (store, images dir, {patent: GrantDocument}, collection)."""
+    from patentclip.indexer import Indexer
+    from patentclip.store import PatentStore
+
+    store = PatentStore(str(root / "patents.db"), prefix=prefix)
+    images = root / "images"
+    summary = Indexer(encoder, store, LocalImageStore(images), progress=False).index(
+        list(sources))
+    store.set_alias(store.live_alias, summary.collection)
+    documents = {d.grant.patent_number: d for source in sources
+                 for d in GrantReader().read(source)}
+    return store, images, documents, summary.collection

@@ -225,9 +225,9 @@ class BatchedEncoder:
                 rows[i] = vector
         return _stack(rows, self.dim)
 
-    def drawing_pixels(self, data: bytes, name: str = "image"):
+    def drawing_pixels(self, data: bytes, name: str = "image", crop=None):
         """Decode in the caller's thread: requests decode in parallel, encode batched."""
-        return self.encoder.drawing_pixels(data, name)
+        return self.encoder.drawing_pixels(data, name, crop)
 
     def encode_pixels(self, pixels: Sequence, timeout: float | None = None) -> np.ndarray:
         return _stack([self._images.submit(p, timeout) for p in pixels], self.dim)

@@ -29,7 +29,7 @@ import torch
 from patentclip.backends import make_backend
 from patentclip.config import CoreSettings
 from patentclip.errors import ModelLoadError
-from patentclip.images import DrawingPreprocessor
+from patentclip.images import CropBox, DrawingPreprocessor
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -140,13 +140,15 @@ class Encoder:
         pairs = zip(blobs, names, strict=True)
         return self.encode_pixels([self.drawing_pixels(b, n) for b, n in pairs])
 
-    def drawing_pixels(self, data: bytes, name: str = "image") -> torch.Tensor:
-        """Decode, pad and normalize one drawing into the model's input tensor.
+    def drawing_pixels(self, data: bytes, name: str = "image", crop: CropBox | None = None
+                       ) -> torch.Tensor:
+        """Decode, crop (a query for part of a design), pad and normalize one drawing into
+        the model's input tensor.
 
         Pure CPU work that releases the GIL in PIL; pipelines run it in worker threads so
         the model never waits on decoding (see patentclip.embedding).
         """
-        return self.square_pixels(self.preprocessor.square(self.preprocessor.decode(data, name)))
+        return self.square_pixels(self.preprocessor.query(data, name, crop))
 
     def square_pixels(self, square: Image.Image) -> torch.Tensor:
         """A drawing already decoded and squared (``DrawingPreprocessor.square``: what the

@@ -50,6 +50,10 @@ class TextTooLongError(InvalidQueryError):
     """A query text longer than the service reads (HTTP providers answer 413 for it)."""
 
 
+class ImageTooLargeError(InvalidQueryError):
+    """A query image larger than the service reads (HTTP answers 413 for it)."""
+
+
 class NotFoundError(PatentClipError):
     """The requested patent, collection or model version does not exist."""
 

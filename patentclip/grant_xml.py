@@ -63,7 +63,8 @@ def parse_grant_xml(data: bytes, source: str) -> Grant:
         raise NotADesignGrantError(source, kind)
     figures, notes = _figures(root.find("description/description-of-drawings"))
     declared_figures = _int_or_none(biblio.findtext("figures/number-of-figures"))
-    sheets = _sheets(root.find("drawings"), [f.number for f in figures], declared_figures)
+    sheets = _sheets(root.find("drawings"), [f.number for f in figures], declared_figures,
+                     source)
     return Grant(
         patent_number=number,
         kind=kind,
@@ -225,7 +226,7 @@ def _expand_figure_numbers(text: str) -> list[str]:
 
 
 def _sheets(node: Element | None, figure_numbers: list[str],
-            declared_figures: int | None) -> list[DrawingSheet]:
+            declared_figures: int | None, source: str) -> list[DrawingSheet]:
     """Drawing sheets in XML order; D00000 is the front page.
 
     Sheet n holds the n-th described figure only when the described figures, the declared
@@ -238,7 +239,11 @@ def _sheets(node: Element | None, figure_numbers: list[str],
     for figure in node.iter("figure"):
         img = figure.find("img")
         if img is not None and img.get("file"):
-            files.append((int(figure.get("num", "0") or 0), img.get("file")))
+            num = (figure.get("num") or "0").strip()
+            if not num.isdecimal():
+                raise GrantParseError(source, f"<figure num={num!r}> in <drawings>: not a "
+                                      "sheet number")
+            files.append((int(num), img.get("file")))
     body = [f for f in files if f[0] != 0]
     one_per_sheet = (len(figure_numbers) == len(body) > 0
                      and declared_figures in (None, len(body)))

@@ -16,9 +16,35 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from patentclip.errors import ImageDecodeError
+from patentclip.errors import ImageDecodeError, InvalidQueryError
 
 DEFAULT_MAX_PIXELS = 60_000_000  # a 300 dpi US-letter sheet is ~8.4M pixels
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A region of a drawing as fractions of its width and height: a query for a part of a
+    design (examiners search for a handle, a hinge, a pattern). Validated when built."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+    def __post_init__(self) -> None:
+        fractions = (self.left, self.top, self.right, self.bottom)
+        if not all(0.0 <= f <= 1.0 for f in fractions):
+            raise InvalidQueryError(f"crop {fractions}: left, top, right and bottom are "
+                                    "fractions of the drawing, between 0 and 1")
+        if self.left >= self.right or self.top >= self.bottom:
+            raise InvalidQueryError(f"crop {fractions}: left < right and top < bottom are "
+                                    "required (an empty region)")
+
+    def pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The box in pixels of a width x height image, at least one pixel each way."""
+        left, top = int(self.left * width), int(self.top * height)
+        return (left, top, max(round(self.right * width), left + 1),
+                max(round(self.bottom * height), top + 1))
 
 
 @dataclass(frozen=True)
@@ -67,6 +93,14 @@ class DrawingPreprocessor:
         # Shrinking thin black lines on white averages them to pale gray; stretch the
         # contrast back so the darkest ink is black again.
         return ImageOps.autocontrast(canvas)
+
+    def query(self, data: bytes, name: str = "image", crop: CropBox | None = None
+              ) -> Image.Image:
+        """A query drawing, decoded, cut to ``crop`` if given, and squared."""
+        image = self.decode(data, name)
+        if crop is not None:
+            image = image.crop(crop.pixels(*image.size))
+        return self.square(image)
 
     def __call__(self, data: bytes, name: str = "image") -> Image.Image:
         """bytes -> square RGB image of ``image_size`` (three equal channels for the model)."""

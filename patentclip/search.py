@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -20,11 +21,13 @@ import numpy as np
 
 from patentclip.errors import (
     DeadlineExceededError,
+    ImageTooLargeError,
     InvalidQueryError,
     ModelVersionMismatchError,
     NotFoundError,
     TextTooLongError,
 )
+from patentclip.images import CropBox
 from patentclip.ranking import best_score_fusion, fusion_depth, reciprocal_rank_fusion
 from patentclip.store import MAX_SEARCH_LIMIT, CollectionInfo, Hit, SearchFilters
 
@@ -48,11 +51,33 @@ def check_text(text: str, what: str) -> str:
     return stripped
 
 
+def check_image(data: bytes, what: str, max_bytes: int) -> bytes:
+    """A query image's bytes; InvalidQueryError naming ``what`` when empty or larger than
+    ``max_bytes``. The one rule for the gRPC RPCs and the web app."""
+    if not data:
+        raise InvalidQueryError(f"{what}: empty; send TIFF, PNG or JPEG bytes")
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"{what}: {len(data)} bytes, limit {max_bytes}")
+    return data
+
+
 @dataclass(frozen=True)
 class SearchResult:
+    """A page of hits; with ``SearchRequest.count_depth``, the Locarno classes of the first
+    ``count_depth`` results (``counted`` of them matched), most frequent first."""
+
     hits: list[Hit]
     model_version: str
     collection: str
+    locarno_counts: tuple[tuple[str, int], ...] = ()
+    counted: int = 0
+
+
+def locarno_counts(hits: Sequence[Hit]) -> tuple[tuple[str, int], ...]:
+    """Results per Locarno class ("09"; subclasses count under their class), most first,
+    then by class. Hits with no Locarno class are counted under ""."""
+    counts = Counter(h.locarno[:2] for h in hits)
+    return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 class Deadline:
@@ -92,7 +117,8 @@ class QueryEncoder(Protocol):
     def encode_texts(self, texts: Sequence[str], timeout: float | None = None
                      ) -> np.ndarray: ...
 
-    def drawing_pixels(self, data: bytes, name: str = "image"): ...
+    def drawing_pixels(self, data: bytes, name: str = "image", crop: CropBox | None = None
+                       ): ...
 
     def encode_pixels(self, pixels: Sequence, timeout: float | None = None) -> np.ndarray: ...
 
@@ -128,6 +154,7 @@ class SearchRequest:
     against: str = ""
     group: bool = True  # one hit per patent (its best sheet); False: sheets
     timeout: float | None = None  # seconds; None: no deadline
+    count_depth: int = 0  # > 0: count Locarno classes among the first count_depth results
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= MAX_TOP_K:
@@ -137,6 +164,15 @@ class SearchRequest:
                                     f"and {MAX_RESULT_WINDOW}")
         if self.against and self.against not in AGAINST:
             raise InvalidQueryError(f"against={self.against!r}: expected one of {AGAINST}")
+        if not 0 <= self.count_depth <= MAX_RESULT_WINDOW:
+            raise InvalidQueryError(f"locarno_counts_depth={self.count_depth}: must be between "
+                                    f"0 and {MAX_RESULT_WINDOW}")
+
+    @property
+    def window(self) -> int:
+        """How many ranked results the search needs: the page's end, or the counted window
+        when that is deeper."""
+        return max(self.top_k + self.offset, self.count_depth)
 
     def matching(self, default: str) -> tuple[str, ...]:
         """The modalities to search: ``against``, or ``default`` when it is unset."""
@@ -168,35 +204,65 @@ class SearchEngine:
             vector = self.encoder.encode_texts([text], timeout=deadline.remaining())[0]
         return self._search(vector[None, :], request, request.matching("both"), deadline)
 
-    def search_image(self, data: bytes, request: SearchRequest, name: str = "query image"
-                     ) -> SearchResult:
-        if not data:
-            raise InvalidQueryError("image query is empty")
+    def search_image(self, data: bytes, request: SearchRequest, name: str = "query image",
+                     crop: CropBox | None = None) -> SearchResult:
+        """Drawings like ``data`` (or like the ``crop`` region of it)."""
         deadline = Deadline(request.timeout)
-        with self.stage("decode"):
-            pixels = self.encoder.drawing_pixels(data, name)
-        with self.stage("encode"):
-            vector = self.encoder.encode_pixels([pixels], timeout=deadline.remaining())[0]
+        vector = self._image_vector(data, name, crop, deadline)
         return self._search(vector[None, :], request, request.matching("drawing"), deadline)
 
-    def search_similar(self, patent: str, request: SearchRequest) -> SearchResult:
-        """Designs like ``patent``'s drawings, excluding the patent itself.
+    def search_text_and_image(self, text: str, data: bytes, request: SearchRequest,
+                              name: str = "query image", crop: CropBox | None = None
+                              ) -> SearchResult:
+        """Text and a drawing in one query: the text's ranking (against its default, both)
+        and the drawing's (against drawings), fused by reciprocal rank."""
+        text = check_text(text, "text query")
+        deadline = Deadline(request.timeout)
+        image_vector = self._image_vector(data, name, crop, deadline)
+        with self.stage("encode"):
+            text_vector = self.encoder.encode_texts([text], timeout=deadline.remaining())[0]
+        fetch = fusion_depth(request.window, MAX_SEARCH_LIMIT)
+        rankings = [self._rank(text_vector[None, :], request, request.matching("both"),
+                               deadline, fetch),
+                    self._rank(image_vector[None, :], request, ("drawing",), deadline, fetch)]
+        with self.stage("group"):
+            ranking = reciprocal_rank_fusion(rankings, request.window, group=request.group)
+        return self._result(ranking, request)
+
+    def search_similar(self, patent: str, request: SearchRequest, sheet: int | None = None
+                       ) -> SearchResult:
+        """Designs like ``patent``'s drawings (or its one ``sheet``), excluding the patent.
 
         Every drawing sheet of the patent is a query; a candidate's score is its best
         cosine similarity to any of them.
         """
         deadline = Deadline(request.timeout)
         with self.stage("lookup"):
-            vectors = self.patent_vectors(patent)
+            vectors = self.patent_vectors(patent, sheet)
         request = replace(request, filters=request.filters.excluding(patent))
         return self._search(vectors, request, request.matching("drawing"), deadline)
 
-    def patent_vectors(self, patent: str) -> np.ndarray:
+    def patent_vectors(self, patent: str, sheet: int | None = None) -> np.ndarray:
+        """The drawing vectors of a patent's sheets (or of its one ``sheet``)."""
         rows = self.store.patent_rows(self.collection, patent, with_vectors=True, strong=False)
         rows = [r for r in rows if r["modality"] == "drawing"]
         if not rows:
             raise NotFoundError(f"patent {patent} is not in collection {self.collection}")
+        if sheet is not None:
+            rows = [r for r in rows if r["sheet"] == sheet]
+            if not rows:
+                raise NotFoundError(f"patent {patent} has no drawing sheet {sheet} in "
+                                    f"collection {self.collection}")
         return np.asarray([r["vector"] for r in rows], dtype=np.float32)
+
+    def drawing_sheet(self, patent: str, sheet: int) -> dict:
+        """One stored sheet of a patent (sheet, view, figures, caption, image_uri);
+        NotFoundError naming the patent and the sheet when the collection has none."""
+        for stored in self.get_patent(patent).sheets:
+            if stored["sheet"] == sheet:
+                return stored
+        raise NotFoundError(f"patent {patent} has no drawing sheet {sheet} in collection "
+                            f"{self.collection}")
 
     def get_patent(self, patent: str) -> PatentRecord:
         """The patent's metadata and drawing sheets as stored; NotFoundError if absent."""
@@ -211,9 +277,25 @@ class SearchEngine:
             sheets=[{k: r[k] for k in ("sheet", "view", "figures", "caption", "image_uri")}
                     for r in rows])
 
+    def _image_vector(self, data: bytes, name: str, crop: CropBox | None,
+                      deadline: Deadline) -> np.ndarray:
+        if not data:
+            raise InvalidQueryError(f"{name} is empty")
+        with self.stage("decode"):
+            pixels = self.encoder.drawing_pixels(data, name, crop)
+        with self.stage("encode"):
+            return self.encoder.encode_pixels([pixels], timeout=deadline.remaining())[0]
+
     def _search(self, vectors: np.ndarray, request: SearchRequest,
                 modalities: tuple[str, ...], deadline: Deadline) -> SearchResult:
-        depth, group = request.top_k + request.offset, request.group
+        return self._result(self._rank(vectors, request, modalities, deadline, request.window),
+                            request)
+
+    def _rank(self, vectors: np.ndarray, request: SearchRequest, modalities: tuple[str, ...],
+              deadline: Deadline, depth: int) -> list[Hit]:
+        """The first ``depth`` results of ``vectors`` against ``modalities`` (several
+        vectors: best score; several modalities: reciprocal rank)."""
+        group = request.group
         fetch = depth if len(modalities) == 1 else fusion_depth(depth, MAX_SEARCH_LIMIT)
         rankings = []
         for modality in modalities:
@@ -225,11 +307,17 @@ class SearchEngine:
                 rankings.append(per_query[0] if len(per_query) == 1
                                 else best_score_fusion(per_query, fetch, group))
         with self.stage("group"):
-            hits = rankings[0][:depth] if len(rankings) == 1 else reciprocal_rank_fusion(
+            return rankings[0][:depth] if len(rankings) == 1 else reciprocal_rank_fusion(
                 rankings, depth, group=group)
-        return SearchResult(hits=hits[request.offset:depth],
+
+    def _result(self, ranking: list[Hit], request: SearchRequest) -> SearchResult:
+        """The requested page of ``ranking``, with the Locarno counts of its window."""
+        counted = ranking[:request.count_depth]
+        return SearchResult(hits=ranking[request.offset:request.offset + request.top_k],
                             model_version=self.encoder.model_version,
-                            collection=self.collection)
+                            collection=self.collection,
+                            locarno_counts=locarno_counts(counted) if counted else (),
+                            counted=len(counted))
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -40,6 +40,12 @@ class SearchPage:
     model_version: str
     collection: str
     next_page_token: str
+    locarno_counts: dict[str, int] = field(default_factory=dict)  # with locarno_counts_depth
+    counted_results: int = 0
+
+Crop = tuple[float, float, float, float]  # left, top, right, bottom, fractions of the drawing
+DRAWING_SIZES = {"thumbnail": search_pb2.DRAWING_SIZE_THUMBNAIL,
+                 "medium": search_pb2.DRAWING_SIZE_MEDIUM, "full": search_pb2.DRAWING_SIZE_FULL}
 
 
 class PatentSearchClient:
@@ -68,15 +74,35 @@ class PatentSearchClient:
                                                  options=search_options(k, **options))
         return _page(self.stub.SearchByText(request, timeout=self.timeout))
 
-    def search_image(self, image: bytes, k: int = 10, **options) -> SearchPage:
-        request = search_pb2.SearchByImageRequest(image=image,
+    def search_image(self, image: bytes, k: int = 10, crop: Crop | None = None,
+                     **options) -> SearchPage:
+        request = search_pb2.SearchByImageRequest(image=image, crop=_crop(crop),
                                                   options=search_options(k, **options))
         return _page(self.stub.SearchByImage(request, timeout=self.timeout))
 
-    def search_similar(self, patent_number: str, k: int = 10, **options) -> SearchPage:
-        request = search_pb2.SearchSimilarRequest(patent_number=patent_number,
+    def search_text_and_image(self, text: str, image: bytes, k: int = 10,
+                              crop: Crop | None = None, **options) -> SearchPage:
+        """Text and a drawing in one query (the rankings fused by reciprocal rank)."""
+        request = search_pb2.SearchByTextAndImageRequest(
+            text=text, image=image, crop=_crop(crop), options=search_options(k, **options))
+        return _page(self.stub.SearchByTextAndImage(request, timeout=self.timeout))
+
+    def search_similar(self, patent_number: str, k: int = 10, sheet: int | None = None,
+                       **options) -> SearchPage:
+        request = search_pb2.SearchSimilarRequest(patent_number=patent_number, sheet=sheet,
                                                   options=search_options(k, **options))
         return _page(self.stub.SearchSimilar(request, timeout=self.timeout))
+
+    def get_drawing(self, patent_number: str, sheet: int, size: str = "thumbnail"
+                    ) -> search_pb2.GetDrawingResponse:
+        """One sheet as PNG (``png``, ``width``, ``height``): thumbnail (long edge 256 px),
+        medium (1024 px) or full."""
+        if size not in DRAWING_SIZES:
+            raise ValueError(f"size {size!r}: choose from {', '.join(DRAWING_SIZES)}")
+        request = search_pb2.GetDrawingRequest(
+            drawing=search_pb2.SheetRef(patent_number=patent_number, sheet=sheet),
+            size=DRAWING_SIZES[size])
+        return self.stub.GetDrawing(request, timeout=self.timeout)
 
     def get_patent(self, patent_number: str) -> search_pb2.GetPatentResponse:
         return self.stub.GetPatent(search_pb2.GetPatentRequest(patent_number=patent_number),
@@ -125,8 +151,8 @@ class _AuthorizedStub:
 
 def search_options(k: int, locarno: Iterable[str] = (), date_from: date | None = None,
                    date_to: date | None = None, views: Iterable[str] = (), group: bool = True,
-                   against: str | None = None, page_token: str = ""
-                   ) -> search_pb2.SearchOptions:
+                   against: str | None = None, page_token: str = "",
+                   locarno_counts_depth: int = 0) -> search_pb2.SearchOptions:
     """A search's options as the service reads them; ValueError for a view or ``against``
     the API has no name for (the service would refuse it by field)."""
     unknown = [v for v in views if v not in VIEW_NAME_TO_PB]
@@ -140,10 +166,20 @@ def search_options(k: int, locarno: Iterable[str] = (), date_from: date | None =
         views=[VIEW_NAME_TO_PB[v] for v in views])
     return search_pb2.SearchOptions(top_k=k, filters=filters, group_by_patent=group,
                                     page_token=page_token,
+                                    locarno_counts_depth=locarno_counts_depth,
                                     against=AGAINST_NAME_TO_PB.get(against or "",
                                                                    search_pb2.AGAINST_UNSPECIFIED))
 
 
+def _crop(crop: Crop | None) -> search_pb2.Crop | None:
+    if crop is None:
+        return None
+    left, top, right, bottom = crop
+    return search_pb2.Crop(left=left, top=top, right=right, bottom=bottom)
+
+
 def _page(response: search_pb2.SearchResponse) -> SearchPage:
     return SearchPage(list(response.hits), response.model_version, response.collection,
-                      response.next_page_token)
+                      response.next_page_token,
+                      {c.locarno_class: c.results for c in response.locarno_counts},
+                      response.counted_results)

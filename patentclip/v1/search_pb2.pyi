@@ -14,10 +14,21 @@ class Against(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AGAINST_DRAWING: _ClassVar[Against]
     AGAINST_CAPTION: _ClassVar[Against]
     AGAINST_BOTH: _ClassVar[Against]
+
+class DrawingSize(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DRAWING_SIZE_UNSPECIFIED: _ClassVar[DrawingSize]
+    DRAWING_SIZE_THUMBNAIL: _ClassVar[DrawingSize]
+    DRAWING_SIZE_MEDIUM: _ClassVar[DrawingSize]
+    DRAWING_SIZE_FULL: _ClassVar[DrawingSize]
 AGAINST_UNSPECIFIED: Against
 AGAINST_DRAWING: Against
 AGAINST_CAPTION: Against
 AGAINST_BOTH: Against
+DRAWING_SIZE_UNSPECIFIED: DrawingSize
+DRAWING_SIZE_THUMBNAIL: DrawingSize
+DRAWING_SIZE_MEDIUM: DrawingSize
+DRAWING_SIZE_FULL: DrawingSize
 
 class Filters(_message.Message):
     __slots__ = ("locarno", "date_from", "date_to", "views")
@@ -32,18 +43,40 @@ class Filters(_message.Message):
     def __init__(self, locarno: _Optional[_Iterable[str]] = ..., date_from: _Optional[int] = ..., date_to: _Optional[int] = ..., views: _Optional[_Iterable[_Union[_grant_pb2.View, str]]] = ...) -> None: ...
 
 class SearchOptions(_message.Message):
-    __slots__ = ("top_k", "filters", "group_by_patent", "page_token", "against")
+    __slots__ = ("top_k", "filters", "group_by_patent", "page_token", "against", "locarno_counts_depth")
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     GROUP_BY_PATENT_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AGAINST_FIELD_NUMBER: _ClassVar[int]
+    LOCARNO_COUNTS_DEPTH_FIELD_NUMBER: _ClassVar[int]
     top_k: int
     filters: Filters
     group_by_patent: bool
     page_token: str
     against: Against
-    def __init__(self, top_k: _Optional[int] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., group_by_patent: _Optional[bool] = ..., page_token: _Optional[str] = ..., against: _Optional[_Union[Against, str]] = ...) -> None: ...
+    locarno_counts_depth: int
+    def __init__(self, top_k: _Optional[int] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., group_by_patent: _Optional[bool] = ..., page_token: _Optional[str] = ..., against: _Optional[_Union[Against, str]] = ..., locarno_counts_depth: _Optional[int] = ...) -> None: ...
+
+class Crop(_message.Message):
+    __slots__ = ("left", "top", "right", "bottom")
+    LEFT_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_FIELD_NUMBER: _ClassVar[int]
+    BOTTOM_FIELD_NUMBER: _ClassVar[int]
+    left: float
+    top: float
+    right: float
+    bottom: float
+    def __init__(self, left: _Optional[float] = ..., top: _Optional[float] = ..., right: _Optional[float] = ..., bottom: _Optional[float] = ...) -> None: ...
+
+class SheetRef(_message.Message):
+    __slots__ = ("patent_number", "sheet")
+    PATENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SHEET_FIELD_NUMBER: _ClassVar[int]
+    patent_number: str
+    sheet: int
+    def __init__(self, patent_number: _Optional[str] = ..., sheet: _Optional[int] = ...) -> None: ...
 
 class SearchByTextRequest(_message.Message):
     __slots__ = ("text", "options")
@@ -54,23 +87,39 @@ class SearchByTextRequest(_message.Message):
     def __init__(self, text: _Optional[str] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
 
 class SearchByImageRequest(_message.Message):
-    __slots__ = ("image", "options")
+    __slots__ = ("image", "options", "crop")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CROP_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     options: SearchOptions
-    def __init__(self, image: _Optional[bytes] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
+    crop: Crop
+    def __init__(self, image: _Optional[bytes] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ..., crop: _Optional[_Union[Crop, _Mapping]] = ...) -> None: ...
 
 class SearchSimilarRequest(_message.Message):
-    __slots__ = ("patent_number", "options")
+    __slots__ = ("patent_number", "options", "sheet")
     PATENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    SHEET_FIELD_NUMBER: _ClassVar[int]
     patent_number: str
     options: SearchOptions
-    def __init__(self, patent_number: _Optional[str] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
+    sheet: int
+    def __init__(self, patent_number: _Optional[str] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ..., sheet: _Optional[int] = ...) -> None: ...
+
+class SearchByTextAndImageRequest(_message.Message):
+    __slots__ = ("text", "image", "crop", "options")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CROP_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    image: bytes
+    crop: Crop
+    options: SearchOptions
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., crop: _Optional[_Union[Crop, _Mapping]] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("patent_number", "title", "grant_date", "locarno", "sheet", "figure_numbers", "view", "figure_description", "score", "image_uri", "matched", "view_name")
+    __slots__ = ("patent_number", "title", "grant_date", "locarno", "sheet", "figure_numbers", "view", "figure_description", "score", "image_uri", "matched", "view_name", "drawing")
     PATENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     GRANT_DATE_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +132,7 @@ class Hit(_message.Message):
     IMAGE_URI_FIELD_NUMBER: _ClassVar[int]
     MATCHED_FIELD_NUMBER: _ClassVar[int]
     VIEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    DRAWING_FIELD_NUMBER: _ClassVar[int]
     patent_number: str
     title: str
     grant_date: int
@@ -95,19 +145,34 @@ class Hit(_message.Message):
     image_uri: str
     matched: str
     view_name: str
-    def __init__(self, patent_number: _Optional[str] = ..., title: _Optional[str] = ..., grant_date: _Optional[int] = ..., locarno: _Optional[str] = ..., sheet: _Optional[int] = ..., figure_numbers: _Optional[_Iterable[str]] = ..., view: _Optional[_Union[_grant_pb2.View, str]] = ..., figure_description: _Optional[str] = ..., score: _Optional[float] = ..., image_uri: _Optional[str] = ..., matched: _Optional[str] = ..., view_name: _Optional[str] = ...) -> None: ...
+    drawing: SheetRef
+    def __init__(self, patent_number: _Optional[str] = ..., title: _Optional[str] = ..., grant_date: _Optional[int] = ..., locarno: _Optional[str] = ..., sheet: _Optional[int] = ..., figure_numbers: _Optional[_Iterable[str]] = ..., view: _Optional[_Union[_grant_pb2.View, str]] = ..., figure_description: _Optional[str] = ..., score: _Optional[float] = ..., image_uri: _Optional[str] = ..., matched: _Optional[str] = ..., view_name: _Optional[str] = ..., drawing: _Optional[_Union[SheetRef, _Mapping]] = ...) -> None: ...
+
+class LocarnoCount(_message.Message):
+    __slots__ = ("locarno_class", "results")
+    LOCARNO_CLASS_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    locarno_class: str
+    results: int
+    def __init__(self, locarno_class: _Optional[str] = ..., results: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "model_version", "collection", "next_page_token")
+    __slots__ = ("hits", "model_version", "collection", "next_page_token", "locarno_counts", "locarno_counts_depth", "counted_results")
     HITS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LOCARNO_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    LOCARNO_COUNTS_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_RESULTS_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     model_version: str
     collection: str
     next_page_token: str
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., collection: _Optional[str] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    locarno_counts: _containers.RepeatedCompositeFieldContainer[LocarnoCount]
+    locarno_counts_depth: int
+    counted_results: int
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., collection: _Optional[str] = ..., next_page_token: _Optional[str] = ..., locarno_counts: _Optional[_Iterable[_Union[LocarnoCount, _Mapping]]] = ..., locarno_counts_depth: _Optional[int] = ..., counted_results: _Optional[int] = ...) -> None: ...
 
 class GetPatentRequest(_message.Message):
     __slots__ = ("patent_number",)
@@ -116,12 +181,36 @@ class GetPatentRequest(_message.Message):
     def __init__(self, patent_number: _Optional[str] = ...) -> None: ...
 
 class GetPatentResponse(_message.Message):
-    __slots__ = ("grant", "model_version")
+    __slots__ = ("grant", "model_version", "drawings")
     GRANT_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DRAWINGS_FIELD_NUMBER: _ClassVar[int]
     grant: _grant_pb2.Grant
     model_version: str
-    def __init__(self, grant: _Optional[_Union[_grant_pb2.Grant, _Mapping]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    drawings: _containers.RepeatedCompositeFieldContainer[SheetRef]
+    def __init__(self, grant: _Optional[_Union[_grant_pb2.Grant, _Mapping]] = ..., model_version: _Optional[str] = ..., drawings: _Optional[_Iterable[_Union[SheetRef, _Mapping]]] = ...) -> None: ...
+
+class GetDrawingRequest(_message.Message):
+    __slots__ = ("drawing", "size")
+    DRAWING_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    drawing: SheetRef
+    size: DrawingSize
+    def __init__(self, drawing: _Optional[_Union[SheetRef, _Mapping]] = ..., size: _Optional[_Union[DrawingSize, str]] = ...) -> None: ...
+
+class GetDrawingResponse(_message.Message):
+    __slots__ = ("png", "width", "height", "drawing", "figure_numbers")
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    DRAWING_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    png: bytes
+    width: int
+    height: int
+    drawing: SheetRef
+    figure_numbers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, png: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., drawing: _Optional[_Union[SheetRef, _Mapping]] = ..., figure_numbers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EncodeTextRequest(_message.Message):
     __slots__ = ("texts",)

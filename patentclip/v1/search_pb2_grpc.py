@@ -49,10 +49,20 @@ class PatentSearchStub:
                 request_serializer=patentclip_dot_v1_dot_search__pb2.SearchSimilarRequest.SerializeToString,
                 response_deserializer=patentclip_dot_v1_dot_search__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SearchByTextAndImage = channel.unary_unary(
+                '/patentclip.v1.PatentSearch/SearchByTextAndImage',
+                request_serializer=patentclip_dot_v1_dot_search__pb2.SearchByTextAndImageRequest.SerializeToString,
+                response_deserializer=patentclip_dot_v1_dot_search__pb2.SearchResponse.FromString,
+                _registered_method=True)
         self.GetPatent = channel.unary_unary(
                 '/patentclip.v1.PatentSearch/GetPatent',
                 request_serializer=patentclip_dot_v1_dot_search__pb2.GetPatentRequest.SerializeToString,
                 response_deserializer=patentclip_dot_v1_dot_search__pb2.GetPatentResponse.FromString,
+                _registered_method=True)
+        self.GetDrawing = channel.unary_unary(
+                '/patentclip.v1.PatentSearch/GetDrawing',
+                request_serializer=patentclip_dot_v1_dot_search__pb2.GetDrawingRequest.SerializeToString,
+                response_deserializer=patentclip_dot_v1_dot_search__pb2.GetDrawingResponse.FromString,
                 _registered_method=True)
         self.EncodeText = channel.unary_unary(
                 '/patentclip.v1.PatentSearch/EncodeText',
@@ -97,8 +107,24 @@ class PatentSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchByTextAndImage(self, request, context):
+        """Text and a drawing in one query ("hinged lid" plus a sketch): the two rankings are
+        fused by reciprocal rank, as text already fuses its drawing and caption matches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPatent(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDrawing(self, request, context):
+        """One drawing sheet as PNG, scaled to a long edge (CCITT G4 TIFF is not something
+        browsers or most toolkits display). Renders are cached (bounded).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -147,10 +173,20 @@ def add_PatentSearchServicer_to_server(servicer, server):
                     request_deserializer=patentclip_dot_v1_dot_search__pb2.SearchSimilarRequest.FromString,
                     response_serializer=patentclip_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
             ),
+            'SearchByTextAndImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchByTextAndImage,
+                    request_deserializer=patentclip_dot_v1_dot_search__pb2.SearchByTextAndImageRequest.FromString,
+                    response_serializer=patentclip_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
+            ),
             'GetPatent': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPatent,
                     request_deserializer=patentclip_dot_v1_dot_search__pb2.GetPatentRequest.FromString,
                     response_serializer=patentclip_dot_v1_dot_search__pb2.GetPatentResponse.SerializeToString,
+            ),
+            'GetDrawing': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDrawing,
+                    request_deserializer=patentclip_dot_v1_dot_search__pb2.GetDrawingRequest.FromString,
+                    response_serializer=patentclip_dot_v1_dot_search__pb2.GetDrawingResponse.SerializeToString,
             ),
             'EncodeText': grpc.unary_unary_rpc_method_handler(
                     servicer.EncodeText,
@@ -265,6 +301,33 @@ class PatentSearch:
             _registered_method=True)
 
     @staticmethod
+    def SearchByTextAndImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/patentclip.v1.PatentSearch/SearchByTextAndImage',
+            patentclip_dot_v1_dot_search__pb2.SearchByTextAndImageRequest.SerializeToString,
+            patentclip_dot_v1_dot_search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetPatent(request,
             target,
             options=(),
@@ -281,6 +344,33 @@ class PatentSearch:
             '/patentclip.v1.PatentSearch/GetPatent',
             patentclip_dot_v1_dot_search__pb2.GetPatentRequest.SerializeToString,
             patentclip_dot_v1_dot_search__pb2.GetPatentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDrawing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/patentclip.v1.PatentSearch/GetDrawing',
+            patentclip_dot_v1_dot_search__pb2.GetDrawingRequest.SerializeToString,
+            patentclip_dot_v1_dot_search__pb2.GetDrawingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,12 +41,15 @@ class ServerSettings(Section):
     auth_tokens_file: str = setting(
         "", "token digests file (services/common/auth.py); empty = no auth")
     auth_open: str = setting("health,reflection", "services callable without a token (\"\" = none)")
-    http_embeddings_port: int = setting(0, "HTTP embedding provider for Milvus; 0 = off, -1 = any")
-    http_embeddings_host: str = setting("", "its bind address; empty = host")
+    http_port: int = setting(
+        0, "HTTP: the examiner web app and the embedding provider for Milvus; 0 = off, -1 = any")
+    http_host: str = setting("", "its bind address; empty = host")
+    http_timeout_s: float = setting(30.0, "time budget of one HTTP request (a browser sends none)")
+    drawing_cache_mb: int = setting(64, "rendered drawings (GetDrawing, web app) kept, in MB")
 
     def validate(self) -> None:
         require_positive(self, ("max_workers", "max_batch", "search_max_batch",
-                                "max_image_bytes"), "query")
+                                "max_image_bytes", "http_timeout_s"), "query")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise InvalidInputError("query settings: tls_cert and tls_key go together "
                                     "(PATENTCLIP_QUERY_TLS_CERT, PATENTCLIP_QUERY_TLS_KEY)")

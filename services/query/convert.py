@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import re
 
+from patentclip.drawings import RenderedDrawing
 from patentclip.errors import InvalidQueryError
 from patentclip.events import AGAINST_PB_TO_NAME, grant_to_proto, view_from_proto, view_to_proto
 from patentclip.grants import Grant, normalize_patent_number
+from patentclip.images import CropBox
 from patentclip.search import MAX_RESULT_WINDOW, PatentRecord, SearchRequest, SearchResult
 from patentclip.store import Hit, SearchFilters
 from patentclip.v1 import grant_pb2, search_pb2
@@ -38,7 +40,41 @@ def request(options: search_pb2.SearchOptions, model_version: str, context) -> S
         top_k=options.top_k or DEFAULT_TOP_K, offset=offset, filters=filters(options.filters),
         against=_against(options.against),
         group=options.group_by_patent if options.HasField("group_by_patent") else True,
-        timeout=deadline(context))
+        timeout=deadline(context), count_depth=options.locarno_counts_depth)
+
+
+def crop(request) -> CropBox | None:
+    """The request's crop as a CropBox (validated); None when it has none."""
+    if not request.HasField("crop"):
+        return None
+    c = request.crop
+    return CropBox(c.left, c.top, c.right, c.bottom)
+
+
+DRAWING_SIZE_NAMES = {search_pb2.DRAWING_SIZE_UNSPECIFIED: "thumbnail",
+                      search_pb2.DRAWING_SIZE_THUMBNAIL: "thumbnail",
+                      search_pb2.DRAWING_SIZE_MEDIUM: "medium",
+                      search_pb2.DRAWING_SIZE_FULL: "full"}
+
+
+def drawing_request(request: search_pb2.GetDrawingRequest) -> tuple[str, int, str]:
+    """(patent, sheet, size name) of a GetDrawing request, validated by field."""
+    if not request.HasField("drawing"):
+        raise InvalidQueryError("drawing: required (a SheetRef from a hit or GetPatent)")
+    if request.size not in DRAWING_SIZE_NAMES:
+        raise InvalidQueryError(f"size: {request.size} is not a DrawingSize value")
+    if request.drawing.sheet < 0:
+        raise InvalidQueryError(f"drawing.sheet: {request.drawing.sheet} is negative")
+    return (normalize_patent_number(request.drawing.patent_number, "drawing.patent_number"),
+            request.drawing.sheet, DRAWING_SIZE_NAMES[request.size])
+
+
+def drawing_response(patent: str, sheet: dict, rendered: RenderedDrawing
+                     ) -> search_pb2.GetDrawingResponse:
+    return search_pb2.GetDrawingResponse(
+        png=rendered.png, width=rendered.width, height=rendered.height,
+        drawing=search_pb2.SheetRef(patent_number=patent, sheet=sheet["sheet"]),
+        figure_numbers=[f for f in sheet["figures"].split(",") if f])
 
 
 def _against(value: int) -> str:
@@ -63,6 +99,10 @@ def search_response(result: SearchResult, q: SearchRequest) -> search_pb2.Search
     response = search_pb2.SearchResponse(model_version=result.model_version,
                                          collection=result.collection)
     response.hits.extend(hit(h) for h in result.hits)
+    if q.count_depth:
+        response.locarno_counts.extend(search_pb2.LocarnoCount(locarno_class=c, results=n)
+                                       for c, n in result.locarno_counts)
+        response.locarno_counts_depth, response.counted_results = q.count_depth, result.counted
     following = q.offset + q.top_k
     if len(result.hits) == q.top_k and following + q.top_k <= MAX_RESULT_WINDOW:
         response.next_page_token = encode_page_token(following, result.model_version)
@@ -75,7 +115,7 @@ def hit(h: Hit) -> search_pb2.Hit:
         sheet=h.sheet, figure_numbers=[f for f in h.figures.split(",") if f],
         view=view_to_proto(h.view), view_name=h.view,
         figure_description=h.caption, score=h.score, image_uri=h.image_uri,
-        matched=h.modality)
+        matched=h.modality, drawing=search_pb2.SheetRef(patent_number=h.patent, sheet=h.sheet))
 
 
 def encode_page_token(offset: int, model_version: str) -> str:
@@ -113,7 +153,10 @@ def patent_response(record: PatentRecord, grant: Grant | None, model_version: st
             for number in numbers:
                 message.figures.add(number=number, description=sheet["caption"],
                                     view=view_to_proto(sheet["view"]))
-    return search_pb2.GetPatentResponse(grant=message, model_version=model_version)
+    drawings = [search_pb2.SheetRef(patent_number=record.patent, sheet=s["sheet"])
+                for s in record.sheets]
+    return search_pb2.GetPatentResponse(grant=message, model_version=model_version,
+                                        drawings=drawings)
 
 
 def encode_response(vectors, model_version: str, dim: int) -> search_pb2.EncodeResponse:

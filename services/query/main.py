@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from patentclip.config import service_parser
+from patentclip.drawings import DrawingRenderer
 from patentclip.errors import InvalidInputError, PatentClipError
 from patentclip.v1 import search_pb2, search_pb2_grpc
 from services.common.auth import TokenAuthenticator
@@ -52,6 +53,10 @@ class QueryServer:
         self.encoder = encoder or Encoder.from_settings(core)
         self.live = LiveSearch(settings, self.store, self.metrics, on_serving=self._set_health)
         images = LocalImageStore(core.images_dir) if core.images_dir else None
+        self.drawings = DrawingRenderer(
+            images.get, server.drawing_cache_mb * 1024 * 1024,
+            on_cache=lambda hit: self.metrics.drawing_cache.labels(
+                "hit" if hit else "miss").inc()) if images else None
         self.authenticator = (TokenAuthenticator(server.auth_tokens_file)
                               if server.auth_tokens_file else None)
         self.grpc = grpc.server(
@@ -60,11 +65,13 @@ class QueryServer:
             interceptors=self._interceptors(server),
             options=[("grpc.max_receive_message_length", server.max_receive_bytes)])
         search_pb2_grpc.add_PatentSearchServicer_to_server(
-            PatentSearchServicer(self.live, images, server.max_image_bytes), self.grpc)
+            PatentSearchServicer(self.live, images, server.max_image_bytes, self.drawings),
+            self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         enable_reflection((SERVICE_NAME, health.SERVICE_NAME), self.grpc)
         self.port = _bind(self.grpc, f"{server.host}:{server.port}", server)
-        self.http = _embedding_provider(server, self.live, self.authenticator)
+        self.http = _http_server(server, self.live, self.authenticator, self.metrics,
+                                 images, self.drawings)
         self.probes: ProbeServer | None = None
 
     def _interceptors(self, server) -> list[grpc.ServerInterceptor]:
@@ -115,17 +122,21 @@ class QueryServer:
             self.health.set(name, status)
 
 
-def _embedding_provider(settings, live: LiveSearch, authenticator):
-    """The HTTP embedding provider for Milvus's TEXTEMBEDDING functions, when a port is set
-    (services/query/embeddings.py): the live model, the same batcher, the same tokens."""
-    if not settings.http_embeddings_port:
+def _http_server(settings, live: LiveSearch, authenticator, metrics: QueryMetrics, images,
+                 drawings):
+    """The HTTP side, when a port is set: the examiner web app (services/query/web/) and the
+    embedding provider for Milvus's TEXTEMBEDDING functions (services/query/embeddings.py),
+    one ASGI app on uvicorn: the live snapshot, the same batcher, the same tokens."""
+    if not settings.http_port:
         return None
-    from services.query.embeddings import EmbeddingProvider
-    from services.query.embeddings_http import EmbeddingHTTPServer
+    from services.query.web.app import WebBackend, create_app
+    from services.query.web.server import WebServer
 
-    provider = EmbeddingProvider(live.current, authenticator)
-    port = 0 if settings.http_embeddings_port < 0 else settings.http_embeddings_port
-    return EmbeddingHTTPServer(provider, settings.http_embeddings_host or settings.host, port)
+    backend = WebBackend(live=live, authenticator=authenticator, images=images,
+                         drawings=drawings, max_image_bytes=settings.max_image_bytes,
+                         timeout_s=settings.http_timeout_s)
+    port = 0 if settings.http_port < 0 else settings.http_port
+    return WebServer(create_app(backend, metrics), settings.http_host or settings.host, port)
 
 
 def _bind(server: grpc.Server, address: str, settings) -> int:
@@ -154,7 +165,7 @@ def _read(path: str, setting: str) -> bytes:
 FLAGS = {"core": ("model", "pretrained", "device", "milvus_uri", "images_dir"),
          "server": ("host", "port", "metrics_port", "max_batch", "max_delay_ms",
                     "search_max_batch", "alias", "tls_cert", "tls_key", "tls_client_ca",
-                    "auth_tokens_file", "http_embeddings_port")}
+                    "auth_tokens_file", "http_port")}
 
 
 def parser() -> argparse.ArgumentParser:

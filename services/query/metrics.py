@@ -57,9 +57,21 @@ class QueryMetrics:
             "Calls refused by token authentication: reason token (missing or unknown "
             "token, UNAUTHENTICATED) or permission (role too low, PERMISSION_DENIED)",
             ["reason"], registry=r)
+        self.drawing_cache = Counter(
+            "patentclip_query_drawing_cache_total",
+            "Rendered-drawing cache lookups (GetDrawing, web app) by result", ["result"],
+            registry=r)
+        self.http_requests = Counter(
+            "patentclip_query_http_requests_total",
+            "HTTP requests (web app, embedding provider) by route template and status",
+            ["route", "status"], registry=r)
+        self.http_latency = Histogram("patentclip_query_http_request_seconds",
+                                      "HTTP request latency by route template", ["route"],
+                                      buckets=_LATENCY, registry=r)
         for stage in STAGES:
             self.stage.labels(stage)
         for reason in ("token", "permission"):
             self.auth_failures.labels(reason)
         for result in ("hit", "miss"):
             self.cache.labels(result)
+            self.drawing_cache.labels(result)

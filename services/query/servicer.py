@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from patentclip.errors import InvalidQueryError, NotFoundError
+from patentclip.drawings import DrawingRenderer
+from patentclip.errors import InvalidQueryError, NotFoundError, UnavailableError
 from patentclip.imagestore import LocalImageStore
-from patentclip.search import check_text
+from patentclip.search import check_image, check_text
 from patentclip.v1 import search_pb2, search_pb2_grpc
 from services.query import convert
 from services.query.live import LiveSearch
@@ -18,8 +19,9 @@ MAX_ENCODE_ITEMS = 64
 
 class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
     def __init__(self, live: LiveSearch, images: LocalImageStore | None,
-                 max_image_bytes: int) -> None:
+                 max_image_bytes: int, drawings: DrawingRenderer | None = None) -> None:
         self.live, self.images, self.max_image_bytes = live, images, max_image_bytes
+        self.drawings = drawings
 
     def SearchByText(self, request, context):  # noqa: N802 (gRPC names)
         snap = self.live.current()
@@ -32,14 +34,26 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         snap = self.live.current()
         self._check_image(request.image, "image")
         q = convert.request(request.options, snap.model_version, context)
-        result = snap.engine.search_image(request.image, q, name="image")
+        result = snap.engine.search_image(request.image, q, name="image",
+                                          crop=convert.crop(request))
+        with snap.engine.stage("serialize"):
+            return convert.search_response(result, q)
+
+    def SearchByTextAndImage(self, request, context):  # noqa: N802
+        snap = self.live.current()
+        self._check_image(request.image, "image")
+        q = convert.request(request.options, snap.model_version, context)
+        result = snap.engine.search_text_and_image(request.text, request.image, q,
+                                                   name="image", crop=convert.crop(request))
         with snap.engine.stage("serialize"):
             return convert.search_response(result, q)
 
     def SearchSimilar(self, request, context):  # noqa: N802
         snap = self.live.current()
         q = convert.request(request.options, snap.model_version, context)
-        result = snap.engine.search_similar(convert.patent_number(request.patent_number), q)
+        sheet = request.sheet if request.HasField("sheet") else None
+        result = snap.engine.search_similar(convert.patent_number(request.patent_number), q,
+                                            sheet)
         with snap.engine.stage("serialize"):
             return convert.search_response(result, q)
 
@@ -48,6 +62,13 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         patent = convert.patent_number(request.patent_number)
         record = snap.engine.get_patent(patent)
         return convert.patent_response(record, self._grant(patent), snap.model_version)
+
+    def GetDrawing(self, request, context):  # noqa: N802
+        snap = self.live.current()
+        patent, number, size = convert.drawing_request(request)
+        sheet = snap.engine.drawing_sheet(patent, number)
+        return convert.drawing_response(patent, sheet, self._renderer().render(
+            sheet["image_uri"], size))
 
     def EncodeText(self, request, context):  # noqa: N802
         snap = self.live.current()
@@ -82,11 +103,13 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
                                          collection=snap.collection)
 
     def _check_image(self, data: bytes, field: str) -> None:
-        if not data:
-            raise InvalidQueryError(f"{field}: empty; send TIFF, PNG or JPEG bytes")
-        if len(data) > self.max_image_bytes:
-            raise InvalidQueryError(f"{field}: {len(data)} bytes, limit "
-                                    f"{self.max_image_bytes}")
+        check_image(data, field, self.max_image_bytes)
+
+    def _renderer(self) -> DrawingRenderer:
+        if self.drawings is None:
+            raise UnavailableError("drawings are not served: this query service has no image "
+                                   "store (set PATENTCLIP_IMAGES_DIR)")
+        return self.drawings
 
     def _grant(self, patent: str):
         """The stored Grant record, if the image store has one (else None)."""

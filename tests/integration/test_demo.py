@@ -43,6 +43,10 @@ def test_demo_runs_the_whole_loop_and_leaves_nothing_running(tmp_path):
     first = re.search(r"rollout (patentclip_tiny_\w+): PROMOTED", out)
     assert first, out[-4000:]  # the first fine-tuned model beats the random bootstrap
     assert "health: SERVING" in out
+    web = re.search(r"web app (http://127\.0\.0\.1:\d+/) : model \S+, \d+ sheets; (\d+) results "
+                    r".*thumbnails render \(\d+ bytes PNG: True\)", out)
+    assert web and int(web.group(2)) > 0, out[-4000:]
+    assert f"web app:          {web.group(1)}" in out  # the URL, in the closing summary
     assert "D0902001 (granted 2021-01-19) is searchable" in out
     assert "NOT_FOUND" in out
     weekly = re.findall(r"rollout (patentclip_tiny_\w+): (PROMOTED|REJECTED)", out)

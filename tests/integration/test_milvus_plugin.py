@@ -56,10 +56,16 @@ def server(tmp_path_factory, encoder, grants, sample_dir, token):
     settings = QuerySettings(
         CoreSettings(milvus_uri=store.uri, collection_prefix="pl", images_dir=""),
         ServerSettings(host="127.0.0.1", port=0, metrics_port=0, alias_poll_s=60,
-                       http_embeddings_port=-1, auth_tokens_file=str(token[1])))
+                       http_port=-1, auth_tokens_file=str(token[1])))
     query = QueryServer(settings, encoder=encoder, store=store).start()
     yield query
     query.stop(grace=0)
+
+
+def _headers(message) -> dict[str, str]:
+    """Response headers by lower-case name (HTTP names are case-insensitive; uvicorn sends
+    them in lower case)."""
+    return {name.lower(): value for name, value in message.items()}
 
 
 def _post(server, path: str, body, token: str | None) -> tuple[int, object, dict]:
@@ -69,9 +75,9 @@ def _post(server, path: str, body, token: str | None) -> tuple[int, object, dict
                  **({"Authorization": f"Bearer {token}"} if token else {})})
     try:
         with urllib.request.urlopen(request, timeout=30) as reply:
-            return reply.status, json.loads(reply.read()), dict(reply.headers)
+            return reply.status, json.loads(reply.read()), _headers(reply.headers)
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read()), dict(exc.headers)
+        return exc.code, json.loads(exc.read()), _headers(exc.headers)
 
 
 # ----------------------------------------------------------------------------- in Milvus
@@ -121,7 +127,7 @@ def test_openai_single_and_batch_inputs_match_the_encoder(server, encoder, token
                                   {"model": "patentclip", "input": "a chair"}, token[0])
     assert status == 200 and body["object"] == "list" and body["model"] == \
         encoder.model_version
-    assert headers[MODEL_HEADER] == encoder.model_version
+    assert headers[MODEL_HEADER.lower()] == encoder.model_version
     assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
     [item] = body["data"]
     assert item["object"] == "embedding" and item["index"] == 0
@@ -138,7 +144,7 @@ def test_openai_single_and_batch_inputs_match_the_encoder(server, encoder, token
 
 def test_tei_single_and_batch_inputs_match_the_encoder(server, encoder, token):
     status, body, headers = _post(server, "/embed", {"inputs": "a chair"}, token[0])
-    assert status == 200 and headers[MODEL_HEADER] == encoder.model_version
+    assert status == 200 and headers[MODEL_HEADER.lower()] == encoder.model_version
     assert np.allclose(body, encoder.encode_texts(["a chair"]), atol=1e-6)
     status, body, _ = _post(server, "/embed", {"inputs": QUERIES}, token[0])
     assert status == 200 and np.allclose(body, encoder.encode_texts(QUERIES), atol=1e-6)

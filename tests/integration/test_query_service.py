@@ -19,10 +19,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
+from harness.services import index_samples
 from patentclip.config import CoreSettings
 from patentclip.imagestore import LocalImageStore
 from patentclip.indexer import Indexer
-from patentclip.reader import GrantReader
 from patentclip.store import PatentStore
 from patentclip.v1 import grant_pb2, search_pb2
 from patentclip_client import PatentSearchClient
@@ -43,15 +43,9 @@ def _settings(store: PatentStore, images, **server) -> QuerySettings:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, encoder, sample_dir):
     """The 40 real sample grants indexed with the tiny model into Milvus Lite."""
-    root = tmp_path_factory.mktemp("query")
-    store = PatentStore(str(root / "patents.db"), prefix="q")
-    images = root / "images"
-    summary = Indexer(encoder, store, LocalImageStore(images), progress=False).index(
-        [sample_dir])
-    store.set_alias(store.live_alias, summary.collection)
-    documents = {d.grant.patent_number: d for d in GrantReader().read(sample_dir)}
-    yield store, images, documents, summary.collection
-    store.close()
+    corpus = index_samples(encoder, tmp_path_factory.mktemp("query"), "q", sample_dir)
+    yield corpus
+    corpus[0].close()
 
 
 @pytest.fixture(scope="module")
@@ -469,7 +463,11 @@ def _no_deadline_calls(corpus):
         "SearchByText": search_pb2.SearchByTextRequest(text="a bottle"),
         "SearchByImage": search_pb2.SearchByImageRequest(image=drawing),
         "SearchSimilar": search_pb2.SearchSimilarRequest(patent_number=patent),
+        "SearchByTextAndImage": search_pb2.SearchByTextAndImageRequest(text="a lid",
+                                                                       image=drawing),
         "GetPatent": search_pb2.GetPatentRequest(patent_number=patent),
+        "GetDrawing": search_pb2.GetDrawingRequest(
+            drawing=search_pb2.SheetRef(patent_number=patent, sheet=1)),
         "EncodeText": search_pb2.EncodeTextRequest(texts=["a lamp", "a chair"]),
         "EncodeImage": search_pb2.EncodeImageRequest(images=[drawing]),
         "ServerInfo": search_pb2.ServerInfoRequest(),
@@ -617,7 +615,8 @@ def test_an_oversized_image_is_invalid_argument_naming_field_and_limit(client):
     assert f"image: {MAX_IMAGE_BYTES * 5 // 4} bytes, limit {MAX_IMAGE_BYTES}" in details
 
 
-def test_a_node_grpc_js_client_searches_pages_and_gets_clear_errors(server, corpus):
+def test_a_node_grpc_js_client_searches_pages_fetches_a_thumbnail_and_gets_clear_errors(
+        server, corpus):
     """Examiner tooling in JavaScript: @grpc/grpc-js + proto-loader from `make tools`,
     loading protos/ directly, never setting a deadline."""
     import json
@@ -650,6 +649,12 @@ def test_a_node_grpc_js_client_searches_pages_and_gets_clear_errors(server, corp
     assert "date_from 20211399: not a calendar date" in out["bad_date"]["details"]
     assert out["bad_view"]["code"] == "INVALID_ARGUMENT"
     assert "VIEW_UNSPECIFIED is no view" in out["bad_view"]["details"]
+    thumbnail = out["thumbnail"]  # a drawing, fetched by the hit's sheet reference
+    assert thumbnail["code"] == "OK" and thumbnail["png_signature"] == "89504e470d0a1a0a"
+    assert thumbnail["ref"] == thumbnail["drawing"] and thumbnail["ref"]["patent_number"] == patent
+    assert max(thumbnail["width"], thumbnail["height"]) == 256 and thumbnail["bytes"] > 100
+    assert out["unknown_sheet"]["code"] == "NOT_FOUND"
+    assert "no drawing sheet 999" in out["unknown_sheet"]["details"]
 
 
 CLIENT_ONLY = """
@@ -705,3 +710,113 @@ def test_a_client_only_install_has_no_torch_and_searches_the_service(server, cli
     assert answer["hits"] == [h.patent_number for h in expected.hits] and answer["hits"]
     assert answer["model"] == expected.model_version and answer["title"]
     assert answer["modules"] == []  # the client reached none of the services' libraries
+
+
+# -- drawings, sheet references, combined queries and Locarno counts (the examiner web app's
+#    needs, over gRPC for every client)
+
+def test_hits_carry_sheet_refs_and_get_drawing_renders_each_size(client, corpus):
+    hit = client.search_text("front perspective view of a bottle", k=3).hits[0]
+    assert (hit.drawing.patent_number, hit.drawing.sheet) == (hit.patent_number, hit.sheet)
+    source = Image.open(io.BytesIO(LocalImageStore(corpus[1]).get(hit.image_uri)))
+    sizes = {}
+    for size in ("thumbnail", "medium", "full"):
+        reply = client.get_drawing(hit.drawing.patent_number, hit.drawing.sheet, size)
+        png = Image.open(io.BytesIO(reply.png))
+        assert png.format == "PNG" and png.size == (reply.width, reply.height)
+        assert reply.drawing == hit.drawing
+        assert list(reply.figure_numbers) == list(hit.figure_numbers)
+        sizes[size] = png.size
+    assert sizes["full"] == source.size
+    for size, edge in (("thumbnail", 256), ("medium", 1024)):
+        assert max(sizes[size]) == min(edge, max(source.size))
+        ratio = sizes[size][0] / sizes[size][1]
+        assert abs(ratio - source.size[0] / source.size[1]) < 0.02  # not distorted
+
+
+def test_get_drawing_refuses_unknown_sheets_and_bad_references(client, corpus):
+    patent = next(iter(corpus[2]))
+    assert _code(lambda: client.get_drawing("D0000001", 1))[0] == grpc.StatusCode.NOT_FOUND
+    code, details = _code(lambda: client.get_drawing(patent, 999))
+    assert code == grpc.StatusCode.NOT_FOUND and f"{patent} has no drawing sheet 999" in details
+    code, details = _code(lambda: client.get_drawing("a lamp", 1))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "drawing.patent_number" in details
+    code, details = _code(lambda: client.stub.GetDrawing(search_pb2.GetDrawingRequest(),
+                                                         timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "drawing: required" in details
+
+
+def test_get_patent_lists_the_sheet_references_of_its_drawings(client, corpus):
+    patent, document = next((p, d) for p, d in corpus[2].items() if len(d.images) > 2)
+    reply = client.get_patent(patent)
+    assert [d.patent_number for d in reply.drawings] == [patent] * len(document.images)
+    assert [d.sheet for d in reply.drawings] == sorted(s.number for s in reply.grant.sheets)
+    last = reply.drawings[-1]
+    assert client.get_drawing(last.patent_number, last.sheet).png.startswith(b"\x89PNG")
+
+
+def test_text_and_drawing_together_fuse_two_rankings(client, corpus):
+    document = next(d for d in corpus[2].values() if len(d.images) > 1)
+    patent = document.grant.patent_number
+    _, data = sorted(document.images.items())[1]
+    page = client.search_text_and_image(document.grant.title, data, k=10)
+    assert patent in [h.patent_number for h in page.hits[:3]]
+    assert all(0 < h.score <= 2 / 61 + 1e-6 for h in page.hits)  # reciprocal-rank scores
+    locarno = document.grant.locarno.code[:2]
+    filtered = client.search_text_and_image("a design", data, k=20, locarno=[locarno])
+    assert filtered.hits and all(h.locarno.startswith(locarno) for h in filtered.hits)
+    code, details = _code(lambda: client.search_text_and_image("  ", data))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "text query is empty" in details
+    code, details = _code(lambda: client.search_text_and_image("lid", b""))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "image: empty" in details
+
+
+def test_a_cropped_drawing_searches_for_that_part(client, corpus):
+    document = next(d for d in corpus[2].values() if len(d.images) > 1)
+    _, data = sorted(document.images.items())[1]
+    whole = client.search_image(data, k=10, group=False)
+    part = client.search_image(data, k=10, group=False, crop=(0.0, 0.0, 0.5, 0.5))
+    assert [h.score for h in part.hits] != [h.score for h in whole.hits]
+    code, details = _code(lambda: client.search_image(data, crop=(0.6, 0.0, 0.4, 1.0)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "left < right" in details
+
+
+def test_locarno_counts_cover_the_stated_window(client, corpus):
+    from collections import Counter
+
+    expected = Counter(d.grant.locarno.code[:2] for d in corpus[2].values())
+    page = client.search_text("a design", k=5, locarno_counts_depth=1000)
+    assert len(page.hits) == 5 and page.counted_results == len(corpus[2])
+    assert page.locarno_counts == dict(expected)
+    first_ten = client.search_text("a design", k=10)
+    shallow = client.search_text("a design", k=5, locarno_counts_depth=10)
+    assert shallow.counted_results == 10
+    assert shallow.locarno_counts == dict(Counter(h.locarno[:2] for h in first_ten.hits))
+    top = max(expected, key=expected.get)
+    narrowed = client.search_text("a design", k=5, locarno=[top], locarno_counts_depth=200)
+    assert narrowed.locarno_counts == {top: expected[top]}
+    assert client.search_text("a design", k=5).locarno_counts == {}  # only when asked
+    code, details = _code(lambda: client.search_text("a", locarno_counts_depth=1001))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "locarno_counts_depth" in details
+
+
+def test_more_like_one_sheet_uses_only_that_sheets_drawing(client, corpus):
+    patent, document = next((p, d) for p, d in corpus[2].items() if len(d.images) > 2)
+    one = client.search_similar(patent, k=10, sheet=1)
+    every = client.search_similar(patent, k=10)
+    assert patent not in {h.patent_number for h in one.hits}
+    assert [h.score for h in one.hits] != [h.score for h in every.hits]
+    code, details = _code(lambda: client.search_similar(patent, sheet=999))
+    assert code == grpc.StatusCode.NOT_FOUND and "no drawing sheet 999" in details
+
+
+def test_a_text_search_against_drawings_reaches_every_patent(client, corpus):
+    """Every sample patent is reachable from every title, against drawings and against
+    captions. Before drawings and captions were partitions of their own, Milvus Lite's
+    filtered HNSW walk returned 0 of 372 drawing rows for "Shaving blade cartridge" (its
+    text vector lands among the captions, across CLIP's modality gap)."""
+    patents = len(corpus[2])
+    for document in corpus[2].values():
+        for against in ("drawing", "caption"):
+            page = client.search_text(document.grant.title, k=patents, against=against)
+            assert len(page.hits) == patents, (document.grant.title, against)

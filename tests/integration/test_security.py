@@ -132,6 +132,7 @@ def test_missing_or_unknown_token_is_unauthenticated(mtls_server, pki, tokens, t
         got, details = _code(lambda: client.search_text("chair", k=3))
         assert got == code and words in details
         assert _code(client.server_info)[0] == code
+        assert _code(lambda: client.get_drawing("D0907292", 1))[0] == code
 
 
 def test_admin_rpcs_need_the_admin_role(mtls_server, pki, tokens):

@@ -168,3 +168,26 @@ def test_a_milvus_lite_server_is_recognised_by_its_version(lite_server, milvus_s
     with PatentStore(lite_server.uri, prefix="v") as lite, \
             PatentStore(milvus_server_uri, prefix="v") as server:
         assert lite.is_lite and not server.is_lite
+
+
+
+def test_a_collection_made_before_modality_partitions_still_searches(store, caplog):
+    """Older collections hold both modalities in one partition: the store filters by
+    modality there (and warns that a reindex gives complete results)."""
+    from patentclip.store.schema import DIM_PROPERTY, VERSION_PROPERTY, milvus_schema
+
+    name = store.collection_name("legacy")
+    store.client.create_collection(name, schema=milvus_schema(DIM),
+                                   index_params=store._index_params(),
+                                   properties={VERSION_PROPERTY: "legacy",
+                                               DIM_PROPERTY: str(DIM)})
+    data = rows()
+    assert store.upsert(name, data) == len(data)
+    store.flush(name)
+    target = next(r for r in data if r.modality == "caption")
+    top = store.search(name, np.asarray(target.vector), 2, modality="caption", group=False)[0]
+    assert (top[0].patent, top[0].sheet, top[0].modality) == (target.patent, target.sheet,
+                                                              "caption")
+    assert {h.modality for h in store.search(name, np.asarray(target.vector), 6,
+                                             modality="drawing")[0]} == {"drawing"}
+    assert "has no modality partitions" in caplog.text

@@ -1,7 +1,7 @@
 // A non-Python examiner client: Node @grpc/grpc-js + @grpc/proto-loader loading protos/
 // directly, as tooling in another language would. No call sets a deadline (grpc-js's
 // default). Prints one JSON object of results; tests/integration/test_query_service.py
-// checks the codes and messages.
+// checks the codes and messages, and the PNG thumbnail GetDrawing returns.
 //
 //   node client.js HOST:PORT PROTOS_DIR DRAWING.TIF PATENT
 "use strict";
@@ -58,6 +58,19 @@ async function main() {
     { text: "lamp", options: { filters: { date_from: 20211399 } } });
   out.bad_view = await call(search, "SearchByText",
     { text: "lamp", options: { filters: { views: ["VIEW_UNSPECIFIED"] } } });
+  const image = await call(search, "SearchByImage",
+    { image: fs.readFileSync(drawingPath), options: { top_k: 1 } });
+  if (image.code === "OK") {
+    const ref = image.reply.hits[0].drawing;
+    const thumbnail = await call(search, "GetDrawing", { drawing: ref, size: "DRAWING_SIZE_THUMBNAIL" });
+    out.thumbnail = thumbnail.code !== "OK" ? thumbnail : {
+      code: "OK", ref, png_signature: thumbnail.reply.png.subarray(0, 8).toString("hex"),
+      bytes: thumbnail.reply.png.length, width: thumbnail.reply.width,
+      height: thumbnail.reply.height, drawing: thumbnail.reply.drawing,
+    };
+    out.unknown_sheet = await call(search, "GetDrawing",
+      { drawing: { patent_number: ref.patent_number, sheet: 999 } });
+  }
   process.stdout.write(JSON.stringify(out));
   search.close();
   health.close();

@@ -1,0 +1,243 @@
+"""JSON <-> domain for the web app: the search body, hits, the patent view and the search
+record an examiner exports for the file. The only web module that knows both sides; the
+routes (app.py) stay a few lines each, like the gRPC servicer's."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import hashlib
+import io
+import json
+from datetime import UTC, date, datetime
+
+from pydantic import BaseModel, Field
+
+from patentclip.errors import InvalidQueryError
+from patentclip.grants import LOCARNO_MAIN_CLASSES, Grant, normalize_patent_number
+from patentclip.images import CropBox
+from patentclip.search import (
+    MAX_RESULT_WINDOW,
+    MAX_TOP_K,
+    PatentRecord,
+    SearchRequest,
+    SearchResult,
+    check_image,
+)
+from patentclip.store import Hit, SearchFilters
+
+RECORD_FORMAT = "patentclip-search-record/1"
+DEFAULT_COUNTS_DEPTH = 200
+USPTO_URL = "https://ppubs.uspto.gov/pubwebapp/external.html?q={number}.pn.&db=USPAT"
+
+
+class CropIn(BaseModel):
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+
+class FiltersIn(BaseModel):
+    locarno: list[str] = Field(default_factory=list)
+    date_from: str = ""  # YYYY-MM-DD, as <input type=date> gives it; "" = open
+    date_to: str = ""
+    views: list[str] = Field(default_factory=list)
+
+
+class SearchIn(BaseModel):
+    """One search from the web app: text, a drawing (base64), both, or a patent number."""
+
+    text: str = ""
+    image: str = ""  # base64 of the file's bytes (TIFF, PNG or JPEG)
+    image_name: str = ""
+    crop: CropIn | None = None
+    patent: str = ""  # "more like this": the patent as examiners type it
+    sheet: int | None = None  # ... only this sheet's drawing
+    filters: FiltersIn = Field(default_factory=FiltersIn)
+    against: str = ""
+    page: int = 0
+    page_size: int = 24
+    counts_depth: int = DEFAULT_COUNTS_DEPTH
+    model_version: str = ""  # a later page: the version that ranked the first
+
+
+class Query:
+    """A validated web search: what to run, and what the record says about it."""
+
+    def __init__(self, body: SearchIn, max_image_bytes: int, timeout_s: float) -> None:
+        self.body = body
+        self.text = body.text.strip()
+        self.image = _image_bytes(body.image, max_image_bytes)
+        self.crop = CropBox(**body.crop.model_dump()) if body.crop else None
+        self.patent = normalize_patent_number(body.patent, "patent") if body.patent else ""
+        if self.patent and (self.text or self.image):
+            raise InvalidQueryError("patent: a 'more like this' search takes no text or drawing")
+        if not (self.text or self.image or self.patent):
+            raise InvalidQueryError("give a description, a drawing or a patent number")
+        if body.page < 0 or not 1 <= body.page_size <= MAX_TOP_K:
+            raise InvalidQueryError(f"page={body.page}, page_size={body.page_size}: page >= 0 "
+                                    f"and 1 <= page_size <= {MAX_TOP_K}")
+        self.request = SearchRequest(
+            top_k=body.page_size, offset=body.page * body.page_size, filters=filters(body.filters),
+            against=body.against, timeout=timeout_s,
+            count_depth=min(max(body.counts_depth, 0), MAX_RESULT_WINDOW))
+
+    @property
+    def kind(self) -> str:
+        if self.patent:
+            return "similar"
+        return "text+drawing" if self.text and self.image else ("drawing" if self.image
+                                                                 else "text")
+
+    def run(self, engine) -> SearchResult:
+        if self.body.model_version and self.body.model_version != engine.model_version:
+            raise InvalidQueryError(f"page {self.body.page + 1}: the results were ranked by model "
+                                    f"{self.body.model_version}, now serving "
+                                    f"{engine.model_version}; search again from the first page")
+        if self.patent:
+            return engine.search_similar(self.patent, self.request, self.body.sheet)
+        if self.text and self.image:
+            return engine.search_text_and_image(self.text, self.image, self.request,
+                                                name=self.image_name, crop=self.crop)
+        if self.image:
+            return engine.search_image(self.image, self.request, name=self.image_name,
+                                       crop=self.crop)
+        return engine.search_text(self.text, self.request)
+
+    @property
+    def image_name(self) -> str:
+        return self.body.image_name or "the drawing"
+
+    def described(self) -> dict:
+        """The query as the search record states it (the image by its hash, not its bytes)."""
+        return {"kind": self.kind, "text": self.text,
+                "image_sha256": hashlib.sha256(self.image).hexdigest() if self.image else "",
+                "image_name": self.body.image_name if self.image else "",
+                "image_bytes": len(self.image),
+                "crop": self.body.crop.model_dump() if self.crop else None,
+                "patent": self.patent, "sheet": self.body.sheet,
+                "filters": self.body.filters.model_dump(), "against": self.body.against}
+
+
+def _image_bytes(encoded: str, max_image_bytes: int) -> bytes:
+    if not encoded:
+        return b""
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidQueryError(f"image: not base64 ({exc})") from exc
+    return check_image(data, "image", max_image_bytes)
+
+
+def filters(body: FiltersIn) -> SearchFilters:
+    return SearchFilters(locarno=tuple(body.locarno), date_from=_day(body.date_from, "date_from"),
+                         date_to=_day(body.date_to, "date_to"), views=tuple(body.views))
+
+
+def _day(text: str, field: str) -> int | None:
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidQueryError(f"filters.{field}: {text!r} is not a date (YYYY-MM-DD)") from exc
+    return day.year * 10000 + day.month * 100 + day.day
+
+
+def iso_day(yyyymmdd: int) -> str:
+    return f"{yyyymmdd // 10000:04d}-{yyyymmdd // 100 % 100:02d}-{yyyymmdd % 100:02d}"
+
+
+def drawing_url(patent: str, sheet: int) -> str:
+    return f"/api/drawing/{patent}/{sheet}"
+
+
+def hit(h: Hit, rank: int) -> dict:
+    return {"rank": rank, "patent": h.patent, "title": h.title,
+            "grant_date": iso_day(h.grant_date), "locarno": h.locarno,
+            "locarno_title": LOCARNO_MAIN_CLASSES.get(h.locarno[:2], ""), "sheet": h.sheet,
+            "view": h.view, "figures": [f for f in h.figures.split(",") if f],
+            "figure_text": h.caption, "score": round(float(h.score), 4), "matched": h.modality,
+            "drawing": drawing_url(h.patent, h.sheet)}
+
+
+def search_response(query: Query, result: SearchResult) -> dict:
+    """The page of results, the Locarno counts and the search record for the file."""
+    offset = query.request.offset
+    hits = [hit(h, offset + i + 1) for i, h in enumerate(result.hits)]
+    counts = [{"locarno_class": c, "title": LOCARNO_MAIN_CLASSES.get(c, ""), "results": n}
+              for c, n in result.locarno_counts]
+    following = offset + 2 * query.request.top_k
+    record = {"format": RECORD_FORMAT,
+              "searched_at": datetime.now(UTC).isoformat(timespec="seconds"),
+              "model_version": result.model_version, "collection": result.collection,
+              "query": query.described(),
+              "results": [{k: h[k] for k in RECORD_COLUMNS} for h in hits]}
+    return {"hits": hits, "page": query.body.page, "page_size": query.request.top_k,
+            "has_more": len(hits) == query.request.top_k and following <= MAX_RESULT_WINDOW,
+            "locarno_counts": counts, "counts_depth": query.request.count_depth,
+            "counted": result.counted, "model_version": result.model_version,
+            "collection": result.collection, "record": record}
+
+
+def patent_view(record: PatentRecord, grant: Grant | None, model_version: str) -> dict:
+    """The patent view: every sheet in the collection with its figure descriptions, the
+    claim (from the stored grant record, when there is one) and the USPTO link."""
+    descriptions = {f.number: f.description for f in grant.figures} if grant else {}
+    sheets = []
+    for sheet in record.sheets:
+        numbers = [f for f in sheet["figures"].split(",") if f]
+        texts = [descriptions[n] for n in numbers if n in descriptions] or (
+            [sheet["caption"]] if sheet["caption"] else [])
+        sheets.append({"sheet": sheet["sheet"], "view": sheet["view"], "figures": numbers,
+                       "descriptions": texts, "drawing": drawing_url(record.patent,
+                                                                     sheet["sheet"])})
+    return {"patent": record.patent, "title": record.title, "kind": grant.kind if grant else "",
+            "grant_date": iso_day(record.grant_date), "locarno": record.locarno,
+            "locarno_title": LOCARNO_MAIN_CLASSES.get(record.locarno[:2], ""),
+            "uspc": [u.normalized for u in grant.uspc] if grant else [],
+            "claim": grant.claim if grant else "",
+            "drawing_notes": list(grant.drawing_notes) if grant else [],
+            "sheets": sheets, "uspto_url": uspto_url(record.patent),
+            "model_version": model_version}
+
+
+def uspto_url(patent: str) -> str:
+    """The patent in USPTO's public search (Patent Public Search), e.g. D907292."""
+    number = patent[0] + patent[1:].lstrip("0") if patent[:1].isalpha() else patent.lstrip("0")
+    return USPTO_URL.format(number=number)
+
+
+# The result columns of an exported record; the CSV repeats the query's on every row.
+RECORD_COLUMNS = ("rank", "patent", "sheet", "title", "grant_date", "locarno", "view",
+                  "figures", "score", "matched")
+QUERY_COLUMNS = ("searched_at", "model_version", "collection", "query_kind", "query_text",
+                 "image_sha256", "image_name", "crop", "patent_query", "filters")
+
+
+def record_csv(record: dict) -> str:
+    """A search record as one flat CSV table: the query's columns, then a result's."""
+    try:
+        query = record["query"]
+        fixed = [record["searched_at"], record["model_version"], record["collection"],
+                 query["kind"], query["text"], query["image_sha256"], query["image_name"],
+                 json.dumps(query["crop"]) if query["crop"] else "",
+                 query["patent"] + (f" sheet {query['sheet']}"
+                                    if query["patent"] and query["sheet"] is not None else ""),
+                 json.dumps(query["filters"], sort_keys=True)]
+        rows = [[*fixed, *(_cell(result[c]) for c in RECORD_COLUMNS)]
+                for result in record["results"]]
+    except (KeyError, TypeError) as exc:
+        raise InvalidQueryError(f"record: not a search record from this service (missing "
+                                f"{exc})") from exc
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([*QUERY_COLUMNS, *RECORD_COLUMNS])
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _cell(value) -> str:
+    return ",".join(value) if isinstance(value, list) else str(value)

@@ -1,0 +1,390 @@
+"""The examiner web app in a real browser (Debian's Chromium, driven by Playwright), served by
+the query service process over HTTP, on the real sample grants, with token auth on.
+
+Every test loads the page fresh; all requests must stay on the app's own origin (no CDN:
+it works offline).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from harness.browser import chromium
+from harness.services import index_samples
+from patentclip.config import CoreSettings
+from patentclip.store import PatentStore
+from services.common.auth import Role, new_token, token_line
+from services.query.config import QuerySettings, ServerSettings
+from services.query.main import QueryServer
+
+MAX_IMAGE_BYTES = 1_500_000
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, encoder, sample_dir):
+    corpus = index_samples(encoder, tmp_path_factory.mktemp("web"), "web", sample_dir)
+    yield corpus
+    corpus[0].close()
+
+
+@pytest.fixture(scope="module")
+def token(tmp_path_factory) -> tuple[str, Path]:
+    value = new_token()
+    path = tmp_path_factory.mktemp("web-auth") / "tokens"
+    path.write_text(token_line(value, Role.SEARCH, "examiner-ui") + "\n")
+    return value, path
+
+
+def _server(store: PatentStore, images, token_file: Path, encoder, alias: str = ""):
+    core = CoreSettings(milvus_uri=store.uri, images_dir=str(images),
+                        collection_prefix=store.prefix)
+    settings = QuerySettings(core, ServerSettings(
+        host="127.0.0.1", port=0, metrics_port=0, http_port=-1, alias=alias,
+        max_image_bytes=MAX_IMAGE_BYTES, alias_poll_s=0.5, grace_s=1.0,
+        auth_tokens_file=str(token_file)))
+    return QueryServer(settings, encoder=encoder, store=store).start()
+
+
+@pytest.fixture(scope="module")
+def server(corpus, encoder, token):
+    query_server = _server(corpus[0], corpus[1], token[1], encoder)
+    yield query_server
+    query_server.stop(grace=1)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def app(browser, server, token):
+    """A fresh page of the app, signed in with the search token; ``app.requests`` lists
+    every URL the page asked for."""
+    page = _page(browser, server, token[0])
+    yield page
+    page.context.close()
+
+
+def _page(browser, server, token: str = ""):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 900})
+    if token:
+        context.add_init_script(f"sessionStorage.setItem('patentclip.token', '{token}')")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.requests = []
+    page.errors = []
+    page.on("request", lambda request: page.requests.append(request.url))
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.goto(f"http://127.0.0.1:{server.http.port}/")
+    return page
+
+
+def _search_text(page, text: str) -> None:
+    page.fill("#query-text", text)
+    page.click("#search-button")
+    page.wait_for_selector("#results .card")
+
+
+def _cards(page) -> list[dict]:
+    return page.eval_on_selector_all("#results .card", "cards => cards.map(c => c.hit)")
+
+
+def _wait_search(page, action) -> dict:
+    """Run ``action`` and return the JSON of the /api/search response it caused."""
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as info:
+        action()
+    return info.value.json()
+
+
+def _give_file(page, how: str, name: str, data: bytes) -> None:
+    """A file dropped on the drop zone or pasted into the page, as the browser delivers it."""
+    page.evaluate("""([how, name, b64]) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name));
+        const event = how === "drop"
+          ? new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true })
+          : new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true,
+                                          cancelable: true });
+        (how === "drop" ? document.querySelector("#drop-zone") : document).dispatchEvent(event);
+    }""", [how, name, base64.b64encode(data).decode()])
+
+
+def _api_search(page, body: dict) -> dict:
+    """POST /api/search from the page, with its token, as the app does."""
+    return page.evaluate("""async (body) => {
+        const response = await fetch("/api/search", { method: "POST", body: JSON.stringify(body),
+          headers: { "Content-Type": "application/json",
+                     "Authorization": `Bearer ${sessionStorage.getItem("patentclip.token")}` } });
+        return response.json();
+    }""", {"page_size": 50, **body})
+
+
+def _stays_on_origin(page, server) -> None:
+    origin = f"http://127.0.0.1:{server.http.port}/"
+    outside = [u for u in page.requests if not u.startswith((origin, "blob:", "data:"))]
+    assert not outside, f"the page reached outside its origin: {outside}"
+    assert not page.errors, page.errors
+
+
+def test_text_search_shows_drawings_with_their_facts_and_the_header(app, server, corpus):
+    _search_text(app, "front perspective view of a bottle")
+    info = server.live.current()
+    header = app.inner_text("#server-info")
+    assert info.model_version in header and f"{info.rows // 2} drawing sheets" in header
+    cards = _cards(app)
+    assert len(cards) == 24 and len({c["patent"] for c in cards}) == 24
+    assert [c["rank"] for c in cards] == list(range(1, 25))
+    documents = corpus[2]
+    first = app.locator("#results .card").first
+    hit = cards[0]
+    assert documents[hit["patent"]].grant.title == hit["title"]
+    text = first.inner_text()
+    for fact in (hit["patent"], hit["title"], hit["grant_date"], hit["view"]):
+        assert fact in text
+    app.wait_for_selector("#results .card img[data-loaded]")
+    size = first.locator("img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert max(size) == 256  # the thumbnail, rendered from the G4 TIFF
+    _stays_on_origin(app, server)
+
+
+def test_thumbnails_load_lazily_and_pages_follow_one_ranking(app, server):
+    _search_text(app, "a design")
+    app.wait_for_selector("#results .card img[data-loaded]")
+    loaded = app.eval_on_selector_all("#results .card img[data-loaded]", "i => i.length")
+    assert 0 < loaded < 24  # only what is on screen (and just below it)
+    app.locator("#results .card").last.scroll_into_view_if_needed()
+    app.wait_for_function("n => document.querySelectorAll('#results img[data-loaded]')"
+                          ".length > n", arg=loaded)
+    first_page = [c["patent"] for c in _cards(app)]
+    second = _wait_search(app, lambda: app.click("#next-page"))
+    assert [h["rank"] for h in second["hits"]] == list(range(25, 25 + len(second["hits"])))
+    assert not set(first_page) & {h["patent"] for h in second["hits"]}
+    assert app.inner_text("#page-label") == "page 2"
+
+
+def _drawing(corpus) -> tuple[str, str, bytes]:
+    patent, document = next((p, d) for p, d in sorted(corpus[2].items()) if len(d.images) > 2)
+    name, data = sorted(document.images.items())[1]
+    return patent, name, data
+
+
+def test_a_drawing_upload_finds_its_patent_and_a_crop_searches_part_of_it(app, corpus,
+                                                                          tmp_path):
+    patent, name, data = _drawing(corpus)
+    path = tmp_path / name
+    path.write_bytes(data)  # the G4 TIFF as USPTO ships it
+    app.set_input_files("#file-input", str(path))
+    app.wait_for_selector("#query-preview[src^='blob:']")
+    response = _wait_search(app, lambda: app.click("#search-button"))
+    assert response["hits"][0]["patent"] == patent
+    query = response["record"]["query"]
+    assert query["kind"] == "drawing" and query["crop"] is None
+    assert query["image_sha256"] == hashlib.sha256(data).hexdigest()
+
+    box = app.locator("#query-preview").bounding_box()
+    app.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.2)
+    app.mouse.down()
+    app.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.7, steps=5)
+    app.mouse.up()
+    assert "searching the selected part" in app.inner_text("#crop-label")
+    cropped = _wait_search(app, lambda: app.click("#search-button"))
+    crop = cropped["record"]["query"]["crop"]
+    for key, expected in (("left", 0.1), ("top", 0.2), ("right", 0.6), ("bottom", 0.7)):
+        assert abs(crop[key] - expected) < 0.02, crop
+    assert [h["score"] for h in cropped["hits"]] != [h["score"] for h in response["hits"]]
+
+
+def test_text_and_drawing_together(app, corpus, tmp_path):
+    patent, name, data = _drawing(corpus)
+    png = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("L").save(png, "PNG")  # a PNG this time, dropped
+    _give_file(app, "drop", "sketch.png", png.getvalue())
+    app.wait_for_selector("#query-preview[src^='blob:']")
+    title = corpus[2][patent].grant.title
+    app.fill("#query-text", title)
+    response = _wait_search(app, lambda: app.click("#search-button"))
+    assert response["record"]["query"]["kind"] == "text+drawing"
+    assert "sketch.png" in app.inner_text("#result-summary")
+    # The fused order is reciprocal-rank fusion of the text's and the drawing's rankings
+    # (each complete here: 40 patents), as the same API returns them alone.
+    alone = {kind: [h["patent"] for h in _api_search(app, body)["hits"]] for kind, body in (
+        ("text", {"text": title}), ("drawing", {"image": base64.b64encode(png.getvalue())
+                                                .decode()}))}
+    assert alone["drawing"][0] == patent, alone
+    assert len(alone["text"]) == len(alone["drawing"]) == len(corpus[2])
+    fused = {p: sum(1 / (60 + ranking.index(p) + 1) for ranking in alone.values())
+             for p in alone["text"]}
+    assert [h["patent"] for h in response["hits"]] == sorted(
+        fused, key=lambda p: (-fused[p], min(r.index(p) for r in alone.values())))[:24]
+
+
+def test_a_locarno_filter_narrows_the_results_and_changes_the_counts(app, corpus):
+    _search_text(app, "a design")
+    counts = {c["locarno_class"]: c["results"]
+              for c in _wait_search(app, lambda: app.click("#search-button"))["locarno_counts"]}
+    assert sum(counts.values()) == len(corpus[2]) and len(counts) > 2
+    shown = app.inner_text("#locarno-list")
+    top = max(counts, key=counts.get)
+    assert f"{top} " in shown and f"in the first {len(corpus[2])} results" in app.inner_text(
+        "#counts-note")
+    narrowed = _wait_search(app, lambda: app.check(f"#loc-{top}"))
+    assert {c["locarno_class"]: c["results"] for c in narrowed["locarno_counts"]} == {
+        top: counts[top]}
+    assert narrowed["record"]["query"]["filters"]["locarno"] == [top]
+    assert all(c["locarno"].startswith(top) for c in _cards(app))
+    assert app.locator("#locarno-list label").count() == 1
+    dates = sorted(d.grant.grant_date for d in corpus[2].values())
+    cut = f"{dates[-1] // 10000}-{dates[-1] // 100 % 100:02d}-{dates[-1] % 100:02d}"
+    _wait_search(app, lambda: app.uncheck(f"#loc-{top}"))
+    dated = _wait_search(app, lambda: app.fill("#date-from", cut))
+    assert dated["counted"] == sum(1 for d in dates if d >= dates[-1])
+
+
+def test_keyboard_opens_the_patent_view_with_every_sheet_claim_and_link(app, corpus):
+    _search_text(app, "a design")
+    app.locator("#results .card").first.focus()
+    app.keyboard.press("ArrowRight")
+    second = _cards(app)[1]
+    assert app.evaluate("document.activeElement.dataset.patent") == second["patent"]
+    app.keyboard.press("Enter")
+    app.wait_for_selector("#patent-view[open]")
+    document = corpus[2][second["patent"]]
+    assert app.locator("#patent-sheets figure").count() == len(document.images)
+    assert document.grant.claim in app.inner_text("#patent-claim")
+    sheets_text = app.inner_text("#patent-sheets")
+    for figure in document.grant.figures:
+        assert figure.description in sheets_text
+    number = second["patent"][0] + second["patent"][1:].lstrip("0")
+    assert f"q={number}.pn." in app.get_attribute("#uspto-link", "href")
+    app.wait_for_selector("#patent-sheets img[data-loaded]")
+    size = app.locator("#patent-sheets img[data-loaded]").first.evaluate(
+        "img => Math.max(img.naturalWidth, img.naturalHeight)")
+    assert size == 1024  # readable size
+    more = _wait_search(app, lambda: app.locator(
+        "#patent-sheets figure[data-sheet='1'] [data-act=similar-sheet]").click())
+    assert more["record"]["query"]["kind"] == "similar"
+    assert more["record"]["query"]["sheet"] == 1
+    assert second["patent"] not in {h["patent"] for h in more["hits"]}
+    assert not app.locator("#patent-view[open]").count()
+
+
+def test_compare_two_hits_and_the_query_with_a_hit(app, corpus, tmp_path):
+    _search_text(app, "a design")
+    cards = app.locator("#results .card")
+    cards.nth(0).focus()
+    app.keyboard.press("c")
+    assert app.is_disabled("#compare-button")
+    cards.nth(2).locator("[data-act=compare]").click()
+    app.click("#compare-button")
+    app.wait_for_selector("#compare-view[open]")
+    app.wait_for_function("() => document.querySelectorAll('#compare-panes img[src^=\"blob:\"]')"
+                          ".length === 2")
+    hits = _cards(app)
+    captions = app.inner_text("#compare-panes")
+    assert hits[0]["patent"] in captions and hits[2]["patent"] in captions
+    app.keyboard.press("Escape")
+    cards.nth(0).locator("[data-act=compare]").click()  # one hit left ...
+    patent, name, data = _drawing(corpus)
+    _give_file(app, "paste", name, data)  # ... and the query drawing, pasted
+    app.wait_for_selector("#query-preview[src^='blob:']")
+    app.click("#compare-button")
+    app.wait_for_selector("#compare-view[open]")
+    panes = app.locator("#compare-panes figure")
+    assert panes.count() == 2 and panes.nth(0).get_attribute("data-key") == "query"
+    assert name in panes.nth(0).inner_text()
+
+
+def test_the_search_record_exports_as_json_and_csv(app, server):
+    _search_text(app, "hinged lid")
+    seen = 24 + len(_wait_search(app, lambda: app.click("#next-page"))["hits"])
+    with app.expect_download() as info:
+        app.click("#export-json")
+    record = json.loads(Path(info.value.path()).read_text())
+    assert record["format"] == "patentclip-search-record/1"
+    assert record["model_version"] == server.live.current().model_version
+    assert record["query"]["text"] == "hinged lid" and record["query"]["kind"] == "text"
+    assert record["searched_at"].endswith("+00:00")
+    assert [r["rank"] for r in record["results"]] == list(range(1, seen + 1))  # both pages
+    assert info.value.suggested_filename.endswith(".json")
+    with app.expect_download() as info:
+        app.click("#export-csv")
+    rows = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text())))
+    assert [int(r["rank"]) for r in rows] == list(range(1, seen + 1))
+    assert {r["query_text"] for r in rows} == {"hinged lid"}
+    assert {r["model_version"] for r in rows} == {record["model_version"]}
+    assert [r["patent"] for r in rows] == [r["patent"] for r in record["results"]]
+    assert json.loads(rows[0]["filters"])["locarno"] == []
+
+
+def test_error_states_empty_bad_and_too_large_drawings(app, tmp_path):
+    app.fill("#date-from", "2030-01-01")
+    _search_text_no_results(app, "a lamp")
+    assert app.get_attribute("#message", "data-kind") == "empty"
+    assert "Nothing matches" in app.inner_text("#message")
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"these are not drawing bytes")
+    app.set_input_files("#file-input", str(bad))
+    app.wait_for_selector("#message[data-kind=bad_image]")
+    assert "notes.png" in app.inner_text("#message")
+    big = tmp_path / "scan.tif"
+    big.write_bytes(b"\0" * (MAX_IMAGE_BYTES + 10))
+    app.set_input_files("#file-input", str(big))
+    app.wait_for_selector("#message[data-kind=too_large]")
+    assert str(MAX_IMAGE_BYTES) in app.inner_text("#message")
+    assert app.is_hidden("#crop-box")
+
+
+def _search_text_no_results(page, text: str) -> None:
+    page.fill("#query-text", text)
+    response = _wait_search(page, lambda: page.click("#search-button"))
+    assert response["hits"] == []
+
+
+@pytest.mark.parametrize("presented", ["", "pcs_not-a-token"], ids=["missing", "wrong"])
+def test_a_missing_or_wrong_token_asks_for_one(browser, server, presented):
+    page = _page(browser, server, presented)
+    try:
+        page.wait_for_selector("#message[data-kind=auth]")
+        assert ("missing bearer token" if not presented else "invalid bearer token") in \
+            page.inner_text("#message")
+        assert page.locator("#token-view[open]").count() == 1
+    finally:
+        page.context.close()
+
+
+def test_entering_the_token_signs_in(browser, server, token):
+    page = _page(browser, server)
+    try:
+        page.wait_for_selector("#token-view[open]")
+        page.fill("#token-input", token[0])
+        page.click("#token-save")
+        page.wait_for_selector("#server-info:has-text('drawing sheets')")
+        assert page.locator("#message").is_hidden()
+        _search_text(page, "a chair")
+    finally:
+        page.context.close()
+
+
+def test_a_service_not_ready_says_so(browser, corpus, encoder, token):
+    store = PatentStore(corpus[0].uri, prefix=corpus[0].prefix)
+    waiting = _server(store, corpus[1], token[1], encoder, alias="web_nothing_here")
+    try:
+        page = _page(browser, waiting, token[0])
+        page.wait_for_selector("#message[data-kind=not_ready]")
+        assert "not serving yet" in page.inner_text("#message")
+        assert page.inner_text("#server-info") == "not ready"
+        page.context.close()
+    finally:
+        waiting.stop(grace=0)
