@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/patentclip/v1/*.proto)
 
 .PHONY: install tools demo test test-unit proto proto-check lint clean bench-ingest bench-query \
         experiment-loss dashboards up down bench-encoder bench-search bench-latency bench \
-        bench-quick soak bench-backfill bench-gpu bench-train bench-gate
+        bench-quick soak bench-backfill bench-gpu bench-train bench-gate bench-web
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_FILE := deploy/compose/docker-compose.yml
 
@@ -75,6 +75,11 @@ bench-quick: install
 # only; BENCH_ARGS=--dry-run runs the same paths at toy sizes on the CPU.
 bench-gpu: install
 	$(PY) -m benchmarks.gpu --out reports/bench-gpu $(BENCH_ARGS)
+
+# The examiner web app in Chromium: page ready, text and drawing round trips (p50/p95 over 50
+# each) beside the same queries over gRPC; and the screenshots in docs/screenshots/.
+bench-web: install tools
+	$(PY) -m benchmarks.web --out reports/bench-web --screenshots docs/screenshots $(BENCH_ARGS)
 
 # Backfill: the reader's peak RSS on a bundle padded to 2 GB with utility members vs 50 MB.
 bench-backfill: install

@@ -74,7 +74,7 @@ INGESTION = Dashboard("patentclip-ingestion", "PatentCLIP / Ingestion",
 ])
 
 SEARCH = Dashboard("patentclip-search", "PatentCLIP / Search",
-                   "gRPC query service: load, latency, status codes, batching, cache", [
+                   "Query service: gRPC and HTTP load, latency, status codes, batching, caches", [
     Panel("Requests per second by method", (
         ("sum by (method) (rate(patentclip_query_requests_total[$__rate_interval]))",
          "{{method}}"),
@@ -98,6 +98,19 @@ SEARCH = Dashboard("patentclip-search", "PatentCLIP / Search",
     Panel("Text-embedding cache hit ratio", (
         ('sum(rate(patentclip_query_text_cache_total{result="hit"}[$__rate_interval])) '
          "/ sum(rate(patentclip_query_text_cache_total[$__rate_interval]))", "hit ratio"),
+    ), unit="percentunit"),
+    Panel("Web app and embedding provider: HTTP requests by route and status", (
+        ("sum by (route, status) (rate(patentclip_query_http_requests_total"
+         "[$__rate_interval]))", "{{route}} {{status}}"),
+    ), unit="reqps"),
+    Panel("HTTP latency by route (p95)", (
+        ("histogram_quantile(0.95, sum by (le, route) "
+         "(rate(patentclip_query_http_request_seconds_bucket[$__rate_interval])))",
+         "{{route}}"),
+    ), unit="s"),
+    Panel("Rendered-drawing cache hit ratio (GetDrawing, web thumbnails)", (
+        ('sum(rate(patentclip_query_drawing_cache_total{result="hit"}[$__rate_interval])) '
+         "/ sum(rate(patentclip_query_drawing_cache_total[$__rate_interval]))", "hit ratio"),
     ), unit="percentunit"),
     Panel("Serving", (("patentclip_query_serving", "{{instance}}"),), kind="stat"),
 ])

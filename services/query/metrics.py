@@ -1,7 +1,9 @@
 """The query service's Prometheus metrics (one registry per server instance).
 
 Labels are bounded: method (the RPC names), code (gRPC status names), stage (STAGES),
-kind (text, image). Never a query string or a patent number.
+kind (text, image), route (the HTTP app's route templates, "static" for its assets,
+"other" for unknown paths), status (HTTP status codes). Never a query string or a patent
+number.
 """
 
 from __future__ import annotations

@@ -202,7 +202,11 @@ def test_k8s_settings_ports_and_probes_match_the_services(rendered):
     assert settings["PATENTCLIP_QUERY_PORT"] == str(ServerSettings().port)
     query = _one(docs, "Deployment", "query")["spec"]["template"]["spec"]["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in query["ports"]}
-    assert ports == {"grpc": ServerSettings().port, "metrics": ServerSettings().metrics_port}
+    http_port = int(settings["PATENTCLIP_QUERY_HTTP_PORT"])  # the web app: on, as configured
+    assert ports == {"grpc": ServerSettings().port, "metrics": ServerSettings().metrics_port,
+                     "http": http_port}
+    service = {p["name"]: p["targetPort"] for p in _one(docs, "Service", "query")["spec"]["ports"]}
+    assert service["http"] == "http"
     assert query["readinessProbe"]["grpc"]["port"] == ServerSettings().port
     embedder = _one(docs, "Deployment", "embedder")["spec"]["template"]["spec"]
     assert embedder["containers"][0]["ports"][0]["containerPort"] == \

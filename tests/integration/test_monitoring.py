@@ -108,10 +108,11 @@ def stack(tmp_path, kafka_settings, lite_server, tiny_model_dir):
         wait_until(lambda: _sample(ports["patentclip-embedder"],
                                    "patentclip_embedder_grants_ingested_total") == 20, 120,
                    "the embedder to ingest both weeks")
-        grpc_port = free_port()
+        grpc_port, http_port = free_port(), free_port()
         threads = [threading.Thread(target=fn, daemon=True) for fn in (
             lambda: query_main(["--port", str(grpc_port), "--host", "127.0.0.1",
-                                "--metrics-port", str(ports["patentclip-query"])], stop=stop),
+                                "--metrics-port", str(ports["patentclip-query"]),
+                                "--http-port", str(http_port)], stop=stop),
             lambda: trainer_main(["--now", "--policy", "auto", "--epochs", "1",
                                   "--batch-size", "16", "--lock-text-unlocked", "0",
                                   "--metrics-port", str(ports["patentclip-trainer"])],
@@ -119,7 +120,7 @@ def stack(tmp_path, kafka_settings, lite_server, tiny_model_dir):
         for thread in threads:
             thread.start()
         wait_for_port(grpc_port)
-        yield {"prometheus": prometheus, "grpc": grpc_port}
+        yield {"prometheus": prometheus, "grpc": grpc_port, "http": http_port}
     finally:
         prometheus.stop()
         stop.set()
@@ -145,7 +146,10 @@ def _sample(port: int, name: str) -> float | None:
     return None
 
 
-def _send_search_traffic(port: int) -> None:
+def _send_search_traffic(port: int, http_port: int) -> None:
+    import json
+    import urllib.request
+
     import grpc
 
     from patentclip_client import PatentSearchClient
@@ -158,6 +162,12 @@ def _send_search_traffic(port: int) -> None:
         with pytest.raises(grpc.RpcError) as info:
             client.search_similar("D0999999", 5)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        for _ in range(2):  # rendered, then from the cache
+            client.get_drawing("D0901001", 1)
+    search = urllib.request.Request(  # the web app's API, as its page calls it
+        f"http://127.0.0.1:{http_port}/api/search", headers={"Content-Type": "application/json"},
+        data=json.dumps({"text": "a storage box"}).encode())
+    assert json.loads(urllib.request.urlopen(search, timeout=30).read())["hits"]
 
 
 def _serving(client) -> bool:
@@ -172,7 +182,7 @@ def _serving(client) -> bool:
 
 def test_prometheus_scrapes_every_service_and_every_dashboard_query_returns_data(stack):
     prometheus = stack["prometheus"]
-    _send_search_traffic(stack["grpc"])
+    _send_search_traffic(stack["grpc"], stack["http"])
     # The trainer's first cycle (--now) trains one epoch, benchmarks candidate and live, and
     # the gate decides (auto policy); wait for it.
     wait_until(lambda: prometheus.query(
