@@ -24,6 +24,7 @@ from patentclip.v1 import search_pb2, search_pb2_grpc
 from services.common.auth import TokenAuthenticator
 from services.common.observability import ProbeServer, configure_logging, install_stop_signals
 from services.query.config import QuerySettings
+from services.query.drawings import StoredDrawings
 from services.query.interceptor import AuthInterceptor, ErrorInterceptor
 from services.query.live import LiveSearch
 from services.query.metrics import QueryMetrics
@@ -53,10 +54,10 @@ class QueryServer:
         self.encoder = encoder or Encoder.from_settings(core)
         self.live = LiveSearch(settings, self.store, self.metrics, on_serving=self._set_health)
         images = LocalImageStore(core.images_dir) if core.images_dir else None
-        self.drawings = DrawingRenderer(
+        self.stored = StoredDrawings(images, DrawingRenderer(
             images.get, server.drawing_cache_mb * 1024 * 1024,
             on_cache=lambda hit: self.metrics.drawing_cache.labels(
-                "hit" if hit else "miss").inc()) if images else None
+                "hit" if hit else "miss").inc()) if images else None)
         self.authenticator = (TokenAuthenticator(server.auth_tokens_file)
                               if server.auth_tokens_file else None)
         self.grpc = grpc.server(
@@ -65,13 +66,12 @@ class QueryServer:
             interceptors=self._interceptors(server),
             options=[("grpc.max_receive_message_length", server.max_receive_bytes)])
         search_pb2_grpc.add_PatentSearchServicer_to_server(
-            PatentSearchServicer(self.live, images, server.max_image_bytes, self.drawings),
-            self.grpc)
+            PatentSearchServicer(self.live, self.stored, server.max_image_bytes), self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         enable_reflection((SERVICE_NAME, health.SERVICE_NAME), self.grpc)
         self.port = _bind(self.grpc, f"{server.host}:{server.port}", server)
         self.http = _http_server(server, self.live, self.authenticator, self.metrics,
-                                 images, self.drawings)
+                                 self.stored)
         self.probes: ProbeServer | None = None
 
     def _interceptors(self, server) -> list[grpc.ServerInterceptor]:
@@ -122,8 +122,8 @@ class QueryServer:
             self.health.set(name, status)
 
 
-def _http_server(settings, live: LiveSearch, authenticator, metrics: QueryMetrics, images,
-                 drawings):
+def _http_server(settings, live: LiveSearch, authenticator, metrics: QueryMetrics,
+                 stored: StoredDrawings):
     """The HTTP side, when a port is set: the examiner web app (services/query/web/) and the
     embedding provider for Milvus's TEXTEMBEDDING functions (services/query/embeddings.py),
     one ASGI app on uvicorn: the live snapshot, the same batcher, the same tokens."""
@@ -132,8 +132,8 @@ def _http_server(settings, live: LiveSearch, authenticator, metrics: QueryMetric
     from services.query.web.app import WebBackend, create_app
     from services.query.web.server import WebServer
 
-    backend = WebBackend(live=live, authenticator=authenticator, images=images,
-                         drawings=drawings, max_image_bytes=settings.max_image_bytes,
+    backend = WebBackend(live=live, authenticator=authenticator, stored=stored,
+                         max_image_bytes=settings.max_image_bytes,
                          timeout_s=settings.http_timeout_s)
     port = 0 if settings.http_port < 0 else settings.http_port
     return WebServer(create_app(backend, metrics), settings.http_host or settings.host, port)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from patentclip.drawings import DrawingRenderer
-from patentclip.errors import InvalidQueryError, NotFoundError, UnavailableError
-from patentclip.imagestore import LocalImageStore
+from patentclip.errors import InvalidQueryError
 from patentclip.search import check_image, check_text
 from patentclip.v1 import search_pb2, search_pb2_grpc
 from services.query import convert
+from services.query.drawings import StoredDrawings
 from services.query.live import LiveSearch
 
 logger = logging.getLogger(__name__)
@@ -18,10 +17,8 @@ MAX_ENCODE_ITEMS = 64
 
 
 class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
-    def __init__(self, live: LiveSearch, images: LocalImageStore | None,
-                 max_image_bytes: int, drawings: DrawingRenderer | None = None) -> None:
-        self.live, self.images, self.max_image_bytes = live, images, max_image_bytes
-        self.drawings = drawings
+    def __init__(self, live: LiveSearch, stored: StoredDrawings, max_image_bytes: int) -> None:
+        self.live, self.stored, self.max_image_bytes = live, stored, max_image_bytes
 
     def SearchByText(self, request, context):  # noqa: N802 (gRPC names)
         snap = self.live.current()
@@ -61,14 +58,14 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         snap = self.live.current()
         patent = convert.patent_number(request.patent_number)
         record = snap.engine.get_patent(patent)
-        return convert.patent_response(record, self._grant(patent), snap.model_version)
+        return convert.patent_response(record, self.stored.grant(patent), snap.model_version)
 
     def GetDrawing(self, request, context):  # noqa: N802
         snap = self.live.current()
         patent, number, size = convert.drawing_request(request)
         sheet = snap.engine.drawing_sheet(patent, number)
-        return convert.drawing_response(patent, sheet, self._renderer().render(
-            sheet["image_uri"], size))
+        return convert.drawing_response(patent, sheet,
+                                        self.stored.render(sheet["image_uri"], size))
 
     def EncodeText(self, request, context):  # noqa: N802
         snap = self.live.current()
@@ -104,21 +101,6 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
 
     def _check_image(self, data: bytes, field: str) -> None:
         check_image(data, field, self.max_image_bytes)
-
-    def _renderer(self) -> DrawingRenderer:
-        if self.drawings is None:
-            raise UnavailableError("drawings are not served: this query service has no image "
-                                   "store (set PATENTCLIP_IMAGES_DIR)")
-        return self.drawings
-
-    def _grant(self, patent: str):
-        """The stored Grant record, if the image store has one (else None)."""
-        if self.images is None:
-            return None
-        try:
-            return self.images.get_grant(patent)
-        except NotFoundError:
-            return None
 
 
 def _check_count(items, field: str) -> None:

@@ -74,6 +74,7 @@ def app(browser, server, token):
     page = _page(browser, server, token[0])
     yield page
     page.context.close()
+    _stays_on_origin(page, server)
 
 
 def _page(browser, server, token: str = ""):
@@ -156,7 +157,6 @@ def test_text_search_shows_drawings_with_their_facts_and_the_header(app, server,
     app.wait_for_selector("#results .card img[data-loaded]")
     size = first.locator("img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert max(size) == 256  # the thumbnail, rendered from the G4 TIFF
-    _stays_on_origin(app, server)
 
 
 def test_thumbnails_load_lazily_and_pages_follow_one_ranking(app, server):
@@ -250,6 +250,25 @@ def test_a_locarno_filter_narrows_the_results_and_changes_the_counts(app, corpus
     _wait_search(app, lambda: app.uncheck(f"#loc-{top}"))
     dated = _wait_search(app, lambda: app.fill("#date-from", cut))
     assert dated["counted"] == sum(1 for d in dates if d >= dates[-1])
+    _wait_search(app, lambda: app.fill("#date-from", ""))
+    viewed = _wait_search(app, lambda: app.check("#view-front"))
+    assert viewed["record"]["query"]["filters"]["views"] == ["front"]
+    assert viewed["hits"] and {h["view"] for h in viewed["hits"]} == {"front"}
+
+
+def test_a_patent_number_as_examiners_type_it_finds_designs_like_it(app, corpus):
+    patent = sorted(corpus[2])[5]
+    digits = patent[1:].lstrip("0")
+    app.fill("#query-patent", f"US D{digits[:-3]},{digits[-3:]} S1")
+    response = _wait_search(app, lambda: app.click("#search-button"))
+    assert response["record"]["query"] | {"kind": "similar", "patent": patent} == \
+        response["record"]["query"]
+    assert response["hits"] and patent not in {h["patent"] for h in response["hits"]}
+    assert f"more like {patent}" in app.inner_text("#result-summary")
+    app.fill("#query-patent", "a lamp")
+    app.click("#search-button")
+    app.wait_for_selector("#message[data-kind=invalid]")
+    assert "not a patent number" in app.inner_text("#message")
 
 
 def test_keyboard_opens_the_patent_view_with_every_sheet_claim_and_link(app, corpus):

@@ -29,7 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from patentclip.drawings import DrawingRenderer, render_png
+from patentclip.drawings import render_png
 from patentclip.errors import (
     DeadlineExceededError,
     ImageDecodeError,
@@ -43,10 +43,10 @@ from patentclip.errors import (
     UnavailableError,
 )
 from patentclip.grants import SHEET_VIEWS, normalize_patent_number
-from patentclip.imagestore import LocalImageStore
 from patentclip.search import check_image
 from services.common.auth import AuthError, PermissionDeniedError, Role, TokenAuthenticator
 from services.common.auth import bearer_token as parse_bearer
+from services.query.drawings import StoredDrawings
 from services.query.embeddings import EmbeddingProvider, Reply
 from services.query.live import LiveSearch, Snapshot
 from services.query.metrics import QueryMetrics
@@ -80,27 +80,12 @@ class WebBackend:
 
     live: LiveSearch
     authenticator: TokenAuthenticator | None
-    images: LocalImageStore | None
-    drawings: DrawingRenderer | None
+    stored: StoredDrawings
     max_image_bytes: int
     timeout_s: float
 
     def snapshot(self) -> Snapshot:
         return self.live.current()
-
-    def renderer(self) -> DrawingRenderer:
-        if self.drawings is None:
-            raise UnavailableError("drawings are not served: this query service has no image "
-                                   "store (set PATENTCLIP_IMAGES_DIR)")
-        return self.drawings
-
-    def grant(self, patent: str):
-        if self.images is None:
-            return None
-        try:
-            return self.images.get_grant(patent)
-        except NotFoundError:
-            return None
 
 
 class HTTPError(Exception):
@@ -143,7 +128,7 @@ def _add_api(app: FastAPI, backend: WebBackend) -> None:
                 "alias": backend.live.alias, "corpus_sheets": snap.rows // 2,
                 "dim": snap.encoder.dim, "max_image_bytes": backend.max_image_bytes,
                 "auth": backend.authenticator is not None,
-                "drawings": backend.drawings is not None, "views": list(SHEET_VIEWS)}
+                "drawings": backend.stored.renderer is not None, "views": list(SHEET_VIEWS)}
 
     @app.post("/api/search", dependencies=guard)
     def search(body: api.SearchIn) -> dict:
@@ -161,7 +146,7 @@ def _add_api(app: FastAPI, backend: WebBackend) -> None:
     def drawing(patent: str, sheet: int, size: str = "thumbnail") -> Response:
         snap = backend.snapshot()
         stored = snap.engine.drawing_sheet(normalize_patent_number(patent, "patent"), sheet)
-        rendered = backend.renderer().render(stored["image_uri"], size)
+        rendered = backend.stored.render(stored["image_uri"], size)
         return Response(rendered.png, media_type="image/png",
                         headers={"Cache-Control": "private, max-age=86400"})
 
@@ -170,7 +155,8 @@ def _add_api(app: FastAPI, backend: WebBackend) -> None:
         snap = backend.snapshot()
         patent_number = normalize_patent_number(number, "patent")
         record = snap.engine.get_patent(patent_number)
-        return api.patent_view(record, backend.grant(patent_number), snap.model_version)
+        return api.patent_view(record, backend.stored.grant(patent_number),
+                               snap.model_version)
 
     @app.post("/api/export", dependencies=guard)
     async def export(request: Request, format: str = "json") -> Response:  # noqa: A002
@@ -208,19 +194,16 @@ def _add_provider(app: FastAPI, backend: WebBackend) -> None:
                                        "type": "invalid_request_error", "param": None,
                                        "code": None}}, 400)
 
-    @app.post("/v1/embeddings")
-    async def openai(request: Request) -> JSONResponse:
-        parsed = await body(request)
-        if isinstance(parsed, ValueError):
-            return not_json(parsed)
-        return reply(provider.openai(parsed, request.headers.get("authorization")))
+    def route(protocol):
+        async def embed(request: Request) -> JSONResponse:
+            parsed = await body(request)
+            if isinstance(parsed, ValueError):
+                return not_json(parsed)
+            return reply(protocol(parsed, request.headers.get("authorization")))
+        return embed
 
-    @app.post("/embed")
-    async def tei(request: Request) -> JSONResponse:
-        parsed = await body(request)
-        if isinstance(parsed, ValueError):
-            return not_json(parsed)
-        return reply(provider.tei(parsed, request.headers.get("authorization")))
+    app.add_api_route("/v1/embeddings", route(provider.openai), methods=["POST"])  # OpenAI
+    app.add_api_route("/embed", route(provider.tei), methods=["POST"])  # TEI
 
     @app.get("/v1/models")
     def models(request: Request) -> JSONResponse:
