@@ -104,6 +104,18 @@ def encoder(tiny_model_dir):
     return Encoder.load(f"local-dir:{tiny_model_dir}", batch_size=16)
 
 
+@pytest.fixture(scope="module")
+def sample_corpus(request, tmp_path_factory, encoder, sample_dir):
+    """The 40 real sample grants indexed with the tiny model into a Milvus Lite file of the
+    test module's own: (store, images dir, {patent: GrantDocument}, collection)."""
+    from harness.services import index_samples
+
+    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")[:10]
+    corpus = index_samples(encoder, tmp_path_factory.mktemp(prefix), prefix, sample_dir)
+    yield corpus
+    corpus[0].close()
+
+
 @pytest.fixture(scope="session")
 def milvus_server():
     """The session's one real Milvus 2.3.5 server (one per machine: its embedded etcd's

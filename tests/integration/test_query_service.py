@@ -19,7 +19,6 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
-from harness.services import index_samples
 from patentclip.config import CoreSettings
 from patentclip.imagestore import LocalImageStore
 from patentclip.indexer import Indexer
@@ -41,11 +40,9 @@ def _settings(store: PatentStore, images, **server) -> QuerySettings:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, encoder, sample_dir):
+def corpus(sample_corpus):
     """The 40 real sample grants indexed with the tiny model into Milvus Lite."""
-    corpus = index_samples(encoder, tmp_path_factory.mktemp("query"), "q", sample_dir)
-    yield corpus
-    corpus[0].close()
+    return sample_corpus
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +148,7 @@ def test_encode_rpcs_match_the_local_encoder(client, encoder, corpus):
 def test_server_info(client, encoder, corpus):
     info = client.server_info()
     assert info.model_version == encoder.model_version and info.collection == corpus[3]
-    assert info.alias == "q_live" and info.dim == encoder.dim
+    assert info.alias == f"{corpus[0].prefix}_live" and info.dim == encoder.dim
     assert info.corpus_sheets == sum(len(d.images) for d in corpus[2].values())
 
 

@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 
 from harness.browser import chromium
-from harness.services import index_samples
 from patentclip.config import CoreSettings
 from patentclip.store import PatentStore
 from services.common.auth import Role, new_token, token_line
@@ -30,10 +29,8 @@ TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, encoder, sample_dir):
-    corpus = index_samples(encoder, tmp_path_factory.mktemp("web"), "web", sample_dir)
-    yield corpus
-    corpus[0].close()
+def corpus(sample_corpus):
+    return sample_corpus
 
 
 @pytest.fixture(scope="module")
