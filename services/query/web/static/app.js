@@ -598,6 +598,8 @@ function install() {
     button.addEventListener("click", () => button.closest("dialog").close());
   }
   loadInfo();
+  // The header follows a rollout: the live model can change while the page is open.
+  setInterval(() => { if (state.info) loadInfo(); }, 30000);
 }
 
 install();
