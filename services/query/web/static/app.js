@@ -18,6 +18,7 @@ const state = {
   page: 0,
   selected: new Set(),  // Locarno classes filtered on
   compare: [],          // [{label, url}] (url: an /api/drawing path or a blob: URL)
+  retrying: false,      // a not-ready header is being polled
 };
 
 class ApiError extends Error {
@@ -76,7 +77,10 @@ async function loadInfo() {
   } catch (error) {
     $("#server-info").textContent = error.kind === "not_ready" ? "not ready" : "not connected";
     report(error);
-    if (error.kind === "not_ready") setTimeout(loadInfo, 2000);
+    if (error.kind === "not_ready" && !state.retrying) {  // one retry loop at a time
+      state.retrying = true;
+      setTimeout(() => { state.retrying = false; loadInfo(); }, 2000);
+    }
     return;
   }
   const info = state.info;
