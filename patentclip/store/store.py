@@ -242,13 +242,17 @@ class PatentStore(AliasOperations):
         if not self._partitioned(collection):
             return int(self._call(self.client.upsert, collection,
                                   [row_dict(r) for r in rows]).get("upsert_count", len(rows)))
+        # One partition per call; the calls share one store timeout, so a write takes no
+        # longer than the single call it used to be (the embedder must poll Kafka again
+        # within max_poll_interval, even while Milvus half answers after a restart).
+        until = time.monotonic() + self.timeout
         written = 0
         for modality in MODALITIES:  # a row's id includes its modality: one partition each
             part = [row_dict(r) for r in rows if r.modality == modality]
             if part:
                 written += int(self._call(self.client.upsert, collection, part,
-                                          partition_name=modality).get("upsert_count",
-                                                                       len(part)))
+                                          partition_name=modality, _until=until
+                                          ).get("upsert_count", len(part)))
         return written
 
     def delete_patent(self, collection: str, patent: str) -> int:
@@ -436,18 +440,25 @@ class PatentStore(AliasOperations):
         return params
 
     def _call(self, method, *args, _timeout: float | None = None, _probe: bool = False,
-              **kwargs):
+              _until: float | None = None, **kwargs):
         """Call pymilvus with the store's timeout (or a shorter caller deadline).
 
         Errors are classified once (``classify_milvus_error``): unreachable, warming up or
         restarting is StoreUnavailableError, a caller's passed deadline DeadlineExceeded,
         the rest StoreError. While Milvus is unavailable, calls fail at once except one
         probe per PROBE_INTERVAL_S. A collection found released (Milvus restarted) is loaded
-        again in the background, and the call is UNAVAILABLE until it is.
+        again in the background, and the call is UNAVAILABLE until it is. ``_until``
+        (monotonic time) is the store's own budget for several calls of one operation:
+        what it cuts short is UNAVAILABLE, as a store timeout is, not a caller's deadline.
         """
         timeout = self.timeout if _timeout is None else min(self.timeout, _timeout)
         if timeout <= 0:
             raise DeadlineExceededError("deadline passed before the vector search")
+        if _until is not None:
+            timeout = min(timeout, _until - time.monotonic())
+            if timeout <= 0:  # retriable, as a timed-out call is
+                raise StoreUnavailableError(f"Milvus at {self.uri} did not finish within the "
+                                            f"store timeout ({self.timeout:.1f}s)")
         self._fail_fast_while_down(_probe)
         try:
             result = milvus_errors_only(method, *args, timeout=timeout, **kwargs)
