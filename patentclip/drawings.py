@@ -23,6 +23,7 @@ from patentclip.images import DrawingPreprocessor
 # Long edge in pixels per size; None = the sheet as scanned.
 DRAWING_SIZES: dict[str, int | None] = {"thumbnail": 256, "medium": 1024, "full": None}
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+_DECODER = DrawingPreprocessor(image_size=1)  # decode() only: the pixel limit, grayscale
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,7 @@ def long_edge(size: str) -> int | None:
     return DRAWING_SIZES[size]
 
 
-def render_png(data: bytes, edge: int | None, name: str = "drawing",
-               preprocessor: DrawingPreprocessor | None = None) -> RenderedDrawing:
+def render_png(data: bytes, edge: int | None, name: str = "drawing") -> RenderedDrawing:
     """Decode a drawing (TIFF incl. CCITT G4, PNG, JPEG; the pixel limit applies) and
     encode it as PNG with its long edge at most ``edge`` (never enlarged).
 
@@ -48,8 +48,7 @@ def render_png(data: bytes, edge: int | None, name: str = "drawing",
     stay visible as gray instead of breaking up; full-size bilevel sheets stay 1-bit PNG
     (a few tens of kB for a 300 dpi sheet).
     """
-    preprocessor = preprocessor or DrawingPreprocessor(image_size=224)
-    image = preprocessor.decode(data, name)
+    image = _DECODER.decode(data, name)
     if edge is not None and max(image.size) > edge:
         factor = max(image.size) // (2 * edge)
         if factor >= 2:
@@ -57,11 +56,17 @@ def render_png(data: bytes, edge: int | None, name: str = "drawing",
         scale = edge / max(image.size)
         image = image.resize((max(1, round(image.width * scale)),
                               max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
-    elif all(value in (0, 255) for _, value in image.getcolors(2) or [(0, 128)]):
-        image = image.convert("1", dither=Image.Dither.NONE)  # bilevel: 1-bit PNG
+    elif _is_bilevel(image):
+        image = image.convert("1", dither=Image.Dither.NONE)  # 1-bit PNG
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return RenderedDrawing(buffer.getvalue(), image.width, image.height)
+
+
+def _is_bilevel(image: Image.Image) -> bool:
+    """Only black and white pixels (getcolors gives None past two colours)."""
+    colors = image.getcolors(2)
+    return bool(colors) and all(value in (0, 255) for _, value in colors)
 
 
 class DrawingRenderer:

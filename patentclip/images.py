@@ -104,7 +104,7 @@ class DrawingPreprocessor:
 
     def __call__(self, data: bytes, name: str = "image") -> Image.Image:
         """bytes -> square RGB image of ``image_size`` (three equal channels for the model)."""
-        return self.square(self.decode(data, name)).convert("RGB")
+        return self.query(data, name).convert("RGB")
 
 
 def trim_margins(image: Image.Image, ink_below: int = 160, margin: float = 0.02

@@ -174,6 +174,15 @@ class SearchRequest:
         when that is deeper."""
         return max(self.top_k + self.offset, self.count_depth)
 
+    def next_offset(self, returned: int) -> int | None:
+        """Where the next page starts, given the hits this page returned; None when there
+        is none (a short page, or the next would pass MAX_RESULT_WINDOW). The one paging
+        rule for gRPC's page tokens and the web app."""
+        following = self.offset + self.top_k
+        if returned == self.top_k and following + self.top_k <= MAX_RESULT_WINDOW:
+            return following
+        return None
+
     def matching(self, default: str) -> tuple[str, ...]:
         """The modalities to search: ``against``, or ``default`` when it is unset."""
         against = self.against or default
@@ -251,8 +260,7 @@ class SearchEngine:
         if sheet is not None:
             rows = [r for r in rows if r["sheet"] == sheet]
             if not rows:
-                raise NotFoundError(f"patent {patent} has no drawing sheet {sheet} in "
-                                    f"collection {self.collection}")
+                raise self._no_sheet(patent, sheet)
         return np.asarray([r["vector"] for r in rows], dtype=np.float32)
 
     def drawing_sheet(self, patent: str, sheet: int) -> dict:
@@ -261,8 +269,11 @@ class SearchEngine:
         for stored in self.get_patent(patent).sheets:
             if stored["sheet"] == sheet:
                 return stored
-        raise NotFoundError(f"patent {patent} has no drawing sheet {sheet} in collection "
-                            f"{self.collection}")
+        raise self._no_sheet(patent, sheet)
+
+    def _no_sheet(self, patent: str, sheet: int) -> NotFoundError:
+        return NotFoundError(f"patent {patent} has no drawing sheet {sheet} in collection "
+                             f"{self.collection}")
 
     def get_patent(self, patent: str) -> PatentRecord:
         """The patent's metadata and drawing sheets as stored; NotFoundError if absent."""

@@ -16,6 +16,7 @@ from patentclip.store.schema import (
     Hit,
     SheetRow,
     collection_name,
+    figure_numbers,
     row_id,
 )
 from patentclip.store.store import PROBE_INTERVAL_S, PatentStore, open_store
@@ -23,6 +24,7 @@ from patentclip.store.store import PROBE_INTERVAL_S, PatentStore, open_store
 __all__ = [
     "LITE_ADVISED_MAX_ROWS", "MAX_SEARCH_LIMIT", "MILVUS_ERROR_WORDS", "MODALITIES",
     "PROBE_INTERVAL_S", "CollectionInfo", "Hit", "PatentStore", "SearchFilters", "SheetRow",
-    "classify_milvus_error", "collection_name", "is_lite_uri", "lite_size_advice",
+    "classify_milvus_error", "collection_name", "figure_numbers", "is_lite_uri",
+    "lite_size_advice",
     "open_store", "row_id",
 ]

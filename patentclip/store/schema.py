@@ -56,6 +56,11 @@ class SheetRow:
         return row_id(self.patent, self.sheet, self.modality)
 
 
+def figure_numbers(figures: str) -> list[str]:
+    """The figure numbers of a row's ``figures`` field (stored comma-joined: "1,2A")."""
+    return [f for f in figures.split(",") if f]
+
+
 def row_id(patent: str, sheet: int, modality: str) -> str:
     """The primary key: ``D0907292-001:drawing``."""
     return f"{patent}-{sheet:03d}:{modality}"

@@ -10,8 +10,8 @@ from patentclip.errors import InvalidQueryError
 from patentclip.events import AGAINST_PB_TO_NAME, grant_to_proto, view_from_proto, view_to_proto
 from patentclip.grants import Grant, normalize_patent_number
 from patentclip.images import CropBox
-from patentclip.search import MAX_RESULT_WINDOW, PatentRecord, SearchRequest, SearchResult
-from patentclip.store import Hit, SearchFilters
+from patentclip.search import PatentRecord, SearchRequest, SearchResult
+from patentclip.store import Hit, SearchFilters, figure_numbers
 from patentclip.v1 import grant_pb2, search_pb2
 
 DEFAULT_TOP_K = 10
@@ -74,7 +74,7 @@ def drawing_response(patent: str, sheet: dict, rendered: RenderedDrawing
     return search_pb2.GetDrawingResponse(
         png=rendered.png, width=rendered.width, height=rendered.height,
         drawing=search_pb2.SheetRef(patent_number=patent, sheet=sheet["sheet"]),
-        figure_numbers=[f for f in sheet["figures"].split(",") if f])
+        figure_numbers=figure_numbers(sheet["figures"]))
 
 
 def _against(value: int) -> str:
@@ -103,8 +103,8 @@ def search_response(result: SearchResult, q: SearchRequest) -> search_pb2.Search
         response.locarno_counts.extend(search_pb2.LocarnoCount(locarno_class=c, results=n)
                                        for c, n in result.locarno_counts)
         response.locarno_counts_depth, response.counted_results = q.count_depth, result.counted
-    following = q.offset + q.top_k
-    if len(result.hits) == q.top_k and following + q.top_k <= MAX_RESULT_WINDOW:
+    following = q.next_offset(len(result.hits))
+    if following is not None:
         response.next_page_token = encode_page_token(following, result.model_version)
     return response
 
@@ -112,7 +112,7 @@ def search_response(result: SearchResult, q: SearchRequest) -> search_pb2.Search
 def hit(h: Hit) -> search_pb2.Hit:
     return search_pb2.Hit(
         patent_number=h.patent, title=h.title, grant_date=h.grant_date, locarno=h.locarno,
-        sheet=h.sheet, figure_numbers=[f for f in h.figures.split(",") if f],
+        sheet=h.sheet, figure_numbers=figure_numbers(h.figures),
         view=view_to_proto(h.view), view_name=h.view,
         figure_description=h.caption, score=h.score, image_uri=h.image_uri,
         matched=h.modality, drawing=search_pb2.SheetRef(patent_number=h.patent, sheet=h.sheet))
@@ -147,7 +147,7 @@ def patent_response(record: PatentRecord, grant: Grant | None, model_version: st
         if record.locarno:
             message.locarno.code = record.locarno
         for sheet in record.sheets:
-            numbers = [f for f in sheet["figures"].split(",") if f]
+            numbers = figure_numbers(sheet["figures"])
             message.sheets.add(number=sheet["sheet"], image_uri=sheet["image_uri"],
                                figure_numbers=numbers)
             for number in numbers:

@@ -25,7 +25,7 @@ from patentclip.search import (
     SearchResult,
     check_image,
 )
-from patentclip.store import Hit, SearchFilters
+from patentclip.store import Hit, SearchFilters, figure_numbers
 
 RECORD_FORMAT = "patentclip-search-record/1"
 DEFAULT_COUNTS_DEPTH = 200
@@ -158,7 +158,7 @@ def hit(h: Hit, rank: int) -> dict:
     return {"rank": rank, "patent": h.patent, "title": h.title,
             "grant_date": iso_day(h.grant_date), "locarno": h.locarno,
             "locarno_title": LOCARNO_MAIN_CLASSES.get(h.locarno[:2], ""), "sheet": h.sheet,
-            "view": h.view, "figures": [f for f in h.figures.split(",") if f],
+            "view": h.view, "figures": figure_numbers(h.figures),
             "figure_text": h.caption, "score": round(float(h.score), 4), "matched": h.modality,
             "drawing": drawing_url(h.patent, h.sheet)}
 
@@ -169,14 +169,13 @@ def search_response(query: Query, result: SearchResult) -> dict:
     hits = [hit(h, offset + i + 1) for i, h in enumerate(result.hits)]
     counts = [{"locarno_class": c, "title": LOCARNO_MAIN_CLASSES.get(c, ""), "results": n}
               for c, n in result.locarno_counts]
-    following = offset + 2 * query.request.top_k
     record = {"format": RECORD_FORMAT,
               "searched_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "model_version": result.model_version, "collection": result.collection,
               "query": query.described(),
               "results": [{k: h[k] for k in RECORD_COLUMNS} for h in hits]}
     return {"hits": hits, "page": query.body.page, "page_size": query.request.top_k,
-            "has_more": len(hits) == query.request.top_k and following <= MAX_RESULT_WINDOW,
+            "has_more": query.request.next_offset(len(hits)) is not None,
             "locarno_counts": counts, "counts_depth": query.request.count_depth,
             "counted": result.counted, "model_version": result.model_version,
             "collection": result.collection, "record": record}
@@ -188,7 +187,7 @@ def patent_view(record: PatentRecord, grant: Grant | None, model_version: str) -
     descriptions = {f.number: f.description for f in grant.figures} if grant else {}
     sheets = []
     for sheet in record.sheets:
-        numbers = [f for f in sheet["figures"].split(",") if f]
+        numbers = figure_numbers(sheet["figures"])
         texts = [descriptions[n] for n in numbers if n in descriptions] or (
             [sheet["caption"]] if sheet["caption"] else [])
         sheets.append({"sheet": sheet["sheet"], "view": sheet["view"], "figures": numbers,
