@@ -15,6 +15,7 @@ failures with a reason; a dependency that is down (image store timeout) raises
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,10 +25,17 @@ from typing import Protocol
 import torch
 
 from patentclip.encoder import Encoder
-from patentclip.errors import ImageDecodeError, InvalidInputError, NotFoundError
+from patentclip.errors import (
+    ImageDecodeError,
+    InvalidInputError,
+    NotFoundError,
+    UnavailableError,
+)
 from patentclip.events import REASON_CORRUPT_IMAGE, REASON_MISSING_IMAGE
 from patentclip.grants import DrawingSheet, Grant
 from patentclip.store import SheetRow
+
+logger = logging.getLogger(__name__)
 
 
 class ImageSource(Protocol):
@@ -126,6 +134,12 @@ class SheetEmbedder:
             return SheetFailure(job, REASON_CORRUPT_IMAGE, str(exc))
         except InvalidInputError as exc:  # e.g. a URI outside the image store
             return SheetFailure(job, REASON_MISSING_IMAGE, str(exc))
+        except UnavailableError:
+            raise  # the store's own outage: the batch is retried
+        except Exception as exc:  # noqa: BLE001 - a sheet's bytes must not stop the caller
+            logger.exception("%s: unexpected failure decoding the drawing", name)
+            return SheetFailure(job, REASON_CORRUPT_IMAGE,
+                                f"{name}: unreadable drawing ({type(exc).__name__}: {exc})")
 
     def _fetch(self, uri: str) -> bytes:
         if self.images is None:

@@ -103,8 +103,14 @@ def normalize_view(text: str) -> View:
 
 # A patent number as stored (USPTO's 8-character doc-number): D0907292, D1049406,
 # 06836899 (utility), PP034567, RE049123.
-PATENT_NUMBER = re.compile(r"[A-Z]{0,2}\d{5,8}")
-_TYPED_NUMBER = re.compile(r"(?P<series>D|PP|RE|H|T)?(?P<digits>\d{1,8})(?P<kind>[A-Z]\d?)?")
+# ASCII digits only: \d alone also matches other scripts' digits ("D０９０７２９２").
+PATENT_NUMBER = re.compile(r"[A-Z]{0,2}\d{5,8}", re.ASCII)
+_TYPED_NUMBER = re.compile(r"(?P<series>D|PP|RE|H|T)?(?P<digits>\d{1,8})(?P<kind>[A-Z]\d?)?",
+                           re.ASCII)
+# A figure number as the reader writes it: 1, 2A, 1.3 (Hague reproductions).
+FIGURE_NUMBER = re.compile(r"\d{1,4}(?:\.\d{1,4})?[A-Za-z]?", re.ASCII)
+# A Locarno code as stored: class and subclass, four ASCII digits (0204).
+LOCARNO_CODE = re.compile(r"\d{4}", re.ASCII)
 
 
 def normalize_patent_number(text: str, what: str = "patent number") -> str:

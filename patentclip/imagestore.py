@@ -10,6 +10,7 @@ GetPatent and the trainer read.
 
 from __future__ import annotations
 
+import errno
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,12 @@ from urllib.parse import unquote, urlparse
 
 from patentclip.errors import ImageStoreUnavailableError, InvalidInputError, NotFoundError
 from patentclip.events import GRANT_RECORD, grant_from_record, grant_record
+
+MAX_PATH_CHARS = 1_024
+# Errors that a URI causes, not the store: retrying cannot help (ENAMETOOLONG: a part over
+# 255 bytes; ENOTDIR: a path through a file; ELOOP: a symlink loop; EACCES: not ours to read).
+_URI_FAULTS = frozenset({errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP, errno.EINVAL,
+                         errno.EACCES, errno.EPERM})
 
 if TYPE_CHECKING:
     from patentclip.grants import Grant
@@ -46,18 +53,34 @@ class LocalImageStore:
         return self._path(patent, file_name).as_uri()
 
     def get(self, uri: str) -> bytes:
+        """The bytes at ``uri``. A URI that cannot name an image of this store (not
+        file://, outside the root, a NUL, a name too long, a path through a file) is
+        InvalidInputError, and a missing one NotFoundError: the URI's fault, never retried.
+        Only a read that fails on the store's side (I/O, a stale mount) is retriable."""
+        shown = uri[:200]
         parsed = urlparse(uri)
         if parsed.scheme != "file":
-            raise InvalidInputError(f"{uri}: not a file:// URI")
-        path = Path(unquote(parsed.path)).resolve()
+            raise InvalidInputError(f"{shown}: not a file:// URI")
+        text = unquote(parsed.path)
+        if "\x00" in text or len(text) > MAX_PATH_CHARS:
+            raise InvalidInputError(f"{shown}: not a path of this image store (a NUL, or "
+                                    f"over {MAX_PATH_CHARS} characters)")
+        try:
+            path = Path(text).resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, say
+            raise InvalidInputError(f"{shown}: not a path of this image store ({exc})") from exc
         if self.root not in path.parents:
-            raise InvalidInputError(f"{uri}: outside the image store {self.root}")
+            raise InvalidInputError(f"{shown}: outside the image store {self.root}")
         try:
             return path.read_bytes()
         except (FileNotFoundError, IsADirectoryError) as exc:
-            raise NotFoundError(f"{uri}: no such image") from exc
-        except OSError as exc:  # a slow or failing disk/NFS mount: retriable
-            raise ImageStoreUnavailableError(f"{uri}: image store read failed: {exc}") from exc
+            raise NotFoundError(f"{shown}: no such image") from exc
+        except OSError as exc:
+            if exc.errno in _URI_FAULTS:
+                raise InvalidInputError(f"{shown}: cannot be an image of this store "
+                                        f"({exc.strerror})") from exc
+            # a slow or failing disk/NFS mount: retriable
+            raise ImageStoreUnavailableError(f"{shown}: image store read failed: {exc}") from exc
 
     def put_grant(self, grant: Grant) -> str:
         """Store a grant's record (its fields and sheets, as events carry them)."""

@@ -32,7 +32,12 @@ from tqdm import tqdm
 from patentclip.embedding import EmbeddedBatch, PreparedBatch, SheetEmbedder, SheetJob
 from patentclip.encoder import Encoder
 from patentclip.errors import EventDecodeError, UnavailableError
-from patentclip.events import check_event_key, decode_event, tombstone_patent
+from patentclip.events import (
+    REASON_INVALID_GRANT,
+    check_event_key,
+    decode_event,
+    tombstone_patent,
+)
 from patentclip.store import PatentStore
 from services.common.broker import make_consumer, make_producer, partition_lag
 from services.common.failpoints import Failpoints
@@ -238,6 +243,12 @@ class GrantConsumer:
                 check_event_key(record.key, grant)
             except EventDecodeError as exc:
                 dead.append(DeadLetter(record, exc.reason, exc.detail))
+                continue
+            except Exception as exc:  # noqa: BLE001 - no event may stop the embedder
+                logger.exception("event %s[%d]@%d: unexpected failure reading it",
+                                 record.topic, record.partition, record.offset)
+                dead.append(DeadLetter(record, REASON_INVALID_GRANT,
+                                       f"unreadable event ({type(exc).__name__}: {exc})"))
                 continue
             jobs += [SheetJob(grant, sheet, sheet.image_uri, tag=record) for sheet in grant.sheets]
         prepared = self.embedder.prepare(jobs)
