@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from patentclip.admission import UNBOUNDED, Admission
 from patentclip.errors import DeadlineExceededError
 
 logger = logging.getLogger(__name__)
@@ -194,8 +195,9 @@ class BatchedEncoder:
     def __init__(self, encoder, max_batch: int = 32, max_delay: float = 0.005,
                  text_cache_size: int = 4096,
                  on_batch: Callable[[str, int], None] | None = None,
-                 on_cache: Callable[[bool], None] | None = None) -> None:
-        self.encoder = encoder
+                 on_cache: Callable[[bool], None] | None = None,
+                 admission: Admission = UNBOUNDED) -> None:
+        self.encoder, self.admission = encoder, admission
         self.info = encoder.info
         report = on_batch or (lambda kind, size: None)
         self.on_cache = on_cache or (lambda hit: None)
@@ -226,8 +228,10 @@ class BatchedEncoder:
         return _stack(rows, self.dim)
 
     def drawing_pixels(self, data: bytes, name: str = "image", crop=None):
-        """Decode in the caller's thread: requests decode in parallel, encode batched."""
-        return self.encoder.drawing_pixels(data, name, crop)
+        """Decode in the caller's thread: requests decode in parallel (at most the
+        admission's limit at once: decoding is a query's memory), encode batched."""
+        with self.admission.slot("decoding a query drawing"):
+            return self.encoder.drawing_pixels(data, name, crop)
 
     def encode_pixels(self, pixels: Sequence, timeout: float | None = None) -> np.ndarray:
         return _stack([self._images.submit(p, timeout) for p in pixels], self.dim)

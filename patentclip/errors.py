@@ -100,3 +100,12 @@ class ModelVersionMismatchError(PatentClipError):
 
 class DeadlineExceededError(PatentClipError):
     """The caller's deadline passed before the work was done."""
+
+
+class OverloadedError(PatentClipError):
+    """This process is at its bound of work in flight (decodes and searches): the request
+    waited its share and was refused. Retriable after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -43,12 +43,23 @@ def check_text(text: str, what: str) -> str:
     """The stripped text; InvalidQueryError when empty, TextTooLongError when over
     MAX_TEXT_CHARS, each naming ``what``. The one rule for search, EncodeText and the HTTP
     embedding provider."""
-    stripped = (text or "").strip()
+    stripped = check_unicode((text or "").strip(), what)
     if not stripped:
         raise InvalidQueryError(f"{what} is empty")
     if len(stripped) > MAX_TEXT_CHARS:
         raise TextTooLongError(f"{what} has {len(stripped)} characters, limit {MAX_TEXT_CHARS}")
     return stripped
+
+
+def check_unicode(text: str, what: str) -> str:
+    """``text`` when it is valid Unicode, else InvalidQueryError naming ``what``: JSON can
+    carry lone surrogates ("\\ud800") that no UTF-8 encoder (tokenizer, response) takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidQueryError(f"{what}: not valid Unicode (a lone surrogate at character "
+                                f"{exc.start})") from None
+    return text
 
 
 def check_image(data: bytes, what: str, max_bytes: int) -> bytes:

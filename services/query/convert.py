@@ -123,12 +123,18 @@ def encode_page_token(offset: int, model_version: str) -> str:
     return base64.urlsafe_b64encode(f"v1:{offset}:{model_version}".encode()).decode()
 
 
+MAX_PAGE_TOKEN_CHARS = 512  # ours are about 100; a longer one is no token of ours
+
+
 def decode_page_token(token: str, model_version: str) -> int:
+    if len(token) > MAX_PAGE_TOKEN_CHARS:
+        raise InvalidQueryError("options.page_token: not a token this service issued (over "
+                                f"{MAX_PAGE_TOKEN_CHARS} characters)")
     try:
         text = base64.urlsafe_b64decode(token.encode()).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidQueryError("options.page_token: not a token this service issued") from exc
-    match = re.fullmatch(r"v1:(\d+):(.+)", text)
+    match = re.fullmatch(r"v1:(\d{1,9}):(.+)", text, re.ASCII)
     if not match:
         raise InvalidQueryError("options.page_token: not a token this service issued")
     if match.group(2) != model_version:

@@ -19,6 +19,7 @@ from patentclip.errors import (
     ModelLoadError,
     ModelVersionMismatchError,
     NotFoundError,
+    OverloadedError,
     PatentClipError,
     UnavailableError,
 )
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 # Checked in order: the first matching class wins.
 STATUS_BY_ERROR: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
+    (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
@@ -71,6 +73,9 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                if isinstance(request, Undecodable):
+                    raise InvalidInputError(f"the request is not a {name} request message "
+                                            f"({request.reason})")
                 return inner(request, context)
             except PatentClipError as exc:
                 code = status_for(exc) or grpc.StatusCode.INTERNAL  # set before abort raises
@@ -86,8 +91,28 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                 self.metrics.latency.labels(name).observe(time.perf_counter() - started)
 
         return grpc.unary_unary_rpc_method_handler(
-            wrapped, request_deserializer=handler.request_deserializer,
+            wrapped, request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer)
+
+
+class Undecodable:
+    """A request whose bytes did not parse: answered INVALID_ARGUMENT and counted, where
+    grpcio alone answers INTERNAL ("Exception deserializing request!") and counts nothing."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserialize):
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes):
+        try:
+            return deserialize(data)
+        except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
+            return Undecodable(f"{type(exc).__name__}: {str(exc)[:200]}")
+    return parse
 
 
 def _is_abort(exc: Exception, context) -> bool:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from patentclip.admission import Admission
 from patentclip.batching import BatchedEncoder, BatchedSearch
 from patentclip.encoder import Encoder
 from patentclip.errors import ModelVersionMismatchError, PatentClipError, UnavailableError
@@ -75,6 +76,9 @@ class LiveSearch:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         server = settings.server
+        # The process's bound on decodes in flight, for every snapshot and both transports.
+        self.admission = Admission(server.max_decodes, server.decode_wait_s,
+                                   on_refused=lambda what: metrics.overloaded.inc())
         self.searches = BatchedSearch(  # concurrent searches share Milvus requests
             store, max_batch=server.search_max_batch, max_delay=server.max_delay_ms / 1000,
             on_batch=metrics.search_batch_size.observe)
@@ -219,7 +223,8 @@ class LiveSearch:
             encoder, max_batch=server.max_batch, max_delay=server.max_delay_ms / 1000,
             text_cache_size=server.text_cache_size,
             on_batch=lambda kind, n: self.metrics.batch_size.labels(kind).observe(n),
-            on_cache=lambda hit: self.metrics.cache.labels("hit" if hit else "miss").inc())
+            on_cache=lambda hit: self.metrics.cache.labels("hit" if hit else "miss").inc(),
+            admission=self.admission)
         engine = SearchEngine(batched, self.searches, info.name,
                               on_stage=lambda s, t: self.metrics.stage.labels(s).observe(t))
         self.store.load(info.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import ssl
 import sys
 import threading
 from concurrent import futures
@@ -47,7 +48,7 @@ class QueryServer:
         self.settings = settings
         server = settings.server
         self.metrics = QueryMetrics()
-        self.health = health.HealthServicer()
+        self.health = HealthService()
         self._set_health(False)
         self.store = store or open_store(settings.core)
         core = settings.core
@@ -58,13 +59,15 @@ class QueryServer:
             images.get, server.drawing_cache_mb * 1024 * 1024,
             on_cache=lambda hit: self.metrics.drawing_cache.labels(
                 "hit" if hit else "miss").inc()) if images else None)
+        server.check_exposure(tokens=bool(server.auth_tokens_file))
         self.authenticator = (TokenAuthenticator(server.auth_tokens_file)
                               if server.auth_tokens_file else None)
         self.grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=server.max_workers,
                                        thread_name_prefix="rpc"),
             interceptors=self._interceptors(server),
-            options=[("grpc.max_receive_message_length", server.max_receive_bytes)])
+            options=[("grpc.max_receive_message_length", server.max_receive_bytes)],
+            maximum_concurrent_rpcs=server.max_concurrent_rpcs)
         search_pb2_grpc.add_PatentSearchServicer_to_server(
             PatentSearchServicer(self.live, self.stored, server.max_image_bytes), self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
@@ -122,6 +125,18 @@ class QueryServer:
             self.health.set(name, status)
 
 
+class HealthService(health.HealthServicer):
+    """grpc.health.v1.Health with List answered (the pinned servicer raises in it: a
+    traceback in the log per call)."""
+
+    def List(self, request, context):  # noqa: N802 (gRPC names)
+        with self._lock:
+            statuses = dict(self._server_status)
+        return health_pb2.HealthListResponse(statuses={
+            name: health_pb2.HealthCheckResponse(status=status)
+            for name, status in statuses.items()})
+
+
 def _http_server(settings, live: LiveSearch, authenticator, metrics: QueryMetrics,
                  stored: StoredDrawings):
     """The HTTP side, when a port is set: the examiner web app (services/query/web/) and the
@@ -134,9 +149,25 @@ def _http_server(settings, live: LiveSearch, authenticator, metrics: QueryMetric
 
     backend = WebBackend(live=live, authenticator=authenticator, stored=stored,
                          max_image_bytes=settings.max_image_bytes,
-                         timeout_s=settings.http_timeout_s)
+                         timeout_s=settings.http_timeout_s,
+                         allowed_hosts=settings.allowed_hosts())
     port = 0 if settings.http_port < 0 else settings.http_port
-    return WebServer(create_app(backend, metrics), settings.http_host or settings.host, port)
+    return WebServer(create_app(backend, metrics), settings.http_host or settings.host, port,
+                     tls=_http_tls(settings), max_connections=settings.http_max_connections)
+
+
+def _http_tls(settings) -> dict:
+    """uvicorn's TLS options from the gRPC side's certificate settings: the same
+    certificate, and client certificates required when a client CA is set (mTLS)."""
+    if not settings.tls_cert:
+        return {}
+    for setting in ("tls_cert", "tls_key", "tls_client_ca"):
+        if getattr(settings, setting):
+            _read(getattr(settings, setting), setting)  # a missing file names its setting
+    options = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
+    if settings.tls_client_ca:
+        options.update(ssl_ca_certs=settings.tls_client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options
 
 
 def _bind(server: grpc.Server, address: str, settings) -> int:
@@ -165,7 +196,8 @@ def _read(path: str, setting: str) -> bytes:
 FLAGS = {"core": ("model", "pretrained", "device", "milvus_uri", "images_dir"),
          "server": ("host", "port", "metrics_port", "max_batch", "max_delay_ms",
                     "search_max_batch", "alias", "tls_cert", "tls_key", "tls_client_ca",
-                    "auth_tokens_file", "http_port")}
+                    "auth_tokens_file", "allow_unauthenticated", "http_port", "http_host",
+                    "http_allowed_hosts")}
 
 
 def parser() -> argparse.ArgumentParser:

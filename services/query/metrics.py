@@ -16,6 +16,8 @@ _BATCH = (1, 2, 4, 8, 16, 32, 64, 128)
 # model (with dynamic batching's wait); lookup: a similar-patent query's own vectors;
 # search: the Milvus call; group: rows -> hits, grouping by patent and rank fusion;
 # serialize: hits -> protobuf. The rest of a request's time is gRPC and the service itself.
+# Why the HTTP edge refused a request before a route ran (services/query/web/edge.py).
+HTTP_REFUSALS = ("host", "auth", "permission", "too_large", "malformed")
 STAGES = ("decode", "encode", "lookup", "search", "group", "serialize")
 
 
@@ -70,6 +72,16 @@ class QueryMetrics:
         self.http_latency = Histogram("patentclip_query_http_request_seconds",
                                       "HTTP request latency by route template", ["route"],
                                       buckets=_LATENCY, registry=r)
+        self.overloaded = Counter(
+            "patentclip_query_overloaded_total",
+            "Requests refused because the process was at its bound of decodes in flight "
+            "(PATENTCLIP_QUERY_MAX_DECODES) for PATENTCLIP_QUERY_DECODE_WAIT_S", registry=r)
+        self.http_refused = Counter(
+            "patentclip_query_http_refused_total",
+            "HTTP requests refused at the edge before any route ran, by reason (host, auth, "
+            "permission, too_large, malformed)", ["reason"], registry=r)
+        for reason in HTTP_REFUSALS:
+            self.http_refused.labels(reason)
         for stage in STAGES:
             self.stage.labels(stage)
         for reason in ("token", "permission"):

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from datetime import UTC, date, datetime
 
 from pydantic import BaseModel, Field
@@ -24,6 +25,7 @@ from patentclip.search import (
     SearchRequest,
     SearchResult,
     check_image,
+    check_unicode,
 )
 from patentclip.store import Hit, SearchFilters, figure_numbers
 
@@ -51,7 +53,7 @@ class SearchIn(BaseModel):
 
     text: str = ""
     image: str = ""  # base64 of the file's bytes (TIFF, PNG or JPEG)
-    image_name: str = ""
+    image_name: str = Field("", max_length=200)
     crop: CropIn | None = None
     patent: str = ""  # "more like this": the patent as examiners type it
     sheet: int | None = None  # ... only this sheet's drawing
@@ -68,7 +70,8 @@ class Query:
 
     def __init__(self, body: SearchIn, max_image_bytes: int, timeout_s: float) -> None:
         self.body = body
-        self.text = body.text.strip()
+        check_unicode(body.image_name, "image_name")
+        self.text = check_unicode(body.text.strip(), "text")
         self.image = _image_bytes(body.image, max_image_bytes)
         self.crop = CropBox(**body.crop.model_dump()) if body.crop else None
         self.patent = normalize_patent_number(body.patent, "patent") if body.patent else ""
@@ -226,11 +229,12 @@ def record_csv(record: dict) -> str:
                  query["patent"] + (f" sheet {query['sheet']}"
                                     if query["patent"] and query["sheet"] is not None else ""),
                  json.dumps(query["filters"], sort_keys=True)]
+        fixed = [_cell(cell) for cell in fixed]
         rows = [[*fixed, *(_cell(result[c]) for c in RECORD_COLUMNS)]
                 for result in record["results"]]
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise InvalidQueryError(f"record: not a search record from this service (missing "
-                                f"{exc})") from exc
+                                f"{str(exc)[:100]})") from exc
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([*QUERY_COLUMNS, *RECORD_COLUMNS])
@@ -238,5 +242,46 @@ def record_csv(record: dict) -> str:
     return buffer.getvalue()
 
 
+_FORMULA = re.compile(r"^[=+\-@\t\r]")
+_NUMBER = re.compile(r"-?\d+(\.\d+)?(e-?\d+)?", re.ASCII)
+
+
 def _cell(value) -> str:
-    return ",".join(value) if isinstance(value, list) else str(value)
+    return neutralized(",".join(value) if isinstance(value, list) else str(value))
+
+
+def neutralized(cell: str) -> str:
+    """A CSV cell a spreadsheet shows as text: one that starts with = + - @, a tab or a
+    CR (a formula such as =HYPERLINK(...) in a title) gets a leading apostrophe; plain
+    numbers (a negative score) stay numbers. OWASP's CSV-injection rule."""
+    return "'" + cell if _FORMULA.match(cell) and not _NUMBER.fullmatch(cell) else cell
+
+
+MAX_JSON_DEPTH = 32  # a search record is 4 levels deep
+
+
+def parse_json(body: bytes, what: str) -> object:
+    """A JSON body; InvalidQueryError naming ``what`` when it is not JSON, not UTF-8, or
+    nested deeper than MAX_JSON_DEPTH (Python's parser and encoder recurse)."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidQueryError(f"{what}: not JSON ({str(exc)[:200]})") from None
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidQueryError(f"{what}: nested deeper than {MAX_JSON_DEPTH} levels")
+        children = item.values() if isinstance(item, dict) else item if isinstance(
+            item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return value
+
+
+def export_record(body: bytes, format: str) -> tuple[str, str]:  # noqa: A002
+    """The exported file's text and name (without extension) for a record body."""
+    record = parse_json(body, "record")
+    stamp = record.get("searched_at", "") if isinstance(record, dict) else ""
+    stamp = re.sub(r"[^0-9A-Za-z+-]", "", str(stamp))[:32]  # a header value: plain ASCII
+    text = record_csv(record) if format == "csv" else json.dumps(record, indent=2)
+    return check_unicode(text, "record"), f"patentclip-search-{stamp or 'record'}"

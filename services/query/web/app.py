@@ -17,17 +17,16 @@ the traceback only in the log.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from patentclip.drawings import render_png
 from patentclip.errors import (
@@ -38,24 +37,24 @@ from patentclip.errors import (
     ModelLoadError,
     ModelVersionMismatchError,
     NotFoundError,
+    OverloadedError,
     PatentClipError,
     TextTooLongError,
     UnavailableError,
 )
 from patentclip.grants import SHEET_VIEWS, normalize_patent_number
 from patentclip.search import check_image
-from services.common.auth import AuthError, PermissionDeniedError, Role, TokenAuthenticator
-from services.common.auth import bearer_token as parse_bearer
+from services.common.auth import TokenAuthenticator
 from services.query.drawings import StoredDrawings
 from services.query.embeddings import EmbeddingProvider, Reply
 from services.query.live import LiveSearch, Snapshot
 from services.query.metrics import QueryMetrics
 from services.query.web import api
+from services.query.web.edge import Edge
 
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-MAX_PROVIDER_BODY = 8 * 1024 * 1024
 # Checked in order: the first matching class wins. (status, kind): the page shows a state
 # per kind (too_large, bad_image, not_ready, ...).
 HTTP_STATUS_BY_ERROR: tuple[tuple[type[Exception], int, str], ...] = (
@@ -65,12 +64,11 @@ HTTP_STATUS_BY_ERROR: tuple[tuple[type[Exception], int, str], ...] = (
     (InvalidInputError, 400, "invalid"),
     (NotFoundError, 404, "not_found"),
     (DeadlineExceededError, 504, "deadline"),
+    (OverloadedError, 503, "busy"),
     (UnavailableError, 503, "not_ready"),
     (ModelVersionMismatchError, 409, "model_changed"),
     (ModelLoadError, 503, "not_ready"),
 )
-CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
-       "connect-src 'self'; frame-ancestors 'none'")
 
 
 @dataclass(frozen=True)
@@ -83,23 +81,18 @@ class WebBackend:
     stored: StoredDrawings
     max_image_bytes: int
     timeout_s: float
+    allowed_hosts: tuple[str, ...] = ()
 
     def snapshot(self) -> Snapshot:
         return self.live.current()
 
 
-class HTTPError(Exception):
-    """A refusal the routes raise before the core is called (auth, body size)."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.kind = status, kind
-
-
 def create_app(backend: WebBackend, metrics: QueryMetrics) -> FastAPI:
     app = FastAPI(title="PatentCLIP Search", docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json")
-    _add_middleware(app, backend, metrics)
+    app.add_middleware(Edge, metrics=metrics, authenticator=backend.authenticator,
+                       max_image_bytes=backend.max_image_bytes,
+                       allowed_hosts=backend.allowed_hosts)
     _add_error_handlers(app)
     _add_api(app, backend)
     _add_provider(app, backend)
@@ -108,20 +101,9 @@ def create_app(backend: WebBackend, metrics: QueryMetrics) -> FastAPI:
 
 
 def _add_api(app: FastAPI, backend: WebBackend) -> None:
-    def authorized(request: Request) -> None:
-        if backend.authenticator is None:
-            return
-        try:
-            backend.authenticator.authorize(parse_bearer(request.headers.get("authorization")),
-                                            Role.SEARCH)
-        except AuthError as exc:
-            denied = isinstance(exc, PermissionDeniedError)
-            raise HTTPError(403 if denied else 401, "permission" if denied else "auth",
-                            str(exc)) from None
+    """The web app's routes. Tokens, body limits and headers are the edge's (edge.py)."""
 
-    guard = [Depends(authorized)]
-
-    @app.get("/api/info", dependencies=guard)
+    @app.get("/api/info")
     def info() -> dict:
         snap = backend.snapshot()
         return {"model_version": snap.model_version, "collection": snap.collection,
@@ -130,27 +112,31 @@ def _add_api(app: FastAPI, backend: WebBackend) -> None:
                 "auth": backend.authenticator is not None,
                 "drawings": backend.stored.renderer is not None, "views": list(SHEET_VIEWS)}
 
-    @app.post("/api/search", dependencies=guard)
+    @app.post("/api/search")
     def search(body: api.SearchIn) -> dict:
         snap = backend.snapshot()
         query = api.Query(body, backend.max_image_bytes, backend.timeout_s)
         return api.search_response(query, query.run(snap.engine))
 
-    @app.post("/api/preview", dependencies=guard)
+    @app.post("/api/preview")
     async def preview(request: Request) -> Response:
         data = check_image(await request.body(), "image", backend.max_image_bytes)
-        rendered = render_png(data, 1024, request.headers.get("x-file-name") or "the drawing")
+        name = (request.headers.get("x-file-name") or "the drawing")[:200]
+
+        def render():
+            with backend.live.admission.slot("decoding a drawing preview"):
+                return render_png(data, 1024, name)
+        rendered = await run_in_threadpool(render)  # decoding never blocks the event loop
         return Response(rendered.png, media_type="image/png")
 
-    @app.get("/api/drawing/{patent}/{sheet}", dependencies=guard)
+    @app.get("/api/drawing/{patent}/{sheet}")
     def drawing(patent: str, sheet: int, size: str = "thumbnail") -> Response:
         snap = backend.snapshot()
         stored = snap.engine.drawing_sheet(normalize_patent_number(patent, "patent"), sheet)
         rendered = backend.stored.render(stored["image_uri"], size)
-        return Response(rendered.png, media_type="image/png",
-                        headers={"Cache-Control": "private, max-age=86400"})
+        return Response(rendered.png, media_type="image/png")
 
-    @app.get("/api/patent/{number}", dependencies=guard)
+    @app.get("/api/patent/{number}")
     def patent(number: str) -> dict:
         snap = backend.snapshot()
         patent_number = normalize_patent_number(number, "patent")
@@ -158,48 +144,40 @@ def _add_api(app: FastAPI, backend: WebBackend) -> None:
         return api.patent_view(record, backend.stored.grant(patent_number),
                                snap.model_version)
 
-    @app.post("/api/export", dependencies=guard)
+    @app.post("/api/export")
     async def export(request: Request, format: str = "json") -> Response:  # noqa: A002
-        try:
-            record = json.loads(await request.body())
-        except ValueError as exc:
-            raise InvalidInputError(f"record: the body is not JSON ({exc})") from exc
-        stamp = str(record.get("searched_at", "")).replace(":", "") if isinstance(
-            record, dict) else ""
-        name = f"patentclip-search-{stamp or 'record'}"
-        if format == "csv":
-            return Response(api.record_csv(record), media_type="text/csv; charset=utf-8",
-                            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
-        if format != "json":
-            raise InvalidInputError(f"format {format!r}: choose csv or json")
-        return Response(json.dumps(record, indent=2), media_type="application/json",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.json"'})
+        if format not in ("csv", "json"):
+            raise InvalidInputError(f"format {format[:20]!r}: choose csv or json")
+        body = await request.body()
+        text, name = await run_in_threadpool(api.export_record, body, format)
+        media = "text/csv; charset=utf-8" if format == "csv" else "application/json"
+        return Response(text, media_type=media, headers={
+            "Content-Disposition": f'attachment; filename="{name}.{format}"'})
 
 
 def _add_provider(app: FastAPI, backend: WebBackend) -> None:
-    """The embedding provider's routes: its own bodies and errors (OpenAI's and TEI's)."""
-    provider = EmbeddingProvider(backend.snapshot, backend.authenticator)
-
-    async def body(request: Request) -> object:
-        try:
-            return json.loads(await request.body() or b"null")
-        except ValueError as exc:
-            return exc
+    """The embedding provider's routes: its own bodies and errors (OpenAI's and TEI's).
+    The edge has checked the token; parsing and encoding run off the event loop."""
+    provider = EmbeddingProvider(backend.snapshot, None, backend.timeout_s)
 
     def reply(result: Reply) -> JSONResponse:
         return JSONResponse(result.body, result.status, headers=result.headers)
 
-    def not_json(exc: ValueError) -> JSONResponse:
-        return JSONResponse({"error": {"message": f"the body is not JSON: {exc}",
-                                       "type": "invalid_request_error", "param": None,
-                                       "code": None}}, 400)
+    def not_json(exc: InvalidInputError) -> JSONResponse:
+        return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
+                                       "param": None, "code": None}}, 400)
 
     def route(protocol):
         async def embed(request: Request) -> JSONResponse:
-            parsed = await body(request)
-            if isinstance(parsed, ValueError):
-                return not_json(parsed)
-            return reply(protocol(parsed, request.headers.get("authorization")))
+            body = await request.body()
+
+            def answer() -> JSONResponse:
+                try:
+                    parsed = api.parse_json(body or b"null", "the body")
+                except InvalidInputError as exc:
+                    return not_json(exc)
+                return reply(protocol(parsed, request.headers.get("authorization")))
+            return await run_in_threadpool(answer)
         return embed
 
     app.add_api_route("/v1/embeddings", route(provider.openai), methods=["POST"])  # OpenAI
@@ -211,54 +189,21 @@ def _add_provider(app: FastAPI, backend: WebBackend) -> None:
 
     @app.get("/health")
     def health() -> JSONResponse:
+        """Open to anyone (load balancers): says whether it serves, never why (the reason
+        names internals such as the Milvus address; /readyz on the metrics port has it)."""
         if not backend.live.serving:
-            return JSONResponse({"error": "not serving", "error_type": "Unhealthy",
-                                 "reason": backend.live.reason}, 503)
+            return JSONResponse({"error": "not serving", "error_type": "Unhealthy"}, 503)
         return JSONResponse({})
 
 
-def _body_limit(path: str, backend: WebBackend) -> int:
-    """The largest body a route reads: a drawing (base64 in a search: 4/3 of it)."""
-    if path == "/api/preview":
-        return backend.max_image_bytes
-    if path.startswith("/api/"):
-        return backend.max_image_bytes * 4 // 3 + 1024 * 1024
-    return MAX_PROVIDER_BODY
-
-
-def _add_middleware(app: FastAPI, backend: WebBackend, metrics: QueryMetrics) -> None:
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        started = time.perf_counter()
-        length = int(request.headers.get("content-length") or 0)
-        limit = _body_limit(request.url.path, backend)
-        if length > limit:
-            response = _error(413, "too_large", f"image: {length} bytes, limit {limit}"
-                              if request.url.path == "/api/preview" else
-                              f"request body of {length} bytes, limit {limit}")
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "") or "other"
-        label = "static" if template == "" or getattr(route, "name", "") == "static" \
-            else template
-        metrics.http_requests.labels(label, str(response.status_code)).inc()
-        metrics.http_latency.labels(label).observe(time.perf_counter() - started)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
-
-
 def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(HTTPError)
-    async def refused(request: Request, exc: HTTPError) -> JSONResponse:
-        return _error(exc.status, exc.kind, str(exc))
-
     @app.exception_handler(PatentClipError)
     async def domain(request: Request, exc: PatentClipError) -> JSONResponse:
         for error, status, kind in HTTP_STATUS_BY_ERROR:
             if isinstance(exc, error):
-                return _error(status, kind, str(exc))
+                retry = getattr(exc, "retry_after_s", None)
+                return _error(status, kind, str(exc),
+                              {"Retry-After": str(int(retry))} if retry else None)
         return _internal(request, exc)
 
     @app.exception_handler(RequestValidationError)
@@ -280,5 +225,5 @@ def _internal(request: Request, exc: Exception) -> JSONResponse:
                   "details")
 
 
-def _error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "kind": kind}, status)
+def _error(status: int, kind: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "kind": kind}, status, headers=headers)

@@ -18,12 +18,17 @@ logger = logging.getLogger(__name__)
 class WebServer:
     """Serves an ASGI app on host:port; start() returns once it accepts, stop() drains."""
 
-    def __init__(self, app, host: str, port: int, grace_s: float = 5.0) -> None:
+    def __init__(self, app, host: str, port: int, grace_s: float = 5.0, tls: dict | None = None,
+                 max_connections: int = 256) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.create_server((host, port), family=family, backlog=256)
         self.port = self._socket.getsockname()[1]
+        self.scheme = "https" if tls else "http"
+        # limit_concurrency: past it uvicorn answers 503 at once instead of queueing without
+        # bound; h11's header limits and the edge's body limits bound each request.
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=grace_s, server_header=False)
+                                timeout_graceful_shutdown=grace_s, server_header=False,
+                                limit_concurrency=max_connections, **(tls or {}))
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run,
                                         kwargs={"sockets": [self._socket]}, name="http",
@@ -36,8 +41,9 @@ class WebServer:
             if not self._thread.is_alive() or time.monotonic() > until:
                 raise UnavailableError(f"the HTTP server on port {self.port} did not start")
             time.sleep(0.01)
-        logger.info("HTTP on port %d: the examiner web app at /, the embedding provider for "
-                    "Milvus at POST /v1/embeddings (OpenAI) and POST /embed (TEI)", self.port)
+        logger.info("%s on port %d: the examiner web app at /, the embedding provider for "
+                    "Milvus at POST /v1/embeddings (OpenAI) and POST /embed (TEI)",
+                    self.scheme.upper(), self.port)
         return self
 
     def stop(self) -> None:

@@ -1,5 +1,7 @@
 // The examiner web app: plain ES module, no framework, no CDN (it must work offline).
 // Talks to the query service's /api (services/query/web/app.py) with the examiner's token.
+// Every value from the server is data: the page builds DOM nodes and sets textContent and
+// attributes, never HTML strings (the CSP's Trusted Types refuse them; a test greps for them).
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -19,6 +21,8 @@ const state = {
   selected: new Set(),  // Locarno classes filtered on
   compare: [],          // [{label, url}] (url: an /api/drawing path or a blob: URL)
   retrying: false,      // a not-ready header is being polled
+  searchSeq: 0,         // the newest search; an older response is dropped when it lands
+  searchAbort: null,    // aborts the search in flight when a newer one starts
 };
 
 class ApiError extends Error {
@@ -32,6 +36,7 @@ async function api(path, options = {}) {
   try {
     response = await fetch(path, { ...options, headers });
   } catch (error) {
+    if (error.name === "AbortError") throw error;
     throw new ApiError(0, "not_ready", `the search service cannot be reached (${error.message})`);
   }
   if (!response.ok) {
@@ -45,12 +50,23 @@ async function api(path, options = {}) {
 
 // -- messages: one banner, a kind per state (tests and styles read data-kind)
 
+// One message per kind the server sends (services/query/web/app.py HTTP_STATUS_BY_ERROR and
+// edge.py); a test checks that every kind of the server has one here.
 const MESSAGES = {
   auth: "A valid access token is needed.",
   permission: "This token may not search.",
   not_ready: "The search service is not ready yet.",
   too_large: "That drawing is too large.",
+  too_long: "That description is too long.",
   bad_image: "That file is not a drawing this service can read.",
+  invalid: "The search could not be run as given.",
+  not_found: "Not found.",
+  deadline: "The search took too long; try again or narrow it.",
+  busy: "The service is busy; try again in a moment.",
+  model_changed: "The model changed while you were paging; search again.",
+  host: "This address is not served; open the service by its configured name.",
+  malformed: "The request was malformed.",
+  internal: "Something went wrong on the server.",
   empty: "No results.",
 };
 
@@ -84,6 +100,7 @@ async function loadInfo() {
     return;
   }
   const info = state.info;
+  $("#auth-banner").hidden = info.auth !== false;
   performance.mark("ready");  // the header is filled: the page is usable
   $("#server-info").textContent =
     `model ${info.model_version} · ${info.corpus_sheets.toLocaleString()} drawing sheets`;
@@ -197,6 +214,33 @@ function installCrop() {
     start = null;
     setCrop(crop.right - crop.left > 0.02 && crop.bottom - crop.top > 0.02 ? crop : null);
   });
+  box.addEventListener("keydown", (event) => {
+    const crop = keyboardCrop(state.crop, event.key, event.shiftKey);
+    if (crop === undefined) return;
+    event.preventDefault();
+    setCrop(crop);
+  });
+}
+
+// The crop by keyboard: an arrow starts a centred half-size crop, then arrows move it and
+// Shift+arrows move its right/bottom edge, 5% a step; Delete or Backspace clears it.
+// Returns undefined for keys it does not handle.
+function keyboardCrop(crop, key, shift) {
+  if (key === "Delete" || key === "Backspace") return null;
+  const step = { ArrowLeft: [-0.05, 0], ArrowRight: [0.05, 0], ArrowUp: [0, -0.05],
+                 ArrowDown: [0, 0.05] }[key];
+  if (!step) return undefined;
+  if (!crop) return { left: 0.25, top: 0.25, right: 0.75, bottom: 0.75 };
+  const clamp = (v) => Math.min(Math.max(v, 0), 1);
+  const [dx, dy] = step;
+  if (shift) {
+    return { ...crop, right: clamp(Math.max(crop.right + dx, crop.left + 0.05)),
+             bottom: clamp(Math.max(crop.bottom + dy, crop.top + 0.05)) };
+  }
+  const w = crop.right - crop.left, h = crop.bottom - crop.top;
+  const left = Math.min(Math.max(crop.left + dx, 0), 1 - w);
+  const top = Math.min(Math.max(crop.top + dy, 0), 1 - h);
+  return { left, top, right: left + w, bottom: top + h };
 }
 
 function installDrop() {
@@ -248,20 +292,27 @@ async function showPage(page) {
   hideMessage();
   const body = { ...state.body, page,
                  model_version: page > 0 ? state.response.model_version : "" };
+  // One search at a time: a newer one aborts the older, and a response that still lands
+  // late is dropped, so the results and the record are always the newest query's.
+  const seq = ++state.searchSeq;
+  state.searchAbort?.abort();
+  const abort = state.searchAbort = new AbortController();
   $("#search-button").disabled = true;
   $("#result-summary").textContent = "searching…";
   performance.mark("search-start");
   let response;
   try {
     response = await (await api("/api/search", { method: "POST", body: JSON.stringify(body),
-      headers: { "Content-Type": "application/json" } })).json();
+      headers: { "Content-Type": "application/json" }, signal: abort.signal })).json();
   } catch (error) {
+    if (seq !== state.searchSeq) return;  // superseded: the newer search reports
     $("#result-summary").textContent = "";
     report(error);
     return;
   } finally {
-    $("#search-button").disabled = false;
+    if (seq === state.searchSeq) $("#search-button").disabled = false;
   }
+  if (seq !== state.searchSeq) return;
   state.page = page;
   state.response = response;
   keepRecord(response.record, page);
@@ -273,7 +324,10 @@ async function showPage(page) {
 }
 
 function keepRecord(record, page) {
-  if (page === 0 || !state.record) { state.record = record; return; }
+  // Later pages add to the record only when they are pages of the same query.
+  const same = state.record && JSON.stringify(state.record.query) === JSON.stringify(record.query)
+    && state.record.model_version === record.model_version;
+  if (page === 0 || !same) { state.record = record; return; }
   const seen = new Map(state.record.results.map((r) => [r.rank, r]));
   for (const result of record.results) seen.set(result.rank, result);
   state.record.results = [...seen.values()].sort((a, b) => a.rank - b.rank);
@@ -317,34 +371,53 @@ function renderResults(response) {
   updateCompare();
 }
 
+// An element with a class and text: the one way the page puts server values on screen.
+function el(tag, className = "", text = "") {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text) node.textContent = text;
+  return node;
+}
+
+function button(act, text) {
+  const b = el("button", "", text);
+  b.type = "button";
+  b.dataset.act = act;
+  return b;
+}
+
 function card(hit) {
-  const el = document.createElement("article");
-  el.className = "card";
-  el.tabIndex = 0;
-  el.setAttribute("role", "listitem");
-  Object.assign(el.dataset, { patent: hit.patent, sheet: hit.sheet, rank: hit.rank });
+  const node = el("article", "card");
+  node.tabIndex = 0;
+  node.setAttribute("role", "listitem");
+  Object.assign(node.dataset, { patent: hit.patent, sheet: hit.sheet, rank: hit.rank });
   const figures = hit.figures.length ? ` · FIG. ${hit.figures.join(", ")}` : "";
-  el.innerHTML = `
-    <div class="thumb"><img alt="${hit.patent} sheet ${hit.sheet}" data-src="${hit.drawing}?size=thumbnail"></div>
-    <div class="num">${hit.patent} <span class="muted">sheet ${hit.sheet}${figures}</span></div>
-    <div class="title"></div>
-    <div class="facts"><span class="date">${hit.grant_date}</span>
-      <span class="loc" title="">LOC ${hit.locarno.slice(0, 2)}-${hit.locarno.slice(2)}</span>
-      <span class="view">${hit.view}</span>
-      <span class="score">${hit.score.toFixed(3)} ${hit.matched}</span></div>
-    <div class="fig"></div>
-    <div class="actions"><button type="button" data-act="open">Open</button>
-      <button type="button" data-act="compare">Compare</button>
-      <button type="button" data-act="similar">More like this</button></div>`;
-  el.querySelector(".title").textContent = hit.title;
-  el.querySelector(".fig").textContent = hit.figure_text;
-  el.querySelector(".loc").title = hit.locarno_title;
-  el.querySelector(".thumb").addEventListener("click", () => openPatent(hit.patent));
-  el.querySelector("[data-act=open]").addEventListener("click", () => openPatent(hit.patent));
-  el.querySelector("[data-act=compare]").addEventListener("click", () => toggleCompare(hit));
-  el.querySelector("[data-act=similar]").addEventListener("click", () => moreLike(hit.patent, null));
-  el.hit = hit;
-  return el;
+  const thumb = el("div", "thumb");
+  const img = el("img");
+  img.alt = `${hit.patent} sheet ${hit.sheet}`;
+  img.dataset.src = `${hit.drawing}?size=thumbnail`;
+  thumb.append(img);
+  const num = el("div", "num", `${hit.patent} `);
+  num.append(el("span", "muted", `sheet ${hit.sheet}${figures}`));
+  const loc = el("span", "loc", `LOC ${hit.locarno.slice(0, 2)}-${hit.locarno.slice(2)}`);
+  loc.title = hit.locarno_title;
+  const facts = el("div", "facts");
+  facts.append(el("span", "date", hit.grant_date), " ", loc, " ", el("span", "view", hit.view),
+               " ", el("span", "score", `${Number(hit.score).toFixed(3)} ${hit.matched}`));
+  const actions = el("div", "actions");
+  const [open, compare, similar] = [button("open", "Open"), button("compare", "Compare"),
+                                    button("similar", "More like this")];
+  for (const b of [open, compare, similar]) b.setAttribute("aria-label", `${b.textContent}: ${hit.patent} sheet ${hit.sheet}`);
+  actions.append(open, " ", compare, " ", similar);
+  node.append(thumb, num, el("div", "title", hit.title), facts, el("div", "fig", hit.figure_text),
+              actions);
+  node.setAttribute("aria-label", `${hit.patent}, ${hit.title}, sheet ${hit.sheet}`);
+  thumb.addEventListener("click", () => openPatent(hit.patent));
+  open.addEventListener("click", () => openPatent(hit.patent));
+  compare.addEventListener("click", () => toggleCompare(hit));
+  similar.addEventListener("click", () => moreLike(hit.patent, null));
+  node.hit = hit;
+  return node;
 }
 
 const thumbnails = new IntersectionObserver((entries) => {
