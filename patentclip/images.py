@@ -19,6 +19,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from patentclip.errors import ImageDecodeError, InvalidQueryError
 
 DEFAULT_MAX_PIXELS = 60_000_000  # a 300 dpi US-letter sheet is ~8.4M pixels
+# The only formats decoded: what USPTO ships and what examiners upload. Pillow would open
+# every format it knows otherwise (EPS reaches Ghostscript, PSD, ICNS, ...).
+FORMATS = ("TIFF", "PNG", "JPEG")
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class DrawingPreprocessor:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(io.BytesIO(data))
+                image = Image.open(io.BytesIO(data), formats=FORMATS)
                 width, height = image.size
                 if width * height > self.max_pixels:
                     raise ImageDecodeError(
@@ -124,7 +127,16 @@ def trim_margins(image: Image.Image, ink_below: int = 160, margin: float = 0.02
 
 
 def _to_grayscale(image: Image.Image) -> Image.Image:
-    if image.mode in ("RGBA", "LA", "P"):
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
-    return image.convert("L")
+    """Grayscale on white paper, in 1-byte bands: transparent parts become white. Works on
+    the alpha band alone (no full-colour copies over a white RGBA canvas: those took 688
+    MiB for a 60-Mpx PNG; this takes the decoded image plus three 1-byte bands)."""
+    if image.mode == "P":
+        if "transparency" not in image.info:
+            return image.convert("L")
+        image = image.convert("RGBA")
+    if image.mode not in ("RGBA", "LA", "PA", "La", "RGBa"):
+        return image.convert("L")
+    transparency = ImageOps.invert(image.getchannel("A"))  # 255 where fully transparent
+    gray = image.convert("L")
+    gray.paste(255, (0, 0, *gray.size), transparency)  # white behind what is transparent
+    return gray

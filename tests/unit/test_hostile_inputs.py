@@ -329,3 +329,61 @@ def test_fuzzed_tiffs_raise_only_image_decode_errors(data):
         assert "fuzz.TIF" in str(exc)
     else:
         assert image.size == (32, 32)
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "GIF", "BMP", "ICO", "WEBP", "PPM"])
+def test_only_tiff_png_and_jpeg_are_decoded(fmt):
+    """Pillow opens every format it knows unless told: EPS reached its Ghostscript step."""
+    image = Image.new("RGB" if fmt != "EPS" else "L", (32, 32), 255)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    with pytest.raises(ImageDecodeError, match="expected TIFF, PNG or JPEG"):
+        DrawingPreprocessor(image_size=32)(buffer.getvalue(), f"query.{fmt.lower()}")
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "RGB"])
+def test_transparent_parts_become_white_paper(mode):
+    image = Image.new(mode, (40, 40), (0,) * len(mode))  # black, and transparent if it can be
+    if "A" in mode:
+        image.paste((0,) * (len(mode) - 1) + (255,), (10, 10, 30, 30))  # an opaque black box
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    gray = DrawingPreprocessor(image_size=40).decode(buffer.getvalue())
+    assert gray.mode == "L"
+    assert gray.getpixel((20, 20)) == 0
+    assert gray.getpixel((2, 2)) == (255 if "A" in mode else 0)
+
+
+MEMORY_PROBE = """
+import io, resource, sys
+from PIL import Image
+side = int(sys.argv[1])
+buffer = io.BytesIO()
+Image.new("RGBA", (side, side), (255, 255, 255, 0)).save(buffer, "PNG")
+data = buffer.getvalue()
+del buffer
+import gc; gc.collect()
+from patentclip.images import DrawingPreprocessor
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+DrawingPreprocessor(224).query(data, "probe")
+print(len(data), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_the_memory_of_decoding_a_query_is_bounded_by_its_pixels(tmp_path):
+    """The worst a query drawing can cost: a transparent RGBA PNG (4 bytes a pixel decoded,
+    a few hundred KB compressed). Measured in a fresh process as peak RSS growth beyond
+    what building the test image took: under 8 bytes a pixel (12 in this probe before the
+    grayscale conversion kept to 1-byte bands; docs/reliability.md has the figures)."""
+    import subprocess
+    import sys
+
+    side = 4096  # 16.8 Mpx: the probe's own image (67 MB) stays below the decode's peak
+    script = tmp_path / "probe.py"
+    script.write_text(MEMORY_PROBE)
+    out = subprocess.run([sys.executable, str(script), str(side)], check=True, text=True,
+                         capture_output=True, cwd=Path(__file__).resolve().parents[2],
+                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    compressed, grown = map(int, out.stdout.split())
+    assert compressed < 200_000  # a small upload ...
+    assert grown < 8 * side * side, f"{grown / 2**20:.0f} MiB for {side * side / 1e6:.1f} Mpx"

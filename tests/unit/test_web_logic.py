@@ -6,17 +6,30 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
+import re
+from pathlib import Path
 
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
+from patentclip.admission import Admission
 from patentclip.drawings import DrawingRenderer, long_edge, render_png
-from patentclip.errors import ImageTooLargeError, InvalidQueryError, PatentClipError
+from patentclip.errors import (
+    ImageTooLargeError,
+    InvalidInputError,
+    InvalidQueryError,
+    OverloadedError,
+    PatentClipError,
+)
 from patentclip.images import CropBox
 from patentclip.search import locarno_counts
 from patentclip.store import Hit
+from services.query.config import LOOPBACK_NAMES, ServerSettings
 from services.query.web import api
 from services.query.web.app import HTTP_STATUS_BY_ERROR
+from services.query.web.edge import RoutePolicy, error_body, policy_for
 
 
 def _sheet(width: int, height: int) -> bytes:
@@ -146,3 +159,131 @@ def test_the_http_status_table_lists_subclasses_before_their_bases():
     assert all(issubclass(e, PatentClipError) for e in errors)
     for i, later in enumerate(errors):
         assert not any(issubclass(later, earlier) for earlier in errors[:i]), later
+
+
+# ----------------------------------------------------------------- hostile data at the edge
+
+STATIC = Path(__file__).resolve().parents[2] / "services" / "query" / "web" / "static"
+
+
+def test_the_page_never_builds_html_from_strings():
+    """Data reaches the DOM through textContent and attributes only: any HTML-string sink
+    in the page's code fails this test (the CSP's Trusted Types would refuse it too)."""
+    for path in STATIC.glob("*.js"):
+        code = path.read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write",
+                     "createContextualFragment", "DOMParser", "eval(", "new Function"):
+            assert sink not in code, f"{path.name} uses {sink}"
+
+
+def test_the_page_has_a_message_for_every_kind_the_server_sends():
+    code = (STATIC / "app.js").read_text()
+    messages = set(re.findall(r"^  (\w+): \"", code.split("const MESSAGES = {")[1]
+                              .split("};")[0], re.MULTILINE))
+    kinds = {kind for _, _, kind in HTTP_STATUS_BY_ERROR} | {"internal", "invalid"}
+    kinds |= {"auth", "permission", "host", "too_large", "malformed"}  # the edge's refusals
+    assert kinds <= messages, f"no message for {sorted(kinds - messages)}"
+
+
+def test_every_control_of_the_page_has_a_label():
+    html = (STATIC / "index.html").read_text()
+    labelled = set(re.findall(r'<label for="([\w-]+)"', html))
+    for tag in re.findall(r"<(?:input|textarea|select)\b[^>]*>", html):
+        ident = re.search(r'id="([\w-]+)"', tag)[1]
+        assert ident in labelled or "aria-label" in tag or re.search(
+            rf"<label>[^<]*<input id=\"{ident}\"", html), f"#{ident} has no label"
+
+
+@pytest.mark.parametrize("cell, shown", [
+    ("=HYPERLINK(\"http://x\",\"y\")", "'=HYPERLINK(\"http://x\",\"y\")"),
+    ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"),
+    ("\rx", "'\rx"), ("-0.125", "-0.125"), ("Bottle", "Bottle"), ("1e-05", "1e-05"),
+])
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(cell, shown):
+    assert api.neutralized(cell) == shown
+
+
+def test_an_exported_record_with_formulas_and_odd_stamps_is_safe():
+    query = api.Query(api.SearchIn(text="lid"), 1000, 5)
+    hit = _hit("D0900001", "0901")
+    result = type("Result", (), {"hits": [hit], "locarno_counts": (), "counted": 0,
+                                 "model_version": "v1", "collection": "c1"})()
+    record = api.search_response(query, result)["record"]
+    record["results"][0]["title"] = '=HYPERLINK("http://evil","x")'
+    record["searched_at"] = 'ünï"\r\nSet-Cookie: x'
+    text, name = api.export_record(json.dumps(record).encode(), "csv")
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert row["title"].startswith("'=HYPERLINK")
+    assert re.fullmatch(r"patentclip-search-[0-9A-Za-z+-]*", name)  # a plain header value
+
+
+@pytest.mark.parametrize("body, words", [
+    (b"[" * 5000 + b"]" * 5000, "not JSON"),  # Python's parser recursion
+    (b"[" * 40 + b"]" * 40, "deeper than 32"),
+    (b'{"a": "\xff"}', "not JSON"),
+    (b"{", "not JSON"),
+])
+def test_bodies_that_are_not_json_or_too_deep_are_refused_by_name(body, words):
+    with pytest.raises(InvalidQueryError, match=words):
+        api.parse_json(body, "the body")
+
+
+def test_a_lone_surrogate_is_refused_naming_the_field():
+    with pytest.raises(InvalidQueryError, match="text: not valid Unicode"):
+        api.Query(api.SearchIn(text="bottle \ud800"), 1000, 5)
+    with pytest.raises((InvalidQueryError, ValidationError), match="image_name"):
+        api.Query(api.SearchIn(text="bottle", image_name="\udfff"), 1000, 5)
+
+
+def test_each_route_has_its_body_limit_and_its_token_rule():
+    assert policy_for("/api/search", 3000) == RoutePolicy(True, 4000 + 64 * 1024, "api")
+    assert policy_for("/api/preview", 3000) == RoutePolicy(True, 3000, "api")
+    assert policy_for("/api/info", 3000) == RoutePolicy(True, 0, "api")
+    assert policy_for("/api/openapi.json", 3000).auth is False
+    assert policy_for("/v1/embeddings", 3000).protocol == "openai"
+    assert policy_for("/embed", 3000).protocol == "tei"
+    assert policy_for("/health", 3000) == RoutePolicy(False, 0, "plain")
+    assert policy_for("/app.js", 3000) == RoutePolicy(False, 0, "plain")
+
+
+def test_refusals_answer_in_the_routes_own_protocol():
+    assert error_body("api", 401, "auth", "no")["kind"] == "auth"
+    assert error_body("openai", 401, "auth", "no")["error"]["type"] == "authentication_error"
+    assert error_body("tei", 413, "too_large", "no")["error_type"] == "Validation"
+
+
+def test_admission_bounds_holders_and_refuses_after_the_wait():
+    refused = []
+    admission = Admission(1, 0.05, on_refused=refused.append)
+    with admission.slot("a"):
+        with pytest.raises(OverloadedError, match="b: 1 already in flight") as info:
+            with admission.slot("b"):
+                pass
+        assert info.value.retry_after_s >= 1
+    with admission.slot("c"):  # released: free again
+        pass
+    assert refused == ["b"]
+
+
+@pytest.mark.parametrize("host, tokens, allow, ok", [
+    ("127.0.0.1", False, False, True), ("localhost", False, False, True),
+    ("::1", False, False, True), ("0.0.0.0", False, False, False),
+    ("10.1.2.3", False, False, False), ("0.0.0.0", True, False, True),
+    ("0.0.0.0", False, True, True),
+])
+def test_no_listener_beyond_loopback_without_tokens_unless_said(host, tokens, allow, ok):
+    settings = ServerSettings(host=host, allow_unauthenticated=allow)
+    if ok:
+        settings.check_exposure(tokens)
+    else:
+        with pytest.raises(InvalidInputError, match="without a token"):
+            settings.check_exposure(tokens)
+
+
+def test_http_on_another_address_than_grpc_is_checked_too():
+    with pytest.raises(InvalidInputError, match="HTTP on 0.0.0.0"):
+        ServerSettings(host="127.0.0.1", http_port=8080, http_host="0.0.0.0").check_exposure(False)
+    assert ServerSettings(host="127.0.0.1").allowed_hosts() == LOOPBACK_NAMES
+    assert ServerSettings(host="0.0.0.0").allowed_hosts() == ()
+    assert ServerSettings(http_allowed_hosts="Search.Example, x:8080").allowed_hosts() == (
+        "search.example", "x:8080")

@@ -148,8 +148,10 @@ class Edge:
             except Refusal as refusal:
                 self.metrics.http_refused.labels(refusal.kind if refusal.kind in (
                     "host", "auth", "permission", "too_large") else "malformed").inc()
+                # The body is left unread: close the connection rather than drain it.
                 await _respond(send_with_headers, refusal.status, error_body(
-                    policy.protocol, refusal.status, refusal.kind, str(refusal)), refusal.headers)
+                    policy.protocol, refusal.status, refusal.kind, str(refusal)),
+                    {**refusal.headers, "connection": "close"})
                 return
             await self.app(scope, receive, send_with_headers)
         except Exception as exc:  # noqa: BLE001 - the last word: a 500 with an error id
