@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 MODEL_HEADER = "X-PatentCLIP-Model-Version"
 GENERIC_MODEL = "patentclip"  # "whatever is live"; the exact live version is accepted too
 MAX_INPUTS = 2048  # OpenAI's own limit per request
+OPENAI_KEYS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
+TEI_KEYS = frozenset({"inputs", "truncate", "dimensions"})
 
 
 @dataclass
@@ -86,7 +88,9 @@ class EmbeddingProvider:
     def openai(self, body: object, authorization: str | None) -> Reply:
         try:
             snap = self._authorized_snapshot(authorization)
-            request = _expect_object(body)
+            request = _expect_object(body, OPENAI_KEYS)
+            if not isinstance(request.get("user", ""), str):
+                raise ProviderError(400, "user must be a string", "user")
             model = request.get("model")
             if model not in (GENERIC_MODEL, snap.model_version):
                 raise ProviderError(404, f"The model {model!r} does not exist; this server "
@@ -112,7 +116,9 @@ class EmbeddingProvider:
     def tei(self, body: object, authorization: str | None) -> Reply:
         try:
             snap = self._authorized_snapshot(authorization)
-            request = _expect_object(body)
+            request = _expect_object(body, TEI_KEYS)
+            if not isinstance(request.get("truncate", False), bool):
+                raise ProviderError(400, "truncate must be true or false", "truncate")
             inputs = request.get("inputs")
             if request.get("truncate") and isinstance(inputs, list | str):
                 inputs = ([t[:MAX_TEXT_CHARS] for t in inputs] if isinstance(inputs, list)
@@ -161,9 +167,15 @@ class EmbeddingProvider:
                                 "internal", "server_error") from None
 
 
-def _expect_object(body: object) -> dict:
+def _expect_object(body: object, known: frozenset[str]) -> dict:
+    """The body as a dict; unknown parameters are refused by name, as OpenAI does
+    ("Unrecognized request argument"), so a typo never passes silently."""
     if not isinstance(body, dict):
         raise ProviderError(400, "the request body must be a JSON object")
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise ProviderError(400, f"unrecognized request argument {unknown[0][:40]!r}; "
+                            f"known: {', '.join(sorted(known))}", unknown[0][:40])
     return body
 
 

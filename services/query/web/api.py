@@ -13,7 +13,7 @@ import json
 import re
 from datetime import UTC, date, datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from patentclip.errors import InvalidQueryError
 from patentclip.grants import LOCARNO_MAIN_CLASSES, Grant, normalize_patent_number
@@ -34,21 +34,28 @@ DEFAULT_COUNTS_DEPTH = 200
 USPTO_URL = "https://ppubs.uspto.gov/pubwebapp/external.html?q={number}.pn.&db=USPAT"
 
 
-class CropIn(BaseModel):
+class Strict(BaseModel):
+    """Request bodies take JSON's own types: "1" is no number (the OpenAPI document says
+    so, and Schemathesis holds the API to it)."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class CropIn(Strict):
     left: float
     top: float
     right: float
     bottom: float
 
 
-class FiltersIn(BaseModel):
+class FiltersIn(Strict):
     locarno: list[str] = Field(default_factory=list)
     date_from: str = ""  # YYYY-MM-DD, as <input type=date> gives it; "" = open
     date_to: str = ""
     views: list[str] = Field(default_factory=list)
 
 
-class SearchIn(BaseModel):
+class SearchIn(Strict):
     """One search from the web app: text, a drawing (base64), both, or a patent number."""
 
     text: str = ""
@@ -63,6 +70,42 @@ class SearchIn(BaseModel):
     page_size: int = 24
     counts_depth: int = DEFAULT_COUNTS_DEPTH
     model_version: str = ""  # a later page: the version that ranked the first
+
+
+class RecordQueryIn(Strict):
+    kind: str
+    text: str
+    image_sha256: str
+    image_name: str
+    crop: CropIn | None
+    patent: str
+    sheet: int | None
+    filters: FiltersIn
+    against: str
+
+
+class RecordResultIn(Strict):
+    rank: int
+    patent: str
+    sheet: int
+    title: str
+    grant_date: str
+    locarno: str
+    view: str
+    figures: list[str]
+    score: float
+    matched: str
+
+
+class RecordIn(Strict):
+    """A search record as ``search_response`` writes it (what the page exports)."""
+
+    format: str
+    searched_at: str
+    model_version: str
+    collection: str
+    query: RecordQueryIn
+    results: list[RecordResultIn] = Field(max_length=MAX_RESULT_WINDOW)
 
 
 class Query:
@@ -278,9 +321,11 @@ def parse_json(body: bytes, what: str) -> object:
     return value
 
 
-def export_record(body: bytes, format: str) -> tuple[str, str]:  # noqa: A002
-    """The exported file's text and name (without extension) for a record body."""
-    record = parse_json(body, "record")
+def export_record(record: object, format: str) -> tuple[str, str]:  # noqa: A002
+    """The exported file's text and name (without extension) for a record (a body
+    validated as RecordIn, or bytes of JSON)."""
+    if isinstance(record, bytes):
+        record = parse_json(record, "record")
     stamp = record.get("searched_at", "") if isinstance(record, dict) else ""
     stamp = re.sub(r"[^0-9A-Za-z+-]", "", str(stamp))[:32]  # a header value: plain ASCII
     text = record_csv(record) if format == "csv" else json.dumps(record, indent=2)

@@ -21,12 +21,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from patentclip.drawings import render_png
 from patentclip.errors import (
@@ -49,7 +50,7 @@ from services.query.drawings import StoredDrawings
 from services.query.embeddings import EmbeddingProvider, Reply
 from services.query.live import LiveSearch, Snapshot
 from services.query.metrics import QueryMetrics
-from services.query.web import api
+from services.query.web import api, openapi
 from services.query.web.edge import Edge
 
 logger = logging.getLogger(__name__)
@@ -96,8 +97,21 @@ def create_app(backend: WebBackend, metrics: QueryMetrics) -> FastAPI:
     _add_error_handlers(app)
     _add_api(app, backend)
     _add_provider(app, backend)
-    app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
+    _add_page(app)
+    openapi.install(app, backend.max_image_bytes)
     return app
+
+
+def _add_page(app: FastAPI) -> None:
+    """The page's own files, one route each (GET, HEAD): any other path is a plain 404 and
+    a wrong method a 405 that lists the allowed ones, as the API document says."""
+    for file in sorted(p for p in STATIC.iterdir() if p.is_file()):
+        path = "/" if file.name == "index.html" else f"/{file.name}"
+
+        def serve(file=file) -> FileResponse:
+            return FileResponse(file)
+        app.add_api_route(path, serve, methods=["GET", "HEAD"], include_in_schema=False,
+                          name="static")
 
 
 def _add_api(app: FastAPI, backend: WebBackend) -> None:
@@ -130,29 +144,37 @@ def _add_api(app: FastAPI, backend: WebBackend) -> None:
         return Response(rendered.png, media_type="image/png")
 
     @app.get("/api/drawing/{patent}/{sheet}")
-    def drawing(patent: str, sheet: int, size: str = "thumbnail") -> Response:
+    def drawing(patent: str, sheet: int,
+                size: Literal["thumbnail", "medium", "full"] = "thumbnail") -> Response:
         snap = backend.snapshot()
-        stored = snap.engine.drawing_sheet(normalize_patent_number(patent, "patent"), sheet)
+        stored = snap.engine.drawing_sheet(_patent_in_path(patent), sheet)
         rendered = backend.stored.render(stored["image_uri"], size)
         return Response(rendered.png, media_type="image/png")
 
     @app.get("/api/patent/{number}")
     def patent(number: str) -> dict:
         snap = backend.snapshot()
-        patent_number = normalize_patent_number(number, "patent")
+        patent_number = _patent_in_path(number)
         record = snap.engine.get_patent(patent_number)
         return api.patent_view(record, backend.stored.grant(patent_number),
                                snap.model_version)
 
     @app.post("/api/export")
-    async def export(request: Request, format: str = "json") -> Response:  # noqa: A002
-        if format not in ("csv", "json"):
-            raise InvalidInputError(f"format {format[:20]!r}: choose csv or json")
-        body = await request.body()
-        text, name = await run_in_threadpool(api.export_record, body, format)
+    def export(record: api.RecordIn,
+               format: Literal["csv", "json"] = "json") -> Response:  # noqa: A002
+        text, name = api.export_record(record.model_dump(mode="json"), format)
         media = "text/csv; charset=utf-8" if format == "csv" else "application/json"
         return Response(text, media_type=media, headers={
             "Content-Disposition": f'attachment; filename="{name}.{format}"'})
+
+
+def _patent_in_path(text: str) -> str:
+    """A patent number in a URL path: one that cannot exist is simply not found there (a
+    resource path, not a query field)."""
+    try:
+        return normalize_patent_number(text, "patent")
+    except InvalidInputError as exc:
+        raise NotFoundError(str(exc)) from None
 
 
 def _add_provider(app: FastAPI, backend: WebBackend) -> None:
@@ -163,11 +185,13 @@ def _add_provider(app: FastAPI, backend: WebBackend) -> None:
     def reply(result: Reply) -> JSONResponse:
         return JSONResponse(result.body, result.status, headers=result.headers)
 
-    def not_json(exc: InvalidInputError) -> JSONResponse:
-        return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
-                                       "param": None, "code": None}}, 400)
+    def route(protocol, kind: str):
+        def not_json(exc: InvalidInputError) -> JSONResponse:
+            if kind == "tei":
+                return JSONResponse({"error": str(exc), "error_type": "Validation"}, 422)
+            return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
+                                           "param": None, "code": None}}, 400)
 
-    def route(protocol):
         async def embed(request: Request) -> JSONResponse:
             body = await request.body()
 
@@ -180,8 +204,9 @@ def _add_provider(app: FastAPI, backend: WebBackend) -> None:
             return await run_in_threadpool(answer)
         return embed
 
-    app.add_api_route("/v1/embeddings", route(provider.openai), methods=["POST"])  # OpenAI
-    app.add_api_route("/embed", route(provider.tei), methods=["POST"])  # TEI
+    app.add_api_route("/v1/embeddings", route(provider.openai, "openai"),
+                      methods=["POST"])  # OpenAI
+    app.add_api_route("/embed", route(provider.tei, "tei"), methods=["POST"])  # TEI
 
     @app.get("/v1/models")
     def models(request: Request) -> JSONResponse:
@@ -205,6 +230,14 @@ def _add_error_handlers(app: FastAPI) -> None:
                 return _error(status, kind, str(exc),
                               {"Retry-After": str(int(retry))} if retry else None)
         return _internal(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def framework(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """The framework's own refusals (no route, wrong method, an unparsable body) in the
+        API's error shape; a 405 keeps its Allow header."""
+        kind = {404: "not_found", 413: "too_large"}.get(
+            exc.status_code, "invalid" if exc.status_code < 500 else "internal")
+        return _error(exc.status_code, kind, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -197,7 +197,8 @@ class Edge:
         for route in routes:
             match, _ = route.matches(scope)
             if match is not Match.NONE:
-                return "static" if isinstance(route, Mount) else getattr(route, "path", "other")
+                static = isinstance(route, Mount) or getattr(route, "name", "") == "static"
+                return "static" if static else getattr(route, "path", "other")
         return "other"
 
 
