@@ -152,6 +152,13 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--role", choices=("search", "admin"), required=True)
     new.add_argument("--name", required=True, help="who uses it (shown in logs, not secret)")
     new.set_defaults(run=_run_token_new)
+    init = token_sub.add_parser(
+        "init", help="once, for a deployment: a tokens file with one new token, and the token "
+        "in a file beside it only its operator reads; an existing tokens file is left as is")
+    init.add_argument("--dir", type=Path, required=True, help="e.g. /data/auth")
+    init.add_argument("--role", choices=("search", "admin"), default="search")
+    init.add_argument("--name", default="examiner", help="the token's name (in logs)")
+    init.set_defaults(run=_run_token_init)
 
     cols = sub.add_parser("collections", parents=[common], help="list collections")
     cols.set_defaults(run=_run_collections)
@@ -306,6 +313,23 @@ def _run_reload(args, settings: CoreSettings) -> int:
             raise _rpc_error(args.server, exc) from None
     state = "swapped to" if reply.swapped else "already serving"
     print(f"{args.server}: {state} {reply.collection} (model {reply.model_version})")
+    return 0
+
+
+def _run_token_init(args, settings: CoreSettings) -> int:
+    from services.common.auth import Role, new_token, token_line
+
+    tokens, secret = args.dir / "tokens", args.dir / f"{args.name}.token"
+    if tokens.exists() and tokens.stat().st_size:
+        print(f"{tokens} exists: left as is (add tokens with `patentclip token new`)")
+        return 0
+    args.dir.mkdir(parents=True, exist_ok=True)
+    token = new_token()
+    secret.touch(mode=0o600)
+    secret.write_text(token + "\n")
+    tokens.write_text(token_line(token, Role(args.role), args.name) + "\n")
+    print(f"wrote {tokens} (PATENTCLIP_QUERY_AUTH_TOKENS_FILE) and the {args.role} token for "
+          f"{args.name} to {secret} (mode 600: give it to the examiners' clients)")
     return 0
 
 

@@ -135,6 +135,36 @@ def test_compose_pins_images_and_runs_services_non_root_with_health_checks(compo
     assert re.search(r"^FROM python:3\.11\.\d+-slim", dockerfile, re.M)
 
 
+def test_compose_serves_the_query_service_with_a_generated_token(compose):
+    """Published ports listen beyond loopback: the query service ships with tokens (made
+    once into the data volume by the tokens service) and a Host allow-list."""
+    services = compose["services"]
+    query = services["query"]["environment"]
+    assert query["PATENTCLIP_QUERY_HOST"] == "0.0.0.0"
+    assert query["PATENTCLIP_QUERY_AUTH_TOKENS_FILE"] == "/data/auth/tokens"
+    assert query["PATENTCLIP_QUERY_HTTP_ALLOWED_HOSTS"]
+    assert services["query"]["depends_on"]["tokens"]["condition"] == \
+        "service_completed_successfully"
+    assert services["tokens"]["entrypoint"][:3] == ["patentclip", "token", "init"]
+    assert "/data/auth" in services["tokens"]["entrypoint"]
+
+
+def test_token_init_writes_the_digest_and_the_token_once(tmp_path):
+    import os
+    import sys
+
+    from services.common.auth import TokenAuthenticator
+    cli = [sys.executable, "-m", "patentclip_cli", "token", "init", "--dir", str(tmp_path)]
+    first = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, check=True)
+    token = (tmp_path / "examiner.token").read_text().strip()
+    assert token not in first.stdout  # the token goes to its file only
+    assert os.stat(tmp_path / "examiner.token").st_mode & 0o077 == 0
+    TokenAuthenticator(tmp_path / "tokens").authenticate(token)
+    again = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, check=True)
+    assert "left as is" in again.stdout
+    assert (tmp_path / "examiner.token").read_text().strip() == token
+
+
 def test_compose_settings_ports_and_topics_match_the_services(compose):
     services, kafka = compose["services"], KafkaSettings()
     known = documented_settings()
@@ -207,7 +237,21 @@ def test_k8s_settings_ports_and_probes_match_the_services(rendered):
                      "http": http_port}
     service = {p["name"]: p["targetPort"] for p in _one(docs, "Service", "query")["spec"]["ports"]}
     assert service["http"] == "http"
-    assert query["readinessProbe"]["grpc"]["port"] == ServerSettings().port
+    overlay = rendered[0]
+    if overlay == "prod":  # TLS on gRPC: Kubernetes' gRPC probe speaks plaintext only
+        assert query["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+        assert settings["PATENTCLIP_QUERY_TLS_CERT"].startswith("/etc/patentclip/tls/")
+    else:
+        assert query["readinessProbe"]["grpc"]["port"] == ServerSettings().port
+    # Safe by default: the pods listen beyond loopback, so they carry tokens (a required
+    # secret, mounted where the setting points) and a Host allow-list.
+    assert settings["PATENTCLIP_QUERY_HOST"] == "0.0.0.0"
+    mounts = {m["name"]: m["mountPath"] for m in query["volumeMounts"]}
+    assert settings["PATENTCLIP_QUERY_AUTH_TOKENS_FILE"] == mounts["tokens"] + "/tokens"
+    volumes = {v["name"]: v for v in _one(docs, "Deployment", "query")["spec"]["template"]
+               ["spec"]["volumes"]}
+    assert volumes["tokens"]["secret"] == {"secretName": "patentclip-query-tokens"}
+    assert "query" in settings["PATENTCLIP_QUERY_HTTP_ALLOWED_HOSTS"].split(",")
     embedder = _one(docs, "Deployment", "embedder")["spec"]["template"]["spec"]
     assert embedder["containers"][0]["ports"][0]["containerPort"] == \
         ConsumerSettings().metrics_port

@@ -26,6 +26,7 @@ from prometheus_client import generate_latest
 
 from patentclip.config import CoreSettings
 from patentclip.errors import InvalidInputError
+from patentclip.store import PatentStore
 from patentclip.v1 import search_pb2
 from services.common.auth import Role, new_token, token_line
 from services.query.config import QuerySettings, ServerSettings
@@ -46,6 +47,13 @@ def tokens(tmp_path_factory) -> dict:
     path = tmp_path_factory.mktemp("edges-auth") / "tokens"
     path.write_text(token_line(search, Role.SEARCH, "examiner") + "\n")
     return {"search": search, "file": path}
+
+
+def _own(corpus, encoder, settings: QuerySettings) -> QueryServer:
+    """A second query service on the corpus, with its own store client (stopping it closes
+    that client, not the module server's)."""
+    store = PatentStore(corpus[0].uri, prefix=corpus[0].prefix)
+    return QueryServer(settings, encoder=encoder, store=store)
 
 
 def _settings(corpus, tokens_file: str = "", **server) -> QuerySettings:
@@ -86,6 +94,9 @@ def _request(server, method: str, path: str, body: bytes | None = None,
         return response.status, headers, response.read()
     finally:
         connection.close()
+
+
+JSON = {"Content-Type": "application/json"}
 
 
 def _auth(tokens) -> dict:
@@ -199,7 +210,7 @@ def test_an_export_with_an_odd_stamp_and_formulas_downloads_safely(server, token
                            "grant_date": "2021-01-05", "locarno": "0901", "view": "front",
                            "figures": ["1"], "score": -0.5, "matched": "drawing"}]}
     status, headers, data = _request(server, "POST", "/api/export?format=csv",
-                                     body=json.dumps(record).encode(), headers=_auth(tokens))
+                                     body=json.dumps(record).encode(), headers=JSON | _auth(tokens))
     assert status == 200, data
     assert headers["content-disposition"] == \
         'attachment; filename="patentclip-search-2026-01-01T000000.csv"'
@@ -207,7 +218,7 @@ def test_an_export_with_an_odd_stamp_and_formulas_downloads_safely(server, token
     assert "'=HYPERLINK" in text and "'=cmd" in text and ",-0.5," in text
     record["results"][0]["title"] = "lone \ud800 surrogate"
     status, _, data = _request(server, "POST", "/api/export?format=csv",
-                               body=json.dumps(record).encode(), headers=_auth(tokens))
+                               body=json.dumps(record).encode(), headers=JSON | _auth(tokens))
     assert status == 400 and "not valid Unicode" in json.loads(data)["error"]
 
 
@@ -241,8 +252,7 @@ def test_every_response_carries_the_headers_500s_included_and_is_counted(server,
 
 
 def test_health_says_not_serving_without_naming_internals(corpus, encoder):
-    query = QueryServer(_settings(corpus, alias="no_such_alias"), encoder=encoder,
-                        store=corpus[0]).start()
+    query = _own(corpus, encoder, _settings(corpus, alias="no_such_alias")).start()
     try:
         status, _, data = _request(query, "GET", "/health")
         assert status == 503 and json.loads(data) == {"error": "not serving",
@@ -271,8 +281,8 @@ def test_a_host_outside_the_allow_list_is_refused(server, tokens):
 def test_no_listener_beyond_loopback_without_tokens(corpus, encoder):
     with pytest.raises(InvalidInputError, match="without a token"):
         QueryServer(_settings(corpus, host="0.0.0.0"), encoder=encoder, store=corpus[0])
-    query = QueryServer(_settings(corpus, host="0.0.0.0", allow_unauthenticated=True),
-                        encoder=encoder, store=corpus[0]).start()
+    query = _own(corpus, encoder, _settings(corpus, host="0.0.0.0",
+                                            allow_unauthenticated=True)).start()
     try:
         status, _, data = _request(query, "GET", "/api/info", headers={"Host": "any.example"})
         assert status in (200, 503) and (status == 503 or json.loads(data)["auth"] is False)
@@ -432,10 +442,9 @@ def test_https_serves_with_the_grpc_certificate_and_requires_client_certs(corpus
                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile",
                 f"{name}.ext")
     pki = Path(tmp_path)
-    query = QueryServer(_settings(corpus, tls_cert=str(pki / "server.pem"),
-                                  tls_key=str(pki / "server.key"),
-                                  tls_client_ca=str(pki / "ca.pem")),
-                        encoder=encoder, store=corpus[0]).start()
+    query = _own(corpus, encoder, _settings(corpus, tls_cert=str(pki / "server.pem"),
+                                            tls_key=str(pki / "server.key"),
+                                            tls_client_ca=str(pki / "ca.pem"))).start()
     try:
         context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
