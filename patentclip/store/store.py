@@ -62,6 +62,13 @@ StageTimer = Callable[[str, float], None]  # (stage name, seconds): request-stag
 # While Milvus is unreachable, at most one call per this many seconds goes to it (a probe);
 # the others fail at once with StoreUnavailableError, instead of waiting out their deadline.
 PROBE_INTERVAL_S = 1.0
+# A call that probes a Milvus marked down, and every call in the first WARMUP_S after it
+# answers again, waits at most PROBE_TIMEOUT_S: a server that accepts connections while its
+# collections load again (a restart, a reload) would otherwise hold each request for the
+# whole store timeout, several times over for a multi-leg search, and the client's deadline
+# runs out. Cut short there, the call is UNAVAILABLE: retriable, at once.
+PROBE_TIMEOUT_S = 2.0
+WARMUP_S = 30.0
 
 AvailabilityListener = Callable[[bool, str], None]  # (available, reason): state changes only
 
@@ -104,6 +111,7 @@ class PatentStore(AliasOperations):
         self._is_lite: bool | None = None
         self._listeners: list[AvailabilityListener] = []
         self._down_since: float | None = None  # monotonic time of the first failure
+        self._up_since = 0.0  # monotonic time it answered again after being down
         self._down_reason = ""
         self._next_probe = 0.0
         self._state_lock = threading.Lock()
@@ -459,7 +467,10 @@ class PatentStore(AliasOperations):
             if timeout <= 0:  # retriable, as a timed-out call is
                 raise StoreUnavailableError(f"Milvus at {self.uri} did not finish within the "
                                             f"store timeout ({self.timeout:.1f}s)")
-        self._fail_fast_while_down(_probe)
+        probing = self._fail_fast_while_down(_probe)
+        capped = not _probe and (probing or self._warming()) and timeout > PROBE_TIMEOUT_S
+        if capped:
+            timeout = PROBE_TIMEOUT_S
         try:
             result = milvus_errors_only(method, *args, timeout=timeout, **kwargs)
         except MilvusException as exc:
@@ -470,7 +481,8 @@ class PatentStore(AliasOperations):
                 raise StoreUnavailableError(f"collection {collection} is not loaded in Milvus "
                                             f"at {self.uri} (loading it again): "
                                             f"{exc.message}") from exc
-            if kind == "deadline" and _timeout is not None and _timeout <= self.timeout:
+            if kind == "deadline" and _timeout is not None and _timeout <= self.timeout \
+                    and not capped:
                 raise DeadlineExceededError(f"vector search did not finish within the "
                                             f"caller's deadline ({timeout:.3f}s)") from exc
             if kind in ("unavailable", "deadline"):
@@ -482,17 +494,23 @@ class PatentStore(AliasOperations):
         self._mark_up()
         return result
 
-    def _fail_fast_while_down(self, probe: bool) -> None:
+    def _fail_fast_while_down(self, probe: bool) -> bool:
+        """UNAVAILABLE at once while Milvus is marked down, except one call per
+        PROBE_INTERVAL_S: True when this call is that probe."""
         with self._state_lock:
             if self._down_since is None or probe:
-                return
+                return False
             now = time.monotonic()
             if now >= self._next_probe:
                 self._next_probe = now + PROBE_INTERVAL_S  # this call is the probe
-                return
+                return True
             down_for = now - self._down_since
         raise StoreUnavailableError(f"Milvus at {self.uri} unavailable for {down_for:.0f}s: "
                                     f"{self._down_reason}")
+
+    def _warming(self) -> bool:
+        """Within WARMUP_S of Milvus answering again after it was down."""
+        return self._up_since > 0 and time.monotonic() - self._up_since < WARMUP_S
 
     def _mark_down(self, reason: str) -> None:
         with self._state_lock:
@@ -512,6 +530,7 @@ class PatentStore(AliasOperations):
             return
         with self._state_lock:
             down, self._down_since = self._down_since, None
+            self._up_since = time.monotonic()
         if down is not None:
             logger.info("Milvus at %s answers again, after %.1fs", self.uri,
                         time.monotonic() - down)

@@ -123,3 +123,38 @@ def test_unwrapped_grpc_errors_are_read_like_milvus_errors(monkeypatch):
         store._call(deadline, "c", _timeout=0.5)
     with pytest.raises(ValueError):
         store._call(lambda *a, timeout=None: (_ for _ in ()).throw(ValueError("bug")), "c")
+
+
+def test_a_probe_and_calls_while_milvus_warms_up_wait_at_most_the_probe_timeout(monkeypatch):
+    """A Milvus that accepts calls while it loads again (after a restart) must not hold a
+    request for the whole store timeout: the probe, and every call in the first WARMUP_S
+    after it answers again, is cut at PROBE_TIMEOUT_S and is UNAVAILABLE, not the caller's
+    DEADLINE_EXCEEDED."""
+    from patentclip.store import store as store_module
+
+    store = _store_without_milvus(monkeypatch)
+    store.timeout = 30.0
+    given = []
+
+    def slow(*args, timeout=None):  # a warming server: the call runs into its timeout
+        given.append(timeout)
+        raise _RpcError("DEADLINE_EXCEEDED")
+
+    def answers(*args, timeout=None):
+        given.append(timeout)
+        return "ok"
+
+    store._next_probe = 0.0  # down; this call is the probe
+    with pytest.raises(StoreUnavailableError):
+        store._call(slow, "c", _timeout=10.0)  # a client's 10 s deadline
+    assert given == [store_module.PROBE_TIMEOUT_S]
+    store._next_probe = 0.0
+    assert store._call(answers, "c", _timeout=10.0) == "ok"  # back: warming up from now
+    with pytest.raises(StoreUnavailableError):  # not DeadlineExceededError
+        store._call(slow, "c", _timeout=10.0)
+    assert given[1:] == [store_module.PROBE_TIMEOUT_S] * 2
+    store._down_since, store._up_since = None, 1.0  # long after the warm-up
+    assert store._call(answers, "c", _timeout=10.0) == "ok"
+    assert given[-1] == 10.0  # the caller's deadline again
+    store._call(answers, "c", _probe=True)  # background loads are never cut short
+    assert given[-1] == 30.0
