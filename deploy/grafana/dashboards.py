@@ -108,6 +108,14 @@ SEARCH = Dashboard("patentclip-search", "PatentCLIP / Search",
          "(rate(patentclip_query_http_request_seconds_bucket[$__rate_interval])))",
          "{{route}}"),
     ), unit="s"),
+    Panel("Refused at the edge: HTTP by reason, overloaded decodes, tokens", (
+        ("sum by (reason) (rate(patentclip_query_http_refused_total[$__rate_interval]))",
+         "http {{reason}}"),
+        ("sum(rate(patentclip_query_overloaded_total[$__rate_interval]))", "overloaded"),
+        ("sum by (reason) (rate(patentclip_query_auth_failures_total[$__rate_interval]))",
+         "auth {{reason}}"),
+    ), unit="reqps", description="Host, token, body-limit and malformed refusals before any "
+       "route ran; decodes refused after waiting for a slot (PATENTCLIP_QUERY_MAX_DECODES)"),
     Panel("Rendered-drawing cache hit ratio (GetDrawing, web thumbnails)", (
         ('sum(rate(patentclip_query_drawing_cache_total{result="hit"}[$__rate_interval])) '
          "/ sum(rate(patentclip_query_drawing_cache_total[$__rate_interval]))", "hit ratio"),

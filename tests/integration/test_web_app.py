@@ -481,3 +481,67 @@ def test_hostile_grants_through_the_topic_render_as_text_and_nothing_leaves_the_
         server.stop(grace=1)
         store.close()
     _stays_on_origin(page, server)
+
+
+def test_a_late_answer_to_an_older_search_never_replaces_the_newer_one(browser, server, token):
+    """The first search's response is held back until the second has been shown: before,
+    it then overwrote the results and the record mixed two queries."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_init_script(f"sessionStorage.setItem('patentclip.token', '{token[0]}')")
+    context.add_init_script("""(() => {
+        const real = window.fetch;
+        let searches = 0;
+        window.fetch = (url, options = {}) => {
+          if (String(url).endsWith("/api/search") && ++searches === 1) {
+            // the first search answers late, and ignores the abort (a slow proxy)
+            const { signal, ...rest } = options;
+            return new Promise((resolve) => setTimeout(() => resolve(real(url, rest)), 1500));
+          }
+          return real(url, options);
+        };
+    })()""")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"http://127.0.0.1:{server.http.port}/")
+    try:
+        page.fill("#query-text", "first query lamp")
+        page.click("#search-button")
+        page.fill("#query-text", "second query bottle")
+        page.click("#search-button")
+        page.wait_for_selector("#results .card")
+        page.wait_for_timeout(2500)  # the first answer has landed by now, and was dropped
+        assert "second query bottle" in page.inner_text("#result-summary")
+        record = page.evaluate("""async () => {
+            let captured = null;
+            const original = URL.createObjectURL;
+            URL.createObjectURL = (blob) => {  // thumbnails make blob URLs too: keep JSON only
+              if (blob.type.startsWith("application/json")) captured = blob;
+              return original(blob);
+            };
+            document.querySelector("#export-json").click();
+            while (!captured) await new Promise((r) => setTimeout(r, 50));
+            return JSON.parse(await captured.text());
+        }""")
+        assert record["query"]["text"] == "second query bottle"
+    finally:
+        context.close()
+
+
+def test_the_crop_works_from_the_keyboard(app, corpus, tmp_path):
+    _, name, data = _drawing(corpus)
+    path = tmp_path / name
+    path.write_bytes(data)
+    app.set_input_files("#file-input", str(path))
+    app.wait_for_selector("#query-preview[src^='blob:']")
+    app.focus("#crop-box")
+    app.keyboard.press("ArrowRight")  # starts a centred crop
+    app.keyboard.press("ArrowRight")  # moves it right by 5%
+    app.keyboard.press("Shift+ArrowDown")  # grows its bottom edge by 5%
+    assert "searching the selected part" in app.inner_text("#crop-label")
+    response = _wait_search(app, lambda: app.click("#search-button"))
+    crop = response["record"]["query"]["crop"]
+    for key, expected in (("left", 0.30), ("top", 0.25), ("right", 0.80), ("bottom", 0.80)):
+        assert abs(crop[key] - expected) < 1e-6, crop
+    app.focus("#crop-box")
+    app.keyboard.press("Delete")
+    assert "drag on the drawing" in app.inner_text("#crop-label")
