@@ -133,6 +133,10 @@ class Edge:
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
                 sent["status"] = message["status"]
+                # counted before the client can see the answer (a client that reads the
+                # metrics right after it must find its own request there)
+                self.metrics.http_requests.labels(self._route_label(scope),
+                                                  str(message["status"])).inc()
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers[name] = value
@@ -164,7 +168,8 @@ class Edge:
                     "server log has the details"))
         finally:
             label = self._route_label(scope)
-            self.metrics.http_requests.labels(label, str(sent.get("status", 500))).inc()
+            if "status" not in sent:  # nothing answered (the client left mid-request)
+                self.metrics.http_requests.labels(label, "500").inc()
             self.metrics.http_latency.labels(label).observe(time.perf_counter() - started)
 
     def _check_host(self, scope: Scope) -> None:
