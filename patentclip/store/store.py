@@ -62,11 +62,12 @@ StageTimer = Callable[[str, float], None]  # (stage name, seconds): request-stag
 # While Milvus is unreachable, at most one call per this many seconds goes to it (a probe);
 # the others fail at once with StoreUnavailableError, instead of waiting out their deadline.
 PROBE_INTERVAL_S = 1.0
-# A call that probes a Milvus marked down, and every call in the first WARMUP_S after it
-# answers again, waits at most PROBE_TIMEOUT_S: a server that accepts connections while its
-# collections load again (a restart, a reload) would otherwise hold each request for the
-# whole store timeout, several times over for a multi-leg search, and the client's deadline
-# runs out. Cut short there, the call is UNAVAILABLE: retriable, at once.
+# A call made for a caller's deadline (a search, a lookup) that probes a Milvus marked down,
+# or comes in the first WARMUP_S after it answers again, waits at most PROBE_TIMEOUT_S: a
+# server that accepts connections while its collections load again (a restart, a reload)
+# would otherwise hold each request for the whole store timeout, several times over for a
+# multi-leg search, and the client's deadline runs out. Cut short there, the call is
+# UNAVAILABLE: retriable, at once.
 PROBE_TIMEOUT_S = 2.0
 WARMUP_S = 30.0
 
@@ -468,7 +469,10 @@ class PatentStore(AliasOperations):
                 raise StoreUnavailableError(f"Milvus at {self.uri} did not finish within the "
                                             f"store timeout ({self.timeout:.1f}s)")
         probing = self._fail_fast_while_down(_probe)
-        capped = not _probe and (probing or self._warming()) and timeout > PROBE_TIMEOUT_S
+        # Only calls made for a caller with a deadline (searches, lookups) are cut short:
+        # the embedder's writes, flushes and loads legitimately take longer while Milvus warms.
+        capped = (_timeout is not None and not _probe and (probing or self._warming())
+                  and timeout > PROBE_TIMEOUT_S)
         if capped:
             timeout = PROBE_TIMEOUT_S
         try:

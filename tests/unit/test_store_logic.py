@@ -1,6 +1,8 @@
 """Pure store logic: when Milvus Lite is the wrong backend for a collection's size, how a
 Milvus error is read, and how the store behaves while Milvus does not answer."""
 
+import time
+
 import pytest
 from pymilvus.exceptions import MilvusException, MilvusUnavailableException
 
@@ -157,4 +159,7 @@ def test_a_probe_and_calls_while_milvus_warms_up_wait_at_most_the_probe_timeout(
     assert store._call(answers, "c", _timeout=10.0) == "ok"
     assert given[-1] == 10.0  # the caller's deadline again
     store._call(answers, "c", _probe=True)  # background loads are never cut short
+    assert given[-1] == 30.0
+    store._up_since = time.monotonic()  # warming again: writes and flushes are not cut short
+    store._call(answers, "c")
     assert given[-1] == 30.0
