@@ -510,7 +510,8 @@ def test_buf_curl_lists_every_service_and_method_through_reflection(server, toke
 SCHEMATHESIS = Path(__file__).resolve().parent / "schemathesis" / "schemathesis.toml"
 
 
-def test_schemathesis_finds_the_api_as_its_openapi_document_describes(server, tokens):
+def test_schemathesis_finds_the_api_as_its_openapi_document_describes(server, tokens,
+                                                                       tmp_path):
     """Schemathesis, every check, bounded (15 examples an operation, fixed seed), with a
     token: no 5xx, every status and content type documented, bodies as the schemas say,
     schema-valid requests accepted and schema-violating ones refused (two documented
@@ -524,7 +525,7 @@ def test_schemathesis_finds_the_api_as_its_openapi_document_describes(server, to
          f"http://127.0.0.1:{server.http.port}/api/openapi.json",
          "-H", f"Authorization: Bearer {tokens['search']}", "--max-examples", "15",
          "--workers", "2", "--seed", "20261207", "--max-failures", "20"],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its cache goes there
     summary = run.stdout[-3000:]
     assert run.returncode == 0, summary
     assert " passed" in summary and "generated" in summary
