@@ -8,6 +8,7 @@ started once per session on free ports and stopped at the end.
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -206,3 +207,33 @@ def shared_milvus_uri(request, tmp_path):
     server = LiteServer(tmp_path / "milvus-lite").start()
     yield server.uri
     server.stop()
+
+
+# --- TLS (test_security, test_hostile_edges) -------------------------------------------
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _issue(pki: Path, name: str, ca: str, san: str = "") -> None:
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+             f"{name}.csr", "-subj", f"/CN={name}", cwd=pki)
+    ext = pki / f"{name}.ext"
+    ext.write_text(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+             "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", ext.name,
+             cwd=pki)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    """TLS files for a test module (openssl): a CA, a server certificate for
+    localhost/127.0.0.1, a client certificate from the CA and one from a stranger's CA."""
+    pki = tmp_path_factory.mktemp("pki")
+    for ca in ("ca", "rogue-ca"):
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key",
+                 "-out", f"{ca}.pem", "-days", "2", "-subj", f"/CN={ca}", cwd=pki)
+    _issue(pki, "server", "ca", "DNS:localhost,IP:127.0.0.1")
+    _issue(pki, "client", "ca")
+    _issue(pki, "rogue", "rogue-ca")
+    return pki

@@ -105,7 +105,7 @@ class EmbeddingProvider:
                                     "'base64'", "encoding_format")
             vectors = self._embed(snap, texts)
         except ProviderError as exc:
-            return _openai_error(exc)
+            return openai_error(exc)
         tokens = _token_count(snap, texts)
         data = [{"object": "embedding", "index": i, "embedding": _encoded(v, encoding)}
                 for i, v in enumerate(vectors)]
@@ -127,7 +127,7 @@ class EmbeddingProvider:
             _check_dimensions(request.get("dimensions"), snap.encoder.dim)
             vectors = self._embed(snap, texts)
         except ProviderError as exc:
-            return _tei_error(exc)
+            return tei_error(exc)
         return Reply(200, [v.tolist() for v in vectors], {MODEL_HEADER: snap.model_version})
 
     def models(self, authorization: str | None) -> Reply:
@@ -135,7 +135,7 @@ class EmbeddingProvider:
         try:
             snap = self._authorized_snapshot(authorization)
         except ProviderError as exc:
-            return _openai_error(exc)
+            return openai_error(exc)
         data = [{"id": name, "object": "model", "owned_by": "patentclip"}
                 for name in (snap.model_version, GENERIC_MODEL)]
         return Reply(200, {"object": "list", "data": data}, {MODEL_HEADER: snap.model_version})
@@ -221,7 +221,8 @@ def _token_count(snap, texts: list[str]) -> int:
     return int((tokenizer(texts) != 0).sum())
 
 
-def _openai_error(exc: ProviderError) -> Reply:
+def openai_error(exc: ProviderError) -> Reply:
+    """OpenAI's error reply (also the HTTP edge's refusals on its routes)."""
     return Reply(exc.status, {"error": {"message": exc.message, "type": exc.kind,
                                         "param": exc.param, "code": exc.code}})
 
@@ -230,7 +231,8 @@ _TEI_TYPES = {401: "Unauthorized", 403: "Unauthorized", 413: "Validation", 400: 
               503: "Unhealthy", 504: "Overloaded"}
 
 
-def _tei_error(exc: ProviderError) -> Reply:
+def tei_error(exc: ProviderError) -> Reply:
+    """TEI's error reply: validation is 422 (the HTTP edge takes the body only)."""
     status = 422 if exc.status in (400, 404) else exc.status  # TEI: validation is 422
     return Reply(status, {"error": exc.message,
                           "error_type": _TEI_TYPES.get(exc.status, "Backend")})

@@ -47,6 +47,7 @@ class QueryServer:
 
         self.settings = settings
         server = settings.server
+        server.check_exposure(tokens=bool(server.auth_tokens_file))  # before opening anything
         self.metrics = QueryMetrics()
         self.health = HealthService()
         self._set_health(False)
@@ -59,7 +60,6 @@ class QueryServer:
             images.get, server.drawing_cache_mb * 1024 * 1024,
             on_cache=lambda hit: self.metrics.drawing_cache.labels(
                 "hit" if hit else "miss").inc()) if images else None)
-        server.check_exposure(tokens=bool(server.auth_tokens_file))
         self.authenticator = (TokenAuthenticator(server.auth_tokens_file)
                               if server.auth_tokens_file else None)
         self.grpc = grpc.server(
@@ -158,12 +158,10 @@ def _http_server(settings, live: LiveSearch, authenticator, metrics: QueryMetric
 
 def _http_tls(settings) -> dict:
     """uvicorn's TLS options from the gRPC side's certificate settings: the same
-    certificate, and client certificates required when a client CA is set (mTLS)."""
+    certificate, and client certificates required when a client CA is set (mTLS). The files
+    were read by the gRPC side's bind first, which names a missing one by its setting."""
     if not settings.tls_cert:
         return {}
-    for setting in ("tls_cert", "tls_key", "tls_client_ca"):
-        if getattr(settings, setting):
-            _read(getattr(settings, setting), setting)  # a missing file names its setting
     options = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
     if settings.tls_client_ca:
         options.update(ssl_ca_certs=settings.tls_client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)

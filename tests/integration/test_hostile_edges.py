@@ -441,23 +441,9 @@ def _free_port() -> int:
 
 
 def test_https_serves_with_the_grpc_certificate_and_requires_client_certs(corpus, encoder,
-                                                                          tmp_path):
+                                                                          pki):
     import ssl
-    import subprocess
 
-    def openssl(*args):
-        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.pem", "-days", "2", "-subj", "/CN=ca")
-    for name, san in (("server", "IP:127.0.0.1"), ("client", "")):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-                f"{name}.csr", "-subj", f"/CN={name}")
-        (tmp_path / f"{name}.ext").write_text(f"subjectAltName={san}\n" if san else
-                                              "basicConstraints=CA:FALSE\n")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile",
-                f"{name}.ext")
-    pki = Path(tmp_path)
     query = _own(corpus, encoder, _settings(corpus, tls_cert=str(pki / "server.pem"),
                                             tls_key=str(pki / "server.key"),
                                             tls_client_ca=str(pki / "ca.pem"))).start()

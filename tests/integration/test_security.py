@@ -3,10 +3,8 @@ TLS, mutual TLS, bearer tokens with roles, the CLI's flags, and no secret in any
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from dataclasses import replace
-from pathlib import Path
 
 import grpc
 import pytest
@@ -31,34 +29,6 @@ from patentclip_client import PatentSearchClient, tls_credentials
 from services.common.auth import Role, new_token, token_line
 from services.query.config import QuerySettings, ServerSettings
 from services.query.main import QueryServer
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _issue(pki: Path, name: str, ca: str, san: str = "") -> None:
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-             f"{name}.csr", "-subj", f"/CN={name}", cwd=pki)
-    ext = pki / f"{name}.ext"
-    ext.write_text(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", ext.name,
-             cwd=pki)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Path:
-    """A CA, a server certificate for localhost/127.0.0.1, a client certificate from the CA
-    and one from a stranger's CA."""
-    pki = tmp_path_factory.mktemp("pki")
-    for ca in ("ca", "rogue-ca"):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key",
-                 "-out", f"{ca}.pem", "-days", "2", "-subj", f"/CN={ca}", cwd=pki)
-    _issue(pki, "server", "ca", "DNS:localhost,IP:127.0.0.1")
-    _issue(pki, "client", "ca")
-    _issue(pki, "rogue", "rogue-ca")
-    return pki
 
 
 @pytest.fixture(scope="module")

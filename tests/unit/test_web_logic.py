@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import json
 import re
 from pathlib import Path
 
@@ -211,7 +210,7 @@ def test_an_exported_record_with_formulas_and_odd_stamps_is_safe():
     record = api.search_response(query, result)["record"]
     record["results"][0]["title"] = '=HYPERLINK("http://evil","x")'
     record["searched_at"] = 'ünï"\r\nSet-Cookie: x'
-    text, name = api.export_record(json.dumps(record).encode(), "csv")
+    text, name = api.export_record(api.RecordIn(**record).model_dump(mode="json"), "csv")
     row = next(csv.DictReader(io.StringIO(text)))
     assert row["title"].startswith("'=HYPERLINK")
     assert re.fullmatch(r"patentclip-search-[0-9A-Za-z+-]*", name)  # a plain header value

@@ -321,12 +321,9 @@ def parse_json(body: bytes, what: str) -> object:
     return value
 
 
-def export_record(record: object, format: str) -> tuple[str, str]:  # noqa: A002
-    """The exported file's text and name (without extension) for a record (a body
-    validated as RecordIn, or bytes of JSON)."""
-    if isinstance(record, bytes):
-        record = parse_json(record, "record")
-    stamp = record.get("searched_at", "") if isinstance(record, dict) else ""
-    stamp = re.sub(r"[^0-9A-Za-z+-]", "", str(stamp))[:32]  # a header value: plain ASCII
+def export_record(record: dict, format: str) -> tuple[str, str]:  # noqa: A002
+    """The exported file's text and name (without extension) for a record validated as
+    RecordIn."""
+    stamp = re.sub(r"[^0-9A-Za-z+-]", "", record["searched_at"])[:32]  # a plain header value
     text = record_csv(record) if format == "csv" else json.dumps(record, indent=2)
     return check_unicode(text, "record"), f"patentclip-search-{stamp or 'record'}"

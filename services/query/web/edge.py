@@ -34,6 +34,7 @@ from starlette.routing import Match, Mount
 
 from services.common.auth import AuthError, PermissionDeniedError, Role, TokenAuthenticator
 from services.common.auth import bearer_token as parse_bearer
+from services.query.embeddings import ProviderError, openai_error, tei_error
 from services.query.metrics import QueryMetrics
 
 logger = logging.getLogger(__name__)
@@ -99,17 +100,15 @@ class Refusal(Exception):
 
 
 def error_body(protocol: str, status: int, kind: str, message: str) -> dict:
-    """An error in the route's own protocol."""
-    if protocol == "openai":
-        code = {"auth": "invalid_api_key", "permission": "permission_denied"}.get(kind, kind)
-        family = ("authentication_error" if kind in ("auth", "permission") else
-                  "server_error" if status >= 500 else "invalid_request_error")
-        return {"error": {"message": message, "type": family, "param": None, "code": code}}
-    if protocol == "tei":
-        family = {401: "Unauthorized", 403: "Unauthorized", 413: "Validation",
-                  503: "Overloaded"}.get(status, "Validation" if status < 500 else "Backend")
-        return {"error": message, "error_type": family}
-    return {"error": message, "kind": kind}
+    """An error in the route's own protocol: the provider's bodies are built by the
+    provider's own builders (services/query/embeddings.py), the web API's here."""
+    if protocol not in ("openai", "tei"):
+        return {"error": message, "kind": kind}
+    code = {"auth": "invalid_api_key", "permission": "permission_denied"}.get(kind, kind)
+    family = ("authentication_error" if kind in ("auth", "permission") else
+              "server_error" if status >= 500 else "invalid_request_error")
+    refusal = ProviderError(status, message, None, code, family)
+    return (openai_error if protocol == "openai" else tei_error)(refusal).body
 
 
 class Edge:
@@ -119,6 +118,7 @@ class Edge:
                  max_image_bytes: int, allowed_hosts: tuple[str, ...] = ()) -> None:
         self.app, self.metrics, self.authenticator = app, metrics, authenticator
         self.max_image_bytes = max_image_bytes
+        self._routes = _find_routes(app)  # the router's own list: routes added later count
         self.allowed_hosts = frozenset(allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -128,6 +128,7 @@ class Edge:
         started = time.perf_counter()
         path = scope.get("path", "")
         policy = policy_for(path, self.max_image_bytes)
+        label = self._route_label(scope)
         sent: dict = {}
 
         async def send_with_headers(message: dict) -> None:
@@ -135,8 +136,7 @@ class Edge:
                 sent["status"] = message["status"]
                 # counted before the client can see the answer (a client that reads the
                 # metrics right after it must find its own request there)
-                self.metrics.http_requests.labels(self._route_label(scope),
-                                                  str(message["status"])).inc()
+                self.metrics.http_requests.labels(label, str(message["status"])).inc()
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers[name] = value
@@ -167,7 +167,6 @@ class Edge:
                     policy.protocol, 500, "internal", f"internal error (id {error_id}); the "
                     "server log has the details"))
         finally:
-            label = self._route_label(scope)
             if "status" not in sent:  # nothing answered (the client left mid-request)
                 self.metrics.http_requests.labels(label, "500").inc()
             self.metrics.http_latency.labels(label).observe(time.perf_counter() - started)
@@ -196,10 +195,7 @@ class Edge:
     def _route_label(self, scope: Scope) -> str:
         """The route template a request matched (bounded: a metric label), "static" for
         the page's files, "other" for anything else."""
-        routes = getattr(getattr(self.app, "router", None), "routes", None)
-        if routes is None:
-            routes = _find_routes(self.app)
-        for route in routes:
+        for route in self._routes:
             match, _ = route.matches(scope)
             if match is not Match.NONE:
                 static = isinstance(route, Mount) or getattr(route, "name", "") == "static"
@@ -211,7 +207,7 @@ def _find_routes(app) -> list:
     """The routes of the app under a stack of middleware (each keeps ``app``)."""
     while app is not None and not hasattr(app, "routes"):
         app = getattr(app, "app", None)
-    return list(getattr(app, "routes", []))
+    return getattr(app, "routes", [])
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> Receive:
