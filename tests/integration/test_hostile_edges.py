@@ -525,5 +525,8 @@ def test_schemathesis_finds_the_api_as_its_openapi_document_describes(server, to
 def test_headers_that_are_not_latin_1_text_get_an_answer_not_a_500(server, tokens, name,
                                                                    value):
     headers = {**_auth(tokens), name: value}
-    status, _, data = _request(server, "POST", "/api/preview", body=_png(16), headers=headers)
+    # A NUL makes the header line itself malformed: the HTTP parser answers 400 and closes
+    # before reading a body, so none is sent (a body still in flight would be reset).
+    body = None if b"\x00" in value else _png(16)
+    status, _, data = _request(server, "POST", "/api/preview", body=body, headers=headers)
     assert status in (200, 400, 401), data
