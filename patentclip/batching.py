@@ -259,7 +259,7 @@ class _SearchItem:
     filters: object  # SearchFilters (frozen, hashable) or None
     modality: str | None
     group: bool
-    timeout: float | None
+    deadline: float | None  # monotonic time: what is left of it when the group runs
 
     @property
     def key(self) -> tuple:
@@ -275,6 +275,11 @@ class BatchedSearch:
     are grouped by (collection, k, filters, modality, group): one Milvus request per group.
     A failing group fails only its own callers. It is a VectorSearch
     (patentclip/search.py): describe and patent_rows go straight to the store.
+
+    The queue has one worker, so it serves a store that answers at its usual pace. While the
+    store is not ``steady`` (Milvus down or warming up again: each call may be a probe or be
+    cut short at a couple of seconds), searches go direct, in the callers' threads: queued,
+    each would wait out the others' slow calls, and its own deadline with them.
     """
 
     def __init__(self, store, max_batch: int = 16, max_delay: float = 0.002,
@@ -297,12 +302,13 @@ class BatchedSearch:
                timeout: float | None = None, on_stage=None) -> list:
         """``PatentStore.search``; one vector goes through the batcher, several go direct."""
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        if len(vectors) != 1:
+        if len(vectors) != 1 or not getattr(self.store, "steady", True):
             return self.store.search(collection, vectors, k, filters, modality, group,
                                      timeout, on_stage)
         started = time.perf_counter()
+        deadline = None if timeout is None else time.monotonic() + timeout
         hits, stages = self._batcher.submit(
-            _SearchItem(collection, vectors[0], k, filters, modality, group, timeout), timeout)
+            _SearchItem(collection, vectors[0], k, filters, modality, group, deadline), timeout)
         if isinstance(hits, Exception):
             raise hits
         report = on_stage or (lambda stage, seconds: None)
@@ -322,13 +328,13 @@ class BatchedSearch:
         rows: list[tuple] = [((), [])] * len(items)
         for indices in by_key.values():
             first = items[indices[0]]
-            timeouts = [items[i].timeout for i in indices if items[i].timeout is not None]
+            deadlines = [items[i].deadline for i in indices if items[i].deadline is not None]
             stages: list[tuple[str, float]] = []
-            try:
+            try:  # the time the group has left, not what its callers had when they queued
                 found = self.store.search(
                     first.collection, np.stack([items[i].vector for i in indices]), first.k,
                     first.filters, first.modality, first.group,
-                    min(timeouts) if timeouts else None,
+                    min(deadlines) - time.monotonic() if deadlines else None,
                     lambda stage, seconds, into=stages: into.append((stage, seconds)))
             except Exception as exc:  # the group's callers get it; other groups go on
                 found = [exc] * len(indices)

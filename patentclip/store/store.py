@@ -54,6 +54,7 @@ from patentclip.store.schema import (
     row_dict,
     vector_dim,
 )
+from patentclip.store.wall_clock import WallClockBound, WallClockExceeded
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,10 @@ PROBE_INTERVAL_S = 1.0
 # UNAVAILABLE: retriable, at once.
 PROBE_TIMEOUT_S = 2.0
 WARMUP_S = 30.0
+# While Milvus is in doubt (a probe, the warm-up), every call is also bounded by the wall
+# clock, at its timeout plus this grace for pymilvus to report first: pymilvus overshoots
+# its own timeout while it retries inside a call.
+WALL_CLOCK_GRACE_S = 0.25
 
 AvailabilityListener = Callable[[bool, str], None]  # (available, reason): state changes only
 
@@ -116,6 +121,7 @@ class PatentStore(AliasOperations):
         self._down_reason = ""
         self._next_probe = 0.0
         self._state_lock = threading.Lock()
+        self._bounded = WallClockBound()
         self._connection = {"uri": uri, "token": token, **connection}
         if is_lite_uri(uri):
             quiet_lite_server_log()
@@ -148,6 +154,12 @@ class PatentStore(AliasOperations):
     def available(self) -> bool:
         """False from the first failure that says Milvus is unreachable until a call works."""
         return self._down_since is None
+
+    @property
+    def steady(self) -> bool:
+        """Available and past the warm-up: calls are neither probes nor cut short, so a
+        caller may queue them (BatchedSearch) without one slow call holding up others."""
+        return self._down_since is None and not self._warming()
 
     def add_listener(self, listener: AvailabilityListener) -> None:
         """``listener(available, reason)`` on every change between reachable and not."""
@@ -468,15 +480,18 @@ class PatentStore(AliasOperations):
             if timeout <= 0:  # retriable, as a timed-out call is
                 raise StoreUnavailableError(f"Milvus at {self.uri} did not finish within the "
                                             f"store timeout ({self.timeout:.1f}s)")
-        probing = self._fail_fast_while_down(_probe)
+        unsteady = self._fail_fast_while_down(_probe) or self._warming()
         # Only calls made for a caller with a deadline (searches, lookups) are cut short:
         # the embedder's writes, flushes and loads legitimately take longer while Milvus warms.
-        capped = (_timeout is not None and not _probe and (probing or self._warming())
+        capped = (_timeout is not None and not _probe and unsteady
                   and timeout > PROBE_TIMEOUT_S)
         if capped:
             timeout = PROBE_TIMEOUT_S
         try:
-            result = milvus_errors_only(method, *args, timeout=timeout, **kwargs)
+            result = self._invoke(method, args, kwargs, timeout, bounded=unsteady)
+        except WallClockExceeded as exc:
+            self._mark_down(str(exc))
+            raise StoreUnavailableError(f"Milvus at {self.uri} unavailable: {exc}") from exc
         except MilvusException as exc:
             kind = classify_milvus_error(exc)
             collection = args[0] if args and isinstance(args[0], str) else None
@@ -497,6 +512,17 @@ class PatentStore(AliasOperations):
             raise StoreError(f"Milvus at {self.uri}: {exc.message}") from exc
         self._mark_up()
         return result
+
+    def _invoke(self, method, args: tuple, kwargs: dict, timeout: float, bounded: bool):
+        """``method(*args, timeout=..., **kwargs)``. While Milvus is in doubt (a probe, the
+        warm-up) the call is also bounded by the wall clock (``wall_clock``): pymilvus' own
+        retries can outlast its timeout, a search's deadline with it, and the embedder's
+        time between two polls of the topic (it was evicted from its group so, once)."""
+        if not bounded:
+            return milvus_errors_only(method, *args, timeout=timeout, **kwargs)
+        return self._bounded.call(
+            lambda: milvus_errors_only(method, *args, timeout=timeout, **kwargs),
+            timeout + WALL_CLOCK_GRACE_S)
 
     def _fail_fast_while_down(self, probe: bool) -> bool:
         """UNAVAILABLE at once while Milvus is marked down, except one call per

@@ -2,7 +2,8 @@
 ``milvus-lite server``: the server SIGKILLed under 4 query clients (text, drawing, similar;
 10 s deadlines) and ingestion, then started again on the same data; and both services
 started while Milvus is down. The services wait instead of exiting, health says what is
-true, clients get UNAVAILABLE (never INTERNAL), and every sheet is stored exactly once.
+true, clients get UNAVAILABLE at once (never INTERNAL, never a deadline waited out, through
+the restart and the warm-up after it), and every sheet is stored exactly once.
 
 Each test prints what docs/reliability.md reports: the seconds from Milvus answering again
 to SERVING, and the status codes the clients saw.
@@ -133,7 +134,7 @@ def test_milvus_server_killed_under_load_the_services_wait_and_health_tells_the_
         assert embedder.terminate() == 0
     print(f"\nkill under load: outage {back - killed:.1f}s (Milvus restart included), "
           f"SERVING {serving - back:.1f}s after Milvus was back, codes {dict(codes)}")
-    assert set(codes) <= {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED"}, codes
+    assert set(codes) <= {"OK", "UNAVAILABLE"}, codes  # failing fast: none waits its deadline
     assert codes["UNAVAILABLE"] > 0
     log = query.text()
     assert "Traceback" not in log, log[-3000:]

@@ -264,3 +264,42 @@ def test_search_batching_passes_multi_vector_searches_and_other_calls_through():
     assert store.requests == [("c", 3, 5, None, None)]
     assert searches.describe("x") == "described x"
     searches.close()
+
+
+def test_search_batching_goes_direct_while_the_store_warms_and_queued_time_counts():
+    """While the store is not steady (down or warming up: calls may take their capped
+    couple of seconds), searches run in the callers' threads, in parallel, not one after
+    another behind the batcher's single worker; a queued search asks the store only for
+    what is left of its deadline."""
+    from patentclip.batching import BatchedSearch
+
+    class WarmingStore(_RecordingStore):
+        steady = False
+
+        def search(self, *args, **kwargs):
+            self.threads.add(threading.current_thread().name)
+            self.timeouts.append(kwargs.get("timeout", args[6] if len(args) > 6 else None))
+            return super().search(*args, **kwargs)
+
+    store = WarmingStore(delay=0.3)
+    store.threads, store.timeouts = set(), []
+    searches = BatchedSearch(store, max_batch=16, max_delay=0.02)
+    callers = [threading.Thread(target=searches.search, args=("c", np.ones(2), 5),
+                                kwargs={"timeout": 5.0}, name=f"caller-{i}")
+               for i in range(4)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert store.threads == {f"caller-{i}" for i in range(4)}  # each in its own thread
+    assert len(store.requests) == 4
+    store.steady, store.threads, store.timeouts = True, set(), []
+    blocker = threading.Thread(target=searches.search, args=("c", np.ones(2), 7))
+    blocker.start()  # holds the worker 0.3 s
+    while not store.requests[4:]:
+        time.sleep(0.01)
+    searches.search("c", np.ones(2), 5, timeout=5.0)
+    blocker.join()
+    searches.close()
+    assert store.threads == {"search-batcher"}
+    assert store.timeouts[-1] < 5.0  # less what it waited in the queue behind the first

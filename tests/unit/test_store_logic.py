@@ -163,3 +163,60 @@ def test_a_probe_and_calls_while_milvus_warms_up_wait_at_most_the_probe_timeout(
     store._up_since = time.monotonic()  # warming again: writes and flushes are not cut short
     store._call(answers, "c")
     assert given[-1] == 30.0
+
+
+def test_a_call_cut_short_is_also_bounded_by_the_wall_clock(monkeypatch):
+    """pymilvus retries inside one call and overshoots its timeout (seen: 5.2 s for 2 s):
+    a probe or warm-up call answers UNAVAILABLE at the bound, whatever pymilvus does, and
+    ``steady`` says when calls are neither probes nor cut short."""
+    import threading
+
+    from patentclip.store import store as store_module
+
+    monkeypatch.setattr(store_module, "PROBE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(store_module, "WALL_CLOCK_GRACE_S", 0.05)
+    store = _store_without_milvus(monkeypatch)
+    store.timeout = 30.0
+    release, finished = threading.Event(), threading.Event()
+
+    def overshoots(*args, timeout=None):  # ignores its timeout, as pymilvus' retries do
+        release.wait(10)
+        finished.set()
+        return "late"
+
+    assert not store.steady  # down
+    store._next_probe = 0.0  # this call is the probe
+    with pytest.raises(StoreUnavailableError, match="no answer from Milvus within 0.2s"):
+        store._call(overshoots, "c", _timeout=10.0)
+    assert not finished.is_set()  # answered while pymilvus' call still ran
+    assert not store.available
+    store._next_probe = 0.0
+    assert store._call(lambda *a, timeout=None: "ok", "c", _timeout=10.0) == "ok"
+    assert store.available and not store.steady  # answering, warming up
+    store._up_since = 1.0  # long after the warm-up
+    assert store.steady
+    release.set()
+
+
+def test_the_wall_clock_bound_refuses_at_once_when_its_abandoned_calls_are_full():
+    import threading
+
+    from patentclip.store.wall_clock import WallClockBound, WallClockExceeded
+
+    bound, release = WallClockBound(limit=2), threading.Event()
+    for _ in range(2):
+        with pytest.raises(WallClockExceeded, match="within"):
+            bound.call(lambda: release.wait(10), 0.05)
+    with pytest.raises(WallClockExceeded, match="2 earlier calls"):
+        bound.call(lambda: "never run", 10)
+    release.set()
+    for _ in range(100):  # the abandoned calls return their slots when they finish
+        try:
+            assert bound.call(lambda: "ok", 1) == "ok"
+            break
+        except WallClockExceeded:
+            time.sleep(0.01)
+    else:
+        raise AssertionError("slots never returned")
+    with pytest.raises(ZeroDivisionError):  # the call's own error reaches the caller
+        bound.call(lambda: 1 / 0, 1)
