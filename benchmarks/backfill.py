@@ -31,7 +31,7 @@ UTILITY_MEMBER_BYTES = 32 * 1024 * 1024  # a utility zip of drawings, as big as 
 
 _READ = """
 import json, sys, time
-from patentclip.reader import GrantReader
+from patentclip.grants.reader import GrantReader
 
 def hwm():
     for line in open("/proc/self/status"):
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _design_bundle(tmp: Path, patents: int) -> Path:
-    from patentclip.synthetic import BundleGenerator
+    from patentclip_cli.synthetic import BundleGenerator
 
     return BundleGenerator(seed=0).write_bundle(tmp / "base", date(2021, 1, 5), patents)
 

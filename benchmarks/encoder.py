@@ -1,7 +1,7 @@
 """``make bench-encoder``: the encoder backends side by side, in one run on one machine.
 
 For each model (the tiny test config and ViT-B-32, random weights: speed does not depend on
-them) and each backend (patentclip/backends.py): images/s and texts/s at batch 1, 8, 32 and
+them) and each backend (patentclip/model/backends.py): images/s and texts/s at batch 1, 8, 32 and
 64, and parity with fp32 eager (mean and minimum cosine of the embeddings of generated
 drawings and captions). Also measured in the same run: the machine's fp32 matmul peak
 (GFLOP/s), the model's FLOPs per image (torch's FLOP counter), hence each backend's
@@ -63,8 +63,8 @@ def image_flops(encoder) -> int:
 
 
 def sample_inputs(tmp: Path, count: int = 64):
-    from patentclip.reader import GrantReader
-    from patentclip.synthetic import BundleGenerator
+    from patentclip.grants.reader import GrantReader
+    from patentclip_cli.synthetic import BundleGenerator
 
     bundle = BundleGenerator(seed=5).write_bundle(tmp, date(2021, 1, 5), 16)
     docs = list(GrantReader().read(bundle))
@@ -76,7 +76,7 @@ def sample_inputs(tmp: Path, count: int = 64):
 
 
 def bench_model(spec: str, backends, blobs, texts, seconds: float, cache: Path) -> dict:
-    from patentclip.encoder import Encoder
+    from patentclip.model.encoder import Encoder
 
     reference = Encoder.load(spec, backend="eager")
     pixels = [reference.drawing_pixels(d, n) for n, d in blobs]
@@ -114,7 +114,7 @@ def preprocessing_rate(blobs, spec: str, seconds: float) -> float:
     """Drawings per second on one thread: decode + trim + pad + resize + normalize."""
     import torch
 
-    from patentclip.encoder import Encoder
+    from patentclip.model.encoder import Encoder
 
     torch.set_num_threads(1)
     encoder = Encoder.load(spec)
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     args = parser.parse_args(argv)
     seconds = 0.5 if args.quick else args.seconds
-    from patentclip.encoder import create_tiny_model
+    from patentclip.model.encoder import create_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -4,7 +4,7 @@ One run on one GPU (under 8 minutes on an H200; a time budget skips what would n
 says so) with random weights in the real architectures, nothing installed at run time:
 
 * **matmul**: a large bf16 matmul, the GPU's achievable bf16 rate in this run;
-* **encoder**: the service's own encoder (``patentclip.encoder.Encoder`` with the
+* **encoder**: the service's own encoder (``patentclip.model.encoder.Encoder`` with the
   ``eager``, ``bf16`` and ``fp16`` backends: pinned memory, non-blocking copies) on
   ViT-B-32 and ViT-L-14, images and texts at batch 64, 256 and 1024: items/s, the share of
   the matmul rate, and the minimum cosine to fp32 on the real sample drawings;
@@ -153,7 +153,7 @@ def bf16_matmul(device: str, plan: Plan) -> dict:
 def load_encoder(name: str, device: str, work: Path, batch_size: int, backend: str = "eager"):
     """The service's Encoder on the real architecture with random weights (``tiny``: the
     test model through local-dir:, as the dry run and the tests load it)."""
-    from patentclip.encoder import Encoder, create_tiny_model
+    from patentclip.model.encoder import Encoder, create_tiny_model
 
     if name == "tiny":
         model_dir = work / "tiny"
@@ -165,7 +165,7 @@ def load_encoder(name: str, device: str, work: Path, batch_size: int, backend: s
 
 def use_precision(encoder, precision: str) -> str:
     """Switch the encoder's tower backend in place; returns the backend's label."""
-    from patentclip.backends import EagerBackend, make_backend
+    from patentclip.model.backends import EagerBackend, make_backend
 
     if precision == "fp32":
         encoder.backend = EagerBackend(encoder.model, encoder.device)
@@ -245,7 +245,7 @@ def onnx_cuda_note() -> str:
         return "onnxruntime not installed"
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         return ("CUDAExecutionProvider is available, but the service has no CUDA ONNX backend "
-                "(patentclip.backends.OnnxBackend runs on the CPU): not measured")
+                "(patentclip.model.backends.OnnxBackend runs on the CPU): not measured")
     return (f"the pinned onnxruntime {onnxruntime.__version__} has no CUDAExecutionProvider "
             f"(providers: {', '.join(onnxruntime.get_available_providers())}): not measured")
 
@@ -255,7 +255,7 @@ def sample_drawings(work: Path, limit: int = 64) -> tuple[list[bytes], str]:
     real = sorted(SAMPLE.glob("*/*.TIF"))[:limit] if SAMPLE.is_dir() else []
     if real:
         return [p.read_bytes() for p in real], f"{len(real)} real sheets of {SAMPLE}"
-    from patentclip.synthetic import BundleGenerator, render_sheets
+    from patentclip_cli.synthetic import BundleGenerator, render_sheets
 
     sheets: list[bytes] = []
     for patent in BundleGenerator(seed=5).patents(date(2021, 1, 5), 16):
@@ -313,10 +313,10 @@ def _min_cosine(a, b) -> float:
 def ingest_rate(device: str, plan: Plan, work: Path, decode_workers: int) -> dict:
     """SheetEmbedder over a generated bundle, micro-batches overlapped as the embedder
     runs them, against the bare encoder on the same sheets (decoded beforehand)."""
-    from patentclip.embedding import SheetEmbedder, SheetJob
-    from patentclip.imagestore import LocalImageStore, store_grant
-    from patentclip.reader import GrantReader
-    from patentclip.synthetic import BundleGenerator
+    from patentclip.drawings.imagestore import LocalImageStore, store_grant
+    from patentclip.grants.reader import GrantReader
+    from patentclip.ingest.sheets import SheetEmbedder, SheetJob
+    from patentclip_cli.synthetic import BundleGenerator
 
     precision = "fp32" if device == "cpu" else "bf16"
     encoder = load_encoder(plan.ingest_model, device, work, batch_size=64)

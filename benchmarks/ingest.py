@@ -33,7 +33,7 @@ from harness.processes import TansuBroker
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from patentclip.encoder import Encoder
+    from patentclip.model.encoder import Encoder
 
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     encoder = Encoder.load(args.model, pretrained=args.pretrained or None, device=args.device,
@@ -107,14 +107,14 @@ def _has_cuda() -> bool:
 
 
 def _bundle(work: Path, patents: int) -> Path:
-    from patentclip.synthetic import BundleGenerator
+    from patentclip_cli.synthetic import BundleGenerator
 
     return BundleGenerator(seed=11).write_bundle(work / "bundles", date(2021, 1, 5), patents)
 
 
 def _sheet_jobs(bundle: Path):
-    from patentclip.embedding import SheetJob
-    from patentclip.reader import GrantReader
+    from patentclip.grants.reader import GrantReader
+    from patentclip.ingest.sheets import SheetJob
 
     return [SheetJob(d.grant, s, "", d.images[s.file_name])
             for d in GrantReader().read(bundle) for s in d.grant.sheets
@@ -150,7 +150,7 @@ def _sync(encoder) -> None:
 def _pipeline(encoder, bundle: Path, work: Path, bootstrap: str, args, overlap: bool,
               tag: str) -> dict:
     from patentclip.config import CoreSettings
-    from patentclip.imagestore import LocalImageStore
+    from patentclip.drawings.imagestore import LocalImageStore
     from patentclip.store import PatentStore
     from services.common.broker import KafkaSettings, ensure_topics, make_producer
     from services.embedder.config import ConsumerSettings, EmbedderSettings

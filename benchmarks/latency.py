@@ -74,7 +74,7 @@ def build_corpus(uri: str, model_dir: Path, size: int) -> list[str]:
     """The model's collection with ``size`` drawing rows, flushed and indexed, as the live
     alias; returns the patent numbers."""
     from benchmarks.search import dataset
-    from patentclip.encoder import Encoder
+    from patentclip.model.encoder import Encoder
     from patentclip.store import PatentStore, SheetRow
 
     info = Encoder.load(f"local-dir:{model_dir}").info
@@ -134,7 +134,7 @@ class QueryService:
 
 def query_image() -> bytes:
     """One synthetic G4 TIFF drawing sheet, as a user would upload."""
-    from patentclip.synthetic import BundleGenerator, render_sheets
+    from patentclip_cli.synthetic import BundleGenerator, render_sheets
 
     patent = BundleGenerator(seed=7).patents(date(2021, 1, 5), 1)[0]
     return next(iter(render_sheets(patent).values()))

@@ -31,11 +31,11 @@ import numpy as np
 
 from harness import REPO as ROOT
 from harness.machine import machine
-from patentclip.encoder import create_tiny_model
-from patentclip.imagestore import LocalImageStore, store_grant
-from patentclip.reader import GrantReader
-from patentclip.registry import ModelRegistry
-from patentclip.synthetic import BundleGenerator
+from patentclip.drawings.imagestore import LocalImageStore, store_grant
+from patentclip.grants.reader import GrantReader
+from patentclip.model.encoder import create_tiny_model
+from patentclip.model.registry import ModelRegistry
+from patentclip_cli.synthetic import BundleGenerator
 from trainer.benchmark import metric, plot_recall_by_class
 from trainer.data import class_frequencies
 from trainer.pipeline import (

@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _corpus(uri: str, model_dir: Path, size: int, backend: str, work: Path) -> str:
     """``size`` drawing rows of random unit vectors in a collection for the model."""
-    from patentclip.encoder import Encoder
+    from patentclip.model.encoder import Encoder
     from patentclip.store import PatentStore, SheetRow
 
     info = Encoder.load(f"local-dir:{model_dir}").info

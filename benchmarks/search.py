@@ -264,7 +264,7 @@ class StoreBench:
 
     def batched_c16(self, store, collection: str) -> dict:
         """16 concurrent single-vector clients through the query service's BatchedSearch."""
-        from patentclip.batching import BatchedSearch
+        from patentclip.search.batching import BatchedSearch
 
         searches = BatchedSearch(store, max_batch=16, max_delay=0.002)
         try:

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, work: Path) -> dict:
-    from patentclip.encoder import create_tiny_model
+    from patentclip.model.encoder import create_tiny_model
 
     model_dir = create_tiny_model(work / "model", seed=0)
     milvus = (LiteServer(work / "lite") if args.backend == "lite"
@@ -83,10 +83,10 @@ def run(args, work: Path) -> dict:
 
 
 def _ingest_soak(args, work: Path, model_dir: Path, uri: str, bootstrap: str) -> dict:
-    from patentclip.imagestore import LocalImageStore
-    from patentclip.reader import GrantReader
+    from patentclip.drawings.imagestore import LocalImageStore
+    from patentclip.grants.reader import GrantReader
     from patentclip.store import PatentStore
-    from patentclip.synthetic import BundleGenerator
+    from patentclip_cli.synthetic import BundleGenerator
     from services.common.broker import KafkaSettings, ensure_topics, make_producer
     from services.publisher import GrantPublisher
 

@@ -121,7 +121,7 @@ def _measure(path: str, images_root: str, n: int, image_size: int, work: str,
              train_steps: int) -> dict:
     import torch
 
-    from patentclip.encoder import TINY_MODEL_CONFIG
+    from patentclip.model.encoder import TINY_MODEL_CONFIG
     from trainer.data import TrainingExample
     from trainer.train import TrainConfig
 
@@ -169,7 +169,7 @@ def _in_memory(examples, image_size: int, cfg):
     """The pre-cache path: every sheet an fp32 tensor in a list, batches stacked from it."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from patentclip.images import DrawingPreprocessor
+    from patentclip.drawings.preprocess import DrawingPreprocessor
     from trainer.train import EpochData
 
     preprocessor = DrawingPreprocessor(image_size)

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _model(name: str, work: Path) -> Path:
     if name == "tiny":
-        from patentclip.encoder import create_tiny_model
+        from patentclip.model.encoder import create_tiny_model
 
         return create_tiny_model(work / "model")
     return random_weights_model("ViT-B-32", work / "model")
@@ -93,9 +93,9 @@ def _model(name: str, work: Path) -> Path:
 
 def _index(model_dir: str, uri: str, images: str) -> int:
     """The samples indexed in a child process (it must release the Milvus Lite file)."""
-    from patentclip.encoder import Encoder
-    from patentclip.imagestore import LocalImageStore
-    from patentclip.indexer import Indexer
+    from patentclip.drawings.imagestore import LocalImageStore
+    from patentclip.ingest.indexer import Indexer
+    from patentclip.model.encoder import Encoder
     from patentclip.store import PatentStore
 
     store = PatentStore(uri, prefix="web")

@@ -16,7 +16,7 @@ def random_weights_model(name: str, out: Path, seed: int = 0) -> Path:
     import open_clip
     import torch
 
-    from patentclip.encoder import save_local_model
+    from patentclip.model.encoder import save_local_model
 
     torch.manual_seed(seed)
     model = open_clip.create_model(name)

@@ -120,7 +120,7 @@ def web(port: str, text: str) -> int:
 
 
 def newest(registry_dir: str) -> int:
-    from patentclip.registry import ModelRegistry
+    from patentclip.model.registry import ModelRegistry
 
     print(ModelRegistry(registry_dir).list()[-1].version)
     return 0

@@ -15,8 +15,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from harness import REPO
 from harness.processes import free_port
-from patentclip.imagestore import LocalImageStore
-from patentclip.reader import GrantReader
+from patentclip.drawings.imagestore import LocalImageStore
+from patentclip.grants.reader import GrantReader
 from services.common.broker import KafkaSettings, ensure_topics, make_producer
 from services.embedder.config import ConsumerSettings, EmbedderSettings
 from services.publisher import GrantPublisher, PublishSummary
@@ -31,7 +31,7 @@ def make_bundle(out: Path, patents: int, seed: int = 0, day: str = "2021-01-05",
                 first_number: int | None = None) -> Path:
     from datetime import date
 
-    from patentclip.synthetic import BundleGenerator
+    from patentclip_cli.synthetic import BundleGenerator
 
     return BundleGenerator(seed=seed).write_bundle(out, date.fromisoformat(day), patents,
                                                    first_number=first_number)
@@ -362,7 +362,7 @@ class QueryLoad:
 def index_samples(encoder, root: Path, prefix: str, *sources: Path):
     """Real sample grants indexed with ``encoder`` into a Milvus Lite file under ``root``,
     the live alias set: (store, images dir, {patent: GrantDocument}, collection)."""
-    from patentclip.indexer import Indexer
+    from patentclip.ingest.indexer import Indexer
     from patentclip.store import PatentStore
 
     store = PatentStore(str(root / "patents.db"), prefix=prefix)

@@ -1,11 +1,15 @@
-"""Domain errors for PatentCLIP Search.
+"""Domain errors for PatentCLIP Search, and the one table of how every edge answers them.
 
-Every error a caller can act on is one of these. They carry no transport
-knowledge: the gRPC layer maps them to status codes in one interceptor,
-the CLI maps them to exit codes and a one-line message.
+Every error a caller can act on is one of these. They carry no transport knowledge: the
+table ``ERROR_ANSWERS`` names, per error, the gRPC status, the HTTP status, the web API's
+``kind`` and the OpenAI-compatible error type and code, as plain values; each adapter (the
+gRPC interceptors, the HTTP app and edge, the embedding provider, the CLI) reads its
+column. Anything not in the table is INTERNAL, with an error id (``INTERNAL_ANSWER``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class PatentClipError(Exception):
@@ -98,6 +102,18 @@ class ModelVersionMismatchError(PatentClipError):
     """A collection was built by another model version than the loaded encoder."""
 
 
+class AuthError(PatentClipError):
+    """Base of the two authentication outcomes."""
+
+
+class UnauthenticatedError(AuthError):
+    """No token, or a token that is not in the file."""
+
+
+class PermissionDeniedError(AuthError):
+    """A known token whose role may not call this method."""
+
+
 class DeadlineExceededError(PatentClipError):
     """The caller's deadline passed before the work was done."""
 
@@ -109,3 +125,56 @@ class OverloadedError(PatentClipError):
     def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """How every edge answers one error: a column per protocol."""
+
+    grpc: str  # a grpc.StatusCode name
+    http: int  # the HTTP status (web API, OpenAI- and TEI-compatible routes)
+    kind: str  # the web API's error kind: the page has a message for each
+    openai_type: str  # OpenAI's error "type"
+    openai_code: str | None = None  # OpenAI's error "code"
+
+
+# Checked in order, the first matching class wins: subclasses before their bases (tested).
+ERROR_ANSWERS: tuple[tuple[type[PatentClipError], ErrorAnswer], ...] = (
+    (UnauthenticatedError,
+     ErrorAnswer("UNAUTHENTICATED", 401, "auth", "authentication_error", "invalid_api_key")),
+    (PermissionDeniedError, ErrorAnswer("PERMISSION_DENIED", 403, "permission",
+                                        "authentication_error", "permission_denied")),
+    (ImageTooLargeError, ErrorAnswer("INVALID_ARGUMENT", 413, "too_large",
+                                     "invalid_request_error", "too_large")),
+    (TextTooLongError, ErrorAnswer("INVALID_ARGUMENT", 413, "too_long",
+                                   "invalid_request_error", "context_length_exceeded")),
+    (ImageDecodeError, ErrorAnswer("INVALID_ARGUMENT", 400, "bad_image",
+                                   "invalid_request_error")),
+    (InvalidInputError, ErrorAnswer("INVALID_ARGUMENT", 400, "invalid", "invalid_request_error")),
+    (NotFoundError, ErrorAnswer("NOT_FOUND", 404, "not_found", "invalid_request_error")),
+    (DeadlineExceededError, ErrorAnswer("DEADLINE_EXCEEDED", 504, "deadline", "server_error",
+                                        "timeout")),
+    (OverloadedError, ErrorAnswer("RESOURCE_EXHAUSTED", 503, "busy", "server_error", "busy")),
+    (UnavailableError, ErrorAnswer("UNAVAILABLE", 503, "not_ready", "server_error",
+                                   "unavailable")),
+    (ModelVersionMismatchError, ErrorAnswer("FAILED_PRECONDITION", 409, "model_changed",
+                                            "invalid_request_error", "model_changed")),
+    (ModelLoadError, ErrorAnswer("UNAVAILABLE", 503, "not_ready", "server_error",
+                                 "unavailable")),
+)
+INTERNAL_ANSWER = ErrorAnswer("INTERNAL", 500, "internal", "server_error", "internal")
+
+
+def answer_for_kind(kind: str) -> ErrorAnswer | None:
+    """The answer whose web ``kind`` this is (the HTTP edge's own refusals: auth, too_large);
+    None for a kind only the edge uses (host, malformed)."""
+    return next((answer for _, answer in ERROR_ANSWERS if answer.kind == kind), None)
+
+
+def answer_for(exc: BaseException) -> ErrorAnswer | None:
+    """How the edges answer ``exc``; None for anything unexpected (answered INTERNAL, with
+    an error id, the traceback only in the log)."""
+    for error, answer in ERROR_ANSWERS:
+        if isinstance(exc, error):
+            return answer
+    return None

@@ -39,6 +39,6 @@ def kafka_settings(args: argparse.Namespace):
 
 
 def load_encoder(settings: CoreSettings):
-    from patentclip.encoder import Encoder
+    from patentclip.model.encoder import Encoder
 
     return Encoder.from_settings(settings)

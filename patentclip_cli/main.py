@@ -31,9 +31,15 @@ from datetime import date
 from pathlib import Path
 
 from patentclip.config import CoreSettings, given_flags
-from patentclip.errors import InvalidInputError, PatentClipError
-from patentclip.grants import SHEET_VIEWS, normalize_patent_number, yyyymmdd
-from patentclip.search import AGAINST
+from patentclip.errors import (
+    ERROR_ANSWERS,
+    AuthError,
+    InvalidInputError,
+    NotFoundError,
+    PatentClipError,
+)
+from patentclip.grants.model import SHEET_VIEWS, iso_date, normalize_patent_number, yyyymmdd
+from patentclip.search.engine import AGAINST
 from patentclip.store import Hit, PatentStore, SearchFilters, open_store
 from patentclip_cli import streaming, trainer
 from patentclip_cli.common import (
@@ -112,12 +118,15 @@ def _parser() -> argparse.ArgumentParser:
                        "automatically when no live collection exists yet)")
     index.set_defaults(run=_run_index)
 
-    search = sub.add_parser("search", parents=[common], help="search by text or drawing")
-    query = search.add_mutually_exclusive_group(required=True)
-    query.add_argument("--text")
-    query.add_argument("--image", type=Path, help="TIFF, PNG or JPEG drawing")
-    query.add_argument("--similar", metavar="PATENT", help="designs like this patent's "
-                       "drawings (e.g. D0907292), excluding itself")
+    search = sub.add_parser("search", parents=[common],
+                            help="search by text, a drawing (or part of it), both, or a patent")
+    search.add_argument("--text", help="words; with --image, text and drawing fused")
+    search.add_argument("--image", type=Path, help="TIFF, PNG or JPEG drawing")
+    search.add_argument("--crop", metavar="LEFT,TOP,RIGHT,BOTTOM",
+                        help="--image: search with this part of it (fractions, 0..1)")
+    search.add_argument("--similar", metavar="PATENT", help="designs like this patent's "
+                        "drawings (e.g. D0907292), excluding itself")
+    search.add_argument("--sheet", type=int, help="--similar: only this drawing sheet")
     search.add_argument("--locarno", action="append", default=[],
                         help="Locarno class (02) or class+subclass (0204); repeatable")
     search.add_argument("--from", dest="date_from", type=date.fromisoformat)
@@ -172,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_generate(args, settings: CoreSettings) -> int:
-    from patentclip.synthetic import BundleGenerator
+    from patentclip_cli.synthetic import BundleGenerator
 
     path = BundleGenerator(seed=args.seed).write_bundle(
         args.out, args.date, args.patents, first_number=args.first_number)
@@ -181,7 +190,7 @@ def _run_generate(args, settings: CoreSettings) -> int:
 
 
 def _run_init_tiny(args, settings: CoreSettings) -> int:
-    from patentclip.encoder import create_tiny_model
+    from patentclip.model.encoder import create_tiny_model
 
     out = create_tiny_model(args.out, seed=args.seed)
     print(f"wrote tiny model to {out}; use --model local-dir:{out}")
@@ -195,8 +204,8 @@ def _run_model_info(args, settings: CoreSettings) -> int:
 
 
 def _run_index(args, settings: CoreSettings) -> int:
-    from patentclip.imagestore import LocalImageStore
-    from patentclip.indexer import Indexer
+    from patentclip.drawings.imagestore import LocalImageStore
+    from patentclip.ingest.indexer import Indexer
 
     for source in args.sources:
         if not Path(source).exists():
@@ -223,10 +232,11 @@ def _run_search(args, settings: CoreSettings) -> int:
         date_from=yyyymmdd(args.date_from), date_to=yyyymmdd(args.date_to))
     if args.image and not args.image.is_file():
         raise InvalidInputError(f"{args.image}: no such file")
+    query = _query(args)  # refused here, before a model or a connection is opened
     if args.server:
-        hits, version, collection, next_token = _search_remote(args)
+        hits, version, collection, next_token = _search_remote(args, query)
     else:
-        hits, version, collection = _search_local(args, settings, filters)
+        hits, version, collection = _search_local(args, settings, filters, query)
         next_token = ""
     if args.json:
         print(json.dumps({"model_version": version, "collection": collection,
@@ -240,8 +250,34 @@ def _run_search(args, settings: CoreSettings) -> int:
     return 0
 
 
-def _search_local(args, settings: CoreSettings, filters: SearchFilters):
-    from patentclip.search import SearchEngine, SearchRequest
+def _crop_box(text: str):
+    """--crop as a CropBox (validated there: fractions, left < right, top < bottom)."""
+    from patentclip.drawings.preprocess import CropBox
+
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise InvalidInputError(f"--crop {text!r}: four fractions, left,top,right,bottom")
+    return CropBox(*values)
+
+
+def _query(args):
+    """The search the flags describe, validated by the core (the same rules as the
+    services'): every mode works locally and against a server."""
+    from patentclip.search.engine import Query
+
+    return Query(text=args.text or "",
+                 drawing=args.image.read_bytes() if args.image else b"",
+                 drawing_name=str(args.image) if args.image else "query image",
+                 crop=_crop_box(args.crop) if args.crop else None,
+                 patent=normalize_patent_number(args.similar, "--similar") if args.similar
+                 else "", sheet=args.sheet)
+
+
+def _search_local(args, settings: CoreSettings, filters: SearchFilters, query):
+    from patentclip.search.engine import SearchEngine, SearchRequest
 
     request = SearchRequest(top_k=args.k, filters=filters, against=args.against or "",
                             group=not args.no_group)
@@ -254,13 +290,7 @@ def _search_local(args, settings: CoreSettings, filters: SearchFilters):
                                              pretrained=info.pretrained)
         encoder = load_encoder(settings)
         engine = SearchEngine(encoder, store, target)
-        if args.text is not None:
-            result = engine.search_text(args.text, request)
-        elif args.similar:
-            result = engine.search_similar(normalize_patent_number(args.similar, "--similar"),
-                                           request)
-        else:
-            result = engine.search_image(args.image.read_bytes(), request, name=str(args.image))
+        result = engine.search(query, request)
     return result.hits, result.model_version, result.collection
 
 
@@ -292,13 +322,15 @@ def _client(args):
         raise InvalidInputError(f"--ca-cert/--client-cert/--client-key: {exc}") from exc
 
 
+# The gRPC codes of ERROR_ANSWERS that mean the caller's request or token is wrong.
+CALLER_MISTAKES = frozenset(answer.grpc for error, answer in ERROR_ANSWERS
+                            if issubclass(error, (InvalidInputError, NotFoundError, AuthError)))
+
+
 def _rpc_error(server: str, exc) -> PatentClipError:
     """A gRPC error as the CLI's error: caller mistakes are usage errors."""
-    import grpc
-
     message = f"{server}: {exc.code().name}: {exc.details()}"
-    if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
-                      grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+    if exc.code().name in CALLER_MISTAKES:
         return InvalidInputError(message)
     return ServiceError(message)
 
@@ -344,7 +376,7 @@ def _run_token_new(args, settings: CoreSettings) -> int:
     return 0
 
 
-def _search_remote(args):
+def _search_remote(args, query):
     """The same search through the gRPC query service; status codes become exit codes."""
     import grpc
 
@@ -353,17 +385,24 @@ def _search_remote(args):
                "page_token": args.page_token}
     with _client(args) as client:
         try:
-            if args.text is not None:
-                page = client.search_text(args.text, args.k, **options)
-            elif args.similar:
-                page = client.search_similar(
-                    normalize_patent_number(args.similar, "--similar"), args.k, **options)
-            else:
-                page = client.search_image(args.image.read_bytes(), args.k, **options)
+            page = _send(client, query, args.k, options)
         except grpc.RpcError as exc:
             raise _rpc_error(args.server, exc) from None
     hits = [_hit_from_proto(h) for h in page.hits]
     return hits, page.model_version, page.collection, page.next_page_token
+
+
+def _send(client, query, k: int, options: dict):
+    """A core Query as the RPC of its kind."""
+    crop = None if query.crop is None else (query.crop.left, query.crop.top,
+                                            query.crop.right, query.crop.bottom)
+    if query.kind == "similar":
+        return client.search_similar(query.patent, k, sheet=query.sheet, **options)
+    if query.kind == "text+drawing":
+        return client.search_text_and_image(query.text, query.drawing, k, crop=crop, **options)
+    if query.kind == "drawing":
+        return client.search_image(query.drawing, k, crop=crop, **options)
+    return client.search_text(query.text, k, **options)
 
 
 class ServiceError(PatentClipError):
@@ -373,7 +412,7 @@ class ServiceError(PatentClipError):
 def _hit_from_proto(h) -> Hit:
     return Hit(patent=h.patent_number, sheet=h.sheet, modality=h.matched, score=h.score,
                view=h.view_name, locarno=h.locarno, grant_date=h.grant_date, title=h.title,
-               figures=",".join(h.figure_numbers), caption=h.figure_description,
+               figures=tuple(h.figure_numbers), caption=h.figure_description,
                image_uri=h.image_uri)
 
 
@@ -400,8 +439,7 @@ def format_hits(hits: list[Hit]) -> str:
     lines = [header, "-" * len(header)]
     for rank, h in enumerate(hits, start=1):
         title = h.title if len(h.title) <= 40 else h.title[:37] + "..."
-        day = h.grant_date
-        granted = f"{day // 10000}-{day // 100 % 100:02d}-{day % 100:02d}"
+        granted = iso_date(h.grant_date)
         lines.append(f"{rank:>3}  {h.patent:<9} {title:<40} {h.sheet:>5} {h.view:<12} "
                      f"{h.locarno:<7} {granted:<10} {h.modality:<7} {h.score:>6.3f}")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from patentclip.config import CoreSettings, flag_parser, given_flags
 from patentclip.errors import InvalidInputError
-from patentclip.grants import normalize_patent_number
+from patentclip.grants.model import normalize_patent_number
 from patentclip_cli.common import EXIT_FAILED, core_flags, kafka_flags, kafka_settings, load_encoder
 
 
@@ -57,7 +57,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _run_publish(args, settings: CoreSettings) -> int:
-    from patentclip.imagestore import LocalImageStore
+    from patentclip.drawings.imagestore import LocalImageStore
     from services.common.broker import ensure_topics, make_producer
     from services.publisher import GrantPublisher, PublishState
 

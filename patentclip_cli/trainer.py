@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 from patentclip.config import CoreSettings
+from patentclip.drawings.imagestore import LocalImageStore
 from patentclip.errors import InvalidInputError
-from patentclip.imagestore import LocalImageStore
-from patentclip.registry import ModelRegistry
+from patentclip.model.registry import ModelRegistry
 from patentclip.store import open_store
 from patentclip_cli.common import core_flags, kafka_flags, kafka_settings
 from trainer.benchmark import PRIMARY_METRIC, metric, summary_markdown

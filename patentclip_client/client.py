@@ -23,8 +23,8 @@ from pathlib import Path
 
 import grpc
 
-from patentclip.events import AGAINST_NAME_TO_PB, VIEW_NAME_TO_PB
-from patentclip.grants import SHEET_VIEWS, yyyymmdd
+from patentclip.codec.api import AGAINST_NAME_TO_PB, VIEW_NAME_TO_PB
+from patentclip.grants.model import SHEET_VIEWS, yyyymmdd
 from patentclip.v1 import search_pb2, search_pb2_grpc
 
 _RETRY_CONFIG = json.dumps({"methodConfig": [{

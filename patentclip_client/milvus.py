@@ -52,7 +52,7 @@ class PatentCLIPEmbeddingFunction(BaseEmbeddingFunction):
                                     "both and not neither")
         self._encoder = self._client = None
         if model is not None:
-            from patentclip.encoder import Encoder
+            from patentclip.model.encoder import Encoder
 
             self._encoder = Encoder.load(model, pretrained=pretrained, device=device,
                                          batch_size=batch_size)

@@ -29,9 +29,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from tqdm import tqdm
 
-from patentclip.events import encode_event, event_key
-from patentclip.imagestore import LocalImageStore, store_grant
-from patentclip.reader import GrantDocument, GrantReader
+from patentclip.codec.events import encode_event, event_key
+from patentclip.drawings.imagestore import LocalImageStore, store_grant
+from patentclip.grants.reader import GrantDocument, GrantReader
 
 logger = logging.getLogger(__name__)
 

@@ -93,14 +93,14 @@ def sample_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from patentclip.encoder import create_tiny_model
+    from patentclip.model.encoder import create_tiny_model
 
     return create_tiny_model(tmp_path_factory.mktemp("models") / "patentclip-tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
 def encoder(tiny_model_dir):
-    from patentclip.encoder import Encoder
+    from patentclip.model.encoder import Encoder
 
     return Encoder.load(f"local-dir:{tiny_model_dir}", batch_size=16)
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from patentclip.drawings.imagestore import LocalImageStore
 from patentclip.errors import InvalidInputError
-from patentclip.grants import LOCARNO_MAIN_CLASSES
-from patentclip.imagestore import LocalImageStore
+from patentclip.grants.model import LOCARNO_MAIN_CLASSES
 from trainer.data import CAPTION_SOURCES, EvalItem, EvalSet
 from trainer.gate import PRIMARY_METRIC  # noqa: F401 (the gate owns it; read from here too)
 from trainer.retrieval import (
@@ -42,7 +42,7 @@ from trainer.retrieval import (
 )
 
 if TYPE_CHECKING:  # the CLI reads this module's constants without loading torch
-    from patentclip.encoder import Encoder
+    from patentclip.model.encoder import Encoder
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from patentclip.drawings.preprocess import DrawingPreprocessor
 from patentclip.errors import ImageDecodeError, NotFoundError
-from patentclip.images import DrawingPreprocessor
 
 logger = logging.getLogger(__name__)
 

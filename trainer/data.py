@@ -31,14 +31,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from patentclip.drawings.imagestore import LocalImageStore
 from patentclip.errors import (
     EventDecodeError,
     ImageStoreUnavailableError,
     InvalidInputError,
     NotFoundError,
 )
-from patentclip.grants import DrawingSheet, Grant
-from patentclip.imagestore import LocalImageStore
+from patentclip.grants.model import DrawingSheet, Grant
 
 logger = logging.getLogger(__name__)
 

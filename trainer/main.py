@@ -16,9 +16,9 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 from patentclip.config import service_parser
-from patentclip.encoder import Encoder
 from patentclip.errors import PatentClipError
-from patentclip.registry import ModelVersion
+from patentclip.model.encoder import Encoder
+from patentclip.model.registry import ModelVersion
 from patentclip.store import collection_name, open_store
 from services.common.observability import ProbeServer, configure_logging, install_stop_signals
 from services.embedder.config import EmbedderSettings

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from patentclip.config import CoreSettings
-from patentclip.encoder import Encoder
+from patentclip.drawings.imagestore import LocalImageStore
 from patentclip.errors import InvalidInputError
-from patentclip.imagestore import LocalImageStore
-from patentclip.registry import ModelRegistry, ModelVersion, family_of
+from patentclip.model.encoder import Encoder
+from patentclip.model.registry import ModelRegistry, ModelVersion, family_of
 from patentclip.store import PatentStore
 from services.common.failpoints import Failpoints
 from trainer.benchmark import run_benchmark

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from patentclip.errors import InvalidInputError, ModelLoadError, NotFoundError, PatentClipError
-from patentclip.registry import ModelRegistry, ModelVersion
+from patentclip.model.registry import ModelRegistry, ModelVersion
 from patentclip.store import CollectionInfo, PatentStore
 from trainer.data import EvalSet
 from trainer.gate import RolloutGate

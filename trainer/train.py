@@ -42,9 +42,9 @@ import torch
 from tqdm import tqdm
 
 from patentclip.config import Section, setting
-from patentclip.encoder import Encoder, save_local_model, weights_digest
+from patentclip.drawings.imagestore import LocalImageStore
 from patentclip.errors import InvalidInputError
-from patentclip.imagestore import LocalImageStore
+from patentclip.model.encoder import Encoder, save_local_model, weights_digest
 from services.common.failpoints import Failpoints
 from trainer.cache import MicroBatch, SheetCache, StepBatches, fill_cache, step_loader
 from trainer.data import TrainingExample, class_frequencies, data_window

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from patentclip.errors import InvalidQueryError
-from patentclip.grants import SHEET_VIEWS, check_patent_number, is_calendar_date
+from patentclip.grants.model import SHEET_VIEWS, check_patent_number, is_calendar_date
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ Layout of a collection ``patentclip_<model_version>``:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -78,12 +78,30 @@ class Hit:
     locarno: str
     grant_date: int
     title: str
-    figures: str
+    figures: tuple[str, ...]  # decoded once, from the stored comma-joined field
     caption: str
     image_uri: str
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class StoredSheet:
+    """One drawing sheet of a patent as its collection holds it (figures decoded once)."""
+
+    sheet: int
+    view: str
+    figures: tuple[str, ...]
+    caption: str
+    image_uri: str
+
+
+def stored_sheet(row: dict) -> StoredSheet:
+    """A drawing row of ``PatentStore.patent_rows`` as a StoredSheet."""
+    return StoredSheet(sheet=row["sheet"], view=row["view"],
+                       figures=tuple(figure_numbers(row["figures"])), caption=row["caption"],
+                       image_uri=row["image_uri"])
 
 
 @dataclass(frozen=True)
@@ -141,7 +159,9 @@ def _truncate_utf8(text: str, limit: int) -> str:
 
 def hit_from_milvus(raw: dict) -> Hit:
     entity = raw["entity"]
-    return Hit(score=float(raw["distance"]), **{k: entity[k] for k in OUTPUT_FIELDS})
+    fields = {k: entity[k] for k in OUTPUT_FIELDS}
+    fields["figures"] = tuple(figure_numbers(fields["figures"]))
+    return Hit(score=float(raw["distance"]), **fields)
 
 
 def vector_dim(description: dict) -> int:
@@ -151,3 +171,11 @@ def vector_dim(description: dict) -> int:
     return 0
 
 
+def group_by_patent(hits: Iterable[Hit], k: int) -> list[Hit]:
+    """Keep each patent's best hit, in score order, up to ``k`` patents."""
+    best: dict[str, Hit] = {}
+    for hit in sorted(hits, key=lambda h: -h.score):
+        best.setdefault(hit.patent, hit)
+        if len(best) == k:
+            break
+    return list(best.values())

@@ -3,7 +3,7 @@
 The same code runs on Milvus Lite (``./data/patents.db``, embedded, the default) and on a
 Milvus server (``http://host:19530``). What a collection holds is in ``schema``, the filter
 language in ``filters``, how Milvus errors are read in ``milvus_errors``, the live alias in
-``aliases``; grouping and fusion of hits in ``patentclip.ranking``.
+``aliases``; grouping and fusion of hits in ``patentclip.search.ranking``.
 
 Upserts are keyed, so re-indexing the same grants never duplicates rows. Grouping (one hit
 per patent, best sheet first) is done over an over-fetched candidate list, because Milvus
@@ -31,8 +31,7 @@ from patentclip.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from patentclip.grants import check_patent_number
-from patentclip.ranking import group_by_patent
+from patentclip.grants.model import check_patent_number
 from patentclip.store.aliases import AliasOperations
 from patentclip.store.filters import SearchFilters
 from patentclip.store.lite import is_lite_uri, lite_size_advice, quiet_lite_server_log
@@ -49,6 +48,7 @@ from patentclip.store.schema import (
     Hit,
     SheetRow,
     collection_name,
+    group_by_patent,
     hit_from_milvus,
     milvus_schema,
     row_dict,
@@ -71,9 +71,8 @@ PROBE_INTERVAL_S = 1.0
 # UNAVAILABLE: retriable, at once.
 PROBE_TIMEOUT_S = 2.0
 WARMUP_S = 30.0
-# While Milvus is in doubt (a probe, the warm-up), every call is also bounded by the wall
-# clock, at its timeout plus this grace for pymilvus to report first: pymilvus overshoots
-# its own timeout while it retries inside a call.
+# Such a call (a read) is also bounded by the wall clock, at its timeout plus this grace for
+# pymilvus to report first: pymilvus overshoots its own timeout while it retries in a call.
 WALL_CLOCK_GRACE_S = 0.25
 
 AvailabilityListener = Callable[[bool, str], None]  # (available, reason): state changes only
@@ -375,8 +374,9 @@ class PatentStore(AliasOperations):
         return int(result[0]["count(*)"]) if result else 0
 
     def patent_rows(self, collection: str, patent: str, with_vectors: bool = False,
-                    strong: bool = True) -> list[dict]:
-        """All rows of one patent, sheet order.
+                    strong: bool = True, timeout: float | None = None) -> list[dict]:
+        """All rows of one patent, sheet order; ``timeout``: the caller's deadline, if any
+        (then the lookup fails fast while Milvus is in doubt, as searches do).
 
         ``strong`` reads this process' own latest writes; on a Milvus server that waits for
         the next time tick (about 0.2-0.4 s measured, `make bench-latency`). Query-time
@@ -388,7 +388,7 @@ class PatentStore(AliasOperations):
         fields = OUTPUT_FIELDS + (["vector"] if with_vectors else [])
         rows = self._call(self.client.query, collection, filter=f'patent == "{patent}"',
                           output_fields=fields, limit=MAX_SEARCH_LIMIT,
-                          consistency_level="Strong" if strong else "Bounded")
+                          consistency_level="Strong" if strong else "Bounded", _timeout=timeout)
         return sorted(rows, key=lambda r: (r["sheet"], r["modality"]))
 
     def search(self, collection: str, vectors: np.ndarray, k: int,
@@ -488,7 +488,8 @@ class PatentStore(AliasOperations):
         if capped:
             timeout = PROBE_TIMEOUT_S
         try:
-            result = self._invoke(method, args, kwargs, timeout, bounded=unsteady)
+            result = self._invoke(method, args, kwargs, timeout,
+                                  bounded=unsteady and _timeout is not None)
         except WallClockExceeded as exc:
             self._mark_down(str(exc))
             raise StoreUnavailableError(f"Milvus at {self.uri} unavailable: {exc}") from exc
@@ -514,10 +515,11 @@ class PatentStore(AliasOperations):
         return result
 
     def _invoke(self, method, args: tuple, kwargs: dict, timeout: float, bounded: bool):
-        """``method(*args, timeout=..., **kwargs)``. While Milvus is in doubt (a probe, the
-        warm-up) the call is also bounded by the wall clock (``wall_clock``): pymilvus' own
-        retries can outlast its timeout, a search's deadline with it, and the embedder's
-        time between two polls of the topic (it was evicted from its group so, once)."""
+        """``method(*args, timeout=..., **kwargs)``. A call made for a caller's deadline (a
+        search, a lookup: reads) while Milvus is in doubt (a probe, the warm-up) is also
+        bounded by the wall clock (``wall_clock``): pymilvus' own retries can outlast its
+        timeout, and the caller's deadline with it. Writes are never abandoned: one still
+        running beside its retry raced it on Milvus Lite and lost rows (seen once)."""
         if not bounded:
             return milvus_errors_only(method, *args, timeout=timeout, **kwargs)
         return self._bounded.call(

@@ -29,7 +29,12 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from patentclip.errors import InvalidInputError
+from patentclip.errors import (  # the outcomes, answered per ERROR_ANSWERS
+    AuthError,
+    InvalidInputError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +59,9 @@ class Principal:
     role: Role
 
 
-class AuthError(Exception):
-    """Base of the two authentication outcomes the transports map to their codes."""
-
-
-class UnauthenticatedError(AuthError):
-    """No token, or a token that is not in the file."""
-
-
-class PermissionDeniedError(AuthError):
-    """A known token whose role may not call this method."""
+def failure_label(exc: AuthError) -> str:
+    """The ``auth_failures_total`` reason of a refusal, the same on every transport."""
+    return "permission" if isinstance(exc, PermissionDeniedError) else "token"
 
 
 def token_digest(token: str) -> str:

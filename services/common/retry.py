@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -33,12 +35,20 @@ class Backoff:
     on_recovered: Callable[[str], None] = lambda dependency: None
 
     def call(self, fn: Callable[[], T], retriable: tuple[type[BaseException], ...],
-             dependency: str) -> T:
-        """``fn()``, retried on ``retriable`` errors until it succeeds or stop is set."""
+             dependency: str, *, alongside: bool = False) -> T:
+        """``fn()``, retried on ``retriable`` errors until it succeeds or stop is set.
+
+        ``alongside``: each attempt runs in a worker thread while this one goes on calling
+        ``keepalive``, for calls that may outlast the time between two keepalives (a write
+        to Milvus while it restarts: pymilvus retries inside one call, past its timeout).
+        An attempt is never abandoned: it ends before the next begins, so two writes of the
+        same rows never run at once. ``fn`` must not use what ``keepalive`` uses.
+        """
         delay, failures = self.initial, 0
         while True:
+            kept_alive = [False]
             try:
-                result = fn()
+                result = self._alongside(fn, kept_alive) if alongside else fn()
             except retriable as exc:
                 failures += 1
                 self.on_retry(dependency, exc)
@@ -49,8 +59,26 @@ class Backoff:
                 continue
             if failures:
                 logger.info("%s is back after %d failed attempts", dependency, failures)
+            if failures or kept_alive[0]:
                 self.on_recovered(dependency)
             return result
+
+    def _alongside(self, fn: Callable[[], T], kept_alive: list[bool]) -> T:
+        future: Future = Future()
+
+        def attempt() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the caller below
+                future.set_exception(exc)
+
+        threading.Thread(target=attempt, name="backoff-attempt", daemon=True).start()
+        while True:
+            try:
+                return future.result(timeout=0.5)
+            except FutureTimeout:
+                kept_alive[0] = True
+                self.keepalive()
 
     def _wait(self, seconds: float) -> None:
         remaining = seconds

@@ -28,7 +28,8 @@ class ConsumerSettings(Section):
     batch_grants: int = setting(16, "messages (grants) per micro-batch")
     batch_max_wait_ms: int = setting(500, "a partial batch is processed after this long")
     session_timeout_ms: int = setting(10_000)
-    max_poll_interval_ms: int = setting(300_000, "must exceed one batch's encode + upsert time")
+    max_poll_interval_ms: int = setting(300_000, "must exceed one batch's encode time (Milvus "
+                                        "writes run beside polls that keep the group)")
     decode_workers: int = setting(2, "threads that fetch and decode drawings ahead of the encoder")
     retry_initial_s: float = setting(0.5, "back-off for retriable failures (Milvus, image store)")
     retry_max_s: float = setting(10.0, "... capped here; retried until it succeeds or shutdown")

@@ -29,15 +29,15 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from tqdm import tqdm
 
-from patentclip.embedding import EmbeddedBatch, PreparedBatch, SheetEmbedder, SheetJob
-from patentclip.encoder import Encoder
-from patentclip.errors import EventDecodeError, UnavailableError
-from patentclip.events import (
+from patentclip.codec.events import (
     REASON_INVALID_GRANT,
     check_event_key,
     decode_event,
     tombstone_patent,
 )
+from patentclip.errors import EventDecodeError, UnavailableError
+from patentclip.ingest.sheets import EmbeddedBatch, PreparedBatch, SheetEmbedder, SheetJob
+from patentclip.model.encoder import Encoder
 from patentclip.store import PatentStore
 from services.common.broker import make_consumer, make_producer, partition_lag
 from services.common.failpoints import Failpoints
@@ -266,7 +266,7 @@ class GrantConsumer:
         self._withdraw(batch.withdrawn)
         rows = self.backoff.call(
             lambda: self.store.upsert(self.summary.collection, embedded.rows),
-            (UnavailableError,), "milvus")
+            (UnavailableError,), "milvus", alongside=True)
         self.metrics.stage_seconds.labels("upsert").observe(time.perf_counter() - started)
         self.failpoints.hit("after_upsert")
         if dead:
@@ -280,7 +280,7 @@ class GrantConsumer:
         for patent in patents:
             deleted = self.backoff.call(
                 lambda p=patent: self.store.delete_patent(self.summary.collection, p),
-                (UnavailableError,), "milvus")
+                (UnavailableError,), "milvus", alongside=True)
             logger.info("withdrawn %s: deleted %d rows from %s (tombstone)", patent, deleted,
                         self.summary.collection)
         self.metrics.withdrawn.inc(len(patents))
@@ -295,7 +295,7 @@ class GrantConsumer:
             return
         started = time.perf_counter()
         self.backoff.call(lambda: self.store.flush(self.summary.collection),
-                          (UnavailableError,), "milvus")
+                          (UnavailableError,), "milvus", alongside=True)
         self.metrics.stage_seconds.labels("flush").observe(time.perf_counter() - started)
         logger.info("sealed %d rows in %s (topic idle)", self._unflushed,
                     self.summary.collection)
@@ -376,7 +376,8 @@ class GrantConsumer:
     # -- back-off hooks
 
     def _keepalive(self) -> None:
-        """While waiting to retry: stay in the group without taking new events."""
+        """While waiting to retry, or on a slow Milvus write: stay in the group without
+        taking new events."""
         assigned = self._consumer.assignment() if self._consumer else set()
         if assigned:
             self._consumer.pause(*assigned)

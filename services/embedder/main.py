@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
 def run(settings: EmbedderSettings, stop: threading.Event, until_caught_up: bool = False,
         progress: bool = False, encoder=None) -> int:
     """Consume with ``settings`` until stopped (or caught up); returns the exit code."""
-    from patentclip.encoder import Encoder
-    from patentclip.imagestore import LocalImageStore
+    from patentclip.drawings.imagestore import LocalImageStore
+    from patentclip.model.encoder import Encoder
     from patentclip.store import open_store
 
     install_stop_signals(stop, "finishing the current batch, then leaving the group")

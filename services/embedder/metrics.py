@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-from patentclip.events import DEAD_LETTER_REASONS
+from patentclip.codec.events import DEAD_LETTER_REASONS
 
 STAGES = ("decode", "encode", "upsert", "commit", "flush")
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import re
 
-from patentclip.drawings import RenderedDrawing
+from patentclip.codec.api import AGAINST_PB_TO_NAME, view_from_proto, view_to_proto
+from patentclip.codec.events import grant_to_proto
+from patentclip.drawings.preprocess import CropBox
+from patentclip.drawings.render import RenderedDrawing
 from patentclip.errors import InvalidQueryError
-from patentclip.events import AGAINST_PB_TO_NAME, grant_to_proto, view_from_proto, view_to_proto
-from patentclip.grants import Grant, normalize_patent_number
-from patentclip.images import CropBox
-from patentclip.search import PatentRecord, SearchRequest, SearchResult
-from patentclip.store import Hit, SearchFilters, figure_numbers
+from patentclip.grants.model import Grant, normalize_patent_number
+from patentclip.search.engine import PatentRecord, SearchRequest, SearchResult
+from patentclip.store import Hit, SearchFilters
+from patentclip.store.schema import StoredSheet
 from patentclip.v1 import grant_pb2, search_pb2
 
 DEFAULT_TOP_K = 10
@@ -69,12 +71,12 @@ def drawing_request(request: search_pb2.GetDrawingRequest) -> tuple[str, int, st
             request.drawing.sheet, DRAWING_SIZE_NAMES[request.size])
 
 
-def drawing_response(patent: str, sheet: dict, rendered: RenderedDrawing
+def drawing_response(patent: str, sheet: StoredSheet, rendered: RenderedDrawing
                      ) -> search_pb2.GetDrawingResponse:
     return search_pb2.GetDrawingResponse(
         png=rendered.png, width=rendered.width, height=rendered.height,
-        drawing=search_pb2.SheetRef(patent_number=patent, sheet=sheet["sheet"]),
-        figure_numbers=figure_numbers(sheet["figures"]))
+        drawing=search_pb2.SheetRef(patent_number=patent, sheet=sheet.sheet),
+        figure_numbers=sheet.figures)
 
 
 def _against(value: int) -> str:
@@ -112,7 +114,7 @@ def search_response(result: SearchResult, q: SearchRequest) -> search_pb2.Search
 def hit(h: Hit) -> search_pb2.Hit:
     return search_pb2.Hit(
         patent_number=h.patent, title=h.title, grant_date=h.grant_date, locarno=h.locarno,
-        sheet=h.sheet, figure_numbers=figure_numbers(h.figures),
+        sheet=h.sheet, figure_numbers=h.figures,
         view=view_to_proto(h.view), view_name=h.view,
         figure_description=h.caption, score=h.score, image_uri=h.image_uri,
         matched=h.modality, drawing=search_pb2.SheetRef(patent_number=h.patent, sheet=h.sheet))
@@ -153,13 +155,12 @@ def patent_response(record: PatentRecord, grant: Grant | None, model_version: st
         if record.locarno:
             message.locarno.code = record.locarno
         for sheet in record.sheets:
-            numbers = figure_numbers(sheet["figures"])
-            message.sheets.add(number=sheet["sheet"], image_uri=sheet["image_uri"],
-                               figure_numbers=numbers)
-            for number in numbers:
-                message.figures.add(number=number, description=sheet["caption"],
-                                    view=view_to_proto(sheet["view"]))
-    drawings = [search_pb2.SheetRef(patent_number=record.patent, sheet=s["sheet"])
+            message.sheets.add(number=sheet.sheet, image_uri=sheet.image_uri,
+                               figure_numbers=sheet.figures)
+            for number in sheet.figures:
+                message.figures.add(number=number, description=sheet.caption,
+                                    view=view_to_proto(sheet.view))
+    drawings = [search_pb2.SheetRef(patent_number=record.patent, sheet=s.sheet)
                 for s in record.sheets]
     return search_pb2.GetPatentResponse(grant=message, model_version=model_version,
                                         drawings=drawings)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from patentclip.drawings import DrawingRenderer, RenderedDrawing
+from patentclip.drawings.imagestore import LocalImageStore
+from patentclip.drawings.render import DrawingRenderer, RenderedDrawing
 from patentclip.errors import NotFoundError, UnavailableError
-from patentclip.grants import Grant
-from patentclip.imagestore import LocalImageStore
+from patentclip.grants.model import Grant
 
 
 @dataclass(frozen=True)

@@ -28,20 +28,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from patentclip.errors import (
-    DeadlineExceededError,
+    AuthError,
     InvalidQueryError,
     PatentClipError,
-    TextTooLongError,
     UnavailableError,
+    answer_for,
 )
-from patentclip.search import MAX_TEXT_CHARS, check_text
-from services.common.auth import (
-    AuthError,
-    PermissionDeniedError,
-    Role,
-    TokenAuthenticator,
-    bearer_token,
-)
+from patentclip.search.engine import MAX_TEXT_CHARS, check_text
+from services.common.auth import Role, TokenAuthenticator, bearer_token
 
 logger = logging.getLogger(__name__)
 
@@ -143,28 +137,20 @@ class EmbeddingProvider:
     # -- steps
 
     def _authorized_snapshot(self, authorization: str | None):
-        if self.authenticator is not None:
-            try:
-                self.authenticator.authorize(bearer_token(authorization), Role.SEARCH)
-            except AuthError as exc:
-                denied = isinstance(exc, PermissionDeniedError)
-                raise ProviderError(403 if denied else 401, str(exc), None,
-                                    "permission_denied" if denied else "invalid_api_key",
-                                    "authentication_error") from None
         try:
+            if self.authenticator is not None:
+                self.authenticator.authorize(bearer_token(authorization), Role.SEARCH)
             return self.current()
-        except UnavailableError as exc:
-            raise ProviderError(503, str(exc), None, "unavailable", "server_error") from None
+        except (AuthError, UnavailableError) as exc:
+            raise provider_error(exc) from None
 
     def _embed(self, snap, texts: list[str]) -> np.ndarray:
         try:
             return snap.encoder.encode_texts(texts, timeout=self.timeout_s)
-        except DeadlineExceededError as exc:
-            raise ProviderError(504, str(exc), None, "timeout", "server_error") from None
         except PatentClipError as exc:
-            logger.exception("embedding %d texts failed", len(texts))
-            raise ProviderError(500, f"embedding failed: {type(exc).__name__}", None,
-                                "internal", "server_error") from None
+            if answer_for(exc) is None:
+                logger.exception("embedding %d texts failed", len(texts))
+            raise provider_error(exc) from None
 
 
 def _expect_object(body: object, known: frozenset[str]) -> dict:
@@ -191,10 +177,8 @@ def _texts(value: object, param: str) -> list[str]:
     for i, text in enumerate(texts):
         try:
             check_text(text, f"{param}[{i}]")
-        except TextTooLongError as exc:
-            raise ProviderError(413, str(exc), param, "context_length_exceeded") from None
-        except InvalidQueryError as exc:
-            raise ProviderError(400, str(exc), param) from None
+        except InvalidQueryError as exc:  # too long: 413 context_length_exceeded
+            raise provider_error(exc, param) from None
     return texts
 
 
@@ -219,6 +203,16 @@ def _token_count(snap, texts: list[str]) -> int:
     if tokenizer is None:
         return sum(len(t.split()) for t in texts)
     return int((tokenizer(texts) != 0).sum())
+
+
+def provider_error(exc: PatentClipError, param: str | None = None) -> ProviderError:
+    """A domain error as the provider answers it: its row of ERROR_ANSWERS (HTTP status,
+    OpenAI type and code); anything unexpected is a 500 that names only the error's type."""
+    answer = answer_for(exc)
+    if answer is None:
+        return ProviderError(500, f"embedding failed: {type(exc).__name__}", None,
+                             "internal", "server_error")
+    return ProviderError(answer.http, str(exc), param, answer.openai_code, answer.openai_type)
 
 
 def openai_error(exc: ProviderError) -> Reply:

@@ -1,5 +1,6 @@
-"""The one place domain errors become gRPC status codes (and requests become metrics),
-and where bearer tokens are checked.
+"""Where domain errors become gRPC status codes (their column of
+``patentclip.errors.ERROR_ANSWERS``) and requests become metrics, and where bearer tokens
+are checked.
 
 Clients see a status code and a message that says what is wrong; unknown errors are logged
 with their traceback and returned as INTERNAL with a generic message and an error id.
@@ -13,46 +14,23 @@ import uuid
 
 import grpc
 
-from patentclip.errors import (
-    DeadlineExceededError,
-    InvalidInputError,
-    ModelLoadError,
-    ModelVersionMismatchError,
-    NotFoundError,
-    OverloadedError,
-    PatentClipError,
-    UnavailableError,
-)
+from patentclip.errors import AuthError, InvalidInputError, PatentClipError, answer_for
 from services.common.auth import (
-    AuthError,
-    PermissionDeniedError,
     Role,
     TokenAuthenticator,
     bearer_token,
+    failure_label,
 )
 from services.query.metrics import QueryMetrics
 from services.query.reflection import SERVICE_NAMES as REFLECTION_SERVICES
 
 logger = logging.getLogger(__name__)
 
-# Checked in order: the first matching class wins.
-STATUS_BY_ERROR: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
-    (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
-    (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (NotFoundError, grpc.StatusCode.NOT_FOUND),
-    (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (UnavailableError, grpc.StatusCode.UNAVAILABLE),
-    (ModelVersionMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
-    (ModelLoadError, grpc.StatusCode.UNAVAILABLE),
-)
-
-
 def status_for(exc: Exception) -> grpc.StatusCode | None:
-    """The status code of a domain error; None for anything unexpected."""
-    for error, code in STATUS_BY_ERROR:
-        if isinstance(exc, error):
-            return code
-    return None
+    """The status code of a domain error (its column of ERROR_ANSWERS); None for anything
+    unexpected."""
+    answer = answer_for(exc)
+    return None if answer is None else grpc.StatusCode[answer.grpc]
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):
@@ -161,11 +139,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
         try:
             self.authenticator.authorize(bearer_token(metadata.get("authorization")), needed)
         except AuthError as exc:
-            denied = isinstance(exc, PermissionDeniedError)
-            self.metrics.auth_failures.labels("permission" if denied else "token").inc()
-            code = (grpc.StatusCode.PERMISSION_DENIED if denied
-                    else grpc.StatusCode.UNAUTHENTICATED)
-            return _refusal(continuation(handler_call_details), code, str(exc))
+            self.metrics.auth_failures.labels(failure_label(exc)).inc()
+            return _refusal(continuation(handler_call_details), status_for(exc), str(exc))
         return continuation(handler_call_details)
 
 

@@ -25,11 +25,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from patentclip.admission import Admission
-from patentclip.batching import BatchedEncoder, BatchedSearch
-from patentclip.encoder import Encoder
 from patentclip.errors import ModelVersionMismatchError, PatentClipError, UnavailableError
-from patentclip.search import SearchEngine
+from patentclip.model.encoder import Encoder
+from patentclip.search.admission import Admission
+from patentclip.search.batching import BatchedEncoder, BatchedSearch
+from patentclip.search.engine import SearchEngine
 from patentclip.store import CollectionInfo, PatentStore
 from services.query.config import QuerySettings
 from services.query.metrics import QueryMetrics

@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from patentclip.config import service_parser
-from patentclip.drawings import DrawingRenderer
+from patentclip.drawings.render import DrawingRenderer
 from patentclip.errors import InvalidInputError, PatentClipError
 from patentclip.v1 import search_pb2, search_pb2_grpc
 from services.common.auth import TokenAuthenticator
@@ -41,8 +41,8 @@ class QueryServer:
     """The gRPC server and what it serves; start() binds, stop() drains."""
 
     def __init__(self, settings: QuerySettings, encoder=None, store=None) -> None:
-        from patentclip.encoder import Encoder
-        from patentclip.imagestore import LocalImageStore
+        from patentclip.drawings.imagestore import LocalImageStore
+        from patentclip.model.encoder import Encoder
         from patentclip.store import open_store
 
         self.settings = settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from patentclip.errors import InvalidQueryError
-from patentclip.search import check_image, check_text
+from patentclip.search.engine import Query, check_image, check_text
 from patentclip.v1 import search_pb2, search_pb2_grpc
 from services.query import convert
 from services.query.drawings import StoredDrawings
@@ -21,51 +21,42 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         self.live, self.stored, self.max_image_bytes = live, stored, max_image_bytes
 
     def SearchByText(self, request, context):  # noqa: N802 (gRPC names)
-        snap = self.live.current()
-        q = convert.request(request.options, snap.model_version, context)
-        result = snap.engine.search_text(request.text, q)
-        with snap.engine.stage("serialize"):
-            return convert.search_response(result, q)
+        return self._search(Query(text=request.text), request.options, context)
 
     def SearchByImage(self, request, context):  # noqa: N802
-        snap = self.live.current()
-        self._check_image(request.image, "image")
-        q = convert.request(request.options, snap.model_version, context)
-        result = snap.engine.search_image(request.image, q, name="image",
-                                          crop=convert.crop(request))
-        with snap.engine.stage("serialize"):
-            return convert.search_response(result, q)
+        drawing = check_image(request.image, "image", self.max_image_bytes)
+        return self._search(Query(drawing=drawing, drawing_name="image",
+                                  crop=convert.crop(request)), request.options, context)
 
     def SearchByTextAndImage(self, request, context):  # noqa: N802
-        snap = self.live.current()
-        self._check_image(request.image, "image")
-        q = convert.request(request.options, snap.model_version, context)
-        result = snap.engine.search_text_and_image(request.text, request.image, q,
-                                                   name="image", crop=convert.crop(request))
-        with snap.engine.stage("serialize"):
-            return convert.search_response(result, q)
+        drawing = check_image(request.image, "image", self.max_image_bytes)
+        return self._search(Query(text=request.text, drawing=drawing, drawing_name="image",
+                                  crop=convert.crop(request)), request.options, context)
 
     def SearchSimilar(self, request, context):  # noqa: N802
+        return self._search(Query(patent=convert.patent_number(request.patent_number),
+                                  sheet=request.sheet if request.HasField("sheet") else None),
+                            request.options, context)
+
+    def _search(self, query: Query, options, context):
+        """Every search RPC: its query, its options and the caller's deadline, one engine."""
         snap = self.live.current()
-        q = convert.request(request.options, snap.model_version, context)
-        sheet = request.sheet if request.HasField("sheet") else None
-        result = snap.engine.search_similar(convert.patent_number(request.patent_number), q,
-                                            sheet)
+        q = convert.request(options, snap.model_version, context)
+        result = snap.engine.search(query, q)
         with snap.engine.stage("serialize"):
             return convert.search_response(result, q)
 
     def GetPatent(self, request, context):  # noqa: N802
         snap = self.live.current()
         patent = convert.patent_number(request.patent_number)
-        record = snap.engine.get_patent(patent)
+        record = snap.engine.get_patent(patent, convert.deadline(context))
         return convert.patent_response(record, self.stored.grant(patent), snap.model_version)
 
     def GetDrawing(self, request, context):  # noqa: N802
         snap = self.live.current()
         patent, number, size = convert.drawing_request(request)
-        sheet = snap.engine.drawing_sheet(patent, number)
-        return convert.drawing_response(patent, sheet,
-                                        self.stored.render(sheet["image_uri"], size))
+        sheet = snap.engine.drawing_sheet(patent, number, convert.deadline(context))
+        return convert.drawing_response(patent, sheet, self.stored.render(sheet.image_uri, size))
 
     def EncodeText(self, request, context):  # noqa: N802
         snap = self.live.current()

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from patentclip.encoder import Encoder, create_tiny_model
 from patentclip.errors import ModelLoadError
-from patentclip.synthetic import BundleGenerator, render_sheets
+from patentclip.model.encoder import Encoder, create_tiny_model
+from patentclip_cli.synthetic import BundleGenerator, render_sheets
 
 
 @pytest.fixture(scope="module")

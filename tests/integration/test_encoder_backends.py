@@ -1,4 +1,4 @@
-"""Encoder backends (patentclip/backends.py) against the fp32 eager reference: the same model
+"""Encoder backends (patentclip/model/backends.py) against the fp32 eager reference: the same model
 version, embeddings within the parity each backend promises, and the CLI's search through the
 configured backend finding what eager finds."""
 
@@ -10,10 +10,10 @@ from datetime import date
 import numpy as np
 import pytest
 
-from patentclip.encoder import Encoder
 from patentclip.errors import InvalidInputError
-from patentclip.reader import GrantReader
-from patentclip.synthetic import BundleGenerator
+from patentclip.grants.reader import GrantReader
+from patentclip.model.encoder import Encoder
+from patentclip_cli.synthetic import BundleGenerator
 
 # Minimum cosine to eager per backend: fp32 backends reorder float sums only; int8 quantizes
 # every Linear layer's weights and activations.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness import REPO
-from patentclip.reader import GrantReader
+from patentclip.grants.reader import GrantReader
 from patentclip_cli.main import main
 
 
@@ -78,6 +78,26 @@ def test_planted_patent_found_by_its_own_drawing(indexed, capsys, pick, tmp_path
     assert result["model_version"].startswith("patentclip_tiny_")
 
 
+def test_every_query_mode_works_from_the_cli(indexed, capsys, tmp_path):
+    """Text and drawing fused, a crop of a drawing, one sheet of a patent: the CLI builds
+    the core's Query, so it has the modes the services have."""
+    env, _, docs = indexed
+    doc = docs[5]
+    sheet = doc.grant.sheets[1]
+    drawing = tmp_path / sheet.file_name
+    drawing.write_bytes(doc.images[sheet.file_name])
+    both = search(env, capsys, "--text", doc.grant.title, "--image", str(drawing), "--k", "5")
+    assert doc.grant.patent_number in {h["patent"] for h in both["hits"]}
+    cropped = search(env, capsys, "--image", str(drawing), "--crop", "0,0,1,1", "--k", "3")
+    assert cropped["hits"][0]["patent"] == doc.grant.patent_number  # the whole sheet
+    part = search(env, capsys, "--image", str(drawing), "--crop", "0.2,0.2,0.6,0.6", "--k", "3")
+    assert [h["score"] for h in part["hits"]] != [h["score"] for h in cropped["hits"]]
+    one = search(env, capsys, "--similar", doc.grant.patent_number, "--sheet", "1", "--k", "3")
+    every = search(env, capsys, "--similar", doc.grant.patent_number, "--k", "3")
+    assert doc.grant.patent_number not in {h["patent"] for h in one["hits"] + every["hits"]}
+    assert [h["score"] for h in one["hits"]] != [h["score"] for h in every["hits"]]
+
+
 def test_filters_and_table_output(indexed, capsys):
     env, _, docs = indexed
     result = search(env, capsys, "--text", "bottle", "--locarno", "09", "--k", "50")
@@ -109,6 +129,10 @@ def test_reindexing_the_same_bundle_adds_nothing(indexed, capsys):
     (["search", "--text", "x", "--locarno", "2"], "locarno filter"),
     (["search", "--text", "x", "--k", "0"], "top_k=0"),
     (["search", "--image", "/nonexistent.tif"], "no such file"),
+    (["search"], "give a description, a drawing or a patent number"),
+    (["search", "--text", "x", "--similar", "D0907292"], "more like this"),
+    (["search", "--text", "x", "--crop", "0,0,0.5,0.5"], "only a drawing can be cropped"),
+    (["search", "--text", "x", "--crop", "0,0,1"], "four fractions"),
     (["index", "/nonexistent.tar"], "no such file or folder"),
 ])
 def test_bad_input_is_one_clear_line(indexed, capsys, args, message):
@@ -131,7 +155,7 @@ def test_runs_as_module_and_console_script(tmp_path):
 
 
 def test_generated_bundle_is_deterministic(tmp_path):
-    from patentclip.synthetic import BundleGenerator
+    from patentclip_cli.synthetic import BundleGenerator
 
     a = BundleGenerator(seed=1).write_bundle(tmp_path / "a", date(2021, 1, 5), 3)
     b = BundleGenerator(seed=1).write_bundle(tmp_path / "b", date(2021, 1, 5), 3)

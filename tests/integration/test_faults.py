@@ -29,11 +29,11 @@ from harness.services import (
     wait_ingested,
     wait_until,
 )
-from patentclip.encoder import Encoder, create_tiny_model, weights_digest
+from patentclip.drawings.imagestore import LocalImageStore
 from patentclip.errors import ModelLoadError
-from patentclip.imagestore import LocalImageStore
-from patentclip.indexer import Indexer
-from patentclip.registry import ModelRegistry
+from patentclip.ingest.indexer import Indexer
+from patentclip.model.encoder import Encoder, create_tiny_model, weights_digest
+from patentclip.model.registry import ModelRegistry
 from patentclip.store import PatentStore
 from patentclip_client import PatentSearchClient
 

@@ -33,7 +33,7 @@ from harness.services import (
     wait_ingested,
     wait_until,
 )
-from patentclip.reader import GrantReader
+from patentclip.grants.reader import GrantReader
 from patentclip.store import PatentStore
 
 FAST = {"PATENTCLIP_MILVUS_TIMEOUT_S": "3"}

@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 from pymilvus import MilvusClient
 
-from patentclip.caption_collection import CaptionCollection, caption_rows
 from patentclip.config import CoreSettings
-from patentclip.imagestore import LocalImageStore
-from patentclip.indexer import Indexer
-from patentclip.reader import GrantReader
-from patentclip.search import MAX_TEXT_CHARS
+from patentclip.drawings.imagestore import LocalImageStore
+from patentclip.grants.reader import GrantReader
+from patentclip.ingest.indexer import Indexer
+from patentclip.search.captions import CaptionCollection, caption_rows
+from patentclip.search.engine import MAX_TEXT_CHARS
 from patentclip.store import PatentStore
 from patentclip_client.milvus import PatentCLIPEmbeddingFunction
 from services.common.auth import Role, new_token, token_line

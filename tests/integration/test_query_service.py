@@ -20,8 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from patentclip.config import CoreSettings
-from patentclip.imagestore import LocalImageStore
-from patentclip.indexer import Indexer
+from patentclip.drawings.imagestore import LocalImageStore
+from patentclip.ingest.indexer import Indexer
 from patentclip.store import PatentStore
 from patentclip.v1 import grant_pb2, search_pb2
 from patentclip_client import PatentSearchClient
@@ -199,13 +199,13 @@ def test_a_spent_deadline_is_deadline_exceeded(server):
 
 def test_deadline_propagates_to_the_vector_search(corpus, encoder):
     from patentclip.errors import DeadlineExceededError
-    from patentclip.search import SearchEngine, SearchRequest
+    from patentclip.search.engine import Query, SearchEngine, SearchRequest
 
     engine = SearchEngine(encoder, corpus[0], corpus[3])
     patent = next(iter(corpus[2]))
-    assert engine.search_similar(patent, SearchRequest(timeout=30.0)).hits
+    assert engine.search(Query(patent=patent), SearchRequest(timeout=30.0)).hits
     with pytest.raises(DeadlineExceededError):  # the lookup is done; the search is not
-        engine.search_similar(patent, SearchRequest(timeout=0.0))
+        engine.search(Query(patent=patent), SearchRequest(timeout=0.0))
 
 
 def test_health_and_reflection(server):
@@ -291,7 +291,7 @@ def test_metrics_count_requests_batches_and_cache(server, client):
 
 
 def test_hot_swap_to_a_new_model_drops_no_request(tmp_path, encoder, sample_dir):
-    from patentclip.encoder import Encoder, create_tiny_model
+    from patentclip.model.encoder import Encoder, create_tiny_model
 
     store = PatentStore(str(tmp_path / "swap.db"), prefix="h")
     images = LocalImageStore(tmp_path / "images")
@@ -356,8 +356,10 @@ def test_milvus_unreachable_is_unavailable(lite_server, encoder, sample_dir, tmp
         query_server.stop(grace=0)
 
 
-def test_cli_talks_to_the_server(server, corpus, capsys):
+def test_cli_talks_to_the_server(server, corpus, capsys, tmp_path):
     import json
+
+    from PIL import Image
 
     from patentclip_cli.main import main
 
@@ -371,6 +373,12 @@ def test_cli_talks_to_the_server(server, corpus, capsys):
     assert hits and patent not in {h["patent"] for h in hits}
     assert main(["search", "--server", target, "--similar", "D0000001"]) == 2
     assert "NOT_FOUND" in capsys.readouterr().err
+    drawing = tmp_path / "sketch.png"
+    Image.new("L", (120, 90), 255).save(drawing)
+    for flags in (["--text", "bottle", "--image", str(drawing), "--crop", "0.1,0.1,0.9,0.9"],
+                  ["--similar", patent, "--sheet", "1"]):  # every mode, remotely too
+        assert main(["search", "--server", target, *flags, "--json"]) == 0, flags
+        assert json.loads(capsys.readouterr().out)["hits"], flags
 
 
 def test_views_enum_round_trips_through_the_client():
@@ -495,7 +503,7 @@ def test_every_status_a_call_ends_with_is_the_one_counted_and_the_error_rule_see
     service, then those very counts through deploy/prometheus/rules.yml with promtool."""
     import subprocess
 
-    import patentclip.search
+    import patentclip.search.engine
     from patentclip.v1 import search_pb2_grpc
 
     def count(code: str) -> float:
@@ -508,7 +516,7 @@ def test_every_status_a_call_ends_with_is_the_one_counted_and_the_error_rule_see
         stub.SearchByText(search_pb2.SearchByTextRequest(text="lamp"))
         assert _code(lambda: stub.SearchByText(search_pb2.SearchByTextRequest(text=" ")))[0] \
             == grpc.StatusCode.INVALID_ARGUMENT
-        monkeypatch.setattr(patentclip.search.SearchEngine, "search_text",
+        monkeypatch.setattr(patentclip.search.engine.SearchEngine, "_text",
                             _raise_unexpected)
         code, details = _code(lambda: stub.SearchByText(search_pb2.SearchByTextRequest(
             text="lamp")))

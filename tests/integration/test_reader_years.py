@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness import SHARED
-from patentclip.reader import GrantReader
+from patentclip.grants.reader import GrantReader
 
 EXPECTED = json.loads((Path(__file__).parent.parent / "data" /
                        "shared_grants_expected.json").read_text())["grants"]

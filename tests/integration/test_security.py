@@ -22,8 +22,8 @@ from harness.services import (
     wait_until,
 )
 from patentclip.config import CoreSettings
-from patentclip.imagestore import LocalImageStore
-from patentclip.indexer import Indexer
+from patentclip.drawings.imagestore import LocalImageStore
+from patentclip.ingest.indexer import Indexer
 from patentclip.store import PatentStore
 from patentclip_client import PatentSearchClient, tls_credentials
 from services.common.auth import Role, new_token, token_line

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from patentclip.reader import GrantReader
+from patentclip.grants.reader import GrantReader
 
 EXPECTED = {  # number: (title, locarno class, first USPC, figures, sheet files, FIG. 1 view)
     "D0907292": ("Shaving blade cartridge", "28", "D28/47", 8, 9, "perspective"),
@@ -137,7 +137,7 @@ def test_broken_members_are_reported_and_the_rest_is_read(sample_dir, tmp_path):
 
 def test_corrupt_tiff_is_reported_by_the_indexer_and_the_rest_indexed(sample_dir, tmp_path,
                                                                       encoder):
-    from patentclip.indexer import Indexer
+    from patentclip.ingest.indexer import Indexer
     from patentclip.store import PatentStore
 
     work = tmp_path / "two"

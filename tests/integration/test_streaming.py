@@ -29,9 +29,9 @@ from harness.services import (
     stored_ids,
     wait_until,
 )
-from patentclip.events import encode_event
-from patentclip.imagestore import LocalImageStore
-from patentclip.reader import GrantReader
+from patentclip.codec.events import encode_event
+from patentclip.drawings.imagestore import LocalImageStore
+from patentclip.grants.reader import GrantReader
 from patentclip.store import PatentStore
 from patentclip.v1 import grant_pb2
 from services.embedder.consumer import GrantConsumer
@@ -157,8 +157,8 @@ def test_tombstones_withdraw_patents_live_and_in_a_reindex(
     """A null value keyed by patent means "this patent is gone": its rows leave the live
     collection, and a reindex replaying the topic from offset 0 leaves them out too. The
     last event of a patent wins: a grant published again after its tombstone is back."""
-    from patentclip.encoder import create_tiny_model
-    from patentclip.events import event_key
+    from patentclip.codec.events import event_key
+    from patentclip.model.encoder import create_tiny_model
     from patentclip_cli.main import main
     from services.embedder.main import reindex_topic
 
@@ -172,7 +172,7 @@ def test_tombstones_withdraw_patents_live_and_in_a_reindex(
                  kafka_settings.bootstrap_servers, "--topic", kafka_settings.topic]) == 0
     assert gone.patent_number in capsys.readouterr().out
     republished = LocalImageStore(images)  # a producer that is not ours: tombstone, re-grant
-    from patentclip.imagestore import store_grant
+    from patentclip.drawings.imagestore import store_grant
 
     document = next(d for d in GrantReader().read(bundle)
                     if d.grant.patent_number == back.patent_number)
@@ -189,7 +189,7 @@ def test_tombstones_withdraw_patents_live_and_in_a_reindex(
         live = summary.collection
     new_model = create_tiny_model(tmp_path / "tiny-v2", seed=1)
     reindexed = replace(embedder, core=replace(embedder.core, model=f"local-dir:{new_model}"))
-    from patentclip.encoder import Encoder
+    from patentclip.model.encoder import Encoder
 
     assert reindex_topic(reindexed, Encoder.load(f"local-dir:{new_model}"), progress=False) == 0
     with PatentStore(db, prefix="withdraw") as store:
@@ -305,7 +305,7 @@ def test_two_processes_in_one_group_split_partitions_and_ingest_once(
 
 def test_reindex_replays_the_topic_into_a_new_model_without_touching_live(
         tmp_path, encoder, tiny_model_dir, kafka_settings, monkeypatch, capsys):
-    from patentclip.encoder import create_tiny_model
+    from patentclip.model.encoder import create_tiny_model
     from patentclip_cli.main import main
 
     bundle = make_bundle(tmp_path / "bundles", patents=8, seed=9)

@@ -20,12 +20,12 @@ import pytest
 import torch
 
 from patentclip.config import CoreSettings
-from patentclip.encoder import Encoder, create_tiny_model, weights_digest
+from patentclip.drawings.imagestore import LocalImageStore, store_grant
 from patentclip.errors import ModelLoadError
-from patentclip.imagestore import LocalImageStore, store_grant
-from patentclip.reader import GrantReader
-from patentclip.registry import ModelRegistry
-from patentclip.synthetic import BundleGenerator
+from patentclip.grants.reader import GrantReader
+from patentclip.model.encoder import Encoder, create_tiny_model, weights_digest
+from patentclip.model.registry import ModelRegistry
+from patentclip_cli.synthetic import BundleGenerator
 from trainer.losses import PatentClipLoss, trainable_parameters
 from trainer.pipeline import build_examples, ensure_eval_set, training_examples
 from trainer.train import accumulated_backward
@@ -152,7 +152,7 @@ def test_a_child_reloads_with_its_parents_preprocessing_and_tokenizer(corpus, tm
     and tokenizes as the parent did (it used to fall back to OpenAI's mean and std)."""
     import open_clip
 
-    from patentclip.encoder import TINY_MODEL_CONFIG, save_local_model
+    from patentclip.model.encoder import TINY_MODEL_CONFIG, save_local_model
     from trainer.train import FineTuner, TrainConfig
 
     config = json.loads(json.dumps(TINY_MODEL_CONFIG))

@@ -417,7 +417,7 @@ def test_hostile_grants_through_the_topic_render_as_text_and_nothing_leaves_the_
     passes validation: titles are text) and grants whose coded fields are markup (refused
     at decode). The page shows the first as text, never navigates, posts or loses a page."""
     from harness.services import make_bundle, produce_foreign, publish, settings
-    from patentclip.imagestore import LocalImageStore
+    from patentclip.drawings.imagestore import LocalImageStore
     from patentclip.v1 import grant_pb2
     from services.embedder.consumer import GrantConsumer
 

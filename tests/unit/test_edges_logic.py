@@ -11,15 +11,10 @@ import os
 
 import pytest
 
+from patentclip.codec.api import VIEW_NAME_TO_PB, view_from_proto, view_to_proto
+from patentclip.codec.events import check_event_key, tombstone_patent
 from patentclip.errors import EventDecodeError, InvalidQueryError
-from patentclip.events import (
-    VIEW_NAME_TO_PB,
-    check_event_key,
-    tombstone_patent,
-    view_from_proto,
-    view_to_proto,
-)
-from patentclip.grants import (
+from patentclip.grants.model import (
     SHEET_VIEWS,
     View,
     error_reason,
@@ -29,8 +24,8 @@ from patentclip.grants import (
     normalize_view,
 )
 from patentclip.store import SearchFilters
-from patentclip.synthetic import BundleGenerator
 from patentclip.v1 import grant_pb2, search_pb2
+from patentclip_cli.synthetic import BundleGenerator
 from patentclip_client import search_options
 from services.query import convert
 
@@ -74,8 +69,8 @@ def test_one_view_vocabulary_every_copy_agrees():
 def test_one_against_vocabulary_every_copy_agrees():
     """search.proto's Against, the core's AGAINST, the one name<->proto map (events), the
     CLI's --against choices and the client all say the same three names."""
-    from patentclip.events import AGAINST_NAME_TO_PB, AGAINST_PB_TO_NAME
-    from patentclip.search import AGAINST
+    from patentclip.codec.api import AGAINST_NAME_TO_PB, AGAINST_PB_TO_NAME
+    from patentclip.search.engine import AGAINST
     from patentclip.v1 import search_pb2
     from patentclip_cli.main import _parser
     from services.query import convert
@@ -150,8 +145,8 @@ def test_no_deadline_means_no_deadline():
 
 def test_an_event_whose_key_is_not_its_patent_is_refused():
     grant = next(iter(BundleGenerator(0).patents(datetime.date(2021, 1, 5), 1)))
-    from patentclip.grant_xml import parse_grant_xml
-    from patentclip.synthetic import grant_xml
+    from patentclip.grants.xml_parser import parse_grant_xml
+    from patentclip_cli.synthetic import grant_xml
 
     parsed = parse_grant_xml(grant_xml(grant), "x.xml")
     check_event_key(parsed.patent_number.encode(), parsed)

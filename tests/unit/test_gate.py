@@ -145,7 +145,7 @@ def test_rollout_refuses_eval_weeks_inside_a_training_window_and_pools_the_rest(
     """Candidate trained on grants to 2021-01-12; the live model is an outside PatentCLIP
     checkpoint trained through 2022. Weeks of 2021 are refused for both reasons; a 2023 week
     is used; the decision records every refusal and the gate's figures."""
-    from patentclip.registry import ModelRegistry
+    from patentclip.model.registry import ModelRegistry
     from patentclip.store import CollectionInfo
     from trainer.rollout import Rollout
 

@@ -1,6 +1,6 @@
 import pytest
 
-from patentclip.grants import (
+from patentclip.grants.model import (
     DrawingSheet,
     Figure,
     Grant,

@@ -1,5 +1,5 @@
 """Hostile grant events from producers that are not ours: every field is checked once, at
-decode (patentclip/events.py ``check_grant``), and a failing event is refused as
+decode (patentclip/codec/events.py ``check_grant``), and a failing event is refused as
 ``invalid_grant`` naming the field, never a crash, a crash loop or a stalled partition."""
 
 from __future__ import annotations
@@ -8,22 +8,22 @@ from dataclasses import replace
 
 import pytest
 
-from patentclip.errors import (
-    EventDecodeError,
-    InvalidInputError,
-    NotADesignGrantError,
-    NotFoundError,
-)
-from patentclip.events import (
+from patentclip.codec.events import (
     REASON_INVALID_GRANT,
     check_event_key,
     decode_event,
     encode_event,
     grant_to_proto,
 )
-from patentclip.grant_xml import parse_grant_xml
-from patentclip.grants import DrawingSheet, Grant, LocarnoClass, is_patent_number
-from patentclip.imagestore import LocalImageStore
+from patentclip.drawings.imagestore import LocalImageStore
+from patentclip.errors import (
+    EventDecodeError,
+    InvalidInputError,
+    NotADesignGrantError,
+    NotFoundError,
+)
+from patentclip.grants.model import DrawingSheet, Grant, LocarnoClass, is_patent_number
+from patentclip.grants.xml_parser import parse_grant_xml
 
 
 def _grant(**changes) -> Grant:

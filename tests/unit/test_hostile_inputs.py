@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from patentclip.drawings.preprocess import DrawingPreprocessor
 from patentclip.errors import GrantParseError, ImageDecodeError, InvalidInputError
-from patentclip.grant_xml import parse_grant_xml
-from patentclip.images import DrawingPreprocessor
-from patentclip.reader import ArchiveLimits, GrantReader
-from patentclip.synthetic import BundleGenerator
+from patentclip.grants.reader import ArchiveLimits, GrantReader
+from patentclip.grants.xml_parser import parse_grant_xml
+from patentclip_cli.synthetic import BundleGenerator
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -363,7 +363,7 @@ Image.new("RGBA", (side, side), (255, 255, 255, 0)).save(buffer, "PNG")
 data = buffer.getvalue()
 del buffer
 import gc; gc.collect()
-from patentclip.images import DrawingPreprocessor
+from patentclip.drawings.preprocess import DrawingPreprocessor
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 DrawingPreprocessor(224).query(data, "probe")
 print(len(data), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)

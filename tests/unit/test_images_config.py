@@ -4,8 +4,8 @@ import pytest
 from PIL import Image
 
 from patentclip.config import CoreSettings
+from patentclip.drawings.preprocess import DrawingPreprocessor
 from patentclip.errors import ImageDecodeError
-from patentclip.images import DrawingPreprocessor
 
 
 def tiff_g4(width, height, box):

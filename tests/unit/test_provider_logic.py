@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from patentclip.batching import DynamicBatcher
 from patentclip.errors import UnavailableError
+from patentclip.search.batching import DynamicBatcher
 from services.common.auth import Role, TokenAuthenticator, new_token, token_line
 from services.query.embeddings import MODEL_HEADER, EmbeddingProvider
 

@@ -9,7 +9,6 @@ import grpc
 import numpy as np
 import pytest
 
-from patentclip.batching import BatchedEncoder, DynamicBatcher, LruCache
 from patentclip.errors import (
     DeadlineExceededError,
     EventDecodeError,
@@ -20,7 +19,8 @@ from patentclip.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from patentclip.search import Deadline
+from patentclip.search.batching import BatchedEncoder, DynamicBatcher, LruCache
+from patentclip.search.engine import Deadline
 from patentclip.store import Hit, SearchFilters
 from patentclip.v1 import grant_pb2, search_pb2
 from services.query import convert
@@ -192,7 +192,7 @@ def test_bad_filters_are_named(filters, words):
 
 def test_hit_conversion_carries_sheet_views_in_the_enum_and_by_name():
     hit = Hit(patent="D0900001", sheet=2, modality="drawing", score=0.5, view="mixed",
-              locarno="0204", grant_date=20210105, title="Vase", figures="2,3",
+              locarno="0204", grant_date=20210105, title="Vase", figures=("2", "3"),
               caption="front view", image_uri="file:///x")
     message = convert.hit(hit)
     assert message.view == grant_pb2.VIEW_MIXED and message.view_name == "mixed"
@@ -224,7 +224,7 @@ def test_search_batching_shares_milvus_requests_between_concurrent_callers():
 
     import numpy as np
 
-    from patentclip.batching import BatchedSearch
+    from patentclip.search.batching import BatchedSearch
 
     store = _RecordingStore()
     searches = BatchedSearch(store, max_batch=16, max_delay=0.02)
@@ -255,7 +255,7 @@ def test_search_batching_shares_milvus_requests_between_concurrent_callers():
 def test_search_batching_passes_multi_vector_searches_and_other_calls_through():
     import numpy as np
 
-    from patentclip.batching import BatchedSearch
+    from patentclip.search.batching import BatchedSearch
 
     store = _RecordingStore(delay=0)
     store.describe = lambda name: f"described {name}"
@@ -271,7 +271,7 @@ def test_search_batching_goes_direct_while_the_store_warms_and_queued_time_count
     couple of seconds), searches run in the callers' threads, in parallel, not one after
     another behind the batcher's single worker; a queued search asks the store only for
     what is left of its deadline."""
-    from patentclip.batching import BatchedSearch
+    from patentclip.search.batching import BatchedSearch
 
     class WarmingStore(_RecordingStore):
         steady = False

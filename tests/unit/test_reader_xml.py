@@ -3,8 +3,8 @@
 import pytest
 
 from patentclip.errors import GrantParseError, NotADesignGrantError
-from patentclip.grant_xml import parse_grant_xml
-from patentclip.grants import SheetFigureMapping, View
+from patentclip.grants.model import SheetFigureMapping, View
+from patentclip.grants.xml_parser import parse_grant_xml
 
 
 def grant_xml(kind="S1", number="D0912345", paragraphs=None, sheets=3, figures=None,

@@ -6,13 +6,14 @@ import random
 import pytest
 
 from patentclip.errors import InvalidQueryError
-from patentclip.ranking import group_by_patent, reciprocal_rank_fusion
+from patentclip.search.ranking import reciprocal_rank_fusion
 from patentclip.store import MAX_SEARCH_LIMIT, Hit, SearchFilters, row_id
+from patentclip.store.schema import group_by_patent
 
 
 def hit(patent, sheet, score, modality="drawing"):
     return Hit(patent=patent, sheet=sheet, modality=modality, score=score, view="front",
-               locarno="0901", grant_date=20210105, title="t", figures="", caption="",
+               locarno="0901", grant_date=20210105, title="t", figures=(), caption="",
                image_uri="")
 
 
@@ -53,7 +54,7 @@ def test_filters_excluding_a_patent_keep_the_rest_and_stay_valid():
 
 
 def test_a_search_request_is_validated_when_built():
-    from patentclip.search import SearchRequest
+    from patentclip.search.engine import SearchRequest
 
     assert SearchRequest().matching("both") == ("drawing", "caption")
     assert SearchRequest(against="caption").matching("both") == ("caption",)
@@ -61,6 +62,80 @@ def test_a_search_request_is_validated_when_built():
                           ({"against": "sketch"}, "against")):
         with pytest.raises(InvalidQueryError, match=words):
             SearchRequest(**fields)
+
+
+def test_a_query_is_validated_once_and_knows_its_kind():
+    """Every transport builds this one value; the engine runs it."""
+    from patentclip.drawings.preprocess import CropBox
+    from patentclip.search.engine import QUERY_KINDS, Query
+
+    crop = CropBox(0.1, 0.1, 0.5, 0.5)
+    kinds = [Query(text=" lid ").kind, Query(drawing=b"x", crop=crop).kind,
+             Query(text="lid", drawing=b"x").kind, Query(patent="D0907292", sheet=2).kind]
+    assert kinds == list(QUERY_KINDS)
+    assert Query(text=" hinged lid ").text == "hinged lid"
+    for fields, words in (({}, "give a description"), ({"text": "  "}, "text query is empty"),
+                          ({"text": "x" * 2001}, "limit 2000"),
+                          ({"patent": "D0907292", "text": "lid"}, "more like this"),
+                          ({"text": "lid", "crop": crop}, "only a drawing can be cropped"),
+                          ({"text": "lid", "sheet": 1}, "sheet"),
+                          ({"drawing": b"x", "drawing_name": "\udfff"}, "image_name")):
+        with pytest.raises(InvalidQueryError, match=words):
+            Query(**fields)
+
+
+def test_the_engine_runs_every_query_kind_through_one_search():
+    """``SearchEngine.search`` dispatches on the kind: text encodes text against both
+    modalities, a drawing decodes its crop, both fuse two rankings, similar looks the
+    patent up and excludes it."""
+    import numpy as np
+
+    from patentclip.drawings.preprocess import CropBox
+    from patentclip.search.engine import Query, SearchEngine, SearchRequest
+    from patentclip.store import CollectionInfo
+
+    calls, decoded = [], []
+
+    class Encoder:
+        model_version, dim = "m1", 2
+
+        def encode_texts(self, texts, timeout=None):
+            calls.append(("text", tuple(texts)))
+            return np.ones((len(texts), 2), np.float32)
+
+        def drawing_pixels(self, data, name, crop):
+            decoded.append((data, name, crop))
+            return "pixels"
+
+        def encode_pixels(self, pixels, timeout=None):
+            return np.ones((len(pixels), 2), np.float32)
+
+    class Store:
+        def describe(self, name):
+            return CollectionInfo(name=name, model_version="m1", dim=2, rows=1)
+
+        def search(self, collection, vectors, k, filters=None, modality=None, group=True,
+                   timeout=None, on_stage=None):
+            calls.append(("search", modality, filters.exclude_patents))
+            return [[hit("D0900001", 1, 0.9, modality)] for _ in vectors]
+
+        def patent_rows(self, collection, patent, with_vectors=False, strong=True,
+                        timeout=None):
+            return [{"modality": "drawing", "sheet": 1, "vector": [1.0, 0.0]}]
+
+    engine = SearchEngine(Encoder(), Store(), "c")
+    crop = CropBox(0, 0, 0.5, 0.5)
+    for query in (Query(text="lid"), Query(drawing=b"png", drawing_name="d.png", crop=crop),
+                  Query(text="lid", drawing=b"png"), Query(patent="D0907292")):
+        calls.clear()
+        assert engine.search(query, SearchRequest()).hits[0].patent == "D0900001"
+        searched = [c[1] for c in calls if c[0] == "search"]
+        expected = {"text": ["drawing", "caption"], "drawing": ["drawing"],
+                    "text+drawing": ["drawing", "caption", "drawing"],
+                    "similar": ["drawing"]}[query.kind]
+        assert searched == expected, query.kind
+    assert decoded == [(b"png", "d.png", crop), (b"png", "query image", None)]
+    assert calls[-1] == ("search", "drawing", ("D0907292",))  # similar excludes itself
 
 
 def brute_force_group(hits, k):
@@ -120,7 +195,7 @@ def test_rrf_keeps_best_ranked_representative():
 
 
 def test_fusion_depth_is_a_fixed_ladder_so_pages_agree():
-    from patentclip.ranking import fusion_depth
+    from patentclip.search.ranking import fusion_depth
 
     assert {fusion_depth(d, MAX_SEARCH_LIMIT) for d in range(1, 51)} == {100}
     assert fusion_depth(51, MAX_SEARCH_LIMIT) == 200

@@ -193,6 +193,15 @@ def test_a_call_cut_short_is_also_bounded_by_the_wall_clock(monkeypatch):
     store._next_probe = 0.0
     assert store._call(lambda *a, timeout=None: "ok", "c", _timeout=10.0) == "ok"
     assert store.available and not store.steady  # answering, warming up
+    threads = []
+
+    def where(*args, timeout=None):
+        threads.append(threading.current_thread().name)
+        return "ok"
+
+    store._call(where, "c", _timeout=10.0)  # a read in the warm-up: bounded
+    store._call(where, "c")  # a write: never abandoned (its retry would run beside it)
+    assert threads == ["milvus-bounded-call", threading.current_thread().name]
     store._up_since = 1.0  # long after the warm-up
     assert store.steady
     release.set()

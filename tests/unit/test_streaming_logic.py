@@ -8,11 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from patentclip.codec.events import decode_event, encode_event, event_key
 from patentclip.config import CoreSettings, settings_from_env
-from patentclip.embedding import SheetFailure, SheetJob
 from patentclip.errors import EventDecodeError, InvalidInputError, UnavailableError
-from patentclip.events import decode_event, encode_event, event_key
-from patentclip.grants import (
+from patentclip.grants.model import (
     DrawingSheet,
     Figure,
     Grant,
@@ -21,6 +20,7 @@ from patentclip.grants import (
     UspcClass,
     View,
 )
+from patentclip.ingest.sheets import SheetFailure, SheetJob
 from patentclip.v1 import grant_pb2
 from services.common.failpoints import Failpoints
 from services.common.retry import Backoff, Stopping
@@ -159,6 +159,30 @@ def test_backoff_gives_up_when_stopping_and_keeps_the_consumer_alive():
         backoff.call(lambda: (_ for _ in ()).throw(UnavailableError("down")),
                      (UnavailableError,), "milvus")
     assert len(kept_alive) == 2
+
+
+def test_a_slow_write_runs_alongside_keepalives_and_never_beside_its_retry():
+    """A Milvus write that outlasts its timeout (pymilvus retries inside one call) must not
+    cost the embedder its group (keepalives go on meanwhile), and is never abandoned: two
+    writes of the same rows at once raced on Milvus Lite and lost rows."""
+    import time
+
+    kept_alive, recovered, running, overlaps = [], [], [], []
+
+    def write():
+        overlaps.append(len(running))
+        running.append(1)
+        time.sleep(0.7)  # past a keepalive period
+        running.pop()
+        if len(overlaps) == 1:
+            raise UnavailableError("timed out, while pymilvus still retried")
+        return "written"
+
+    backoff = Backoff(0.001, 0.001, threading.Event(), keepalive=lambda: kept_alive.append(1),
+                      on_recovered=recovered.append)
+    assert backoff.call(write, (UnavailableError,), "milvus", alongside=True) == "written"
+    assert overlaps == [0, 0]  # the retry began after the first attempt ended
+    assert len(kept_alive) >= 2 and recovered == ["milvus"]  # then the partitions resume
 
 
 def test_failpoint_spec_parsing_and_counting(monkeypatch):

@@ -11,9 +11,16 @@ import open_clip
 import pytest
 import torch
 
-from patentclip.encoder import TINY_MODEL_CONFIG
 from patentclip.errors import InvalidInputError
-from patentclip.grants import DrawingSheet, Figure, Grant, LocarnoClass, SheetFigureMapping, View
+from patentclip.grants.model import (
+    DrawingSheet,
+    Figure,
+    Grant,
+    LocarnoClass,
+    SheetFigureMapping,
+    View,
+)
+from patentclip.model.encoder import TINY_MODEL_CONFIG
 from trainer.benchmark import benchmark_vectors, metric
 from trainer.data import (
     DataReport,

@@ -9,25 +9,27 @@ import io
 import re
 from pathlib import Path
 
+import grpc
 import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from patentclip.admission import Admission
-from patentclip.drawings import DrawingRenderer, long_edge, render_png
+from patentclip.drawings.preprocess import CropBox
+from patentclip.drawings.render import DrawingRenderer, long_edge, render_png
 from patentclip.errors import (
+    ERROR_ANSWERS,
+    INTERNAL_ANSWER,
     ImageTooLargeError,
     InvalidInputError,
     InvalidQueryError,
     OverloadedError,
     PatentClipError,
 )
-from patentclip.images import CropBox
-from patentclip.search import locarno_counts
+from patentclip.search.admission import Admission
+from patentclip.search.engine import locarno_counts
 from patentclip.store import Hit
 from services.query.config import LOOPBACK_NAMES, ServerSettings
 from services.query.web import api
-from services.query.web.app import HTTP_STATUS_BY_ERROR
 from services.query.web.edge import RoutePolicy, error_body, policy_for
 
 
@@ -92,7 +94,7 @@ def test_a_crop_is_fractions_of_the_drawing_and_is_validated():
 
 def _hit(patent: str, locarno: str) -> Hit:
     return Hit(patent=patent, sheet=1, modality="drawing", score=0.5, view="front",
-               locarno=locarno, grant_date=20210105, title="t", figures="1", caption="c",
+               locarno=locarno, grant_date=20210105, title="t", figures=("1",), caption="c",
                image_uri="")
 
 
@@ -114,27 +116,28 @@ def test_locarno_counts_count_classes_most_first():
 ])
 def test_a_web_search_body_is_refused_by_field(body, words):
     with pytest.raises(InvalidQueryError, match=words):
-        api.Query(api.SearchIn(**body), max_image_bytes=1000, timeout_s=5)
+        api.WebSearch(api.SearchIn(**body), max_image_bytes=1000, timeout_s=5)
 
 
 def test_a_web_search_body_becomes_a_request_and_says_what_it_is():
     image = base64.b64encode(b"x" * 10).decode()
-    query = api.Query(api.SearchIn(text=" hinged lid ", image=image, image_name="s.png",
+    query = api.WebSearch(api.SearchIn(text=" hinged lid ", image=image, image_name="s.png",
                                    filters={"date_from": "2021-01-05", "locarno": ["09"]},
                                    page=2, page_size=10), max_image_bytes=1000, timeout_s=5)
-    assert query.kind == "text+drawing" and query.text == "hinged lid"
+    assert query.query.kind == "text+drawing" and query.query.text == "hinged lid"
     assert query.request.offset == 20 and query.request.top_k == 10
     assert query.request.filters.date_from == 20210105 and query.request.count_depth == 200
     described = query.described()
     assert described["image_bytes"] == 10 and len(described["image_sha256"]) == 64
     with pytest.raises(ImageTooLargeError, match="limit 5"):
-        api.Query(api.SearchIn(image=image), max_image_bytes=5, timeout_s=5)
-    similar = api.Query(api.SearchIn(patent="USD0907292S1", sheet=2), 1000, 5)
-    assert (similar.kind, similar.patent) == ("similar", "D0907292")
+        api.WebSearch(api.SearchIn(image=image), max_image_bytes=5, timeout_s=5)
+    similar = api.WebSearch(api.SearchIn(patent="USD0907292S1", sheet=2), 1000, 5)
+    assert (similar.query.kind, similar.query.patent, similar.query.sheet) == (
+        "similar", "D0907292", 2)
 
 
 def test_the_search_record_exports_as_one_flat_csv_table():
-    query = api.Query(api.SearchIn(text='a "quoted", lid'), 1000, 5)
+    query = api.WebSearch(api.SearchIn(text='a "quoted", lid'), 1000, 5)
     result = type("Result", (), {"hits": [_hit("D0900001", "0901"), _hit("D0900002", "2606")],
                                  "locarno_counts": (("09", 1), ("26", 1)), "counted": 2,
                                  "model_version": "v1", "collection": "c1"})()
@@ -153,11 +156,22 @@ def test_the_uspto_link_uses_the_number_without_padding():
     assert "q=D1049406.pn." in api.uspto_url("D1049406")
 
 
-def test_the_http_status_table_lists_subclasses_before_their_bases():
-    errors = [error for error, _, _ in HTTP_STATUS_BY_ERROR]
+def test_the_error_table_lists_subclasses_before_their_bases():
+    errors = [error for error, _ in ERROR_ANSWERS]
     assert all(issubclass(e, PatentClipError) for e in errors)
     for i, later in enumerate(errors):
         assert not any(issubclass(later, earlier) for earlier in errors[:i]), later
+
+
+def test_every_row_of_the_error_table_is_a_real_code_on_each_transport():
+    """The table's columns are plain values (the core imports no transport): each gRPC
+    name is a grpc.StatusCode, each HTTP status a refusal, and the web, gRPC and OpenAI
+    answers agree on who is at fault (4xx with a client's OpenAI type)."""
+    for error, answer in (*ERROR_ANSWERS, (Exception, INTERNAL_ANSWER)):
+        assert grpc.StatusCode[answer.grpc] is not grpc.StatusCode.OK, error
+        assert 400 <= answer.http < 600, error
+        client = answer.http < 500
+        assert (answer.openai_type != "server_error") == client, error
 
 
 # ----------------------------------------------------------------- hostile data at the edge
@@ -179,7 +193,7 @@ def test_the_page_has_a_message_for_every_kind_the_server_sends():
     code = (STATIC / "app.js").read_text()
     messages = set(re.findall(r"^  (\w+): \"", code.split("const MESSAGES = {")[1]
                               .split("};")[0], re.MULTILINE))
-    kinds = {kind for _, _, kind in HTTP_STATUS_BY_ERROR} | {"internal", "invalid"}
+    kinds = {answer.kind for _, answer in ERROR_ANSWERS} | {INTERNAL_ANSWER.kind}
     kinds |= {"auth", "permission", "host", "too_large", "malformed"}  # the edge's refusals
     assert kinds <= messages, f"no message for {sorted(kinds - messages)}"
 
@@ -203,7 +217,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(cell, shown):
 
 
 def test_an_exported_record_with_formulas_and_odd_stamps_is_safe():
-    query = api.Query(api.SearchIn(text="lid"), 1000, 5)
+    query = api.WebSearch(api.SearchIn(text="lid"), 1000, 5)
     hit = _hit("D0900001", "0901")
     result = type("Result", (), {"hits": [hit], "locarno_counts": (), "counted": 0,
                                  "model_version": "v1", "collection": "c1"})()
@@ -229,9 +243,9 @@ def test_bodies_that_are_not_json_or_too_deep_are_refused_by_name(body, words):
 
 def test_a_lone_surrogate_is_refused_naming_the_field():
     with pytest.raises(InvalidQueryError, match="text: not valid Unicode"):
-        api.Query(api.SearchIn(text="bottle \ud800"), 1000, 5)
+        api.WebSearch(api.SearchIn(text="bottle \ud800"), 1000, 5)
     with pytest.raises((InvalidQueryError, ValidationError), match="image_name"):
-        api.Query(api.SearchIn(text="bottle", image_name="\udfff"), 1000, 5)
+        api.WebSearch(api.SearchIn(text="bottle", image_name="\udfff"), 1000, 5)
 
 
 def test_each_route_has_its_body_limit_and_its_token_rule():
@@ -249,6 +263,32 @@ def test_refusals_answer_in_the_routes_own_protocol():
     assert error_body("api", 401, "auth", "no")["kind"] == "auth"
     assert error_body("openai", 401, "auth", "no")["error"]["type"] == "authentication_error"
     assert error_body("tei", 413, "too_large", "no")["error_type"] == "Validation"
+
+
+def test_a_refused_small_body_is_read_into_nothing_and_a_large_one_left_unread():
+    """Closing on an unread body resets the connection (the client can lose the 401): a
+    refused request's small declared body is drained first; a large or chunked one is not
+    (it is never parsed either way)."""
+    import asyncio
+
+    from services.query.web.edge import DISCARD_BYTES, _discard_small_body
+
+    def run(length: str | None, parts: list[bytes]) -> int:
+        pending = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1}
+                   for i, p in enumerate(parts)]
+        taken = []
+
+        async def receive():
+            taken.append(pending.pop(0))
+            return taken[-1]
+
+        headers = [(b"content-length", length.encode())] if length is not None else []
+        asyncio.run(_discard_small_body({"type": "http", "headers": headers}, receive))
+        return len(taken)
+
+    assert run("6", [b"abc", b"def"]) == 2  # drained: the close is clean
+    assert run(str(DISCARD_BYTES + 1), [b"x"]) == 0  # too large: left unread
+    assert run(None, [b"chunked"]) == 0  # no declared length: left unread
 
 
 def test_admission_bounds_holders_and_refuses_after_the_wait():

@@ -15,19 +15,25 @@ from datetime import UTC, date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from patentclip.drawings.preprocess import CropBox
 from patentclip.errors import InvalidQueryError
-from patentclip.grants import LOCARNO_MAIN_CLASSES, Grant, normalize_patent_number
-from patentclip.images import CropBox
-from patentclip.search import (
+from patentclip.grants.model import (
+    LOCARNO_MAIN_CLASSES,
+    Grant,
+    iso_date,
+    normalize_patent_number,
+)
+from patentclip.search.engine import (
     MAX_RESULT_WINDOW,
     MAX_TOP_K,
     PatentRecord,
+    Query,
     SearchRequest,
     SearchResult,
     check_image,
     check_unicode,
 )
-from patentclip.store import Hit, SearchFilters, figure_numbers
+from patentclip.store import Hit, SearchFilters
 
 RECORD_FORMAT = "patentclip-search-record/1"
 DEFAULT_COUNTS_DEPTH = 200
@@ -108,20 +114,20 @@ class RecordIn(Strict):
     results: list[RecordResultIn] = Field(max_length=MAX_RESULT_WINDOW)
 
 
-class Query:
-    """A validated web search: what to run, and what the record says about it."""
+class WebSearch:
+    """A validated web search: the core ``Query`` and ``SearchRequest`` it runs, and what the
+    search record says about it."""
 
     def __init__(self, body: SearchIn, max_image_bytes: int, timeout_s: float) -> None:
         self.body = body
-        check_unicode(body.image_name, "image_name")
-        self.text = check_unicode(body.text.strip(), "text")
-        self.image = _image_bytes(body.image, max_image_bytes)
-        self.crop = CropBox(**body.crop.model_dump()) if body.crop else None
-        self.patent = normalize_patent_number(body.patent, "patent") if body.patent else ""
-        if self.patent and (self.text or self.image):
-            raise InvalidQueryError("patent: a 'more like this' search takes no text or drawing")
-        if not (self.text or self.image or self.patent):
-            raise InvalidQueryError("give a description, a drawing or a patent number")
+        drawing = _image_bytes(body.image, max_image_bytes)
+        crop = CropBox(**body.crop.model_dump()) if body.crop else None
+        self.query = Query(
+            text=check_unicode(body.text.strip(), "text"), drawing=drawing,
+            drawing_name=body.image_name or "the drawing",
+            crop=crop if drawing else None,  # the page keeps a crop only with its drawing
+            patent=normalize_patent_number(body.patent, "patent") if body.patent else "",
+            sheet=body.sheet if body.patent else None)
         if body.page < 0 or not 1 <= body.page_size <= MAX_TOP_K:
             raise InvalidQueryError(f"page={body.page}, page_size={body.page_size}: page >= 0 "
                                     f"and 1 <= page_size <= {MAX_TOP_K}")
@@ -130,40 +136,22 @@ class Query:
             against=body.against, timeout=timeout_s,
             count_depth=min(max(body.counts_depth, 0), MAX_RESULT_WINDOW))
 
-    @property
-    def kind(self) -> str:
-        if self.patent:
-            return "similar"
-        return "text+drawing" if self.text and self.image else ("drawing" if self.image
-                                                                 else "text")
-
     def run(self, engine) -> SearchResult:
         if self.body.model_version and self.body.model_version != engine.model_version:
             raise InvalidQueryError(f"page {self.body.page + 1}: the results were ranked by model "
                                     f"{self.body.model_version}, now serving "
                                     f"{engine.model_version}; search again from the first page")
-        if self.patent:
-            return engine.search_similar(self.patent, self.request, self.body.sheet)
-        if self.text and self.image:
-            return engine.search_text_and_image(self.text, self.image, self.request,
-                                                name=self.image_name, crop=self.crop)
-        if self.image:
-            return engine.search_image(self.image, self.request, name=self.image_name,
-                                       crop=self.crop)
-        return engine.search_text(self.text, self.request)
-
-    @property
-    def image_name(self) -> str:
-        return self.body.image_name or "the drawing"
+        return engine.search(self.query, self.request)
 
     def described(self) -> dict:
         """The query as the search record states it (the image by its hash, not its bytes)."""
-        return {"kind": self.kind, "text": self.text,
-                "image_sha256": hashlib.sha256(self.image).hexdigest() if self.image else "",
-                "image_name": self.body.image_name if self.image else "",
-                "image_bytes": len(self.image),
-                "crop": self.body.crop.model_dump() if self.crop else None,
-                "patent": self.patent, "sheet": self.body.sheet,
+        q = self.query
+        return {"kind": q.kind, "text": q.text,
+                "image_sha256": hashlib.sha256(q.drawing).hexdigest() if q.drawing else "",
+                "image_name": self.body.image_name if q.drawing else "",
+                "image_bytes": len(q.drawing),
+                "crop": self.body.crop.model_dump() if q.crop else None,
+                "patent": q.patent, "sheet": self.body.sheet,
                 "filters": self.body.filters.model_dump(), "against": self.body.against}
 
 
@@ -192,24 +180,20 @@ def _day(text: str, field: str) -> int | None:
     return day.year * 10000 + day.month * 100 + day.day
 
 
-def iso_day(yyyymmdd: int) -> str:
-    return f"{yyyymmdd // 10000:04d}-{yyyymmdd // 100 % 100:02d}-{yyyymmdd % 100:02d}"
-
-
 def drawing_url(patent: str, sheet: int) -> str:
     return f"/api/drawing/{patent}/{sheet}"
 
 
 def hit(h: Hit, rank: int) -> dict:
     return {"rank": rank, "patent": h.patent, "title": h.title,
-            "grant_date": iso_day(h.grant_date), "locarno": h.locarno,
+            "grant_date": iso_date(h.grant_date), "locarno": h.locarno,
             "locarno_title": LOCARNO_MAIN_CLASSES.get(h.locarno[:2], ""), "sheet": h.sheet,
-            "view": h.view, "figures": figure_numbers(h.figures),
+            "view": h.view, "figures": list(h.figures),
             "figure_text": h.caption, "score": round(float(h.score), 4), "matched": h.modality,
             "drawing": drawing_url(h.patent, h.sheet)}
 
 
-def search_response(query: Query, result: SearchResult) -> dict:
+def search_response(query: WebSearch, result: SearchResult) -> dict:
     """The page of results, the Locarno counts and the search record for the file."""
     offset = query.request.offset
     hits = [hit(h, offset + i + 1) for i, h in enumerate(result.hits)]
@@ -233,14 +217,13 @@ def patent_view(record: PatentRecord, grant: Grant | None, model_version: str) -
     descriptions = {f.number: f.description for f in grant.figures} if grant else {}
     sheets = []
     for sheet in record.sheets:
-        numbers = figure_numbers(sheet["figures"])
-        texts = [descriptions[n] for n in numbers if n in descriptions] or (
-            [sheet["caption"]] if sheet["caption"] else [])
-        sheets.append({"sheet": sheet["sheet"], "view": sheet["view"], "figures": numbers,
+        texts = [descriptions[n] for n in sheet.figures if n in descriptions] or (
+            [sheet.caption] if sheet.caption else [])
+        sheets.append({"sheet": sheet.sheet, "view": sheet.view, "figures": list(sheet.figures),
                        "descriptions": texts, "drawing": drawing_url(record.patent,
-                                                                     sheet["sheet"])})
+                                                                     sheet.sheet)})
     return {"patent": record.patent, "title": record.title, "kind": grant.kind if grant else "",
-            "grant_date": iso_day(record.grant_date), "locarno": record.locarno,
+            "grant_date": iso_date(record.grant_date), "locarno": record.locarno,
             "locarno_title": LOCARNO_MAIN_CLASSES.get(record.locarno[:2], ""),
             "uspc": [u.normalized for u in grant.uspc] if grant else [],
             "claim": grant.claim if grant else "",

@@ -10,9 +10,9 @@
   ``GET /health`` — the embedding provider Milvus calls (services/query/embeddings.py).
 
 Tokens are the gRPC service's (``Authorization: Bearer``, role search); the page keeps the
-examiner's token in the tab's sessionStorage. Domain errors become HTTP statuses from one
-table, with a ``kind`` the page shows a state for; unknown errors are 500 with an error id,
-the traceback only in the log.
+examiner's token in the tab's sessionStorage. Domain errors become HTTP statuses from their
+column of ``patentclip.errors.ERROR_ANSWERS``, with a ``kind`` the page shows a state for;
+unknown errors are 500 with an error id, the traceback only in the log.
 """
 
 from __future__ import annotations
@@ -29,22 +29,16 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from patentclip.drawings import render_png
+from patentclip.drawings.render import render_png
 from patentclip.errors import (
-    DeadlineExceededError,
-    ImageDecodeError,
-    ImageTooLargeError,
+    INTERNAL_ANSWER,
     InvalidInputError,
-    ModelLoadError,
-    ModelVersionMismatchError,
     NotFoundError,
-    OverloadedError,
     PatentClipError,
-    TextTooLongError,
-    UnavailableError,
+    answer_for,
 )
-from patentclip.grants import SHEET_VIEWS, normalize_patent_number
-from patentclip.search import check_image
+from patentclip.grants.model import SHEET_VIEWS, normalize_patent_number
+from patentclip.search.engine import check_image
 from services.common.auth import TokenAuthenticator
 from services.query.drawings import StoredDrawings
 from services.query.embeddings import EmbeddingProvider, Reply
@@ -56,22 +50,6 @@ from services.query.web.edge import Edge
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-# Checked in order: the first matching class wins. (status, kind): the page shows a state
-# per kind (too_large, bad_image, not_ready, ...).
-HTTP_STATUS_BY_ERROR: tuple[tuple[type[Exception], int, str], ...] = (
-    (ImageTooLargeError, 413, "too_large"),
-    (TextTooLongError, 413, "too_long"),
-    (ImageDecodeError, 400, "bad_image"),
-    (InvalidInputError, 400, "invalid"),
-    (NotFoundError, 404, "not_found"),
-    (DeadlineExceededError, 504, "deadline"),
-    (OverloadedError, 503, "busy"),
-    (UnavailableError, 503, "not_ready"),
-    (ModelVersionMismatchError, 409, "model_changed"),
-    (ModelLoadError, 503, "not_ready"),
-)
-
-
 @dataclass(frozen=True)
 class WebBackend:
     """What the HTTP app serves from: the query service's live search, tokens, image store
@@ -129,7 +107,7 @@ def _add_api(app: FastAPI, backend: WebBackend) -> None:
     @app.post("/api/search")
     def search(body: api.SearchIn) -> dict:
         snap = backend.snapshot()
-        query = api.Query(body, backend.max_image_bytes, backend.timeout_s)
+        query = api.WebSearch(body, backend.max_image_bytes, backend.timeout_s)
         return api.search_response(query, query.run(snap.engine))
 
     @app.post("/api/preview")
@@ -147,15 +125,15 @@ def _add_api(app: FastAPI, backend: WebBackend) -> None:
     def drawing(patent: str, sheet: int,
                 size: Literal["thumbnail", "medium", "full"] = "thumbnail") -> Response:
         snap = backend.snapshot()
-        stored = snap.engine.drawing_sheet(_patent_in_path(patent), sheet)
-        rendered = backend.stored.render(stored["image_uri"], size)
+        stored = snap.engine.drawing_sheet(_patent_in_path(patent), sheet, backend.timeout_s)
+        rendered = backend.stored.render(stored.image_uri, size)
         return Response(rendered.png, media_type="image/png")
 
     @app.get("/api/patent/{number}")
     def patent(number: str) -> dict:
         snap = backend.snapshot()
         patent_number = _patent_in_path(number)
-        record = snap.engine.get_patent(patent_number)
+        record = snap.engine.get_patent(patent_number, backend.timeout_s)
         return api.patent_view(record, backend.stored.grant(patent_number),
                                snap.model_version)
 
@@ -224,12 +202,12 @@ def _add_provider(app: FastAPI, backend: WebBackend) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PatentClipError)
     async def domain(request: Request, exc: PatentClipError) -> JSONResponse:
-        for error, status, kind in HTTP_STATUS_BY_ERROR:
-            if isinstance(exc, error):
-                retry = getattr(exc, "retry_after_s", None)
-                return _error(status, kind, str(exc),
-                              {"Retry-After": str(int(retry))} if retry else None)
-        return _internal(request, exc)
+        answer = answer_for(exc)  # its HTTP column of ERROR_ANSWERS
+        if answer is None:
+            return _internal(request, exc)
+        retry = getattr(exc, "retry_after_s", None)
+        return _error(answer.http, answer.kind, str(exc),
+                      {"Retry-After": str(int(retry))} if retry else None)
 
     @app.exception_handler(StarletteHTTPException)
     async def framework(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -254,8 +232,8 @@ def _internal(request: Request, exc: Exception) -> JSONResponse:
     error_id = uuid.uuid4().hex[:12]
     logger.error("%s %s failed (error id %s)", request.method, request.url.path, error_id,
                  exc_info=exc)
-    return _error(500, "internal", f"internal error (id {error_id}); the server log has the "
-                  "details")
+    return _error(INTERNAL_ANSWER.http, INTERNAL_ANSWER.kind,
+                  f"internal error (id {error_id}); the server log has the details")
 
 
 def _error(status: int, kind: str, message: str, headers: dict | None = None) -> JSONResponse:

@@ -7,7 +7,10 @@ One ASGI middleware, the one owner of these rules for the web app and the embedd
    API through a name that resolves to this machine.
 2. **Authentication before the body** — a protected route's bearer token is checked from
    the headers alone: 401 with ``WWW-Authenticate`` (403 for a role that may not), counted
-   like gRPC's refusals, and not one byte of the body is read.
+   like gRPC's refusals, and the body is never parsed. A refused request's small declared
+   body (up to DISCARD_BYTES, for at most DISCARD_S) is read into nothing before the
+   answer: closing with a body unread makes the kernel reset the connection, and the
+   client could lose the refusal itself (Schemathesis saw "connection reset").
 3. **Body limits as the bytes stream** — per route (a drawing's worth on search and
    preview, nothing on GETs); a ``Content-Length`` over it is refused unread, a chunked body
    is counted as it arrives and refused the moment it passes the limit.
@@ -22,6 +25,7 @@ Refusals answer in the protocol of the route: the web API's ``{"error", "kind"}`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -32,12 +36,16 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import Match, Mount
 
-from services.common.auth import AuthError, PermissionDeniedError, Role, TokenAuthenticator
+from patentclip.errors import AuthError, answer_for, answer_for_kind
+from services.common.auth import Role, TokenAuthenticator, failure_label
 from services.common.auth import bearer_token as parse_bearer
 from services.query.embeddings import ProviderError, openai_error, tei_error
 from services.query.metrics import QueryMetrics
 
 logger = logging.getLogger(__name__)
+
+DISCARD_BYTES = 64 * 1024  # a refused request's body read into nothing, up to this size
+DISCARD_S = 1.0  # ... and for at most this long
 
 Scope = dict
 Receive = Callable[[], Awaitable[dict]]
@@ -104,10 +112,11 @@ def error_body(protocol: str, status: int, kind: str, message: str) -> dict:
     provider's own builders (services/query/embeddings.py), the web API's here."""
     if protocol not in ("openai", "tei"):
         return {"error": message, "kind": kind}
-    code = {"auth": "invalid_api_key", "permission": "permission_denied"}.get(kind, kind)
-    family = ("authentication_error" if kind in ("auth", "permission") else
-              "server_error" if status >= 500 else "invalid_request_error")
-    refusal = ProviderError(status, message, None, code, family)
+    answer = answer_for_kind(kind)  # the edge's refusals of ERROR_ANSWERS: auth, too_large
+    refusal = ProviderError(status, message, None,
+                            answer.openai_code if answer else kind,
+                            answer.openai_type if answer else
+                            "server_error" if status >= 500 else "invalid_request_error")
     return (openai_error if protocol == "openai" else tei_error)(refusal).body
 
 
@@ -152,7 +161,8 @@ class Edge:
             except Refusal as refusal:
                 self.metrics.http_refused.labels(refusal.kind if refusal.kind in (
                     "host", "auth", "permission", "too_large") else "malformed").inc()
-                # The body is left unread: close the connection rather than drain it.
+                if refusal.kind != "too_large":  # a body over the limit stays unread
+                    await _discard_small_body(scope, receive)
                 await _respond(send_with_headers, refusal.status, error_body(
                     policy.protocol, refusal.status, refusal.kind, str(refusal)),
                     {**refusal.headers, "connection": "close"})
@@ -187,10 +197,11 @@ class Edge:
             token = parse_bearer(Headers(scope=scope).get("authorization"))
             self.authenticator.authorize(token, Role.SEARCH)
         except AuthError as exc:
-            denied = isinstance(exc, PermissionDeniedError)
-            self.metrics.auth_failures.labels("permission" if denied else "token").inc()
-            raise Refusal(403 if denied else 401, "permission" if denied else "auth", str(exc),
-                          {} if denied else {"www-authenticate": WWW_AUTHENTICATE}) from None
+            self.metrics.auth_failures.labels(failure_label(exc)).inc()
+            answer = answer_for(exc)
+            raise Refusal(answer.http, answer.kind, str(exc),
+                          {"www-authenticate": WWW_AUTHENTICATE} if answer.http == 401
+                          else {}) from None
 
     def _route_label(self, scope: Scope) -> str:
         """The route template a request matched (bounded: a metric label), "static" for
@@ -234,6 +245,26 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> Receive:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return _replay(b"".join(chunks), receive)
+
+
+async def _discard_small_body(scope: Scope, receive: Receive) -> None:
+    """Read and drop a refused request's body when it declared at most DISCARD_BYTES, for
+    at most DISCARD_S: the connection then closes cleanly. A larger, chunked or slow body
+    is left unread (the connection is closed on it)."""
+    declared = Headers(scope=scope).get("content-length", "")
+    if not declared.isdigit() or not 0 < int(declared) <= DISCARD_BYTES:
+        return
+    until, size = time.monotonic() + DISCARD_S, 0
+    while size <= DISCARD_BYTES and (left := until - time.monotonic()) > 0:
+        try:
+            message = await asyncio.wait_for(receive(), timeout=left)
+        except TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def _replay(body: bytes, then: Receive) -> Receive:

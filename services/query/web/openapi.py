@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from patentclip.search import MAX_TEXT_CHARS
+from patentclip.search.engine import MAX_TEXT_CHARS
 from services.query.embeddings import MAX_INPUTS
 from services.query.web.edge import policy_for
 

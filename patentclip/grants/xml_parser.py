@@ -1,9 +1,9 @@
-"""USPTO grant XML (DTD v4.0 to v4.7, 2005 on) as a :class:`~patentclip.grants.Grant`.
+"""USPTO grant XML (DTD v4.0 to v4.7, 2005 on) as a :class:`~patentclip.grants.model.Grant`.
 
 One document in, one grant out, or a GrantParseError naming the source and the reason;
 utility, plant and reissue documents raise NotADesignGrantError. XML is parsed with
 defusedxml: external entities and entity expansion are refused. How the fields map is in
-docs/grant-model.md. Walking bundles and archives is ``patentclip.reader``'s job.
+docs/grant-model.md. Walking bundles and archives is ``patentclip.grants.reader``'s job.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
 
 from patentclip.errors import GrantParseError, NotADesignGrantError
-from patentclip.grants import (
+from patentclip.grants.model import (
     SOLE_FIGURE_LEAD,
     DrawingSheet,
     Figure,

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from patentclip.admission import UNBOUNDED, Admission
 from patentclip.errors import DeadlineExceededError
+from patentclip.search.admission import UNBOUNDED, Admission
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ class BatchedSearch:
     (docs/performance.md, "Search"); the Milvus server gains too (fewer round trips). Items
     are grouped by (collection, k, filters, modality, group): one Milvus request per group.
     A failing group fails only its own callers. It is a VectorSearch
-    (patentclip/search.py): describe and patent_rows go straight to the store.
+    (patentclip/search/engine.py): describe and patent_rows go straight to the store.
 
     The queue has one worker, so it serves a store that answers at its usual pace. While the
     store is not ``steady`` (Milvus down or warming up again: each call may be a probe or be
@@ -293,9 +293,9 @@ class BatchedSearch:
         return self.store.describe(name_or_alias)
 
     def patent_rows(self, collection: str, patent: str, with_vectors: bool = False,
-                    strong: bool = True) -> list[dict]:
+                    strong: bool = True, timeout: float | None = None) -> list[dict]:
         """``PatentStore.patent_rows`` (not batched)."""
-        return self.store.patent_rows(collection, patent, with_vectors, strong)
+        return self.store.patent_rows(collection, patent, with_vectors, strong, timeout)
 
     def search(self, collection: str, vectors: np.ndarray, k: int, filters=None,
                modality: str | None = None, group: bool = True,

@@ -149,6 +149,12 @@ def yyyymmdd(day: datetime.date | None) -> int | None:
     return int(day.strftime("%Y%m%d")) if day else None
 
 
+def iso_date(yyyymmdd: int) -> str:
+    """A stored date (20210105) as ISO 8601 ("2021-01-05"): the one conversion for every
+    output (the web API, the CLI)."""
+    return f"{yyyymmdd // 10000:04d}-{yyyymmdd // 100 % 100:02d}-{yyyymmdd % 100:02d}"
+
+
 def is_calendar_date(yyyymmdd: int) -> bool:
     """True when ``yyyymmdd`` (e.g. 20210105) is a real date of the calendar."""
     try:

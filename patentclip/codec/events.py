@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from patentclip.errors import EventDecodeError, InvalidQueryError
-from patentclip.grants import (
+from patentclip.codec.api import VIEW_NAME_TO_PB
+from patentclip.errors import EventDecodeError
+from patentclip.grants.model import (
     FIGURE_NUMBER,
     LOCARNO_CODE,
-    SHEET_VIEWS,
     DrawingSheet,
     Figure,
     Grant,
@@ -31,7 +31,6 @@ from patentclip.grants import (
     is_patent_number,
 )
 from patentclip.v1 import grant_pb2 as pb
-from patentclip.v1 import search_pb2
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
@@ -48,11 +47,6 @@ DEAD_LETTER_REASONS = (REASON_UNDECODABLE, REASON_SCHEMA_VERSION, REASON_INVALID
                        REASON_MISSING_IMAGE, REASON_CORRUPT_IMAGE, REASON_OVERSIZED,
                        REASON_KEY_MISMATCH)
 
-# The one map between view names (grants.SHEET_VIEWS) and the proto enum: "in-use" is
-# VIEW_IN_USE, "unknown" VIEW_UNKNOWN. Tests check that both sides hold the same names.
-VIEW_NAME_TO_PB: dict[str, int] = {
-    name: pb.View.Value("VIEW_" + name.upper().replace("-", "_")) for name in SHEET_VIEWS}
-VIEW_PB_TO_NAME: dict[int, str] = {number: name for name, number in VIEW_NAME_TO_PB.items()}
 _VIEW_TO_PB = {view: VIEW_NAME_TO_PB[view.value] for view in View}
 _VIEW_FROM_PB = {number: view for view, number in _VIEW_TO_PB.items()}
 _MAPPING_TO_PB = {
@@ -71,29 +65,6 @@ class PublishedGrant:
     bundle: str
     published_unix_ms: int
     schema_version: int
-
-
-# What a search matches (search.proto Against), by the names the core uses. The one map:
-# the client sends these, the query service reads them (AGAINST_UNSPECIFIED: the default).
-AGAINST_NAME_TO_PB = {"drawing": search_pb2.AGAINST_DRAWING,
-                      "caption": search_pb2.AGAINST_CAPTION, "both": search_pb2.AGAINST_BOTH}
-AGAINST_PB_TO_NAME = {number: name for name, number in AGAINST_NAME_TO_PB.items()}
-
-
-def view_to_proto(name: str) -> int:
-    """The proto View of a stored view name; VIEW_UNSPECIFIED for a name outside SHEET_VIEWS."""
-    return VIEW_NAME_TO_PB.get(name, pb.VIEW_UNSPECIFIED)
-
-
-def view_from_proto(number: int, field: str = "view") -> str:
-    """The view name of a proto View; InvalidQueryError naming ``field`` for
-    VIEW_UNSPECIFIED or a number outside the enum (a newer client's value)."""
-    if number in VIEW_PB_TO_NAME:
-        return VIEW_PB_TO_NAME[number]
-    choices = ", ".join(pb.View.Name(n) for n in VIEW_PB_TO_NAME)
-    what = "VIEW_UNSPECIFIED is no view" if number == pb.VIEW_UNSPECIFIED else (
-        f"{number} is not a View value")
-    raise InvalidQueryError(f"{field}: {what}; choose from {choices}")
 
 
 def event_key(grant: Grant) -> bytes:
@@ -157,24 +128,6 @@ def decode_event(data: bytes | None, max_bytes: int | None = None) -> PublishedG
     return PublishedGrant(grant=grant_from_proto(event.grant), bundle=event.bundle,
                           published_unix_ms=event.published_unix_ms,
                           schema_version=event.schema_version)
-
-
-GRANT_RECORD = "grant.pb"  # the Grant protobuf kept beside a patent's drawings
-
-
-def grant_record(grant: Grant) -> bytes:
-    """The serialized Grant stored with its drawings, so GetPatent can answer in full."""
-    return grant_to_proto(grant).SerializeToString(deterministic=True)
-
-
-def grant_from_record(data: bytes) -> Grant:
-    """The grant a ``grant_record`` holds; EventDecodeError when it is no readable record."""
-    message = pb.Grant()
-    try:
-        message.ParseFromString(data)
-    except DecodeError as exc:
-        raise EventDecodeError(REASON_INVALID_GRANT, f"not a Grant record: {exc}") from exc
-    return grant_from_proto(message)
 
 
 def grant_to_proto(grant: Grant) -> pb.Grant:

@@ -17,8 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-from patentclip.errors import ImageStoreUnavailableError, InvalidInputError, NotFoundError
-from patentclip.events import GRANT_RECORD, grant_from_record, grant_record
+from google.protobuf.message import DecodeError
+
+from patentclip.codec.events import REASON_INVALID_GRANT, grant_from_proto, grant_to_proto
+from patentclip.errors import (
+    EventDecodeError,
+    ImageStoreUnavailableError,
+    InvalidInputError,
+    NotFoundError,
+)
+from patentclip.v1 import grant_pb2 as pb
 
 MAX_PATH_CHARS = 1_024
 # Errors that a URI causes, not the store: retrying cannot help (ENAMETOOLONG: a part over
@@ -27,8 +35,26 @@ _URI_FAULTS = frozenset({errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP, errno.E
                          errno.EACCES, errno.EPERM})
 
 if TYPE_CHECKING:
-    from patentclip.grants import Grant
-    from patentclip.reader import GrantDocument
+    from patentclip.grants.model import Grant
+    from patentclip.grants.reader import GrantDocument
+
+
+GRANT_RECORD = "grant.pb"  # the Grant protobuf kept beside a patent's drawings
+
+
+def grant_record(grant: Grant) -> bytes:
+    """The serialized Grant stored with its drawings, so GetPatent can answer in full."""
+    return grant_to_proto(grant).SerializeToString(deterministic=True)
+
+
+def grant_from_record(data: bytes) -> Grant:
+    """The grant a ``grant_record`` holds; EventDecodeError when it is no readable record."""
+    message = pb.Grant()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise EventDecodeError(REASON_INVALID_GRANT, f"not a Grant record: {exc}") from exc
+    return grant_from_proto(message)
 
 
 class LocalImageStore:

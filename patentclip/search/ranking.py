@@ -1,30 +1,20 @@
-"""Ranking policy: how hits become results. One hit per patent (best sheet first), and the
-fusion of several rankings (text against drawings and captions, a patent's several sheets).
+"""Ranking policy: how hits become results: the fusion of several rankings (text against
+drawings and captions, a patent's several sheets).
 
 Cosine scores of two modalities do not compare (CLIP's modality gap), so rankings of
 different modalities are fused by reciprocal rank; rankings of one modality by best score.
+One hit per patent (best sheet first) is the store's grouping (``store.schema``), which the
+store applies to what it fetches and fusion applies again to what it merges.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the store calls this module: no import back at run time
-    from patentclip.store import Hit
+from patentclip.store.schema import Hit
 
 RRF_K = 60
-
-
-def group_by_patent(hits: Iterable[Hit], k: int) -> list[Hit]:
-    """Keep each patent's best hit, in score order, up to ``k`` patents."""
-    best: dict[str, Hit] = {}
-    for hit in sorted(hits, key=lambda h: -h.score):
-        best.setdefault(hit.patent, hit)
-        if len(best) == k:
-            break
-    return list(best.values())
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int, rrf_k: int = RRF_K,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from patentclip.drawings.preprocess import DrawingPreprocessor
 from patentclip.errors import InvalidQueryError
-from patentclip.images import DrawingPreprocessor
 
 # Long edge in pixels per size; None = the sheet as scanned.
 DRAWING_SIZES: dict[str, int | None] = {"thumbnail": 256, "medium": 1024, "full": None}

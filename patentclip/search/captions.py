@@ -24,8 +24,8 @@ import numpy as np
 from pymilvus import DataType, Function, FunctionType, MilvusClient
 
 from patentclip.errors import InvalidInputError
-from patentclip.grants import Grant
-from patentclip.search import MAX_TEXT_CHARS
+from patentclip.grants.model import Grant
+from patentclip.search.engine import MAX_TEXT_CHARS
 from patentclip.store import row_id
 
 CAPTION_FIELD = "caption"

@@ -24,15 +24,15 @@ from typing import Protocol
 
 import torch
 
-from patentclip.encoder import Encoder
+from patentclip.codec.events import REASON_CORRUPT_IMAGE, REASON_MISSING_IMAGE
 from patentclip.errors import (
     ImageDecodeError,
     InvalidInputError,
     NotFoundError,
     UnavailableError,
 )
-from patentclip.events import REASON_CORRUPT_IMAGE, REASON_MISSING_IMAGE
-from patentclip.grants import DrawingSheet, Grant
+from patentclip.grants.model import DrawingSheet, Grant
+from patentclip.model.encoder import Encoder
 from patentclip.store import SheetRow
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The offline index job: grants -> sheet images + captions -> vectors -> Milvus.
 
-Decoding runs in a thread pool one chunk ahead of the encoder (patentclip.embedding), so
+Decoding runs in a thread pool one chunk ahead of the encoder (patentclip.ingest.sheets), so
 the encoder does not wait on TIFF decoding. Every problem (unreadable document, missing
 or corrupt drawing) is reported with its file name and the rest of the source is indexed.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from patentclip.embedding import PreparedBatch, SheetEmbedder, SheetJob
-from patentclip.encoder import Encoder
-from patentclip.imagestore import LocalImageStore, store_grant
-from patentclip.reader import GrantDocument, GrantReader
+from patentclip.drawings.imagestore import LocalImageStore, store_grant
+from patentclip.grants.reader import GrantDocument, GrantReader
+from patentclip.ingest.sheets import PreparedBatch, SheetEmbedder, SheetJob
+from patentclip.model.encoder import Encoder
 from patentclip.store import PatentStore
 
 logger = logging.getLogger(__name__)

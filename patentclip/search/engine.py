@@ -19,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from patentclip.drawings.preprocess import CropBox
 from patentclip.errors import (
     DeadlineExceededError,
     ImageTooLargeError,
@@ -27,9 +28,9 @@ from patentclip.errors import (
     NotFoundError,
     TextTooLongError,
 )
-from patentclip.images import CropBox
-from patentclip.ranking import best_score_fusion, fusion_depth, reciprocal_rank_fusion
+from patentclip.search.ranking import best_score_fusion, fusion_depth, reciprocal_rank_fusion
 from patentclip.store import MAX_SEARCH_LIMIT, CollectionInfo, Hit, SearchFilters
+from patentclip.store.schema import StoredSheet, stored_sheet
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +115,12 @@ class PatentRecord:
     title: str
     grant_date: int
     locarno: str
-    sheets: list[dict]  # sheet, view, figures, caption, image_uri (drawing rows, in order)
+    sheets: tuple[StoredSheet, ...]  # its drawing sheets, in order
 
 
 class QueryEncoder(Protocol):
-    """What search needs of an encoder: :class:`~patentclip.encoder.Encoder`, or the query
-    service's :class:`~patentclip.batching.BatchedEncoder`. ``timeout`` (seconds) bounds
+    """What search needs of an encoder: :class:`~patentclip.model.encoder.Encoder`, or the query
+    service's :class:`~patentclip.search.batching.BatchedEncoder`. ``timeout`` (seconds) bounds
     the wait for a shared batch; a direct Encoder encodes at once and does not use it."""
 
     @property
@@ -136,7 +137,7 @@ class QueryEncoder(Protocol):
 
 class VectorSearch(Protocol):
     """What search needs of the store: :class:`~patentclip.store.PatentStore`, or the query
-    service's :class:`~patentclip.batching.BatchedSearch`. ``timeout`` caps the Milvus
+    service's :class:`~patentclip.search.batching.BatchedSearch`. ``timeout`` caps the Milvus
     calls of a search (both honour it)."""
 
     def describe(self, name_or_alias: str) -> CollectionInfo: ...
@@ -147,7 +148,7 @@ class VectorSearch(Protocol):
                on_stage: Callable[[str, float], None] | None = None) -> list[list[Hit]]: ...
 
     def patent_rows(self, collection: str, patent: str, with_vectors: bool = False,
-                    strong: bool = True) -> list[dict]: ...
+                    strong: bool = True, timeout: float | None = None) -> list[dict]: ...
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,50 @@ class SearchRequest:
         return ("drawing", "caption") if against == "both" else (against,)
 
 
+QUERY_KINDS = ("text", "drawing", "text+drawing", "similar")
+
+
+@dataclass(frozen=True)
+class Query:
+    """What an examiner searches with: words, a drawing (or the ``crop`` of it), both, or a
+    stored patent ("more like this": all its drawing sheets, or its one ``sheet``).
+
+    Validated once, here; ``kind`` is derived. Every transport builds one (the gRPC
+    servicer, the web API, the CLI) and ``SearchEngine.search`` runs it: a new query mode
+    is a field here, a branch in the engine and a field in the proto. ``patent`` is a
+    normalized number (the transports name their own field when they normalize it).
+    """
+
+    text: str = ""
+    drawing: bytes = b""
+    drawing_name: str = "query image"
+    crop: CropBox | None = None
+    patent: str = ""
+    sheet: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.text:
+            object.__setattr__(self, "text", check_text(self.text, "text query"))
+        check_unicode(self.drawing_name, "image_name")
+        if self.patent and (self.text or self.drawing):
+            raise InvalidQueryError("patent: a 'more like this' search takes no text or drawing")
+        if not (self.text or self.drawing or self.patent):
+            raise InvalidQueryError("give a description, a drawing or a patent number")
+        if self.crop is not None and not self.drawing:
+            raise InvalidQueryError("crop: only a drawing can be cropped")
+        if self.sheet is not None and not self.patent:
+            raise InvalidQueryError("sheet: only a 'more like this' search has a sheet")
+
+    @property
+    def kind(self) -> str:
+        """One of QUERY_KINDS."""
+        if self.patent:
+            return "similar"
+        if self.text and self.drawing:
+            return "text+drawing"
+        return "drawing" if self.drawing else "text"
+
+
 class SearchEngine:
     """Search one collection (or alias) with the encoder that built it."""
 
@@ -217,30 +262,32 @@ class SearchEngine:
     def model_version(self) -> str:
         return self.encoder.model_version
 
-    def search_text(self, text: str, request: SearchRequest) -> SearchResult:
-        text = check_text(text, "text query")
-        deadline = Deadline(request.timeout)
+    def search(self, query: Query, request: SearchRequest) -> SearchResult:
+        """The page ``request`` asks for of the results of ``query``: every query kind
+        through one entry point."""
+        run = {"text": self._text, "drawing": self._drawing,
+               "text+drawing": self._text_and_drawing, "similar": self._similar}[query.kind]
+        return run(query, request, Deadline(request.timeout))
+
+    def _text(self, query: Query, request: SearchRequest, deadline: Deadline) -> SearchResult:
         with self.stage("encode"):
-            vector = self.encoder.encode_texts([text], timeout=deadline.remaining())[0]
+            vector = self.encoder.encode_texts([query.text], timeout=deadline.remaining())[0]
         return self._search(vector[None, :], request, request.matching("both"), deadline)
 
-    def search_image(self, data: bytes, request: SearchRequest, name: str = "query image",
-                     crop: CropBox | None = None) -> SearchResult:
-        """Drawings like ``data`` (or like the ``crop`` region of it)."""
-        deadline = Deadline(request.timeout)
-        vector = self._image_vector(data, name, crop, deadline)
+    def _drawing(self, query: Query, request: SearchRequest, deadline: Deadline
+                 ) -> SearchResult:
+        """Drawings like the query's (or like its crop)."""
+        vector = self._image_vector(query, deadline)
         return self._search(vector[None, :], request, request.matching("drawing"), deadline)
 
-    def search_text_and_image(self, text: str, data: bytes, request: SearchRequest,
-                              name: str = "query image", crop: CropBox | None = None
-                              ) -> SearchResult:
+    def _text_and_drawing(self, query: Query, request: SearchRequest, deadline: Deadline
+                          ) -> SearchResult:
         """Text and a drawing in one query: the text's ranking (against its default, both)
         and the drawing's (against drawings), fused by reciprocal rank."""
-        text = check_text(text, "text query")
-        deadline = Deadline(request.timeout)
-        image_vector = self._image_vector(data, name, crop, deadline)
+        image_vector = self._image_vector(query, deadline)
         with self.stage("encode"):
-            text_vector = self.encoder.encode_texts([text], timeout=deadline.remaining())[0]
+            text_vector = self.encoder.encode_texts([query.text],
+                                                    timeout=deadline.remaining())[0]
         fetch = fusion_depth(request.window, MAX_SEARCH_LIMIT)
         rankings = [self._rank(text_vector[None, :], request, request.matching("both"),
                                deadline, fetch),
@@ -249,22 +296,24 @@ class SearchEngine:
             ranking = reciprocal_rank_fusion(rankings, request.window, group=request.group)
         return self._result(ranking, request)
 
-    def search_similar(self, patent: str, request: SearchRequest, sheet: int | None = None
-                       ) -> SearchResult:
-        """Designs like ``patent``'s drawings (or its one ``sheet``), excluding the patent.
+    def _similar(self, query: Query, request: SearchRequest, deadline: Deadline
+                 ) -> SearchResult:
+        """Designs like the patent's drawings (or its one sheet), excluding the patent.
 
         Every drawing sheet of the patent is a query; a candidate's score is its best
         cosine similarity to any of them.
         """
-        deadline = Deadline(request.timeout)
         with self.stage("lookup"):
-            vectors = self.patent_vectors(patent, sheet)
-        request = replace(request, filters=request.filters.excluding(patent))
+            vectors = self.patent_vectors(query.patent, query.sheet, deadline.remaining())
+        request = replace(request, filters=request.filters.excluding(query.patent))
         return self._search(vectors, request, request.matching("drawing"), deadline)
 
-    def patent_vectors(self, patent: str, sheet: int | None = None) -> np.ndarray:
-        """The drawing vectors of a patent's sheets (or of its one ``sheet``)."""
-        rows = self.store.patent_rows(self.collection, patent, with_vectors=True, strong=False)
+    def patent_vectors(self, patent: str, sheet: int | None = None,
+                       timeout: float | None = None) -> np.ndarray:
+        """The drawing vectors of a patent's sheets (or of its one ``sheet``), looked up
+        within the caller's ``timeout``."""
+        rows = self.store.patent_rows(self.collection, patent, with_vectors=True, strong=False,
+                                      timeout=timeout)
         rows = [r for r in rows if r["modality"] == "drawing"]
         if not rows:
             raise NotFoundError(f"patent {patent} is not in collection {self.collection}")
@@ -274,11 +323,12 @@ class SearchEngine:
                 raise self._no_sheet(patent, sheet)
         return np.asarray([r["vector"] for r in rows], dtype=np.float32)
 
-    def drawing_sheet(self, patent: str, sheet: int) -> dict:
-        """One stored sheet of a patent (sheet, view, figures, caption, image_uri);
-        NotFoundError naming the patent and the sheet when the collection has none."""
-        for stored in self.get_patent(patent).sheets:
-            if stored["sheet"] == sheet:
+    def drawing_sheet(self, patent: str, sheet: int, timeout: float | None = None
+                      ) -> StoredSheet:
+        """One stored sheet of a patent; NotFoundError naming the patent and the sheet when
+        the collection has none."""
+        for stored in self.get_patent(patent, timeout).sheets:
+            if stored.sheet == sheet:
                 return stored
         raise self._no_sheet(patent, sheet)
 
@@ -286,9 +336,11 @@ class SearchEngine:
         return NotFoundError(f"patent {patent} has no drawing sheet {sheet} in collection "
                              f"{self.collection}")
 
-    def get_patent(self, patent: str) -> PatentRecord:
-        """The patent's metadata and drawing sheets as stored; NotFoundError if absent."""
-        rows = [r for r in self.store.patent_rows(self.collection, patent, strong=False)
+    def get_patent(self, patent: str, timeout: float | None = None) -> PatentRecord:
+        """The patent's metadata and drawing sheets as stored, looked up within the caller's
+        ``timeout``; NotFoundError if absent."""
+        rows = [r for r in self.store.patent_rows(self.collection, patent, strong=False,
+                                                  timeout=timeout)
                 if r["modality"] == "drawing"]
         if not rows:
             raise NotFoundError(f"patent {patent} is not in collection {self.collection}")
@@ -296,15 +348,11 @@ class SearchEngine:
         return PatentRecord(
             patent=patent, title=first["title"], grant_date=first["grant_date"],
             locarno=first["locarno"],
-            sheets=[{k: r[k] for k in ("sheet", "view", "figures", "caption", "image_uri")}
-                    for r in rows])
+            sheets=tuple(stored_sheet(r) for r in rows))
 
-    def _image_vector(self, data: bytes, name: str, crop: CropBox | None,
-                      deadline: Deadline) -> np.ndarray:
-        if not data:
-            raise InvalidQueryError(f"{name} is empty")
+    def _image_vector(self, query: Query, deadline: Deadline) -> np.ndarray:
         with self.stage("decode"):
-            pixels = self.encoder.drawing_pixels(data, name, crop)
+            pixels = self.encoder.drawing_pixels(query.drawing, query.drawing_name, query.crop)
         with self.stage("encode"):
             return self.encoder.encode_pixels([pixels], timeout=deadline.remaining())[0]
 

@@ -12,7 +12,7 @@ Sources (``GrantReader.read`` picks by what the path is):
 Utility, plant and reissue documents are skipped and counted. A broken document is
 recorded in :class:`ReadReport` with its file name and reason, and reading goes on.
 Archives are bounded (:class:`ArchiveLimits`); each document is parsed by
-``patentclip.grant_xml``.
+``patentclip.grants.xml_parser``.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from patentclip.errors import (
     NotADesignGrantError,
     UnsafeArchiveError,
 )
-from patentclip.grant_xml import parse_grant_xml
-from patentclip.grants import (
+from patentclip.grants.model import (
     Grant,
     ReadReport,
 )
+from patentclip.grants.xml_parser import parse_grant_xml
 
 logger = logging.getLogger(__name__)
 

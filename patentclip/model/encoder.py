@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from patentclip.backends import make_backend
 from patentclip.config import CoreSettings
+from patentclip.drawings.preprocess import CropBox, DrawingPreprocessor
 from patentclip.errors import ModelLoadError
-from patentclip.images import CropBox, DrawingPreprocessor
+from patentclip.model.backends import make_backend
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -80,7 +80,7 @@ class Encoder:
             dim = int(self.model.encode_text(probe.to(device)).shape[-1])
         self.info = EncoderInfo(spec=spec, model_version=version, dim=dim, image_size=image_size,
                                 pretrained=pretrained)
-        # How the towers run (patentclip.backends); self.model stays the fp32 eager module.
+        # How the towers run (patentclip.model.backends); self.model stays the fp32 eager module.
         self.backend = make_backend(backend, self.model, device, version,
                                     torch.zeros(1, 3, image_size, image_size), probe,
                                     onnx_cache_dir)
@@ -146,7 +146,7 @@ class Encoder:
         the model's input tensor.
 
         Pure CPU work that releases the GIL in PIL; pipelines run it in worker threads so
-        the model never waits on decoding (see patentclip.embedding).
+        the model never waits on decoding (see patentclip.ingest.sheets).
         """
         return self.square_pixels(self.preprocessor.query(data, name, crop))
 
@@ -223,8 +223,8 @@ def _image_size(model: torch.nn.Module) -> int:
 
 
 def _registered_version(spec: str, digest: str) -> str | None:
-    """A registry folder's version (see patentclip.registry); None for other models."""
-    from patentclip.registry import registered_version
+    """A registry folder's version (see patentclip.model.registry); None for other models."""
+    from patentclip.model.registry import registered_version
 
     if not spec.startswith(LOCAL_DIR):
         return None
