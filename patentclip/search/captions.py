@@ -1,5 +1,5 @@
 """A collection whose caption vectors Milvus computes itself, through PatentCLIP's HTTP
-embedding provider (services/query/embeddings.py): Milvus's own TEXTEMBEDDING function.
+embedding provider (services/query/http/provider.py): Milvus's own TEXTEMBEDDING function.
 
 Each row is one drawing sheet with its caption text (title, view and figure description:
 ``Grant.sheet_caption``). At insert Milvus sends the captions to the provider and stores

@@ -25,12 +25,12 @@ from patentclip.v1 import search_pb2, search_pb2_grpc
 from services.common.auth import TokenAuthenticator
 from services.common.observability import ProbeServer, configure_logging, install_stop_signals
 from services.query.config import QuerySettings
-from services.query.drawings import StoredDrawings
-from services.query.interceptor import AuthInterceptor, ErrorInterceptor
-from services.query.live import LiveSearch
 from services.query.metrics import QueryMetrics
-from services.query.reflection import enable_reflection
-from services.query.servicer import PatentSearchServicer
+from services.query.plane.drawings import StoredDrawings
+from services.query.plane.live import LiveSearch
+from services.query.rpc.interceptor import AuthInterceptor, ErrorInterceptor
+from services.query.rpc.reflection import enable_reflection
+from services.query.rpc.servicer import PatentSearchServicer
 
 logger = logging.getLogger(__name__)
 
@@ -139,13 +139,13 @@ class HealthService(health.HealthServicer):
 
 def _http_server(settings, live: LiveSearch, authenticator, metrics: QueryMetrics,
                  stored: StoredDrawings):
-    """The HTTP side, when a port is set: the examiner web app (services/query/web/) and the
-    embedding provider for Milvus's TEXTEMBEDDING functions (services/query/embeddings.py),
+    """The HTTP side, when a port is set: the examiner web app (services/query/http/) and the
+    embedding provider for Milvus's TEXTEMBEDDING functions (services/query/http/provider.py),
     one ASGI app on uvicorn: the live snapshot, the same batcher, the same tokens."""
     if not settings.http_port:
         return None
-    from services.query.web.app import WebBackend, create_app
-    from services.query.web.server import WebServer
+    from services.query.http.app import WebBackend, create_app
+    from services.query.http.server import WebServer
 
     backend = WebBackend(live=live, authenticator=authenticator, stored=stored,
                          max_image_bytes=settings.max_image_bytes,

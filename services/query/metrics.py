@@ -16,7 +16,7 @@ _BATCH = (1, 2, 4, 8, 16, 32, 64, 128)
 # model (with dynamic batching's wait); lookup: a similar-patent query's own vectors;
 # search: the Milvus call; group: rows -> hits, grouping by patent and rank fusion;
 # serialize: hits -> protobuf. The rest of a request's time is gRPC and the service itself.
-# Why the HTTP edge refused a request before a route ran (services/query/web/edge.py).
+# Why the HTTP edge refused a request before a route ran (services/query/http/edge.py).
 HTTP_REFUSALS = ("host", "auth", "permission", "too_large", "malformed")
 STAGES = ("decode", "encode", "lookup", "search", "group", "serialize")
 

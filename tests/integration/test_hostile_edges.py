@@ -30,8 +30,8 @@ from patentclip.store import PatentStore
 from patentclip.v1 import search_pb2
 from services.common.auth import Role, new_token, token_line
 from services.query.config import QuerySettings, ServerSettings
+from services.query.http import api
 from services.query.main import QueryServer
-from services.query.web import api
 
 MAX_IMAGE_BYTES = 1_000_000
 

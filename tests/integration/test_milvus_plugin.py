@@ -25,7 +25,7 @@ from patentclip.store import PatentStore
 from patentclip_client.milvus import PatentCLIPEmbeddingFunction
 from services.common.auth import Role, new_token, token_line
 from services.query.config import QuerySettings, ServerSettings
-from services.query.embeddings import MODEL_HEADER
+from services.query.http.provider import MODEL_HEADER
 from services.query.main import QueryServer
 
 QUERIES = ["hinged cosmetic case with mirror", "chair with armrests", "lamp shade",

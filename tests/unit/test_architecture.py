@@ -133,6 +133,20 @@ def test_no_import_cycles():
     assert not cycles, f"import cycles: {cycles}"
 
 
+def test_the_query_service_keeps_its_two_transports_apart_over_one_plane():
+    """services/query: ``plane`` (the live snapshot, stored drawings) knows neither
+    transport; ``rpc`` (gRPC) and ``http`` (the web app and the embedding provider) do not
+    import each other; only ``main`` wires them together."""
+    ours, _ = _graph()
+    rules = {"services.query.plane": ("services.query.rpc", "services.query.http"),
+             "services.query.rpc": ("services.query.http",),
+             "services.query.http": ("services.query.rpc",)}
+    wrong = [f"{module} -> {target}" for module, targets in ours.items()
+             for part, banned in rules.items() if module.startswith(part + ".")
+             for target in targets if target.startswith(banned)]
+    assert not wrong, wrong
+
+
 def test_core_imports_no_transport():
     """The core never imports gRPC or Kafka (pymilvus, a dependency, talks gRPC
     internally; that is not the core's business)."""

@@ -27,7 +27,7 @@ from patentclip.store import SearchFilters
 from patentclip.v1 import grant_pb2, search_pb2
 from patentclip_cli.synthetic import BundleGenerator
 from patentclip_client import search_options
-from services.query import convert
+from services.query.rpc import convert
 
 
 @pytest.mark.parametrize(("typed", "stored"), [
@@ -73,7 +73,7 @@ def test_one_against_vocabulary_every_copy_agrees():
     from patentclip.search.engine import AGAINST
     from patentclip.v1 import search_pb2
     from patentclip_cli.main import _parser
-    from services.query import convert
+    from services.query.rpc import convert
 
     proto = {n for n in search_pb2.Against.keys() if n != "AGAINST_UNSPECIFIED"}
     assert proto == {"AGAINST_" + name.upper() for name in AGAINST}

@@ -11,7 +11,7 @@ import pytest
 from patentclip.errors import UnavailableError
 from patentclip.search.batching import DynamicBatcher
 from services.common.auth import Role, TokenAuthenticator, new_token, token_line
-from services.query.embeddings import MODEL_HEADER, EmbeddingProvider
+from services.query.http.provider import MODEL_HEADER, EmbeddingProvider
 
 
 class _Encoder:

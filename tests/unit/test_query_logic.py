@@ -23,8 +23,8 @@ from patentclip.search.batching import BatchedEncoder, DynamicBatcher, LruCache
 from patentclip.search.engine import Deadline
 from patentclip.store import Hit, SearchFilters
 from patentclip.v1 import grant_pb2, search_pb2
-from services.query import convert
-from services.query.interceptor import status_for
+from services.query.rpc import convert
+from services.query.rpc.interceptor import status_for
 
 
 def _concurrently(fn, items):

@@ -29,8 +29,8 @@ from patentclip.search.admission import Admission
 from patentclip.search.engine import locarno_counts
 from patentclip.store import Hit
 from services.query.config import LOOPBACK_NAMES, ServerSettings
-from services.query.web import api
-from services.query.web.edge import RoutePolicy, error_body, policy_for
+from services.query.http import api
+from services.query.http.edge import RoutePolicy, error_body, policy_for
 
 
 def _sheet(width: int, height: int) -> bytes:
@@ -176,13 +176,15 @@ def test_every_row_of_the_error_table_is_a_real_code_on_each_transport():
 
 # ----------------------------------------------------------------- hostile data at the edge
 
-STATIC = Path(__file__).resolve().parents[2] / "services" / "query" / "web" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "services" / "query" / "http" / "static"
 
 
 def test_the_page_never_builds_html_from_strings():
     """Data reaches the DOM through textContent and attributes only: any HTML-string sink
     in the page's code fails this test (the CSP's Trusted Types would refuse it too)."""
-    for path in STATIC.glob("*.js"):
+    scripts = list(STATIC.glob("*.js"))
+    assert scripts, STATIC
+    for path in scripts:
         code = path.read_text()
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write",
                      "createContextualFragment", "DOMParser", "eval(", "new Function"):
@@ -271,7 +273,7 @@ def test_a_refused_small_body_is_read_into_nothing_and_a_large_one_left_unread()
     (it is never parsed either way)."""
     import asyncio
 
-    from services.query.web.edge import DISCARD_BYTES, _discard_small_body
+    from services.query.http.edge import DISCARD_BYTES, _discard_small_body
 
     def run(length: str | None, parts: list[bytes]) -> int:
         pending = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1}

@@ -39,7 +39,7 @@ from starlette.routing import Match, Mount
 from patentclip.errors import AuthError, answer_for, answer_for_kind
 from services.common.auth import Role, TokenAuthenticator, failure_label
 from services.common.auth import bearer_token as parse_bearer
-from services.query.embeddings import ProviderError, openai_error, tei_error
+from services.query.http.provider import ProviderError, openai_error, tei_error
 from services.query.metrics import QueryMetrics
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class Refusal(Exception):
 
 def error_body(protocol: str, status: int, kind: str, message: str) -> dict:
     """An error in the route's own protocol: the provider's bodies are built by the
-    provider's own builders (services/query/embeddings.py), the web API's here."""
+    provider's own builders (services/query/http/provider.py), the web API's here."""
     if protocol not in ("openai", "tei"):
         return {"error": message, "kind": kind}
     answer = answer_for_kind(kind)  # the edge's refusals of ERROR_ANSWERS: auth, too_large

@@ -22,7 +22,7 @@ from services.common.auth import (
     failure_label,
 )
 from services.query.metrics import QueryMetrics
-from services.query.reflection import SERVICE_NAMES as REFLECTION_SERVICES
+from services.query.rpc.reflection import SERVICE_NAMES as REFLECTION_SERVICES
 
 logger = logging.getLogger(__name__)
 

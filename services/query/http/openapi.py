@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from patentclip.search.engine import MAX_TEXT_CHARS
-from services.query.embeddings import MAX_INPUTS
-from services.query.web.edge import policy_for
+from services.query.http.edge import policy_for
+from services.query.http.provider import MAX_INPUTS
 
 ERROR = {"type": "object", "required": ["error", "kind"],
          "properties": {"error": {"type": "string"}, "kind": {"type": "string"}}}

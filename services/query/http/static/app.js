@@ -1,5 +1,5 @@
 // The examiner web app: plain ES module, no framework, no CDN (it must work offline).
-// Talks to the query service's /api (services/query/web/app.py) with the examiner's token.
+// Talks to the query service's /api (services/query/http/app.py) with the examiner's token.
 // Every value from the server is data: the page builds DOM nodes and sets textContent and
 // attributes, never HTML strings (the CSP's Trusted Types refuse them; a test greps for them).
 "use strict";
@@ -50,7 +50,7 @@ async function api(path, options = {}) {
 
 // -- messages: one banner, a kind per state (tests and styles read data-kind)
 
-// One message per kind the server sends (services/query/web/app.py HTTP_STATUS_BY_ERROR and
+// One message per kind the server sends (patentclip/errors.py ERROR_ANSWERS and
 // edge.py); a test checks that every kind of the server has one here.
 const MESSAGES = {
   auth: "A valid access token is needed.",

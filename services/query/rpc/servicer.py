@@ -7,9 +7,9 @@ import logging
 from patentclip.errors import InvalidQueryError
 from patentclip.search.engine import Query, check_image, check_text
 from patentclip.v1 import search_pb2, search_pb2_grpc
-from services.query import convert
-from services.query.drawings import StoredDrawings
-from services.query.live import LiveSearch
+from services.query.plane.drawings import StoredDrawings
+from services.query.plane.live import LiveSearch
+from services.query.rpc import convert
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@
   for the crop), ``GET /api/drawing/{patent}/{sheet}?size=thumbnail|medium|full``,
   ``GET /api/patent/{number}``, ``POST /api/export?format=csv|json``.
 * ``POST /v1/embeddings`` (OpenAI), ``POST /embed`` (TEI), ``GET /v1/models``,
-  ``GET /health`` — the embedding provider Milvus calls (services/query/embeddings.py).
+  ``GET /health`` — the embedding provider Milvus calls (services/query/http/provider.py).
 
 Tokens are the gRPC service's (``Authorization: Bearer``, role search); the page keeps the
 examiner's token in the tab's sessionStorage. Domain errors become HTTP statuses from their
@@ -40,12 +40,12 @@ from patentclip.errors import (
 from patentclip.grants.model import SHEET_VIEWS, normalize_patent_number
 from patentclip.search.engine import check_image
 from services.common.auth import TokenAuthenticator
-from services.query.drawings import StoredDrawings
-from services.query.embeddings import EmbeddingProvider, Reply
-from services.query.live import LiveSearch, Snapshot
+from services.query.http import api, openapi
+from services.query.http.edge import Edge
+from services.query.http.provider import EmbeddingProvider, Reply
 from services.query.metrics import QueryMetrics
-from services.query.web import api, openapi
-from services.query.web.edge import Edge
+from services.query.plane.drawings import StoredDrawings
+from services.query.plane.live import LiveSearch, Snapshot
 
 logger = logging.getLogger(__name__)
 
