@@ -8,7 +8,7 @@ rollout runs it (2,000 resamples). For each evaluation size (patents) and true d
 in R@10 it reports the share of runs promoted; delta 0 is the false-promotion rate. The
 last rows put a 0.14 tail-tercile regression under a +0.03 overall gain. Writes
 ``rates.json``, ``rates.md`` and ``rates.png``. The unit test
-``tests/unit/test_gate.py`` asserts the issue's thresholds on fewer runs.
+``tests/unit/trainer/test_gate.py`` asserts the issue's thresholds on fewer runs.
 """
 
 from __future__ import annotations

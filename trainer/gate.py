@@ -14,7 +14,7 @@ mean a real improvement, not noise. The gate therefore:
   patents: a 7-patent tercile moves by 0.14 with one patent.
 
 ``compare`` is what ``patentclip gate compare`` and the rollout both call. Pure: results
-dicts in, a :class:`GateResult` out. ``tests/unit/test_gate.py`` measures its false
+dicts in, a :class:`GateResult` out. ``tests/unit/trainer/test_gate.py`` measures its false
 promotion rate and power on simulated per-query outcomes; trainer/README.md has the rates.
 """
 

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from harness import REPO
 from patentclip.drawings.preprocess import DrawingPreprocessor
 from patentclip.errors import GrantParseError, ImageDecodeError, InvalidInputError
 from patentclip.grants.reader import ArchiveLimits, GrantReader
@@ -382,8 +383,8 @@ def test_the_memory_of_decoding_a_query_is_bounded_by_its_pixels(tmp_path):
     script = tmp_path / "probe.py"
     script.write_text(MEMORY_PROBE)
     out = subprocess.run([sys.executable, str(script), str(side)], check=True, text=True,
-                         capture_output=True, cwd=Path(__file__).resolve().parents[2],
-                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+                         capture_output=True, cwd=REPO,
+                         env={"PYTHONPATH": str(REPO)})
     compressed, grown = map(int, out.stdout.split())
     assert compressed < 200_000  # a small upload ...
     assert grown < 8 * side * side, f"{grown / 2**20:.0f} MiB for {side * side / 1e6:.1f} Mpx"

@@ -106,7 +106,7 @@ def test_class_frequencies_count_sheets_and_patents_most_frequent_first():
 
 
 # ----------------------------------------------------------------------------- gate
-# The paired bootstrap itself: tests/unit/test_gate.py.
+# The paired bootstrap itself: tests/unit/trainer/test_gate.py.
 
 
 def test_gate_with_no_live_model_promotes():

@@ -7,13 +7,13 @@ import base64
 import csv
 import io
 import re
-from pathlib import Path
 
 import grpc
 import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from harness import REPO
 from patentclip.drawings.preprocess import CropBox
 from patentclip.drawings.render import DrawingRenderer, long_edge, render_png
 from patentclip.errors import (
@@ -176,7 +176,7 @@ def test_every_row_of_the_error_table_is_a_real_code_on_each_transport():
 
 # ----------------------------------------------------------------- hostile data at the edge
 
-STATIC = Path(__file__).resolve().parents[2] / "services" / "query" / "http" / "static"
+STATIC = REPO / "services" / "query" / "http" / "static"
 
 
 def test_the_page_never_builds_html_from_strings():

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from harness import REPO
 from patentclip.codec.events import decode_event, encode_event, event_key
 from patentclip.config import CoreSettings, settings_from_env
 from patentclip.errors import EventDecodeError, InvalidInputError, UnavailableError
@@ -231,7 +232,6 @@ def test_dead_letter_headers_carry_reason_and_source_position():
 def test_env_example_is_the_declared_settings_with_their_defaults():
     """.env.example is checked against the one declaration of each setting: every declared
     setting is there, nothing else is, and each value set there is the default."""
-    from pathlib import Path
 
     from patentclip.config import declared, env_name
     from services.common.broker import KafkaSettings
@@ -239,7 +239,7 @@ def test_env_example_is_the_declared_settings_with_their_defaults():
     from trainer.config import JobSettings
     from trainer.train import TrainConfig
 
-    text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    text = (REPO / ".env.example").read_text()
     written = {}  # NAME -> value, for lines that set one (commented lines are alternatives)
     mentioned = set()
     for line in text.splitlines():
