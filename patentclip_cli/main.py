@@ -268,7 +268,7 @@ def _query(args):
     services'): every mode works locally and against a server."""
     from patentclip.search.engine import Query
 
-    return Query(text=args.text or "",
+    return Query(text=args.text,
                  drawing=args.image.read_bytes() if args.image else b"",
                  drawing_name=str(args.image) if args.image else "query image",
                  crop=_crop_box(args.crop) if args.crop else None,

@@ -215,7 +215,7 @@ class Query:
     normalized number (the transports name their own field when they normalize it).
     """
 
-    text: str = ""
+    text: str | None = None  # None: no words; words given must say something
     drawing: bytes = b""
     drawing_name: str = "query image"
     crop: CropBox | None = None
@@ -223,7 +223,7 @@ class Query:
     sheet: int | None = None
 
     def __post_init__(self) -> None:
-        if self.text:
+        if self.text is not None:
             object.__setattr__(self, "text", check_text(self.text, "text query"))
         check_unicode(self.drawing_name, "image_name")
         if self.patent and (self.text or self.drawing):

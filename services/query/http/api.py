@@ -123,7 +123,7 @@ class WebSearch:
         drawing = _image_bytes(body.image, max_image_bytes)
         crop = CropBox(**body.crop.model_dump()) if body.crop else None
         self.query = Query(
-            text=check_unicode(body.text.strip(), "text"), drawing=drawing,
+            text=check_unicode(body.text.strip(), "text") or None, drawing=drawing,
             drawing_name=body.image_name or "the drawing",
             crop=crop if drawing else None,  # the page keeps a crop only with its drawing
             patent=normalize_patent_number(body.patent, "patent") if body.patent else "",
@@ -146,7 +146,7 @@ class WebSearch:
     def described(self) -> dict:
         """The query as the search record states it (the image by its hash, not its bytes)."""
         q = self.query
-        return {"kind": q.kind, "text": q.text,
+        return {"kind": q.kind, "text": q.text or "",
                 "image_sha256": hashlib.sha256(q.drawing).hexdigest() if q.drawing else "",
                 "image_name": self.body.image_name if q.drawing else "",
                 "image_bytes": len(q.drawing),

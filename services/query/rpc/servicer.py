@@ -24,19 +24,21 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         return self._search(Query(text=request.text), request.options, context)
 
     def SearchByImage(self, request, context):  # noqa: N802
-        drawing = check_image(request.image, "image", self.max_image_bytes)
-        return self._search(Query(drawing=drawing, drawing_name="image",
-                                  crop=convert.crop(request)), request.options, context)
+        return self._search(self._drawing_query(request), request.options, context)
 
     def SearchByTextAndImage(self, request, context):  # noqa: N802
-        drawing = check_image(request.image, "image", self.max_image_bytes)
-        return self._search(Query(text=request.text, drawing=drawing, drawing_name="image",
-                                  crop=convert.crop(request)), request.options, context)
+        return self._search(self._drawing_query(request, request.text), request.options,
+                            context)
 
     def SearchSimilar(self, request, context):  # noqa: N802
         return self._search(Query(patent=convert.patent_number(request.patent_number),
                                   sheet=request.sheet if request.HasField("sheet") else None),
                             request.options, context)
+
+    def _drawing_query(self, request, text: str | None = None) -> Query:
+        """The Query of a request with an image and a crop (and, given, its words)."""
+        return Query(text=text, drawing=self._check_image(request.image, "image"),
+                     drawing_name="image", crop=convert.crop(request))
 
     def _search(self, query: Query, options, context):
         """Every search RPC: its query, its options and the caller's deadline, one engine."""
@@ -90,8 +92,8 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         return search_pb2.ReloadResponse(swapped=swapped, model_version=snap.model_version,
                                          collection=snap.collection)
 
-    def _check_image(self, data: bytes, field: str) -> None:
-        check_image(data, field, self.max_image_bytes)
+    def _check_image(self, data: bytes, field: str) -> bytes:
+        return check_image(data, field, self.max_image_bytes)
 
 
 def _check_count(items, field: str) -> None:

@@ -79,6 +79,7 @@ def test_a_query_is_validated_once_and_knows_its_kind():
                           ({"patent": "D0907292", "text": "lid"}, "more like this"),
                           ({"text": "lid", "crop": crop}, "only a drawing can be cropped"),
                           ({"text": "lid", "sheet": 1}, "sheet"),
+                          ({"text": "", "drawing": b"x"}, "text query is empty"),
                           ({"drawing": b"x", "drawing_name": "\udfff"}, "image_name")):
         with pytest.raises(InvalidQueryError, match=words):
             Query(**fields)
