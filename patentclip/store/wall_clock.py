@@ -3,11 +3,11 @@
 pymilvus retries inside a call (``retry_on_rpc_failure``) and checks its ``timeout`` only
 after an attempt fails, so a call asked to finish in 2 s can take several times that (seen
 on a Milvus 2.3.5 server warming up after a restart: 3.0 s reconnecting, 5.2 s in its own
-retries). Where the store promises to fail fast (a probe of a Milvus marked down, a call in
-the warm-up after it answers again), the call runs in a worker thread and the caller stops
-waiting at the bound. The abandoned call finishes on its own (its own timeout ends it); at
-most ``limit`` of them run at once, and past that a new call is refused at once, so a
-server that never answers cannot pile up threads.
+retries). Where the store promises to fail fast (a read made for a caller's deadline while
+Milvus is marked down or warming up again; writes are never abandoned), the call runs in a
+worker thread and the caller stops waiting at the bound. The abandoned call finishes on
+its own (its own timeout ends it); at most ``limit`` of them run at once, and past that a
+new call is refused at once, so a server that never answers cannot pile up threads.
 """
 
 from __future__ import annotations
