@@ -38,10 +38,10 @@ from patentclip.errors import (
     NotFoundError,
     PatentClipError,
 )
-from patentclip.grants.model import SHEET_VIEWS, iso_date, normalize_patent_number, yyyymmdd
+from patentclip.grants.model import SHEET_VIEWS, iso_date, yyyymmdd
 from patentclip.search.engine import AGAINST
 from patentclip.store import Hit, PatentStore, SearchFilters, open_store
-from patentclip_cli import streaming, trainer
+from patentclip_cli import queries, streaming, trainer
 from patentclip_cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -120,13 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", parents=[common],
                             help="search by text, a drawing (or part of it), both, or a patent")
-    search.add_argument("--text", help="words; with --image, text and drawing fused")
-    search.add_argument("--image", type=Path, help="TIFF, PNG or JPEG drawing")
-    search.add_argument("--crop", metavar="LEFT,TOP,RIGHT,BOTTOM",
-                        help="--image: search with this part of it (fractions, 0..1)")
-    search.add_argument("--similar", metavar="PATENT", help="designs like this patent's "
-                        "drawings (e.g. D0907292), excluding itself")
-    search.add_argument("--sheet", type=int, help="--similar: only this drawing sheet")
+    queries.add_query_flags(search)
     search.add_argument("--locarno", action="append", default=[],
                         help="Locarno class (02) or class+subclass (0204); repeatable")
     search.add_argument("--from", dest="date_from", type=date.fromisoformat)
@@ -230,8 +224,6 @@ def _run_search(args, settings: CoreSettings) -> int:
     filters = SearchFilters(
         locarno=tuple(args.locarno), views=tuple(args.view),
         date_from=yyyymmdd(args.date_from), date_to=yyyymmdd(args.date_to))
-    if args.image and not args.image.is_file():
-        raise InvalidInputError(f"{args.image}: no such file")
     query = _query(args)  # refused here, before a model or a connection is opened
     if args.server:
         hits, version, collection, next_token = _search_remote(args, query)
@@ -250,30 +242,12 @@ def _run_search(args, settings: CoreSettings) -> int:
     return 0
 
 
-def _crop_box(text: str):
-    """--crop as a CropBox (validated there: fractions, left < right, top < bottom)."""
-    from patentclip.drawings.preprocess import CropBox
-
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 4:
-        raise InvalidInputError(f"--crop {text!r}: four fractions, left,top,right,bottom")
-    return CropBox(*values)
-
-
 def _query(args):
-    """The search the flags describe, validated by the core (the same rules as the
-    services'): every mode works locally and against a server."""
-    from patentclip.search.engine import Query
+    """The search the flags describe, validated by the core as the services validate the
+    same message: every mode works locally and against a server."""
+    from patentclip.search.query import query_from_message
 
-    return Query(text=args.text,
-                 drawing=args.image.read_bytes() if args.image else b"",
-                 drawing_name=str(args.image) if args.image else "query image",
-                 crop=_crop_box(args.crop) if args.crop else None,
-                 patent=normalize_patent_number(args.similar, "--similar") if args.similar
-                 else "", sheet=args.sheet)
+    return query_from_message(queries.query_message(args), max_image_bytes=None)
 
 
 def _search_local(args, settings: CoreSettings, filters: SearchFilters, query):
@@ -393,16 +367,10 @@ def _search_remote(args, query):
 
 
 def _send(client, query, k: int, options: dict):
-    """A core Query as the RPC of its kind."""
-    crop = None if query.crop is None else (query.crop.left, query.crop.top,
-                                            query.crop.right, query.crop.bottom)
-    if query.kind == "similar":
-        return client.search_similar(query.patent, k, sheet=query.sheet, **options)
-    if query.kind == "text+drawing":
-        return client.search_text_and_image(query.text, query.drawing, k, crop=crop, **options)
-    if query.kind == "drawing":
-        return client.search_image(query.drawing, k, crop=crop, **options)
-    return client.search_text(query.text, k, **options)
+    """A core Query through the one Search RPC."""
+    from patentclip.search.query import query_to_message
+
+    return client.search(k, query=query_to_message(query), **options)
 
 
 class ServiceError(PatentClipError):

@@ -1,10 +1,10 @@
 """PatentSearchClient: a typed Python client for examiner tooling.
 
     with PatentSearchClient("search.example:50051") as client:
-        page = client.search_text("hinged lid cosmetic case with mirror", k=20,
-                                  locarno=["0204"], date_from=date(2019, 1, 1))
+        page = client.search(text="hinged lid cosmetic case with mirror", k=20,
+                             locarno=["0204"], date_from=date(2019, 1, 1))
         for hit in page.hits: ...
-        more = client.search_text(..., page_token=page.next_page_token)
+        more = client.search(..., page_token=page.next_page_token)
 
 Security: ``token`` is sent as ``authorization: Bearer <token>`` on every call;
 ``ca_cert`` (PEM path) switches to TLS, and ``client_cert`` + ``client_key`` add a client
@@ -69,6 +69,25 @@ class PatentSearchClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def search(self, k: int = 10, query: search_pb2.Query | None = None, **given
+               ) -> SearchPage:
+        """Any query, through the one Search RPC: ``query`` (an API Query message) or its
+        fields as keywords (text, image, image_name, crop as (left, top, right, bottom),
+        patent, sheet: whatever the message holds), with the options of
+        ``search_options``::
+
+            client.search(text="hinged lid", image=png, crop=(0.1, 0.1, 0.6, 0.5), k=20)
+        """
+        message = query_message({n: v for n, v in given.items() if n in QUERY_FIELDS})
+        if query is not None:
+            message.MergeFrom(query)
+        options = search_options(k, **{n: v for n, v in given.items() if n not in QUERY_FIELDS})
+        request = search_pb2.SearchRequest(query=message, options=options)
+        return _page(self.stub.Search(request, timeout=self.timeout))
+
+    # One method per query kind, each on its own RPC (as before Search; metrics by method
+    # tell the kinds apart). Every one of them runs the same search on the server.
+
     def search_text(self, text: str, k: int = 10, **options) -> SearchPage:
         request = search_pb2.SearchByTextRequest(text=text,
                                                  options=search_options(k, **options))
@@ -76,15 +95,16 @@ class PatentSearchClient:
 
     def search_image(self, image: bytes, k: int = 10, crop: Crop | None = None,
                      **options) -> SearchPage:
-        request = search_pb2.SearchByImageRequest(image=image, crop=_crop(crop),
-                                                  options=search_options(k, **options))
+        request = search_pb2.SearchByImageRequest(image=image, crop=query_message(
+            {"crop": crop}).crop if crop else None, options=search_options(k, **options))
         return _page(self.stub.SearchByImage(request, timeout=self.timeout))
 
     def search_text_and_image(self, text: str, image: bytes, k: int = 10,
                               crop: Crop | None = None, **options) -> SearchPage:
         """Text and a drawing in one query (the rankings fused by reciprocal rank)."""
         request = search_pb2.SearchByTextAndImageRequest(
-            text=text, image=image, crop=_crop(crop), options=search_options(k, **options))
+            text=text, image=image, crop=query_message({"crop": crop}).crop if crop else None,
+            options=search_options(k, **options))
         return _page(self.stub.SearchByTextAndImage(request, timeout=self.timeout))
 
     def search_similar(self, patent_number: str, k: int = 10, sheet: int | None = None,
@@ -171,11 +191,28 @@ def search_options(k: int, locarno: Iterable[str] = (), date_from: date | None =
                                                                    search_pb2.AGAINST_UNSPECIFIED))
 
 
-def _crop(crop: Crop | None) -> search_pb2.Crop | None:
-    if crop is None:
-        return None
-    left, top, right, bottom = crop
-    return search_pb2.Crop(left=left, top=top, right=right, bottom=bottom)
+QUERY_FIELDS = frozenset(search_pb2.Query.DESCRIPTOR.fields_by_name)
+
+
+def query_message(fields: dict) -> search_pb2.Query:
+    """An API Query message from its fields by name. None leaves a field unset; a message
+    field (the crop) may be given as a tuple of its fields in order."""
+    unknown = set(fields) - QUERY_FIELDS
+    if unknown:
+        raise ValueError(f"{sorted(unknown)}: not fields of a query ({', '.join(QUERY_FIELDS)})")
+    message = search_pb2.Query()
+    for name, value in fields.items():
+        if value is None:
+            continue
+        field = search_pb2.Query.DESCRIPTOR.fields_by_name[name]
+        if field.message_type is not None:
+            if isinstance(value, tuple | list):
+                value = type(getattr(message, name))(**dict(zip(
+                    field.message_type.fields_by_name, value, strict=True)))
+            getattr(message, name).CopyFrom(value)
+        else:
+            setattr(message, name, value)
+    return message
 
 
 def _page(response: search_pb2.SearchResponse) -> SearchPage:

@@ -25,7 +25,7 @@ from pymilvus import DataType, Function, FunctionType, MilvusClient
 
 from patentclip.errors import InvalidInputError
 from patentclip.grants.model import Grant
-from patentclip.search.engine import MAX_TEXT_CHARS
+from patentclip.search.query import MAX_TEXT_CHARS
 from patentclip.store import row_id
 
 CAPTION_FIELD = "caption"

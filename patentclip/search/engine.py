@@ -22,12 +22,11 @@ import numpy as np
 from patentclip.drawings.preprocess import CropBox
 from patentclip.errors import (
     DeadlineExceededError,
-    ImageTooLargeError,
     InvalidQueryError,
     ModelVersionMismatchError,
     NotFoundError,
-    TextTooLongError,
 )
+from patentclip.search.query import Query
 from patentclip.search.ranking import best_score_fusion, fusion_depth, reciprocal_rank_fusion
 from patentclip.store import MAX_SEARCH_LIMIT, CollectionInfo, Hit, SearchFilters
 from patentclip.store.schema import StoredSheet, stored_sheet
@@ -36,43 +35,7 @@ logger = logging.getLogger(__name__)
 
 MAX_TOP_K = 200
 MAX_RESULT_WINDOW = 1000  # offset + top_k: deeper pages are not served
-MAX_TEXT_CHARS = 2000
 AGAINST = ("drawing", "caption", "both")
-
-
-def check_text(text: str, what: str) -> str:
-    """The stripped text; InvalidQueryError when empty, TextTooLongError when over
-    MAX_TEXT_CHARS, each naming ``what``. The one rule for search, EncodeText and the HTTP
-    embedding provider."""
-    stripped = check_unicode((text or "").strip(), what)
-    if not stripped:
-        raise InvalidQueryError(f"{what} is empty")
-    if len(stripped) > MAX_TEXT_CHARS:
-        raise TextTooLongError(f"{what} has {len(stripped)} characters, limit {MAX_TEXT_CHARS}")
-    return stripped
-
-
-def check_unicode(text: str, what: str) -> str:
-    """``text`` when it is valid Unicode, else InvalidQueryError naming ``what``: JSON can
-    carry lone surrogates ("\\ud800") that no UTF-8 encoder (tokenizer, response) takes."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidQueryError(f"{what}: not valid Unicode (a lone surrogate at character "
-                                f"{exc.start})") from None
-    return text
-
-
-def check_image(data: bytes, what: str, max_bytes: int) -> bytes:
-    """A query image's bytes; InvalidQueryError naming ``what`` when empty or larger than
-    ``max_bytes``. The one rule for the gRPC RPCs and the web app."""
-    if not data:
-        raise InvalidQueryError(f"{what}: empty; send TIFF, PNG or JPEG bytes")
-    if len(data) > max_bytes:
-        raise ImageTooLargeError(f"{what}: {len(data)} bytes, limit {max_bytes}")
-    return data
-
-
 @dataclass(frozen=True)
 class SearchResult:
     """A page of hits; with ``SearchRequest.count_depth``, the Locarno classes of the first
@@ -201,50 +164,6 @@ class SearchRequest:
         return ("drawing", "caption") if against == "both" else (against,)
 
 
-QUERY_KINDS = ("text", "drawing", "text+drawing", "similar")
-
-
-@dataclass(frozen=True)
-class Query:
-    """What an examiner searches with: words, a drawing (or the ``crop`` of it), both, or a
-    stored patent ("more like this": all its drawing sheets, or its one ``sheet``).
-
-    Validated once, here; ``kind`` is derived. Every transport builds one (the gRPC
-    servicer, the web API, the CLI) and ``SearchEngine.search`` runs it: a new query mode
-    is a field here, a branch in the engine and a field in the proto. ``patent`` is a
-    normalized number (the transports name their own field when they normalize it).
-    """
-
-    text: str | None = None  # None: no words; words given must say something
-    drawing: bytes = b""
-    drawing_name: str = "query image"
-    crop: CropBox | None = None
-    patent: str = ""
-    sheet: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.text is not None:
-            object.__setattr__(self, "text", check_text(self.text, "text query"))
-        check_unicode(self.drawing_name, "image_name")
-        if self.patent and (self.text or self.drawing):
-            raise InvalidQueryError("patent: a 'more like this' search takes no text or drawing")
-        if not (self.text or self.drawing or self.patent):
-            raise InvalidQueryError("give a description, a drawing or a patent number")
-        if self.crop is not None and not self.drawing:
-            raise InvalidQueryError("crop: only a drawing can be cropped")
-        if self.sheet is not None and not self.patent:
-            raise InvalidQueryError("sheet: only a 'more like this' search has a sheet")
-
-    @property
-    def kind(self) -> str:
-        """One of QUERY_KINDS."""
-        if self.patent:
-            return "similar"
-        if self.text and self.drawing:
-            return "text+drawing"
-        return "drawing" if self.drawing else "text"
-
-
 class SearchEngine:
     """Search one collection (or alias) with the encoder that built it."""
 
@@ -352,7 +271,7 @@ class SearchEngine:
 
     def _image_vector(self, query: Query, deadline: Deadline) -> np.ndarray:
         with self.stage("decode"):
-            pixels = self.encoder.drawing_pixels(query.drawing, query.drawing_name, query.crop)
+            pixels = self.encoder.drawing_pixels(query.image, query.image_name, query.crop)
         with self.stage("encode"):
             return self.encoder.encode_pixels([pixels], timeout=deadline.remaining())[0]
 

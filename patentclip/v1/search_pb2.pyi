@@ -78,6 +78,30 @@ class SheetRef(_message.Message):
     sheet: int
     def __init__(self, patent_number: _Optional[str] = ..., sheet: _Optional[int] = ...) -> None: ...
 
+class Query(_message.Message):
+    __slots__ = ("text", "image", "image_name", "crop", "patent", "sheet")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CROP_FIELD_NUMBER: _ClassVar[int]
+    PATENT_FIELD_NUMBER: _ClassVar[int]
+    SHEET_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    image: bytes
+    image_name: str
+    crop: Crop
+    patent: str
+    sheet: int
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., image_name: _Optional[str] = ..., crop: _Optional[_Union[Crop, _Mapping]] = ..., patent: _Optional[str] = ..., sheet: _Optional[int] = ...) -> None: ...
+
+class SearchRequest(_message.Message):
+    __slots__ = ("query", "options")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    query: Query
+    options: SearchOptions
+    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
+
 class SearchByTextRequest(_message.Message):
     __slots__ = ("text", "options")
     TEXT_FIELD_NUMBER: _ClassVar[int]

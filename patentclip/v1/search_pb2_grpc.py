@@ -34,6 +34,11 @@ class PatentSearchStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Search = channel.unary_unary(
+                '/patentclip.v1.PatentSearch/Search',
+                request_serializer=patentclip_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
+                response_deserializer=patentclip_dot_v1_dot_search__pb2.SearchResponse.FromString,
+                _registered_method=True)
         self.SearchByText = channel.unary_unary(
                 '/patentclip.v1.PatentSearch/SearchByText',
                 request_serializer=patentclip_dot_v1_dot_search__pb2.SearchByTextRequest.SerializeToString,
@@ -88,6 +93,14 @@ class PatentSearchStub:
 
 class PatentSearchServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def Search(self, request, context):
+        """Any query: words, a drawing (or a crop of it), both, or a stored patent. The four
+        RPCs below are this one with a query of their kind (kept for existing clients).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def SearchByText(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -158,6 +171,11 @@ class PatentSearchServicer:
 
 def add_PatentSearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Search': grpc.unary_unary_rpc_method_handler(
+                    servicer.Search,
+                    request_deserializer=patentclip_dot_v1_dot_search__pb2.SearchRequest.FromString,
+                    response_serializer=patentclip_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
+            ),
             'SearchByText': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchByText,
                     request_deserializer=patentclip_dot_v1_dot_search__pb2.SearchByTextRequest.FromString,
@@ -218,6 +236,33 @@ def add_PatentSearchServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PatentSearch:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Search(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/patentclip.v1.PatentSearch/Search',
+            patentclip_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
+            patentclip_dot_v1_dot_search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def SearchByText(request,

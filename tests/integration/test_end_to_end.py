@@ -132,7 +132,7 @@ def test_reindexing_the_same_bundle_adds_nothing(indexed, capsys):
     (["search"], "give a description, a drawing or a patent number"),
     (["search", "--text", "x", "--similar", "D0907292"], "more like this"),
     (["search", "--text", "x", "--crop", "0,0,0.5,0.5"], "only a drawing can be cropped"),
-    (["search", "--text", "x", "--crop", "0,0,1"], "four fractions"),
+    (["search", "--text", "x", "--crop", "0,0,1"], "4 numbers, left,top,right,bottom"),
     (["index", "/nonexistent.tar"], "no such file or folder"),
 ])
 def test_bad_input_is_one_clear_line(indexed, capsys, args, message):

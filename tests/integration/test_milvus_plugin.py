@@ -20,7 +20,7 @@ from patentclip.drawings.imagestore import LocalImageStore
 from patentclip.grants.reader import GrantReader
 from patentclip.ingest.indexer import Indexer
 from patentclip.search.captions import CaptionCollection, caption_rows
-from patentclip.search.engine import MAX_TEXT_CHARS
+from patentclip.search.query import MAX_TEXT_CHARS
 from patentclip.store import PatentStore
 from patentclip_client.milvus import PatentCLIPEmbeddingFunction
 from services.common.auth import Role, new_token, token_line

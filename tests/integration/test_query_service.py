@@ -199,7 +199,8 @@ def test_a_spent_deadline_is_deadline_exceeded(server):
 
 def test_deadline_propagates_to_the_vector_search(corpus, encoder):
     from patentclip.errors import DeadlineExceededError
-    from patentclip.search.engine import Query, SearchEngine, SearchRequest
+    from patentclip.search.engine import SearchEngine, SearchRequest
+    from patentclip.search.query import Query
 
     engine = SearchEngine(encoder, corpus[0], corpus[3])
     patent = next(iter(corpus[2]))
@@ -381,6 +382,29 @@ def test_cli_talks_to_the_server(server, corpus, capsys, tmp_path):
         assert json.loads(capsys.readouterr().out)["hits"], flags
 
 
+def test_the_search_rpc_answers_every_kind_as_the_rpc_of_that_kind(server, client, corpus):
+    """One Search over the API's Query message, and the four RPCs of one kind each (kept
+    for existing clients): the same query gives the same page either way."""
+    patent, document = next((p, d) for p, d in corpus[2].items() if len(d.images) > 1)
+    drawing = sorted(document.images.values())[1]
+    crop = (0.1, 0.1, 0.9, 0.9)
+    pairs = [(client.search_text("bottle", k=5), {"text": "bottle"}),
+             (client.search_image(drawing, k=5, crop=crop), {"image": drawing, "crop": crop}),
+             (client.search_text_and_image("bottle", drawing, k=5),
+              {"text": "bottle", "image": drawing}),
+             (client.search_similar(patent, k=5, sheet=1), {"patent": patent, "sheet": 1})]
+    for legacy, fields in pairs:
+        page = client.search(5, **fields)
+        assert [(h.patent_number, h.sheet) for h in page.hits] == [
+            (h.patent_number, h.sheet) for h in legacy.hits], fields
+        assert page.hits and page.next_page_token == legacy.next_page_token
+    code, details = _code(lambda: client.search(5, text="lid", patent=patent))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "takes no text or image" in details
+    code, details = _code(lambda: client.search(5, image=b"\0" * (MAX_IMAGE_BYTES + 1)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == f"query.image: {MAX_IMAGE_BYTES + 1} bytes, limit {MAX_IMAGE_BYTES}"
+
+
 def test_views_enum_round_trips_through_the_client():
     from patentclip_client import search_options
 
@@ -469,6 +493,7 @@ def _no_deadline_calls(corpus):
     patent, document = next((p, d) for p, d in corpus[2].items() if len(d.images) > 1)
     drawing = sorted(document.images.values())[1]
     return {
+        "Search": search_pb2.SearchRequest(query=search_pb2.Query(text="a lid", image=drawing)),
         "SearchByText": search_pb2.SearchByTextRequest(text="a bottle"),
         "SearchByImage": search_pb2.SearchByImageRequest(image=drawing),
         "SearchSimilar": search_pb2.SearchSimilarRequest(patent_number=patent),
@@ -651,6 +676,12 @@ def test_a_node_grpc_js_client_searches_pages_fetches_a_thumbnail_and_gets_clear
     assert all(h["view"].startswith("VIEW_") for h in out["image"]["hits"])
     paged = [h["patent"] for page in out["pages"] for h in page["hits"]]
     assert paged == [h["patent"] for h in out["whole"]["hits"]]
+    assert out["search_image"]["hits"] == out["image"]["hits"]  # Search = SearchByImage
+    similar = out["search_similar"]
+    assert similar["code"] == "OK" and patent not in [h["patent"] for h in similar["hits"]]
+    assert out["search_both"]["code"] == "OK" and len(out["search_both"]["hits"]) == 3
+    assert out["search_nothing"] == {"code": "INVALID_ARGUMENT", "details":
+                                     "give a description, a drawing or a patent number"}
     assert out["typed_patent"] == {"code": "OK", "number": patent}
     assert out["health"] == {"code": "OK", "status": "SERVING"}
     assert out["empty_text"] == {"code": "INVALID_ARGUMENT", "details": "text query is empty"}

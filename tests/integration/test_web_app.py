@@ -169,6 +169,8 @@ def test_thumbnails_load_lazily_and_pages_follow_one_ranking(app, server):
     assert [h["rank"] for h in second["hits"]] == list(range(25, 25 + len(second["hits"])))
     assert not set(first_page) & {h["patent"] for h in second["hits"]}
     assert app.inner_text("#page-label") == "page 2"
+    back = _wait_search(app, lambda: app.click("#prev-page"))  # by the first page's token
+    assert [h["patent"] for h in back["hits"]] == first_page and back["page"] == 0
 
 
 def _drawing(corpus) -> tuple[str, str, bytes]:

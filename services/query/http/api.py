@@ -13,27 +13,26 @@ import json
 import re
 from datetime import UTC, date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from google.protobuf.descriptor import FieldDescriptor
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from patentclip.drawings.preprocess import CropBox
 from patentclip.errors import InvalidQueryError
 from patentclip.grants.model import (
     LOCARNO_MAIN_CLASSES,
     Grant,
     iso_date,
-    normalize_patent_number,
 )
 from patentclip.search.engine import (
     MAX_RESULT_WINDOW,
     MAX_TOP_K,
     PatentRecord,
-    Query,
     SearchRequest,
     SearchResult,
-    check_image,
-    check_unicode,
 )
+from patentclip.search.query import check_unicode, query_from_message, set_scalar
 from patentclip.store import Hit, SearchFilters
+from patentclip.v1 import search_pb2
+from services.query.plane import paging
 
 RECORD_FORMAT = "patentclip-search-record/1"
 DEFAULT_COUNTS_DEPTH = 200
@@ -61,21 +60,40 @@ class FiltersIn(Strict):
     views: list[str] = Field(default_factory=list)
 
 
-class SearchIn(Strict):
-    """One search from the web app: text, a drawing (base64), both, or a patent number."""
+# The web body's query fields are the API's Query message, field for field (so a new query
+# mode reaches the web without a line here): a message field is the model below, bytes are
+# base64 text, and a field with presence (optional, a message) may be null.
+_MESSAGE_MODELS = {"patentclip.v1.Crop": CropIn}
+_SCALAR_TYPES = {FieldDescriptor.TYPE_STRING: str, FieldDescriptor.TYPE_BYTES: str,
+                 FieldDescriptor.TYPE_INT32: int, FieldDescriptor.TYPE_INT64: int,
+                 FieldDescriptor.TYPE_BOOL: bool, FieldDescriptor.TYPE_FLOAT: float,
+                 FieldDescriptor.TYPE_DOUBLE: float}
 
-    text: str = ""
-    image: str = ""  # base64 of the file's bytes (TIFF, PNG or JPEG)
-    image_name: str = Field("", max_length=200)
-    crop: CropIn | None = None
-    patent: str = ""  # "more like this": the patent as examiners type it
-    sheet: int | None = None  # ... only this sheet's drawing
+
+def _query_field(field: FieldDescriptor) -> tuple:
+    kind = (_MESSAGE_MODELS[field.message_type.full_name] if field.message_type
+            else _SCALAR_TYPES[field.type])
+    return (kind | None, None) if field.has_presence else (kind, field.default_value or
+                                                            kind())
+
+
+QueryFieldsIn = create_model(
+    "QueryFieldsIn", __base__=Strict,
+    **{f.name: _query_field(f) for f in search_pb2.Query.DESCRIPTOR.fields})
+
+
+class SearchIn(QueryFieldsIn):
+    """One search from the web app: the query's fields (text, a drawing as base64, its
+    name and crop, or a patent number and sheet) and how to search. A field it does not
+    know is refused (the page number and model version of old bodies: use page_token)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
     filters: FiltersIn = Field(default_factory=FiltersIn)
     against: str = ""
-    page: int = 0
     page_size: int = 24
+    page_token: str = ""  # a later page: next_page_token of the one before
     counts_depth: int = DEFAULT_COUNTS_DEPTH
-    model_version: str = ""  # a later page: the version that ranked the first
 
 
 class RecordQueryIn(Strict):
@@ -118,51 +136,55 @@ class WebSearch:
     """A validated web search: the core ``Query`` and ``SearchRequest`` it runs, and what the
     search record says about it."""
 
-    def __init__(self, body: SearchIn, max_image_bytes: int, timeout_s: float) -> None:
+    def __init__(self, body: SearchIn, max_image_bytes: int, timeout_s: float,
+                 model_version: str) -> None:
         self.body = body
-        drawing = _image_bytes(body.image, max_image_bytes)
-        crop = CropBox(**body.crop.model_dump()) if body.crop else None
-        self.query = Query(
-            text=check_unicode(body.text.strip(), "text") or None, drawing=drawing,
-            drawing_name=body.image_name or "the drawing",
-            crop=crop if drawing else None,  # the page keeps a crop only with its drawing
-            patent=normalize_patent_number(body.patent, "patent") if body.patent else "",
-            sheet=body.sheet if body.patent else None)
-        if body.page < 0 or not 1 <= body.page_size <= MAX_TOP_K:
-            raise InvalidQueryError(f"page={body.page}, page_size={body.page_size}: page >= 0 "
-                                    f"and 1 <= page_size <= {MAX_TOP_K}")
+        self.query = query_from_message(query_message(body), max_image_bytes)
+        if not 1 <= body.page_size <= MAX_TOP_K:
+            raise InvalidQueryError(f"page_size={body.page_size}: 1 <= page_size <= {MAX_TOP_K}")
         self.request = SearchRequest(
-            top_k=body.page_size, offset=body.page * body.page_size, filters=filters(body.filters),
-            against=body.against, timeout=timeout_s,
+            top_k=body.page_size, offset=paging.offset(body.page_token, model_version,
+                                                       "page_token"),
+            filters=filters(body.filters), against=body.against, timeout=timeout_s,
             count_depth=min(max(body.counts_depth, 0), MAX_RESULT_WINDOW))
 
     def run(self, engine) -> SearchResult:
-        if self.body.model_version and self.body.model_version != engine.model_version:
-            raise InvalidQueryError(f"page {self.body.page + 1}: the results were ranked by model "
-                                    f"{self.body.model_version}, now serving "
-                                    f"{engine.model_version}; search again from the first page")
         return engine.search(self.query, self.request)
 
     def described(self) -> dict:
         """The query as the search record states it (the image by its hash, not its bytes)."""
         q = self.query
         return {"kind": q.kind, "text": q.text or "",
-                "image_sha256": hashlib.sha256(q.drawing).hexdigest() if q.drawing else "",
-                "image_name": self.body.image_name if q.drawing else "",
-                "image_bytes": len(q.drawing),
+                "image_sha256": hashlib.sha256(q.image).hexdigest() if q.image else "",
+                "image_name": q.image_name if q.image else "", "image_bytes": len(q.image),
                 "crop": self.body.crop.model_dump() if q.crop else None,
-                "patent": q.patent, "sheet": self.body.sheet,
+                "patent": q.patent, "sheet": q.sheet,
                 "filters": self.body.filters.model_dump(), "against": self.body.against}
 
 
-def _image_bytes(encoded: str, max_image_bytes: int) -> bytes:
-    if not encoded:
-        return b""
+def query_message(body: QueryFieldsIn) -> search_pb2.Query:
+    """The Query message of a body's query fields. A form's empty field is an unset one
+    ("" and null), so the page may send every field; bytes fields are base64."""
+    message = search_pb2.Query()
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(body, field.name)
+        if value is None or value == "":
+            continue
+        if field.message_type is not None:
+            getattr(message, field.name).CopyFrom(type(getattr(message, field.name))(
+                **value.model_dump()))
+        elif field.type == FieldDescriptor.TYPE_BYTES:
+            setattr(message, field.name, _base64(value, field.name))
+        else:
+            set_scalar(message, field.name, value)
+    return message
+
+
+def _base64(encoded: str, field: str) -> bytes:
     try:
-        data = base64.b64decode(encoded, validate=True)
+        return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidQueryError(f"image: not base64 ({exc})") from exc
-    return check_image(data, "image", max_image_bytes)
+        raise InvalidQueryError(f"{field}: not base64 ({exc})") from exc
 
 
 def filters(body: FiltersIn) -> SearchFilters:
@@ -204,8 +226,11 @@ def search_response(query: WebSearch, result: SearchResult) -> dict:
               "model_version": result.model_version, "collection": result.collection,
               "query": query.described(),
               "results": [{k: h[k] for k in RECORD_COLUMNS} for h in hits]}
-    return {"hits": hits, "page": query.body.page, "page_size": query.request.top_k,
-            "has_more": query.request.next_offset(len(hits)) is not None,
+    following = query.request.next_offset(len(hits))
+    return {"hits": hits, "page": offset // query.request.top_k,
+            "page_size": query.request.top_k, "has_more": following is not None,
+            "next_page_token": "" if following is None else paging.token(
+                following, result.model_version),
             "locarno_counts": counts, "counts_depth": query.request.count_depth,
             "counted": result.counted, "model_version": result.model_version,
             "collection": result.collection, "record": record}

@@ -38,7 +38,7 @@ from patentclip.errors import (
     answer_for,
 )
 from patentclip.grants.model import SHEET_VIEWS, normalize_patent_number
-from patentclip.search.engine import check_image
+from patentclip.search.query import check_image
 from services.common.auth import TokenAuthenticator
 from services.query.http import api, openapi
 from services.query.http.edge import Edge
@@ -107,7 +107,8 @@ def _add_api(app: FastAPI, backend: WebBackend) -> None:
     @app.post("/api/search")
     def search(body: api.SearchIn) -> dict:
         snap = backend.snapshot()
-        query = api.WebSearch(body, backend.max_image_bytes, backend.timeout_s)
+        query = api.WebSearch(body, backend.max_image_bytes, backend.timeout_s,
+                              snap.model_version)
         return api.search_response(query, query.run(snap.engine))
 
     @app.post("/api/preview")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from patentclip.search.engine import MAX_TEXT_CHARS
+from patentclip.search.query import MAX_TEXT_CHARS
 from services.query.http.edge import policy_for
 from services.query.http.provider import MAX_INPUTS
 

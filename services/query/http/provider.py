@@ -34,7 +34,7 @@ from patentclip.errors import (
     UnavailableError,
     answer_for,
 )
-from patentclip.search.engine import MAX_TEXT_CHARS, check_text
+from patentclip.search.query import MAX_TEXT_CHARS, check_text
 from services.common.auth import Role, TokenAuthenticator, bearer_token
 
 logger = logging.getLogger(__name__)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import re
-
 from patentclip.codec.api import AGAINST_PB_TO_NAME, view_from_proto, view_to_proto
 from patentclip.codec.events import grant_to_proto
-from patentclip.drawings.preprocess import CropBox
 from patentclip.drawings.render import RenderedDrawing
 from patentclip.errors import InvalidQueryError
 from patentclip.grants.model import Grant, normalize_patent_number
@@ -15,6 +11,7 @@ from patentclip.search.engine import PatentRecord, SearchRequest, SearchResult
 from patentclip.store import Hit, SearchFilters
 from patentclip.store.schema import StoredSheet
 from patentclip.v1 import grant_pb2, search_pb2
+from services.query.plane import paging
 
 DEFAULT_TOP_K = 10
 # gRPC reports "no deadline" as a time remaining of about 2**63 ns, which overflows every
@@ -37,20 +34,12 @@ def patent_number(text: str) -> str:
 def request(options: search_pb2.SearchOptions, model_version: str, context) -> SearchRequest:
     """A search's options and the caller's deadline as a SearchRequest (validated: an
     InvalidQueryError names the bad field)."""
-    offset = decode_page_token(options.page_token, model_version) if options.page_token else 0
+    offset = paging.offset(options.page_token, model_version, "options.page_token")
     return SearchRequest(
         top_k=options.top_k or DEFAULT_TOP_K, offset=offset, filters=filters(options.filters),
         against=_against(options.against),
         group=options.group_by_patent if options.HasField("group_by_patent") else True,
         timeout=deadline(context), count_depth=options.locarno_counts_depth)
-
-
-def crop(request) -> CropBox | None:
-    """The request's crop as a CropBox (validated); None when it has none."""
-    if not request.HasField("crop"):
-        return None
-    c = request.crop
-    return CropBox(c.left, c.top, c.right, c.bottom)
 
 
 DRAWING_SIZE_NAMES = {search_pb2.DRAWING_SIZE_UNSPECIFIED: "thumbnail",
@@ -107,7 +96,7 @@ def search_response(result: SearchResult, q: SearchRequest) -> search_pb2.Search
         response.locarno_counts_depth, response.counted_results = q.count_depth, result.counted
     following = q.next_offset(len(result.hits))
     if following is not None:
-        response.next_page_token = encode_page_token(following, result.model_version)
+        response.next_page_token = paging.token(following, result.model_version)
     return response
 
 
@@ -118,32 +107,6 @@ def hit(h: Hit) -> search_pb2.Hit:
         view=view_to_proto(h.view), view_name=h.view,
         figure_description=h.caption, score=h.score, image_uri=h.image_uri,
         matched=h.modality, drawing=search_pb2.SheetRef(patent_number=h.patent, sheet=h.sheet))
-
-
-def encode_page_token(offset: int, model_version: str) -> str:
-    """Opaque to clients; binds the offset to the model version that ranked the results."""
-    return base64.urlsafe_b64encode(f"v1:{offset}:{model_version}".encode()).decode()
-
-
-MAX_PAGE_TOKEN_CHARS = 512  # ours are about 100; a longer one is no token of ours
-
-
-def decode_page_token(token: str, model_version: str) -> int:
-    if len(token) > MAX_PAGE_TOKEN_CHARS:
-        raise InvalidQueryError("options.page_token: not a token this service issued (over "
-                                f"{MAX_PAGE_TOKEN_CHARS} characters)")
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidQueryError("options.page_token: not a token this service issued") from exc
-    match = re.fullmatch(r"v1:(\d{1,9}):(.+)", text, re.ASCII)
-    if not match:
-        raise InvalidQueryError("options.page_token: not a token this service issued")
-    if match.group(2) != model_version:
-        raise InvalidQueryError("options.page_token: issued by model version "
-                                f"{match.group(2)}, now serving {model_version}; "
-                                "search again from the first page")
-    return int(match.group(1))
 
 
 def patent_response(record: PatentRecord, grant: Grant | None, model_version: str

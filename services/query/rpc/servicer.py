@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from patentclip.errors import InvalidQueryError
-from patentclip.search.engine import Query, check_image, check_text
+from patentclip.search.query import Query, check_image, check_text, query_from_message
 from patentclip.v1 import search_pb2, search_pb2_grpc
 from services.query.plane.drawings import StoredDrawings
 from services.query.plane.live import LiveSearch
@@ -20,7 +20,13 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
     def __init__(self, live: LiveSearch, stored: StoredDrawings, max_image_bytes: int) -> None:
         self.live, self.stored, self.max_image_bytes = live, stored, max_image_bytes
 
-    def SearchByText(self, request, context):  # noqa: N802 (gRPC names)
+    def Search(self, request, context):  # noqa: N802 (gRPC names)
+        query = query_from_message(request.query, self.max_image_bytes, "query.")
+        return self._search(query, request.options, context)
+
+    # The four RPCs of one query kind each, as before Search (existing clients use them).
+
+    def SearchByText(self, request, context):  # noqa: N802
         return self._search(Query(text=request.text), request.options, context)
 
     def SearchByImage(self, request, context):  # noqa: N802
@@ -36,9 +42,11 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
                             request.options, context)
 
     def _drawing_query(self, request, text: str | None = None) -> Query:
-        """The Query of a request with an image and a crop (and, given, its words)."""
-        return Query(text=text, drawing=self._check_image(request.image, "image"),
-                     drawing_name="image", crop=convert.crop(request))
+        """The Query of a request with a required image, a crop and (given) its words."""
+        message = search_pb2.Query(text=text, image=self._check_image(request.image, "image"),
+                                   image_name="image",
+                                   crop=request.crop if request.HasField("crop") else None)
+        return query_from_message(message, self.max_image_bytes)
 
     def _search(self, query: Query, options, context):
         """Every search RPC: its query, its options and the caller's deadline, one engine."""

@@ -47,6 +47,15 @@ async function main() {
     { text: "container", options: { top_k: 2 } }));
   out.pages = [first, summary(await call(search, "SearchByText",
     { text: "container", options: { top_k: 2, page_token: first.next_page_token } }))];
+  // The one Search RPC: any query kind, as the API's Query message.
+  out.search_image = summary(await call(search, "Search",
+    { query: { image: fs.readFileSync(drawingPath) }, options: { top_k: 3 } }));
+  out.search_similar = summary(await call(search, "Search",
+    { query: { patent, sheet: 1 }, options: { top_k: 3 } }));
+  out.search_both = summary(await call(search, "Search",
+    { query: { text: "container", image: fs.readFileSync(drawingPath),
+               crop: { left: 0, top: 0, right: 1, bottom: 1 } }, options: { top_k: 3 } }));
+  out.search_nothing = await call(search, "Search", { query: {} });
   out.typed_patent = await call(search, "GetPatent", { patent_number: patent });
   if (out.typed_patent.code === "OK") {
     out.typed_patent = { code: "OK", number: out.typed_patent.reply.grant.patent_number };

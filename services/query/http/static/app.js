@@ -18,6 +18,7 @@ const state = {
   response: null,       // the page shown
   record: null,         // the search record: the query and every result seen
   page: 0,
+  pageTokens: [""],     // pageTokens[n]: the page_token of page n (the server's next_page_token)
   selected: new Set(),  // Locarno classes filtered on
   compare: [],          // [{label, url}] (url: an /api/drawing path or a blob: URL)
   retrying: false,      // a not-ready header is being polled
@@ -274,8 +275,9 @@ function filters() {
 function firstPageBody() {
   return { text: $("#query-text").value.trim(), image: state.image?.b64 || "",
            image_name: state.image?.name || "", crop: state.image ? state.crop : null,
-           patent: $("#query-patent").value.trim(), sheet: state.sheet,
-           filters: filters(), page: 0, page_size: PAGE_SIZE };
+           patent: $("#query-patent").value.trim(),
+           sheet: $("#query-patent").value.trim() ? state.sheet : null,
+           filters: filters(), page_size: PAGE_SIZE };
 }
 
 async function runFirstPage() {
@@ -285,13 +287,15 @@ async function runFirstPage() {
     return;
   }
   state.body = body;
+  state.pageTokens = [""];
   await showPage(0);
 }
 
 async function showPage(page) {
   hideMessage();
-  const body = { ...state.body, page,
-                 model_version: page > 0 ? state.response.model_version : "" };
+  // Pages are reached by the tokens the server gave: the same paging as gRPC's, bound to
+  // the model version that ranked the first page.
+  const body = { ...state.body, page_token: state.pageTokens[page] };
   // One search at a time: a newer one aborts the older, and a response that still lands
   // late is dropped, so the results and the record are always the newest query's.
   const seq = ++state.searchSeq;
@@ -314,6 +318,7 @@ async function showPage(page) {
   }
   if (seq !== state.searchSeq) return;
   state.page = page;
+  state.pageTokens[page + 1] = response.next_page_token;
   state.response = response;
   keepRecord(response.record, page);
   renderResults(response);

@@ -31,6 +31,7 @@ from patentclip.store import Hit
 from services.query.config import LOOPBACK_NAMES, ServerSettings
 from services.query.http import api
 from services.query.http.edge import RoutePolicy, error_body, policy_for
+from services.query.plane import paging
 
 
 def _sheet(width: int, height: int) -> bytes:
@@ -105,39 +106,45 @@ def test_locarno_counts_count_classes_most_first():
 
 @pytest.mark.parametrize(("body", "words"), [
     ({}, "give a description, a drawing or a patent number"),
-    ({"text": "lid", "patent": "D907,292"}, "takes no text or drawing"),
+    ({"text": "lid", "patent": "D907,292"}, "takes no text or image"),
     ({"patent": "a lamp"}, "patent 'a lamp': not a patent number"),
     ({"text": "lid", "filters": {"date_from": "2021-13-01"}}, "filters.date_from"),
     ({"text": "lid", "page_size": 500}, "page_size"),
-    ({"text": "lid", "page": 50, "page_size": 24}, r"offset=1200: offset \+ top_k"),
+    ({"text": "lid", "page_token": paging.token(1200, "v1")}, r"offset=1200: offset \+ top_k"),
+    ({"text": "lid", "page_token": paging.token(24, "v0")}, "page_token: issued by model v"),
+    ({"text": "lid", "page_token": "not a token"}, "page_token: not a token this service issued"),
+    ({"text": "lid", "sheet": 2}, "sheet: only a 'more like this' search has a sheet"),
     ({"image": "not base64!"}, "image: not base64"),
     ({"text": "lid", "crop": {"left": 0.5, "top": 0, "right": 0.2, "bottom": 1}}, "left < right"),
     ({"text": "lid", "filters": {"views": ["sideways"]}}, "view filter 'sideways'"),
 ])
 def test_a_web_search_body_is_refused_by_field(body, words):
     with pytest.raises(InvalidQueryError, match=words):
-        api.WebSearch(api.SearchIn(**body), max_image_bytes=1000, timeout_s=5)
+        api.WebSearch(api.SearchIn(**body), max_image_bytes=1000, timeout_s=5,
+                      model_version="v1")
 
 
 def test_a_web_search_body_becomes_a_request_and_says_what_it_is():
     image = base64.b64encode(b"x" * 10).decode()
     query = api.WebSearch(api.SearchIn(text=" hinged lid ", image=image, image_name="s.png",
                                    filters={"date_from": "2021-01-05", "locarno": ["09"]},
-                                   page=2, page_size=10), max_image_bytes=1000, timeout_s=5)
+                                   page_token=paging.token(20, "v1"), page_size=10),
+                          max_image_bytes=1000, timeout_s=5, model_version="v1")
     assert query.query.kind == "text+drawing" and query.query.text == "hinged lid"
     assert query.request.offset == 20 and query.request.top_k == 10
     assert query.request.filters.date_from == 20210105 and query.request.count_depth == 200
     described = query.described()
     assert described["image_bytes"] == 10 and len(described["image_sha256"]) == 64
     with pytest.raises(ImageTooLargeError, match="limit 5"):
-        api.WebSearch(api.SearchIn(image=image), max_image_bytes=5, timeout_s=5)
-    similar = api.WebSearch(api.SearchIn(patent="USD0907292S1", sheet=2), 1000, 5)
+        api.WebSearch(api.SearchIn(image=image), max_image_bytes=5, timeout_s=5,
+                      model_version="v1")
+    similar = api.WebSearch(api.SearchIn(patent="USD0907292S1", sheet=2), 1000, 5, "v1")
     assert (similar.query.kind, similar.query.patent, similar.query.sheet) == (
         "similar", "D0907292", 2)
 
 
 def test_the_search_record_exports_as_one_flat_csv_table():
-    query = api.WebSearch(api.SearchIn(text='a "quoted", lid'), 1000, 5)
+    query = api.WebSearch(api.SearchIn(text='a "quoted", lid'), 1000, 5, "v1")
     result = type("Result", (), {"hits": [_hit("D0900001", "0901"), _hit("D0900002", "2606")],
                                  "locarno_counts": (("09", 1), ("26", 1)), "counted": 2,
                                  "model_version": "v1", "collection": "c1"})()
@@ -219,7 +226,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(cell, shown):
 
 
 def test_an_exported_record_with_formulas_and_odd_stamps_is_safe():
-    query = api.WebSearch(api.SearchIn(text="lid"), 1000, 5)
+    query = api.WebSearch(api.SearchIn(text="lid"), 1000, 5, "v1")
     hit = _hit("D0900001", "0901")
     result = type("Result", (), {"hits": [hit], "locarno_counts": (), "counted": 0,
                                  "model_version": "v1", "collection": "c1"})()
@@ -245,9 +252,9 @@ def test_bodies_that_are_not_json_or_too_deep_are_refused_by_name(body, words):
 
 def test_a_lone_surrogate_is_refused_naming_the_field():
     with pytest.raises(InvalidQueryError, match="text: not valid Unicode"):
-        api.WebSearch(api.SearchIn(text="bottle \ud800"), 1000, 5)
+        api.WebSearch(api.SearchIn(text="bottle \ud800"), 1000, 5, "v1")
     with pytest.raises((InvalidQueryError, ValidationError), match="image_name"):
-        api.WebSearch(api.SearchIn(text="bottle", image_name="\udfff"), 1000, 5)
+        api.WebSearch(api.SearchIn(text="bottle", image_name="\udfff"), 1000, 5, "v1")
 
 
 def test_each_route_has_its_body_limit_and_its_token_rule():

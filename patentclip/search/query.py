@@ -1,0 +1,167 @@
+"""The query value: what an examiner searches with, validated once, and its API message.
+
+``Query`` is field for field the API's ``Query`` message (protos/patentclip/v1/search.proto).
+Every transport converts by field name through this module: the gRPC service and the web
+API read a message (the web body's query fields are derived from it), the CLI's flags are
+derived from it, and the client builds one. A new query mode is a field in the message and
+here, and a branch in the engine; nothing else is written by hand
+(``tests/unit/search/test_query.py`` keeps the two equal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from google.protobuf.descriptor import FieldDescriptor
+
+from patentclip.drawings.preprocess import CropBox
+from patentclip.errors import ImageTooLargeError, InvalidQueryError, TextTooLongError
+from patentclip.grants.model import normalize_patent_number
+from patentclip.v1 import search_pb2
+
+MAX_NAME_CHARS = 200  # a query image's file name (messages, the search record)
+
+MAX_TEXT_CHARS = 2000
+
+
+def check_text(text: str, what: str) -> str:
+    """The stripped text; InvalidQueryError when empty, TextTooLongError when over
+    MAX_TEXT_CHARS, each naming ``what``. The one rule for search, EncodeText and the HTTP
+    embedding provider."""
+    stripped = check_unicode((text or "").strip(), what)
+    if not stripped:
+        raise InvalidQueryError(f"{what} is empty")
+    if len(stripped) > MAX_TEXT_CHARS:
+        raise TextTooLongError(f"{what} has {len(stripped)} characters, limit {MAX_TEXT_CHARS}")
+    return stripped
+
+
+def check_unicode(text: str, what: str) -> str:
+    """``text`` when it is valid Unicode, else InvalidQueryError naming ``what``: JSON can
+    carry lone surrogates ("\\ud800") that no UTF-8 encoder (tokenizer, response) takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidQueryError(f"{what}: not valid Unicode (a lone surrogate at character "
+                                f"{exc.start})") from None
+    return text
+
+
+def check_image(data: bytes, what: str, max_bytes: int) -> bytes:
+    """A query image's bytes; InvalidQueryError naming ``what`` when empty or larger than
+    ``max_bytes``. The one rule for the gRPC RPCs and the web app."""
+    if not data:
+        raise InvalidQueryError(f"{what}: empty; send TIFF, PNG or JPEG bytes")
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"{what}: {len(data)} bytes, limit {max_bytes}")
+    return data
+
+
+QUERY_KINDS = ("text", "drawing", "text+drawing", "similar")
+
+
+@dataclass(frozen=True)
+class Query:
+    """What an examiner searches with: words, a drawing (or the ``crop`` of it), both, or a
+    stored patent ("more like this": all its drawing sheets, or its one ``sheet``).
+
+    Validated once, here, each refusal naming its field; ``kind`` is derived. Field for
+    field the API's ``Query`` message (protos/patentclip/v1/search.proto): the gRPC service,
+    the web API's body and the CLI's flags are all derived from that message and converted
+    by name, so a new query mode is a field here and there and a branch in the engine
+    (``tests/unit/services/query/test_queries.py`` keeps the two equal).
+    """
+
+    text: str | None = None  # None: no words; words given must say something
+    image: bytes = b""
+    image_name: str = "query image"
+    crop: CropBox | None = None
+    patent: str = ""  # as examiners type it; normalized here ("D907,292" -> "D0907292")
+    sheet: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.text is not None:
+            object.__setattr__(self, "text", check_text(self.text, "text query"))
+        check_unicode(self.image_name, "image_name")
+        if len(self.image_name) > MAX_NAME_CHARS:
+            raise InvalidQueryError(f"image_name: {len(self.image_name)} characters, limit "
+                                    f"{MAX_NAME_CHARS}")
+        if self.patent:
+            object.__setattr__(self, "patent", normalize_patent_number(self.patent, "patent"))
+        if self.patent and (self.text or self.image):
+            raise InvalidQueryError("patent: a 'more like this' search takes no text or image")
+        if not (self.text or self.image or self.patent):
+            raise InvalidQueryError("give a description, a drawing or a patent number")
+        if self.crop is not None and not self.image:
+            raise InvalidQueryError("crop: only a drawing can be cropped")
+        if self.sheet is not None and not self.patent:
+            raise InvalidQueryError("sheet: only a 'more like this' search has a sheet")
+        if self.sheet is not None and self.sheet < 0:
+            raise InvalidQueryError(f"sheet: {self.sheet} is negative")
+
+    @property
+    def kind(self) -> str:
+        """One of QUERY_KINDS."""
+        if self.patent:
+            return "similar"
+        if self.text and self.image:
+            return "text+drawing"
+        return "drawing" if self.image else "text"
+
+
+# Message types of Query's fields and the core values they convert to (and back).
+_FROM_MESSAGE = {"patentclip.v1.Crop": lambda m: CropBox(m.left, m.top, m.right, m.bottom)}
+_TO_MESSAGE = {CropBox: lambda c: search_pb2.Crop(left=c.left, top=c.top, right=c.right,
+                                                  bottom=c.bottom)}
+
+
+def query_fields(message: search_pb2.Query, max_image_bytes: int | None,
+                 prefix: str = "") -> dict:
+    """The fields ``message`` sets, as Query's values: unset optional fields and proto3
+    defaults ("", b"", 0) are left out, so Query's own defaults apply. Bytes fields are
+    query images: refused when larger than ``max_image_bytes`` (None: no byte limit; the
+    decoder's pixel limit still holds). ``prefix`` names the fields in refusals
+    ("query." for a SearchRequest)."""
+    values = {}
+    for field in message.DESCRIPTOR.fields:
+        if field.has_presence and not message.HasField(field.name):
+            continue
+        value = getattr(message, field.name)
+        if not field.has_presence and value == field.default_value:
+            continue
+        if field.message_type is not None:
+            value = _FROM_MESSAGE[field.message_type.full_name](value)
+        elif field.type == FieldDescriptor.TYPE_BYTES and max_image_bytes is not None:
+            value = check_image(value, prefix + field.name, max_image_bytes)
+        values[field.name] = value
+    return values
+
+
+def set_scalar(message: search_pb2.Query, name: str, value, label: str = "") -> None:
+    """Set a scalar field of a Query message from a transport's value (a web body, a flag),
+    refusing text that is not valid Unicode by ``label`` (default: the field's name), where
+    protobuf would raise."""
+    if isinstance(value, str):
+        check_unicode(value, label or name)
+    setattr(message, name, value)
+
+
+def query_from_message(message: search_pb2.Query, max_image_bytes: int | None,
+                       prefix: str = "") -> Query:
+    """The validated Query of an API message (see ``query_fields``)."""
+    return Query(**query_fields(message, max_image_bytes, prefix))
+
+
+def query_to_message(query: Query) -> search_pb2.Query:
+    """The API message of a Query (what the CLI sends to a server)."""
+    message = search_pb2.Query()
+    for field in fields(query):
+        value = getattr(query, field.name)
+        if value is None:
+            continue
+        convert = _TO_MESSAGE.get(type(value))
+        if convert is not None:
+            getattr(message, field.name).CopyFrom(convert(value))
+        else:
+            setattr(message, field.name, value)
+    return message

@@ -1,0 +1,83 @@
+"""``patentclip search``'s query flags, derived from the API's Query message: one flag per
+field (``--text``, ``--image``, ``--crop``, ``--patent``, ...), so a new query mode in the
+proto is a new flag here without a line written for it. The flags build the same message
+a gRPC client sends; the core validates it (``patentclip.search.query``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from google.protobuf.descriptor import FieldDescriptor
+
+from patentclip.errors import InvalidInputError
+from patentclip.search.query import set_scalar
+from patentclip.v1 import search_pb2
+
+FIELDS = search_pb2.Query.DESCRIPTOR.fields
+# What the flags say beyond their type; a field without a line here still gets its flag.
+HELP = {"text": "words; with --image, text and drawing fused",
+        "image": "TIFF, PNG or JPEG drawing (a file)",
+        "image_name": "the drawing's name in messages (default: the file's name)",
+        "crop": "--image: search with this part of it (fractions, 0..1)",
+        "patent": "designs like this patent's drawings (e.g. D0907292), excluding itself",
+        "sheet": "--patent: only this drawing sheet"}
+ALIASES = {"patent": ("--similar",)}  # the flag's name before it was derived
+
+
+def add_query_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of the Query message, its value parsed by the field's type."""
+    for field in FIELDS:
+        flags = (f"--{field.name.replace('_', '-')}", *ALIASES.get(field.name, ()))
+        help_text = HELP.get(field.name, f"the query's {field.name} (the API's Query message)")
+        if field.message_type is not None:
+            names = ",".join(f.name.upper() for f in field.message_type.fields)
+            parser.add_argument(*flags, dest=field.name, metavar=names, help=help_text)
+        elif field.type == FieldDescriptor.TYPE_BYTES:
+            parser.add_argument(*flags, dest=field.name, type=Path, metavar="FILE",
+                                help=help_text)
+        else:
+            parser.add_argument(*flags, dest=field.name, type=_PYTHON_TYPES[field.type],
+                                help=help_text)
+
+
+_PYTHON_TYPES = {FieldDescriptor.TYPE_STRING: str, FieldDescriptor.TYPE_INT32: int,
+                 FieldDescriptor.TYPE_INT64: int, FieldDescriptor.TYPE_BOOL: bool,
+                 FieldDescriptor.TYPE_FLOAT: float, FieldDescriptor.TYPE_DOUBLE: float}
+
+
+def query_message(args: argparse.Namespace) -> search_pb2.Query:
+    """The Query message the flags describe: a file flag's bytes (its name filling the
+    ``<field>_name`` field when the message has one and it was not given), a message flag
+    as comma-separated values in its fields' order. Refusals name the flag."""
+    message = search_pb2.Query()
+    for field in FIELDS:
+        value = getattr(args, field.name)
+        if value is None:
+            continue
+        flag = f"--{field.name.replace('_', '-')}"
+        if field.message_type is not None:
+            getattr(message, field.name).CopyFrom(_message(field, value, flag))
+        elif field.type == FieldDescriptor.TYPE_BYTES:
+            if not value.is_file():
+                raise InvalidInputError(f"{flag} {value}: no such file")
+            setattr(message, field.name, value.read_bytes())
+            if f"{field.name}_name" in search_pb2.Query.DESCRIPTOR.fields_by_name and getattr(
+                    args, f"{field.name}_name") is None:
+                setattr(message, f"{field.name}_name", str(value))
+        else:
+            set_scalar(message, field.name, value, flag)
+    return message
+
+
+def _message(field: FieldDescriptor, text: str, flag: str):
+    parts = field.message_type.fields
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != len(parts):
+        names = ",".join(p.name for p in parts)
+        raise InvalidInputError(f"{flag} {text!r}: {len(parts)} numbers, {names}")
+    return type(getattr(search_pb2.Query(), field.name))(
+        **{p.name: v for p, v in zip(parts, values, strict=True)})
