@@ -41,16 +41,25 @@ def on_milvus_server(nodeid: str) -> bool:
 # left with a long one at the end; the rest follow in file order, unit tests last.
 LONGEST_FIRST = ("tests/integration/test_demo.py", "tests/integration/test_faults.py",
                  "tests/integration/test_streaming.py", "tests/integration/test_trainer.py",
-                 "tests/integration/test_query_service.py", "tests/integration/test_soak.py")
+                 "tests/integration/query_service/", "tests/integration/test_soak.py")
+# Folders whose files share package fixtures (one service built per worker): each runs
+# on one worker as one group.
+PACKAGES = ("tests/integration/query_service/",)
 
 
 def _start_order(nodeid: str) -> int:
     if on_milvus_server(nodeid):
         return 0
-    path = nodeid.split("::", 1)[0]
+    path = _group(nodeid)
     if path in LONGEST_FIRST:
         return 1 + LONGEST_FIRST.index(path)
     return len(LONGEST_FIRST) + (2 if path.startswith("tests/unit/") else 1)
+
+
+def _group(nodeid: str) -> str:
+    """The test's file, or its package when the package shares fixtures (PACKAGES)."""
+    path = nodeid.split("::", 1)[0]
+    return next((package for package in PACKAGES if path.startswith(package)), path)
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -66,8 +75,9 @@ def pytest_collection_modifyitems(items) -> None:
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """``make test`` runs pytest-xdist workers. A test file stays on one worker (its
-    module fixtures, like an indexed corpus, are built once), and every test on the real
+    """``make test`` runs pytest-xdist workers. A test file (or a package of PACKAGES)
+    stays on one worker (its module or package fixtures, like an indexed corpus, are built
+    once), and every test on the real
     Milvus server runs on one worker: one such server can run per machine (its embedded
     etcd's peer port 2380 is fixed), and the outage tests kill and restart it. (xdist's own
     ``--dist loadgroup`` groups nothing with pytest 9: it rewrites a node id attribute
@@ -78,7 +88,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class FilesAndMilvusServer(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "milvus-server" if on_milvus_server(nodeid) else nodeid.split("::", 1)[0]
+            return "milvus-server" if on_milvus_server(nodeid) else _group(nodeid)
 
     return FilesAndMilvusServer(config, log)
 

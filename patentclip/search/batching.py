@@ -50,8 +50,8 @@ class DynamicBatcher:
     directly, so a batcher being retired (hot swap) never fails a request.
     """
 
-    def __init__(self, fn: Callable[[list], Sequence], max_batch: int = 32,
-                 max_delay: float = 0.005, name: str = "batcher",
+    def __init__(self, fn: Callable[[list], Sequence], max_batch: int, max_delay: float,
+                 name: str = "batcher",
                  on_batch: Callable[[int], None] | None = None,
                  what: str = "the encoder") -> None:
         self.fn, self.max_batch, self.max_delay, self.what = fn, max_batch, max_delay, what
@@ -192,8 +192,7 @@ class LruCache:
 class BatchedEncoder:
     """An Encoder's query-side interface with dynamic batching and a text-vector cache."""
 
-    def __init__(self, encoder, max_batch: int = 32, max_delay: float = 0.005,
-                 text_cache_size: int = 4096,
+    def __init__(self, encoder, max_batch: int, max_delay: float, text_cache_size: int,
                  on_batch: Callable[[str, int], None] | None = None,
                  on_cache: Callable[[bool], None] | None = None,
                  admission: Admission = UNBOUNDED) -> None:
@@ -282,7 +281,7 @@ class BatchedSearch:
     each would wait out the others' slow calls, and its own deadline with them.
     """
 
-    def __init__(self, store, max_batch: int = 16, max_delay: float = 0.002,
+    def __init__(self, store, max_batch: int, max_delay: float,
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.store = store
         self._batcher = DynamicBatcher(self._run, max_batch, max_delay, "search-batcher",

@@ -153,7 +153,8 @@ def _http_server(settings, live: LiveSearch, authenticator, metrics: QueryMetric
                          allowed_hosts=settings.allowed_hosts())
     port = 0 if settings.http_port < 0 else settings.http_port
     return WebServer(create_app(backend, metrics), settings.http_host or settings.host, port,
-                     tls=_http_tls(settings), max_connections=settings.http_max_connections)
+                     grace_s=settings.grace_s, tls=_http_tls(settings),
+                     max_connections=settings.http_max_connections)
 
 
 def _http_tls(settings) -> dict:

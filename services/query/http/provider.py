@@ -72,9 +72,8 @@ class EmbeddingProvider:
     ``dim``, and ``model_version``); it raises UnavailableError while nothing is served.
     """
 
-    def __init__(self, current: Callable[[], object],
-                 authenticator: TokenAuthenticator | None = None,
-                 timeout_s: float = 30.0) -> None:
+    def __init__(self, current: Callable[[], object], authenticator: TokenAuthenticator | None,
+                 timeout_s: float) -> None:
         self.current, self.authenticator, self.timeout_s = current, authenticator, timeout_s
 
     # -- protocols

@@ -18,12 +18,12 @@ logger = logging.getLogger(__name__)
 class WebServer:
     """Serves an ASGI app on host:port; start() returns once it accepts, stop() drains."""
 
-    def __init__(self, app, host: str, port: int, grace_s: float = 5.0, tls: dict | None = None,
-                 max_connections: int = 256) -> None:
+    def __init__(self, app, host: str, port: int, grace_s: float, tls: dict,
+                 max_connections: int) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.create_server((host, port), family=family, backlog=256)
         self.port = self._socket.getsockname()[1]
-        self.scheme = "https" if tls else "http"
+        self.scheme, self._grace_s = "https" if tls else "http", grace_s
         # limit_concurrency: past it uvicorn answers 503 at once instead of queueing without
         # bound; h11's header limits and the edge's body limits bound each request.
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
@@ -48,5 +48,5 @@ class WebServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
-        self._thread.join(timeout=15)
+        self._thread.join(timeout=self._grace_s + 5)
         self._socket.close()

@@ -46,7 +46,8 @@ def test_dynamic_batcher_groups_concurrent_requests_and_returns_each_its_row():
 
 def test_batching_off_calls_directly_one_by_one():
     calls = []
-    batcher = DynamicBatcher(lambda items: calls.append(len(items)) or items, max_batch=1)
+    batcher = DynamicBatcher(lambda items: calls.append(len(items)) or items, max_batch=1,
+                             max_delay=0.005)
     assert _concurrently(batcher.submit, [1, 2, 3]) == [1, 2, 3]
     assert calls == [1, 1, 1]
 
@@ -179,7 +180,7 @@ def test_search_batching_passes_multi_vector_searches_and_other_calls_through():
 
     store = _RecordingStore(delay=0)
     store.describe = lambda name: f"described {name}"
-    searches = BatchedSearch(store, max_batch=16)
+    searches = BatchedSearch(store, max_batch=16, max_delay=0.002)
     assert searches.search("c", np.ones((3, 2)), 5) == [[1.0]] * 3
     assert store.requests == [("c", 3, 5, None, None)]
     assert searches.describe("x") == "described x"

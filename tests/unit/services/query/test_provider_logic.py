@@ -28,7 +28,7 @@ class _Encoder:
 @pytest.fixture
 def provider():
     snap = SimpleNamespace(encoder=_Encoder(), model_version="patentclip_tiny_0123456789ab")
-    return EmbeddingProvider(lambda: snap), snap
+    return EmbeddingProvider(lambda: snap, None, timeout_s=30.0), snap
 
 
 def test_openai_reply_shape_and_base64(provider):
@@ -53,7 +53,7 @@ def test_not_serving_is_503_in_both_protocols():
     def nothing():
         raise UnavailableError("not serving yet")
 
-    embed = EmbeddingProvider(nothing)
+    embed = EmbeddingProvider(nothing, None, timeout_s=30.0)
     assert embed.openai({"model": "patentclip", "input": "a"}, None).status == 503
     reply = embed.tei({"inputs": "a"}, None)
     assert reply.status == 503 and reply.body["error_type"] == "Unhealthy"
@@ -64,7 +64,7 @@ def test_tokens_are_checked_with_the_search_role(provider, tmp_path):
     token = new_token()
     path = tmp_path / "tokens"
     path.write_text(token_line(token, Role.SEARCH, "milvus") + "\n")
-    embed = EmbeddingProvider(lambda: snap, TokenAuthenticator(path))
+    embed = EmbeddingProvider(lambda: snap, TokenAuthenticator(path), timeout_s=30.0)
     assert embed.openai({"model": "patentclip", "input": "a"}, None).status == 401
     assert embed.openai({"model": "patentclip", "input": "a"}, "Bearer nope").status == 401
     assert embed.openai({"model": "patentclip", "input": "a"}, f"Bearer {token}").status == 200
