@@ -198,8 +198,20 @@ def test_the_page_never_builds_html_from_strings():
             assert sink not in code, f"{path.name} uses {sink}"
 
 
+def test_the_page_is_es_modules_that_build_dom_one_way():
+    """No build step: the browser loads app.js as a module and it imports the others by
+    relative path; only dom.js creates elements (el(), the one DOM helper)."""
+    assert '<script type="module" src="/app.js">' in (STATIC / "index.html").read_text()
+    modules = {p.name: p.read_text() for p in STATIC.glob("*.js")}
+    imported = {name for code in modules.values()
+                for name in re.findall(r'^import .* from "\./([\w-]+\.js)";$', code, re.M)}
+    assert imported == set(modules) - {"app.js"}, "a module nothing imports, or a missing one"
+    assert [n for n, code in modules.items() if "createElement" in code] == ["dom.js"]
+    assert not [n for n, code in modules.items() if re.search(r'from "(?!\./)', code)]
+
+
 def test_the_page_has_a_message_for_every_kind_the_server_sends():
-    code = (STATIC / "app.js").read_text()
+    code = (STATIC / "messages.js").read_text()
     messages = set(re.findall(r"^  (\w+): \"", code.split("const MESSAGES = {")[1]
                               .split("};")[0], re.MULTILINE))
     kinds = {answer.kind for _, answer in ERROR_ANSWERS} | {INTERNAL_ANSWER.kind}

@@ -1,0 +1,30 @@
+// The one way the page builds DOM: el(tag, props, ...children). Server values reach the
+// screen only as text (textContent) or attributes, never as HTML strings (the CSP's Trusted
+// Types refuse them; a test greps every module for HTML sinks).
+
+export const $ = (selector) => document.querySelector(selector);
+
+// props: class, text, data (dataset), on ({event: handler}), and any DOM property
+// (id, type, alt, href, ...); attrs sets attributes (aria-label, role).
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  const { class: className, text, data, on, attrs, ...rest } = props;
+  if (className) node.className = className;
+  if (text !== undefined && text !== "") node.textContent = text;
+  Object.assign(node.dataset, data || {});
+  Object.assign(node, rest);
+  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+  for (const [event, handler] of Object.entries(on || {})) node.addEventListener(event, handler);
+  node.append(...children);
+  return node;
+}
+
+export const button = (act, text, onClick, props = {}) =>
+  el("button", { type: "button", text, data: { act }, on: { click: onClick }, ...props });
+
+export function checkbox(id, value, text, count, onChange, checked = false) {
+  return el("label", {},
+    el("input", { type: "checkbox", id, value, checked, on: { change: onChange } }),
+    el("span", { text }),
+    ...(count !== "" ? [el("span", { class: "count", text: String(count) })] : []));
+}

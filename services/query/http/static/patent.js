@@ -1,0 +1,80 @@
+// The patent view (every sheet with its figure descriptions, the claim, the USPTO link) and
+// compare: two drawings side by side (the query and a hit, or two hits).
+
+import { api, loadDrawing } from "./api.js";
+import { $, button, el } from "./dom.js";
+import { queryImage } from "./drawing.js";
+import { report } from "./messages.js";
+import { moreLike } from "./results.js";
+import { state } from "./state.js";
+
+export async function openPatent(patent) {
+  let view;
+  try {
+    view = await (await api(`/api/patent/${encodeURIComponent(patent)}`)).json();
+  } catch (error) { report(error); return; }
+  $("#patent-title").textContent = `${view.patent} — ${view.title}`;
+  const facts = [`granted ${view.grant_date}`, `Locarno ${view.locarno} ${view.locarno_title}`,
+                 ...(view.uspc.length ? [`USPC ${view.uspc.join(", ")}`] : [])];
+  $("#patent-meta").replaceChildren(
+    ...facts.map((text) => el("span", { text })),
+    el("a", { href: view.uspto_url, target: "_blank", rel: "noopener", text: "USPTO record",
+              id: "uspto-link" }));
+  $("#patent-claim").textContent = view.claim || "(the claim is not stored for this patent)";
+  $("#patent-sheets").replaceChildren(...view.sheets.map((sheet) => sheetFigure(view, sheet)));
+  $("#patent-view").showModal();
+}
+
+function sheetFigure(view, sheet) {
+  const img = el("img", { alt: `${view.patent} sheet ${sheet.sheet}` });
+  loadDrawing(img, `${sheet.drawing}?size=medium`);
+  const figures = sheet.figures.length ? ` · FIG. ${sheet.figures.join(", ")}` : "";
+  const hit = { patent: view.patent, sheet: sheet.sheet, title: view.title, drawing: sheet.drawing };
+  return el("figure", { class: "sheet", data: { sheet: sheet.sheet } }, img,
+    el("figcaption", {}, el("strong", { text: `Sheet ${sheet.sheet}${figures}` }),
+       ...sheet.descriptions.map((text) => el("p", { text }))),
+    el("div", { class: "row" },
+       button("similar-sheet", "More like this sheet", () => moreLike(view.patent, sheet.sheet)),
+       button("compare", "Compare", () => toggleCompare(hit))));
+}
+
+export function toggleCompare(hit) {
+  const key = `${hit.patent}/${hit.sheet}`;
+  const at = state.compare.findIndex((c) => c.key === key);
+  if (at >= 0) state.compare.splice(at, 1);
+  else {
+    if (state.compare.length === 2) state.compare.shift();
+    state.compare.push({ key, label: `${hit.patent} sheet ${hit.sheet} — ${hit.title}`,
+                         url: `${hit.drawing}?size=medium` });
+  }
+  updateCompare();
+}
+
+function compareItems() {
+  const items = [...state.compare];
+  if (items.length === 1 && state.image) {
+    items.unshift({ key: "query", label: `query: ${state.image.name}${state.crop ? " (the cropped part)" : ""}`,
+                    url: state.image.previewUrl, query: true });
+  }
+  return items;
+}
+
+export function updateCompare() {
+  const compare = $("#compare-button");
+  compare.textContent = `Compare (${state.compare.length})`;
+  compare.disabled = compareItems().length !== 2;
+  for (const node of document.querySelectorAll(".card")) {
+    node.classList.toggle("selected", state.compare.some(
+      (c) => c.key === `${node.dataset.patent}/${node.dataset.sheet}`));
+  }
+}
+
+export function openCompare() {
+  const panes = compareItems().map((item) => {
+    const img = el("img", { alt: item.label });
+    if (item.query) queryImage(img); else loadDrawing(img, item.url);
+    return el("figure", { data: { key: item.key } }, img, el("figcaption", { text: item.label }));
+  });
+  $("#compare-panes").replaceChildren(...panes);
+  $("#compare-view").showModal();
+}
