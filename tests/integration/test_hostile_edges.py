@@ -501,7 +501,13 @@ def test_schemathesis_finds_the_api_as_its_openapi_document_describes(server, to
     """Schemathesis, every check, bounded (15 examples an operation, fixed seed), with a
     token: no 5xx, every status and content type documented, bodies as the schemas say,
     schema-valid requests accepted and schema-violating ones refused (two documented
-    exceptions: schemathesis.toml)."""
+    exceptions: schemathesis.toml).
+
+    One worker: with two, Schemathesis's threads parse lambdas concurrently (Hypothesis
+    describes its filters) and CPython 3.11.7's AST builder can fail with "SystemError: AST
+    constructor recursion depth mismatch" (python/cpython#106905); it did in 1 of 2 runs
+    once the search body gained nullable query fields, a runtime error of the tool rather
+    than a finding. One worker: 3 of 3 runs clean, about 36 s instead of 20."""
     import subprocess
     import sys
 
@@ -510,7 +516,7 @@ def test_schemathesis_finds_the_api_as_its_openapi_document_describes(server, to
         [str(st), "--no-color", "--config-file", str(SCHEMATHESIS), "run",
          f"http://127.0.0.1:{server.http.port}/api/openapi.json",
          "-H", f"Authorization: Bearer {tokens['search']}", "--max-examples", "15",
-         "--workers", "2", "--seed", "20261207", "--max-failures", "20"],
+         "--workers", "1", "--seed", "20261207", "--max-failures", "20"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its cache goes there
     summary = run.stdout[-3000:]
     assert run.returncode == 0, summary
