@@ -55,16 +55,25 @@ def locarno_counts(hits: Sequence[Hit]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
+@dataclass(frozen=True)
 class Deadline:
-    """Seconds left of a caller's time budget (None = no deadline)."""
+    """A caller's time budget as one absolute instant (``time.monotonic``; None: no
+    deadline). Made once at the edge (from gRPC's time remaining, or the HTTP budget) and
+    carried by the SearchRequest to every stage: each encoder wait and Milvus call asks
+    for what is left of it, so time spent queueing is time spent."""
 
-    def __init__(self, timeout: float | None) -> None:
-        self._until = None if timeout is None else time.monotonic() + timeout
+    until: float | None = None
+
+    @classmethod
+    def after(cls, seconds: float | None) -> Deadline:
+        """The deadline ``seconds`` from now (None: none)."""
+        return cls(None if seconds is None else time.monotonic() + seconds)
 
     def remaining(self) -> float | None:
-        if self._until is None:
+        """Seconds left; DeadlineExceededError once it has passed."""
+        if self.until is None:
             return None
-        left = self._until - time.monotonic()
+        left = self.until - time.monotonic()
         if left <= 0:
             raise DeadlineExceededError("deadline passed before the search finished")
         return left
@@ -128,7 +137,7 @@ class SearchRequest:
     filters: SearchFilters = field(default_factory=SearchFilters)
     against: str = ""
     group: bool = True  # one hit per patent (its best sheet); False: sheets
-    timeout: float | None = None  # seconds; None: no deadline
+    deadline: Deadline = Deadline()  # made at the edge; Deadline(): none
     count_depth: int = 0  # > 0: count Locarno classes among the first count_depth results
 
     def __post_init__(self) -> None:
@@ -186,7 +195,7 @@ class SearchEngine:
         through one entry point."""
         run = {"text": self._text, "drawing": self._drawing,
                "text+drawing": self._text_and_drawing, "similar": self._similar}[query.kind]
-        return run(query, request, Deadline(request.timeout))
+        return run(query, request, request.deadline)
 
     def _text(self, query: Query, request: SearchRequest, deadline: Deadline) -> SearchResult:
         with self.stage("encode"):

@@ -25,6 +25,7 @@ from patentclip.grants.model import (
 from patentclip.search.engine import (
     MAX_RESULT_WINDOW,
     MAX_TOP_K,
+    Deadline,
     PatentRecord,
     SearchRequest,
     SearchResult,
@@ -145,7 +146,8 @@ class WebSearch:
         self.request = SearchRequest(
             top_k=body.page_size, offset=paging.offset(body.page_token, model_version,
                                                        "page_token"),
-            filters=filters(body.filters), against=body.against, timeout=timeout_s,
+            filters=filters(body.filters), against=body.against,
+            deadline=Deadline.after(timeout_s),
             count_depth=min(max(body.counts_depth, 0), MAX_RESULT_WINDOW))
 
     def run(self, engine) -> SearchResult:

@@ -7,7 +7,7 @@ from patentclip.codec.events import grant_to_proto
 from patentclip.drawings.render import RenderedDrawing
 from patentclip.errors import InvalidQueryError
 from patentclip.grants.model import Grant, normalize_patent_number
-from patentclip.search.engine import PatentRecord, SearchRequest, SearchResult
+from patentclip.search.engine import Deadline, PatentRecord, SearchRequest, SearchResult
 from patentclip.store import Hit, SearchFilters
 from patentclip.store.schema import StoredSheet
 from patentclip.v1 import grant_pb2, search_pb2
@@ -39,7 +39,7 @@ def request(options: search_pb2.SearchOptions, model_version: str, context) -> S
         top_k=options.top_k or DEFAULT_TOP_K, offset=offset, filters=filters(options.filters),
         against=_against(options.against),
         group=options.group_by_patent if options.HasField("group_by_patent") else True,
-        timeout=deadline(context), count_depth=options.locarno_counts_depth)
+        deadline=Deadline.after(deadline(context)), count_depth=options.locarno_counts_depth)
 
 
 DRAWING_SIZE_NAMES = {search_pb2.DRAWING_SIZE_UNSPECIFIED: "thumbnail",

@@ -57,14 +57,14 @@ def test_a_spent_deadline_is_deadline_exceeded(server):
 
 def test_deadline_propagates_to_the_vector_search(corpus, encoder):
     from patentclip.errors import DeadlineExceededError
-    from patentclip.search.engine import SearchEngine, SearchRequest
+    from patentclip.search.engine import Deadline, SearchEngine, SearchRequest
     from patentclip.search.query import Query
 
     engine = SearchEngine(encoder, corpus[0], corpus[3])
     patent = next(iter(corpus[2]))
-    assert engine.search(Query(patent=patent), SearchRequest(timeout=30.0)).hits
+    assert engine.search(Query(patent=patent), SearchRequest(deadline=Deadline.after(30.0))).hits
     with pytest.raises(DeadlineExceededError):  # the lookup is done; the search is not
-        engine.search(Query(patent=patent), SearchRequest(timeout=0.0))
+        engine.search(Query(patent=patent), SearchRequest(deadline=Deadline.after(0.0)))
 
 
 def test_unexpected_errors_are_internal_with_an_id_and_no_details(server, client, monkeypatch,

@@ -113,9 +113,9 @@ def test_batched_encoder_caches_repeated_texts():
 
 
 def test_deadline_counts_down_and_expires():
-    assert Deadline(None).remaining() is None
-    assert 0 < Deadline(5).remaining() <= 5
-    deadline = Deadline(0.001)
+    assert Deadline().remaining() is None and Deadline.after(None) == Deadline()
+    assert 0 < Deadline.after(5).remaining() <= 5
+    deadline = Deadline.after(0.001)
     time.sleep(0.005)
     with pytest.raises(DeadlineExceededError):
         deadline.remaining()

@@ -16,6 +16,7 @@ from patentclip.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from patentclip.search.engine import Deadline
 from patentclip.store import Hit, SearchFilters
 from patentclip.v1 import grant_pb2, search_pb2
 from services.query.rpc import convert
@@ -44,7 +45,7 @@ class _NoDeadline:
 
 def test_options_defaults_and_filters():
     q = convert.request(search_pb2.SearchOptions(), "v", _NoDeadline())
-    assert (q.top_k, q.offset, q.group, q.against, q.timeout) == (10, 0, True, "", None)
+    assert (q.top_k, q.offset, q.group, q.against, q.deadline) == (10, 0, True, "", Deadline())
     options = search_pb2.SearchOptions(
         top_k=5, group_by_patent=False, against=search_pb2.AGAINST_CAPTION,
         filters=search_pb2.Filters(locarno=["0204"], date_from=20210101,
