@@ -305,11 +305,13 @@ class QueryLoad:
     """Client threads querying without pause; every outcome is counted by status code.
 
     ``drawing`` (bytes) and ``patent`` add drawing and similar-patent queries to the text
-    ones, taken in turn by each client.
+    ones, taken in turn by each client. ``retry`` False counts each answer of the server:
+    with the client's retries, four quick UNAVAILABLEs can add up to a DEADLINE_EXCEEDED.
     """
 
     def __init__(self, target: str, clients: int = 4, timeout: float = 5.0,
-                 drawing: bytes | None = None, patent: str | None = None) -> None:
+                 drawing: bytes | None = None, patent: str | None = None,
+                 retry: bool = True) -> None:
         import threading
         from collections import Counter
 
@@ -322,17 +324,17 @@ class QueryLoad:
             self._calls.append(lambda c: c.search_similar(patent, k=5))
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(target, timeout, i),
+        self._threads = [threading.Thread(target=self._run, args=(target, timeout, i, retry),
                                           daemon=True) for i in range(clients)]
         for thread in self._threads:
             thread.start()
 
-    def _run(self, target: str, timeout: float, index: int) -> None:
+    def _run(self, target: str, timeout: float, index: int, retry: bool) -> None:
         import grpc
 
         from patentclip_client import PatentSearchClient
 
-        with PatentSearchClient(target, timeout=timeout) as client:
+        with PatentSearchClient(target, timeout=timeout, retry=retry) as client:
             turn = index
             while not self._stop.is_set():
                 call = self._calls[turn % len(self._calls)]

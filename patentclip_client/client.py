@@ -51,8 +51,11 @@ DRAWING_SIZES = {"thumbnail": search_pb2.DRAWING_SIZE_THUMBNAIL,
 class PatentSearchClient:
     def __init__(self, target: str, timeout: float = 10.0,
                  credentials: grpc.ChannelCredentials | None = None, token: str = "",
-                 ca_cert: str = "", client_cert: str = "", client_key: str = "") -> None:
-        options = [("grpc.service_config", _RETRY_CONFIG), ("grpc.enable_retries", 1),
+                 ca_cert: str = "", client_cert: str = "", client_key: str = "",
+                 retry: bool = True) -> None:
+        """``retry``: UNAVAILABLE is retried within the call's deadline (gRPC's retry
+        policy); off, every answer of the server reaches the caller as it is."""
+        options = [("grpc.service_config", _RETRY_CONFIG), ("grpc.enable_retries", int(retry)),
                    ("grpc.max_send_message_length", 32 * 1024 * 1024)]
         credentials = credentials or tls_credentials(ca_cert, client_cert, client_key)
         self.channel = (grpc.secure_channel(target, credentials, options) if credentials

@@ -151,7 +151,7 @@ def test_text_search_shows_drawings_with_their_facts_and_the_header(app, server,
     text = first.inner_text()
     for fact in (hit["patent"], hit["title"], hit["grant_date"], hit["view"]):
         assert fact in text
-    app.wait_for_selector("#results .card img[data-loaded]")
+    first.locator("img[data-loaded]").wait_for()  # this card's own thumbnail, decoded
     size = first.locator("img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert max(size) == 256  # the thumbnail, rendered from the G4 TIFF
 

@@ -30,11 +30,12 @@ export const postJson = (path, body, signal) => api(path, {
   signal });
 
 // A drawing (an /api/drawing URL) into an <img>, with the token; alt says why when it fails.
+// data-loaded marks an image the browser has decoded (its size known), not one still loading.
 export async function loadDrawing(img, url) {
   try {
     const blob = await (await api(url)).blob();
+    img.addEventListener("load", () => { img.dataset.loaded = "true"; }, { once: true });
     img.src = URL.createObjectURL(blob);
-    img.dataset.loaded = "true";
   } catch (error) {
     img.alt = `drawing unavailable: ${error.message}`;
   }
