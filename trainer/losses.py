@@ -92,10 +92,15 @@ class PatentClipLoss(nn.Module):
     image embedding. Returns the total and its two parts (for logging)."""
 
     def __init__(self, embed_dim: int, class_counts: Sequence[int], lam: float = 0.1,
-                 mode: str = "logit_adjusted", tau: float = 1.0, beta: float = 0.999) -> None:
+                 mode: str = "logit_adjusted", tau: float = 1.0, beta: float = 0.999,
+                 dropout: float = 0.0, train_head: bool = True) -> None:
+        """``dropout`` on the image features before the head; ``train_head`` False keeps the
+        head's random weights fixed (the seed's objective, whose head never trained)."""
         super().__init__()
         self.lam = lam
         self.head = nn.Linear(embed_dim, len(class_counts))
+        self.head.requires_grad_(train_head)
+        self.dropout = nn.Dropout(dropout)
         self.classification = DistributionAwareCrossEntropy(class_counts, mode, tau, beta)
         self.contrastive = ClipLoss()
 
@@ -103,7 +108,7 @@ class PatentClipLoss(nn.Module):
                 logit_scale: torch.Tensor, labels: torch.Tensor
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         contrastive = self.contrastive(image_features, text_features, logit_scale)
-        classification = self.classification(self.head(image_features), labels)
+        classification = self.classification(self.head(self.dropout(image_features)), labels)
         total = contrastive + self.lam * classification
         return total, {"contrastive": float(contrastive.detach()),
                        "classification": float(classification.detach())}
@@ -113,12 +118,13 @@ class PatentClipLoss(nn.Module):
                             batch_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The classification term of one micro-batch of an accumulated batch, and the head's
         logits (for its train-time accuracy)."""
-        logits = self.head(image_features)
+        logits = self.head(self.dropout(image_features))
         return self.classification(logits, labels, batch_labels), logits
 
 
 def trainable_parameters(model: nn.Module, loss: nn.Module) -> Iterable[nn.Parameter]:
-    """What the optimizer must see: the model's trainable weights *and* the head's."""
+    """What the optimizer must see: the model's trainable weights *and* the head's (unless
+    the head is fixed)."""
     seen = set()
     for module in (model, loss):
         for parameter in module.parameters():

@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 
 # Flags, from the settings' own declarations (help and env names come with them).
-FLAGS = {"train": ("base_model", "epochs", "lr", "warmup_steps", "loss", "batch_size",
+FLAGS = {"train": ("base_model", "epochs", "lr", "warmup_steps", "regularize", "anchor_model",
+                   "weight_decay", "loss", "batch_size",
                    "accum_freq", "cls_weight", "sampling", "lock_image_unlocked",
                    "lock_text_unlocked", "seed"),
          "job": ("policy", "eval_set", "eval_weeks", "runs_dir", "metrics_port", "caption_files"),

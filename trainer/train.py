@@ -52,7 +52,8 @@ from trainer.losses import MODES, PatentClipLoss, class_aware_sample_weights, tr
 
 logger = logging.getLogger(__name__)
 
-LOSSES = ("contrastive", *MODES)
+LOSSES = ("contrastive", *MODES, "seed")
+REGULARIZERS = ("to_anchor", "to_zero")
 SAMPLINGS = ("uniform", "class_aware")
 
 
@@ -72,14 +73,27 @@ class TrainConfig(Section):
     epochs: int = setting(2, "passes over the training data")
     batch_size: int = setting(32, "micro-batch; the contrastive batch is batch_size * accum_freq")
     accum_freq: int = setting(1, "micro-batches per optimizer step")
-    lr: float = setting(1e-4, "peak learning rate (AdamW, cosine after the warm-up)")
+    lr: float = setting(
+        1e-5, "peak learning rate (AdamW, cosine after the warm-up); 1e-5 to 3e-5 is the usual "
+        "end-to-end fine-tune of a pretrained CLIP")
     head_lr_scale: float = setting(
         10.0, "the classification head's learning rate, as a multiple of lr: it starts from "
         "random weights on unit-norm features")
-    weight_decay: float = setting(0.1, "AdamW weight decay")
-    warmup_steps: int = setting(0, "optimizer steps of linear warm-up")
-    loss: str = setting("logit_adjusted", "the objective", choices=LOSSES)
-    cls_weight: float = setting(0.5, "lambda of the classification term")
+    weight_decay: float = setting(0.1, "decoupled weight decay (see regularize)")
+    regularize: str = setting(
+        "to_anchor", "to_anchor: the decay pulls weights toward the anchor's (L2-SP, decoupled "
+        "as AdamW's), so repeated weekly runs stay near it; to_zero: AdamW's decay toward zero "
+        "(shrinks a pretrained model's weights every run)", choices=REGULARIZERS)
+    anchor_model: str = setting(
+        "", "the weights to_anchor pulls toward (open_clip name, hf-hub:..., local-dir:...): "
+        "a fixed anchor bounds the drift of the whole weekly lineage; empty = the run's base "
+        "model (its parent)")
+    warmup_steps: int = setting(
+        -1, "optimizer steps of linear warm-up; -1 = a tenth of the run's steps (at least 1)")
+    loss: str = setting(
+        "contrastive", "the objective: contrastive only until a real-data run decides; seed = "
+        "the seed's (a fixed random head, weight 0.2, dropout 0.3, plain CE)", choices=LOSSES)
+    cls_weight: float = setting(0.5, "lambda of the classification term (seed: 0.2)")
     tau: float = setting(1.0, "logit adjustment strength")
     cb_beta: float = setting(0.999, "class-balanced effective-number beta")
     sampling: str = setting("uniform", "how batches are drawn", choices=SAMPLINGS)
@@ -87,9 +101,11 @@ class TrainConfig(Section):
         0.5, "class-aware: class c is drawn with p_c proportional to f_c ** (1 - beta): 0 = "
         "uniform over sheets, 1 = uniform over classes")
     lock_image_unlocked: int = setting(
-        -1, "lock the image tower except its last N groups (-1: train it all)")
+        -1, "lock the image tower except its last N groups (open_clip's groups: a ViT's are "
+        "the embeddings, each block, the final norm and projection; -1: train it all)")
     lock_text_unlocked: int = setting(
-        -1, "lock the text tower except its last N layers (-1: train it all)")
+        -1, "lock the text tower except its last N groups (the last is the final norm and "
+        "projection, then one per transformer block; -1: train it all)")
     seed: int = setting(0, "seeds weights, data order and sampling")
     device: str = "cpu"  # CoreSettings.device: not part of the run's identity (digest)
     max_steps_per_epoch: int = setting(0, "0 = a full pass over the data")
@@ -97,6 +113,9 @@ class TrainConfig(Section):
     def validate(self) -> None:
         if self.loss not in LOSSES:
             raise InvalidInputError(f"loss {self.loss!r}: expected one of {LOSSES}")
+        if self.regularize not in REGULARIZERS:
+            raise InvalidInputError(f"regularize {self.regularize!r}: expected one of "
+                                    f"{REGULARIZERS}")
         if self.sampling not in SAMPLINGS:
             raise InvalidInputError(f"sampling {self.sampling!r}: expected one of {SAMPLINGS}")
         for name in ("epochs", "batch_size", "accum_freq"):
@@ -189,10 +208,9 @@ class FineTuner:
         model = encoder.model
         _lock_towers(model, cfg)
         torch.manual_seed(cfg.seed)  # the head's initial weights
-        loss_fn = PatentClipLoss(encoder.dim, [frequencies[c]["sheets"] for c in classes],
-                                 lam=0.0 if cfg.loss == "contrastive" else cfg.cls_weight,
-                                 mode="plain" if cfg.loss == "contrastive" else cfg.loss,
-                                 tau=cfg.tau, beta=cfg.cb_beta).to(cfg.device)
+        loss_fn = objective(cfg, encoder.dim, [frequencies[c]["sheets"] for c in classes])
+        loss_fn = loss_fn.to(cfg.device)
+        anchor = Anchor.of(model, cfg) if cfg.regularize == "to_anchor" else None
         optimizer = _optimizer(model, loss_fn, cfg)
         start_epoch, step = self._resume(model, loss_fn, optimizer, result)
         labels = torch.tensor([classes.index(e.label) for e in examples])
@@ -201,7 +219,7 @@ class FineTuner:
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
             summary, step = self._epoch(model, loss_fn, optimizer, data, epoch, step,
-                                        total_steps)
+                                        total_steps, anchor)
             if summary is None:
                 result.status = "stopped"
                 break
@@ -223,7 +241,7 @@ class FineTuner:
         return result
 
     def _epoch(self, model, loss_fn, optimizer, data: EpochData, epoch: int, step: int,
-               total_steps: int) -> tuple[dict | None, int]:
+               total_steps: int, anchor: Anchor | None) -> tuple[dict | None, int]:
         cfg = self.config
         batches = data.batches(epoch)
         sums = {"loss": 0.0, "contrastive": 0.0, "classification": 0.0}
@@ -235,10 +253,13 @@ class FineTuner:
                 logger.info("stop requested: leaving epoch %d unfinished (not checkpointed)",
                             epoch + 1)
                 return None, step
-            _set_lr(optimizer, _lr_at(step, total_steps, cfg))
+            lr = _lr_at(step, total_steps, cfg)
+            _set_lr(optimizer, lr)
             optimizer.zero_grad(set_to_none=True)
             parts = accumulated_backward(model, loss_fn, micro, cfg.device)
             optimizer.step()
+            if anchor is not None:
+                anchor.pull(lr * cfg.weight_decay)
             with torch.no_grad():  # as open_clip: the temperature stays <= 100
                 model.logit_scale.clamp_(0, math.log(100))
             step += 1
@@ -357,7 +378,10 @@ def accumulated_backward(model, loss_fn: PatentClipLoss, micro: Sequence[MicroBa
                                [c[0] for c in cached[j + 1:]])
             texts = torch.cat([c[1] for c in cached[:j]] + [text] +
                               [c[1] for c in cached[j + 1:]])
-            scale = model.logit_scale.exp()
+        # The loss in fp32, outside autocast: inside it, the ops after .float() would run
+        # in bf16 again, so the casts alone did nothing.
+        with torch.autocast(_device_type(device), enabled=False):
+            scale = model.logit_scale.float().exp()
             contrastive = loss_fn.contrastive(images.float(), texts.float(),
                                               scale if j == 0 else scale.detach())
             total = contrastive
@@ -465,6 +489,10 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
+def _device_type(device: str) -> str:
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
 def _autocast(device: str):
     if device.startswith("cuda"):
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -485,23 +513,98 @@ def _optimizer(model, loss_fn, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups: dict[tuple[bool, bool], list] = {}
     names = {id(p): n for n, p in [*model.named_parameters(), *loss_fn.named_parameters()]}
     for parameter in trainable_parameters(model, loss_fn):
-        name = names.get(id(parameter), "")
-        exclude = parameter.ndim < 2 or "bn" in name or "ln" in name or "bias" in name \
-            or "logit_scale" in name
+        exclude = not decays(names.get(id(parameter), ""), parameter)
         groups.setdefault((id(parameter) in head, exclude), []).append(parameter)
-    params = [{"params": ps, "weight_decay": 0.0 if no_decay else cfg.weight_decay,
-               "lr_scale": cfg.head_lr_scale if is_head else 1.0}
+    anchored = cfg.regularize == "to_anchor"  # the model's decay is Anchor.pull's then
+    params = [{"params": ps, "weight_decay": 0.0 if no_decay or (anchored and not is_head)
+               else cfg.weight_decay, "lr_scale": cfg.head_lr_scale if is_head else 1.0}
               for (is_head, no_decay), ps in sorted(groups.items())]
     return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
 
+def decays(name: str, parameter) -> bool:
+    """Whether weight decay applies, as open_clip: not to gains, biases, norms or the
+    temperature."""
+    return not (parameter.ndim < 2 or "bn" in name or "ln" in name or "bias" in name
+                or "logit_scale" in name)
+
+
+def warmup_steps(total: int, cfg: TrainConfig) -> int:
+    """The configured warm-up, or a tenth of the run (at least one step) for -1."""
+    return cfg.warmup_steps if cfg.warmup_steps >= 0 else max(1, total // 10)
+
+
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to zero (a function of the step: resumes exactly)."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(total - cfg.warmup_steps, 1)
-    progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+    warmup = warmup_steps(total, cfg)
+    if warmup and step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    span = max(total - warmup, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * progress))
+
+
+def objective(cfg: TrainConfig, embed_dim: int, class_counts: Sequence[int]
+              ) -> PatentClipLoss:
+    """The run's loss module: contrastive only; the seed's objective (its head random and
+    fixed, as the seed's never trained: weight 0.2, dropout 0.3, plain CE); or contrastive
+    plus ``cls_weight`` times a trained head's distribution-aware term."""
+    if cfg.loss == "contrastive":
+        return PatentClipLoss(embed_dim, class_counts, lam=0.0, mode="plain")
+    if cfg.loss == "seed":
+        return PatentClipLoss(embed_dim, class_counts, lam=0.2, mode="plain", dropout=0.3,
+                              train_head=False)
+    return PatentClipLoss(embed_dim, class_counts, lam=cfg.cls_weight, mode=cfg.loss,
+                          tau=cfg.tau, beta=cfg.cb_beta)
+
+
+class Anchor:
+    """The weights decay pulls toward (``regularize=to_anchor``): after each optimizer step,
+    ``w -= lr * weight_decay * (w - anchor)``, AdamW's decoupled decay with the anchor in
+    place of zero (L2-SP, Li et al. 2018). Without new signal the weights then stay near
+    the anchor run after run instead of shrinking toward zero every week."""
+
+    def __init__(self, pairs: list[tuple[torch.nn.Parameter, torch.Tensor]]) -> None:
+        self.pairs = pairs
+
+    @classmethod
+    def of(cls, model, cfg: TrainConfig) -> Anchor:
+        """The anchor of ``model``'s decayed weights: ``cfg.anchor_model``'s, or the model's
+        own weights now (its parent's, before any step)."""
+        source = dict(model.named_parameters())
+        if cfg.anchor_model:
+            anchor_model = Encoder.load(cfg.anchor_model, device=cfg.device).model
+            source = dict(anchor_model.named_parameters())
+        pairs = []
+        for name, parameter in model.named_parameters():
+            if not (parameter.requires_grad and decays(name, parameter)):
+                continue
+            if name not in source or source[name].shape != parameter.shape:
+                raise InvalidInputError(f"anchor_model {cfg.anchor_model}: no weight {name} "
+                                        f"of shape {tuple(parameter.shape)}; an anchor must "
+                                        "have the trained model's architecture")
+            pairs.append((parameter, source[name].detach().clone()))
+        return cls(pairs)
+
+    @torch.no_grad()
+    def pull(self, rate: float) -> None:
+        for parameter, anchor in self.pairs:
+            parameter.add_(anchor - parameter, alpha=rate)
+
+
+
+def weight_distance(model, anchor) -> float:
+    """Relative L2 distance of ``model``'s decayed weights from ``anchor``'s (the same
+    architecture): ||w - a|| / ||a||. How far a lineage of weekly runs has drifted."""
+    anchors = dict(anchor.named_parameters())
+    diff = norm = 0.0
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if decays(name, parameter):
+                a = anchors[name].to(parameter.device)
+                diff += float((parameter - a).pow(2).sum())
+                norm += float(a.pow(2).sum())
+    return math.sqrt(diff / norm) if norm else 0.0
 
 
 def _set_lr(optimizer, lr: float) -> None:

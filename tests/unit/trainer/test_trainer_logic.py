@@ -264,3 +264,78 @@ def test_caption_queries_are_deduplicated_and_kept_per_query():
     assert results["chance"]["patent_aware"]["R@1"] == pytest.approx(np.mean([2, 2, 2, 1]) / 5)
     assert results["chance"]["patent_aware"]["R@5"] == 1.0
     assert results["chance"]["standard"]["R@1"] == pytest.approx(1 / 5)
+
+
+# ------------------------------------------------------------- the regime for real checkpoints
+
+
+def test_the_loss_is_computed_in_fp32_even_under_bf16_autocast(monkeypatch):
+    """Under autocast, ops after a .float() cast run in bf16 again: the loss must be
+    computed with autocast off (it was not: the casts alone did nothing)."""
+    import trainer.train as train
+
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**TINY_MODEL_CONFIG)
+    loss_fn = PatentClipLoss(64, [6, 3, 1], lam=0.5, mode="plain")
+    seen = []
+    contrastive = loss_fn.contrastive.forward
+
+    def spy(images, texts, scale):
+        seen.append((torch.is_autocast_enabled("cpu"), images.dtype, scale.dtype))
+        return contrastive(images, texts, scale)
+    monkeypatch.setattr(loss_fn.contrastive, "forward", spy)
+    monkeypatch.setattr(train, "_autocast", lambda device: torch.autocast("cpu", torch.bfloat16))
+    micro = [(torch.randn(4, 3, 64, 64), torch.randint(1, 1000, (4, 77)),
+              torch.tensor([0, 1, 2, 0]))]
+    parts = accumulated_backward(model, loss_fn, micro)
+    assert seen == [(False, torch.float32, torch.float32)]
+    assert np.isfinite(parts["loss"]) and parts["classification"] > 0
+
+
+def test_the_objectives_contrastive_by_default_and_the_seeds_as_a_variant():
+    assert TrainConfig().loss == "contrastive" and TrainConfig().lr == 1e-5
+    from trainer.train import objective
+
+    counts = [6, 3, 1]
+    plain = objective(TrainConfig(), 64, counts)
+    assert plain.lam == 0.0
+    seed = objective(TrainConfig(loss="seed"), 64, counts)
+    assert (seed.lam, seed.dropout.p, seed.classification.mode) == (0.2, 0.3, "plain")
+    assert not any(p.requires_grad for p in seed.head.parameters())  # fixed, never trained
+    trained = objective(TrainConfig(loss="logit_adjusted", cls_weight=0.5), 64, counts)
+    assert trained.lam == 0.5 and all(p.requires_grad for p in trained.head.parameters())
+
+
+def test_the_warm_up_is_a_tenth_of_the_run_unless_set():
+    from trainer.train import _lr_at, warmup_steps
+
+    cfg = TrainConfig(lr=1e-5)
+    assert warmup_steps(200, cfg) == 20 and warmup_steps(5, cfg) == 1
+    assert warmup_steps(200, TrainConfig(warmup_steps=0)) == 0
+    rates = [_lr_at(step, 200, cfg) for step in range(200)]
+    assert rates[0] == pytest.approx(1e-5 / 20) and max(rates) == pytest.approx(1e-5)
+    assert rates.index(max(rates)) == 19 and rates[-1] < 1e-7
+
+
+def test_decay_pulls_toward_the_anchor_and_the_optimizer_no_longer_decays_to_zero():
+    from trainer.train import Anchor, _optimizer, weight_distance
+
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**TINY_MODEL_CONFIG)
+    anchor_model = open_clip.CLIP(**TINY_MODEL_CONFIG)
+    anchor_model.load_state_dict(model.state_dict())
+    loss_fn = PatentClipLoss(64, [6, 3, 1], lam=0.5, mode="plain")
+    cfg = TrainConfig()
+    anchor = Anchor.of(model, cfg)
+    decays = {g["weight_decay"] for g in _optimizer(model, loss_fn, cfg).param_groups
+              if g["lr_scale"] == 1.0}
+    assert decays == {0.0}  # the model's decay is the anchor's pull
+    with torch.no_grad():
+        for parameter, _ in anchor.pairs:
+            parameter.add_(torch.randn_like(parameter))
+    before = weight_distance(model, anchor_model)
+    anchor.pull(0.25)
+    assert weight_distance(model, anchor_model) == pytest.approx(0.75 * before, rel=1e-4)
+    zero = {g["weight_decay"] for g in _optimizer(model, loss_fn, TrainConfig(
+        regularize="to_zero")).param_groups if g["lr_scale"] == 1.0}
+    assert zero == {0.0, 0.1}  # AdamW's own: gains and biases excluded
