@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from patentclip.drawings import preprocess
 from patentclip.drawings.imagestore import LocalImageStore
 from patentclip.errors import InvalidInputError
 from patentclip.grants.model import LOCARNO_MAIN_CLASSES
@@ -46,6 +47,11 @@ if TYPE_CHECKING:  # the CLI reads this module's constants without loading torch
 
 logger = logging.getLogger(__name__)
 
+# The benchmark's protocol (queries, ranking, per_query) and the drawings' preprocessing, as
+# one string stored with every result: results are stored and paired by set *and* protocol,
+# so a change to either is benchmarked again, never paired with old results. Bump
+# BENCHMARK_VERSION with any change to what a result means.
+BENCHMARK_VERSION = 1
 PER_QUERY_CUTOFF = 100  # per_query keeps ranks up to here (null beyond): R@K for K <= 100
 ZERO_SHOT_PROMPT = "a patent drawing of {}"
 # PatentCLIP's published results (5k image-caption validation set, a different set from
@@ -63,10 +69,16 @@ def run_benchmark(encoder: Encoder, eval_set: EvalSet, images: LocalImageStore,
     results = benchmark_vectors(image_vectors, text_vectors, items, eval_set.class_counts,
                                 zero_shot_vectors(encoder, eval_set))
     results.update({"model_version": encoder.model_version, "model_spec": encoder.info.spec,
-                    "eval_set": eval_set.name, "eval_set_sha256": eval_set.sha256})
+                    "eval_set": eval_set.name, "eval_set_sha256": eval_set.sha256,
+                    "protocol": protocol()})
     if out_dir is not None:
         write_reports(results, Path(out_dir))
     return results
+
+
+def protocol() -> str:
+    """The protocol results are made under: ``bench<N>-pre<M>``."""
+    return f"bench{BENCHMARK_VERSION}-pre{preprocess.PREPROCESS_VERSION}"
 
 
 def benchmark_vectors(image_vectors: np.ndarray, text_vectors: np.ndarray,

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from patentclip.drawings import preprocess
 from patentclip.drawings.preprocess import DrawingPreprocessor
 from patentclip.errors import ImageDecodeError, NotFoundError
 
@@ -36,10 +37,12 @@ logger = logging.getLogger(__name__)
 
 
 class SheetCache:
-    """uint8 grayscale sheets after margin trim and resize, under ``root/<size>px/``."""
+    """uint8 grayscale sheets after margin trim and resize, under
+    ``root/v<PREPROCESS_VERSION>-<size>px/``: another preprocessing version is another
+    folder, never a silent reuse of pixels made the old way."""
 
     def __init__(self, root: str | Path, image_size: int) -> None:
-        self.root = Path(root) / f"{image_size}px"
+        self.root = Path(root) / f"v{preprocess.PREPROCESS_VERSION}-{image_size}px"
         self.image_size = image_size
         self.preprocessor = DrawingPreprocessor(image_size=image_size)
 

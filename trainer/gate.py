@@ -78,7 +78,8 @@ def pair(candidate: Sequence[dict], live: Sequence[dict], k: int) -> PairedOutco
         key = _set_key(cand, i)
         if key not in by_set:
             raise InvalidInputError(f"candidate results on evaluation set {_set_name(cand)} "
-                                    "have no live results on the same set (sha256)")
+                                    "have no live results on the same set (sha256) made under "
+                                    f"the same protocol: {key}")
         live_queries = _queries(by_set.pop(key), "live")
         cand_queries = _queries(cand, "candidate")
         if set(cand_queries) != set(live_queries):
@@ -203,7 +204,9 @@ def _as_list(results: Sequence[dict] | dict) -> list[dict]:
 
 
 def _set_key(results: dict, position: int) -> str:
-    return str(results.get("eval_set_sha256") or f"#{position}")
+    """The set and the protocol: results of another protocol are never paired."""
+    protocol = results.get("protocol") or "no protocol recorded"
+    return f"{results.get('eval_set_sha256') or f'#{position}'} ({protocol})"
 
 
 def _set_name(results: dict) -> str:

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from patentclip.errors import InvalidInputError, ModelLoadError, NotFoundError, PatentClipError
 from patentclip.model.registry import ModelRegistry, ModelVersion
 from patentclip.store import CollectionInfo, PatentStore
+from trainer.benchmark import protocol
 from trainer.data import EvalSet
 from trainer.gate import RolloutGate
 
@@ -187,7 +188,7 @@ class Rollout:
 
     def _results(self, version: str, spec: str, pretrained: str, eval_set: EvalSet) -> dict:
         """A model's results on a set: stored under the set's content hash, else now."""
-        stored = self.registry.benchmark_results(version, eval_set.sha256)
+        stored = self.registry.benchmark_results(version, eval_set.sha256, protocol())
         if stored is not None and "per_query" in stored:
             return stored
         if not spec:

@@ -18,6 +18,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from patentclip.errors import ImageDecodeError, InvalidQueryError
 
+# The version of what decode + square make of a drawing. Bump it with any change to their
+# output (trim, resize, padding, thresholds): caches and stored benchmark results carry
+# it, so pixels or results of another preprocessing are never reused as if current.
+PREPROCESS_VERSION = 1
 DEFAULT_MAX_PIXELS = 60_000_000  # a 300 dpi US-letter sheet is ~8.4M pixels
 # The only formats decoded: what USPTO ships and what examiners upload. Pillow would open
 # every format it knows otherwise (EPS reaches Ghostscript, PSD, ICNS, ...).

@@ -79,6 +79,12 @@ def registered_version(folder: Path, weights_digest: str) -> str | None:
     return str(manifest["version"])
 
 
+def results_key(eval_set_sha256: str, protocol: str) -> str:
+    """Where results are stored: the set's content hash and the protocol they were made
+    under (results from before protocols were recorded have none, and match no request)."""
+    return f"{eval_set_sha256}@{protocol or 'unversioned'}"
+
+
 class ModelRegistry:
     """Versions, frozen evaluation sets and rollout decisions in one folder."""
 
@@ -152,9 +158,9 @@ class ModelRegistry:
         hash (``results['eval_set_sha256']``): two sets of one name but other content never
         share results. A registered version keeps them in its manifest; any other model (an
         outside live checkpoint) under ``benchmarks/<version>/``."""
-        key = results.get("eval_set_sha256")
-        if not key:
+        if not results.get("eval_set_sha256"):
             raise InvalidInputError(f"{version}: benchmark results without eval_set_sha256")
+        key = results_key(results["eval_set_sha256"], results.get("protocol", ""))
         if self.exists(version):
             entry = self.get(version)
             manifest = dict(entry.manifest)
@@ -165,14 +171,18 @@ class ModelRegistry:
             path.parent.mkdir(parents=True, exist_ok=True)
             _write_json(path, results)
 
-    def benchmark_results(self, version: str, eval_set_sha256: str) -> dict | None:
-        """A model's stored results on the set with this content hash, if any."""
+    def benchmark_results(self, version: str, eval_set_sha256: str, protocol: str
+                          ) -> dict | None:
+        """A model's stored results on the set with this content hash, made under this
+        protocol (the benchmark's and the preprocessing's versions), if any."""
+        key = results_key(eval_set_sha256, protocol)
         if self.exists(version):
-            return self.get(version).manifest.get("benchmarks", {}).get(eval_set_sha256)
-        path = self._outside_benchmark(version, eval_set_sha256)
+            return self.get(version).manifest.get("benchmarks", {}).get(key)
+        path = self._outside_benchmark(version, key)
         return json.loads(path.read_text()) if path.is_file() else None
 
     def _outside_benchmark(self, version: str, key: str) -> Path:
+        key = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", version)
         return self.root / "benchmarks" / safe / f"{key}.json"
 

@@ -9,6 +9,7 @@ import pytest
 
 from harness.gate_simulation import Scenario, promotion_rate, simulate
 from patentclip.errors import InvalidInputError
+from trainer.benchmark import protocol
 from trainer.gate import RolloutGate, bootstrap_interval, pair
 
 RUNS = 200  # per scenario: a rate's standard error is at most 3.5 points
@@ -65,6 +66,9 @@ def test_results_on_other_sets_or_queries_or_without_per_query_are_refused():
     base = {("D1", "a"): 1, ("D2", "b"): None}
     with pytest.raises(InvalidInputError, match="no live results on the same set"):
         pair([_results(base)], [_results(base, sha="other")], 10)
+    with pytest.raises(InvalidInputError, match=r"same protocol: abc \(bench1-pre1\)"):
+        pair([{**_results(base), "protocol": "bench1-pre1"}],
+             [{**_results(base), "protocol": "bench2-pre1"}], 10)  # a protocol changed
     with pytest.raises(InvalidInputError, match="1 queries are in one model's results only"):
         pair([_results(base)], [_results({("D1", "a"): 1})], 10)
     with pytest.raises(InvalidInputError, match="no per_query list"):
@@ -166,6 +170,7 @@ def test_rollout_refuses_eval_weeks_inside_a_training_window_and_pools_the_rest(
         asked.append((spec, eval_set.name))
         rank = 1 if spec.startswith("local-dir:") else None  # the candidate finds them all
         return {"eval_set": eval_set.name, "eval_set_sha256": eval_set.sha256,
+                "protocol": protocol(),  # as run_benchmark stamps it
                 "per_query": [{"query": i.caption, "patent": i.patent, "locarno": "06",
                                "tercile": "head", "relevant_rank": rank} for i in eval_set.items]}
 

@@ -339,3 +339,32 @@ def test_decay_pulls_toward_the_anchor_and_the_optimizer_no_longer_decays_to_zer
     zero = {g["weight_decay"] for g in _optimizer(model, loss_fn, TrainConfig(
         regularize="to_zero")).param_groups if g["lr_scale"] == 1.0}
     assert zero == {0.0, 0.1}  # AdamW's own: gains and biases excluded
+
+
+def test_cached_pixels_and_stored_results_are_keyed_by_the_preprocessing_and_protocol(
+        tmp_path, monkeypatch):
+    """A change of preprocessing or benchmark protocol is a cache miss and a new benchmark,
+    never a silent reuse of what the old code made."""
+    import io
+
+    from PIL import Image
+
+    from patentclip.drawings import preprocess
+    from patentclip.model.registry import ModelRegistry
+    from trainer import benchmark
+    from trainer.cache import SheetCache
+
+    buffer = io.BytesIO()
+    Image.new("L", (40, 30), 255).save(buffer, "PNG")
+    assert SheetCache(tmp_path, 32).add(buffer.getvalue())[1] is True
+    assert SheetCache(tmp_path, 32).add(buffer.getvalue())[1] is False  # cached
+    monkeypatch.setattr(preprocess, "PREPROCESS_VERSION", preprocess.PREPROCESS_VERSION + 1)
+    assert SheetCache(tmp_path, 32).add(buffer.getvalue())[1] is True  # decoded again
+
+    registry = ModelRegistry(tmp_path / "registry")
+    now = benchmark.protocol()
+    registry.record_benchmark("outside-v1", {"eval_set_sha256": "abc", "protocol": "bench1-pre1",
+                                             "per_query": []})
+    assert now == f"bench{benchmark.BENCHMARK_VERSION}-pre{preprocess.PREPROCESS_VERSION}"
+    assert registry.benchmark_results("outside-v1", "abc", "bench1-pre1") is not None
+    assert registry.benchmark_results("outside-v1", "abc", now) is None  # benchmark again
