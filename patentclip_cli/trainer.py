@@ -204,7 +204,8 @@ def _run_rollout(args, settings: CoreSettings) -> int:
     with open_store(settings) as store:
         rollout = Rollout(registry, store, _gate(args), eval_sets,
                           benchmarker(images, settings.device), topic_reindexer(trainer),
-                          outside_windows(trainer.job.outside_trained_through))
+                          outside_windows(trainer.job.outside_trained_through),
+                          trainer.job.gap_weeks)
         decision = rollout.promote(args.version)
     print("\n".join(decision.lines()))
     return 0 if decision.decision == "promoted" else EXIT_REJECTED

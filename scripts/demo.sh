@@ -119,6 +119,9 @@ step "4. the first model: fine-tune the bootstrap model, gate, reindex, switch t
 # The trainer service, one cycle (python -m trainer --once), rolling out on its own (auto).
 # From random weights the text tower stays locked (see trainer/README.md).
 TRAIN="--epochs $EPOCHS --lr 1e-3 --batch-size 16 --lock-text-unlocked 0 --policy auto"
+# Production keeps a gap week between the last training week and the first evaluation
+# week (PATENTCLIP_TRAINER_GAP_WEEKS=1); the demo's two or three weeks have none to spare.
+export PATENTCLIP_TRAINER_GAP_WEEKS=0
 # The gate is the production one: a paired bootstrap over the evaluation patents, pooling
 # up to 4 weekly sets (fewer here: training needs the older weeks). A demo week holds 20
 # patents, and at that size only a very large gain is significant (trainer/README.md,

@@ -51,6 +51,14 @@ class JobSettings(Section):
         "training windows of models that are not registered versions: comma-separated "
         "spec-prefix=YYYYMMDD (last grant date trained on); evaluation weeks up to that day "
         "are refused. The published PatentCLIP checkpoints saw grants through 2022")
+    gap_weeks: int = setting(
+        1, "weeks between the last week a model (with its ancestors) trained on and the first "
+        "evaluation week: training stops that much earlier, and the gate refuses sets that "
+        "start within it")
+    replay_ratio: float = setting(
+        1.0, "a cycle trains on the sheets granted after its parent's training window plus "
+        "this many older sheets per new one (a seeded replay sample), not on all history "
+        "again; < 0 = all history")
     keep_checkpoints: int = setting(2, "epoch checkpoints kept per run (the last K)")
     loader_workers: int = setting(
         -1, "DataLoader worker processes; 0 = batches built in the trainer; -1 = auto: 0 on "
@@ -73,6 +81,8 @@ class JobSettings(Section):
             raise InvalidInputError("trainer schedule: weekday 0-6 (Monday = 0), hour 0-23")
         if not 0.5 <= self.gate_confidence < 1 or self.gate_resamples < 100:
             raise InvalidInputError("trainer gate: confidence in [0.5, 1), resamples >= 100")
+        if self.gap_weeks < 0:
+            raise InvalidInputError(f"trainer setting gap_weeks={self.gap_weeks}: must be >= 0")
         if self.keep_checkpoints < 1 or self.loader_workers < -1:
             raise InvalidInputError("trainer settings: keep_checkpoints >= 1, loader_workers >= "
                                     "-1 (auto)")
@@ -87,7 +97,8 @@ class JobSettings(Section):
         return CyclePlan(train, self.runs_dir, self.policy, self.eval_set, self.eval_weeks,
                          files, self.gate(), self.failpoint,
                          outside_windows(self.outside_trained_through), self.keep_checkpoints,
-                         self.loader_workers, self.sheet_cache_dir)
+                         self.loader_workers, self.sheet_cache_dir, gap_weeks=self.gap_weeks,
+                         replay_ratio=self.replay_ratio)
 
 
 def outside_windows(text: str) -> tuple[tuple[str, int], ...]:

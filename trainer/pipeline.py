@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
+
+import numpy as np
 
 from patentclip.config import CoreSettings
 from patentclip.drawings.imagestore import LocalImageStore
@@ -73,24 +77,30 @@ def ensure_eval_set(registry: ModelRegistry, images: LocalImageStore,
 
 
 def ensure_eval_sets(registry: ModelRegistry, images: LocalImageStore,
-                     examples: Sequence[TrainingExample], name: str = "", weeks: int = 4
-                     ) -> tuple[list[EvalSet], list[str]]:
+                     examples: Sequence[TrainingExample], name: str = "", weeks: int = 4,
+                     gap_weeks: int = 0) -> tuple[list[EvalSet], list[str]]:
     """The evaluation sets the gate pools, oldest first, and notes on how they were chosen.
 
     With a ``name``: that one frozen set (frozen now from the newest ``weeks`` weeks if it
     does not exist). Otherwise one set per week, ``week-YYYYMMDD``, for the newest
     ``weeks`` grant weeks, each frozen the first time it is used. Training needs at least
-    one older week, so with fewer weeks ingested fewer are pooled (and the notes say so).
+    one week older than the ``gap_weeks`` before them, so with fewer weeks ingested fewer
+    are pooled (and the notes say so).
     """
     if name:
         return [ensure_eval_set(registry, images, examples, name, weeks)], []
     all_weeks = sorted({grant_week(e.grant_date) for e in examples})
-    pooled = min(weeks, len(all_weeks) - 1)
+    pooled = min(weeks, len(all_weeks) - 1 - gap_weeks)
     if pooled < 1:
+        if len(all_weeks) > 1:
+            raise InvalidInputError(f"{len(all_weeks)} grant weeks are ingested: too few for "
+                                    f"an evaluation week, {gap_weeks} gap week(s) and a week "
+                                    "to train on")
         time_split(examples, 1)  # raises: a time split needs more than one week
     notes = [] if pooled == weeks else [
         f"pooling {pooled} of the configured {weeks} evaluation weeks: {len(all_weeks)} grant "
-        "weeks are ingested and training needs the older ones"]
+        f"weeks are ingested and training needs the older ones ({gap_weeks} gap week(s) "
+        "between)"]
     first = all_weeks[-pooled]
     train = [e for e in examples if grant_week(e.grant_date) < first]
     sets = []
@@ -109,10 +119,12 @@ def ensure_eval_sets(registry: ModelRegistry, images: LocalImageStore,
 
 
 def training_examples(examples: Sequence[TrainingExample], eval_sets: EvalSet |
-                      Sequence[EvalSet]) -> list[TrainingExample]:
-    """Everything older than the oldest evaluation week, never a patent of a set."""
+                      Sequence[EvalSet], gap_weeks: int = 0) -> list[TrainingExample]:
+    """Everything older than the oldest evaluation week by more than ``gap_weeks`` weeks,
+    never a patent of a set."""
     eval_sets = [eval_sets] if isinstance(eval_sets, EvalSet) else list(eval_sets)
     first = min(grant_week(s.window["first_grant_date"]) for s in eval_sets)
+    first -= timedelta(weeks=gap_weeks)
     held_out = {i.patent for s in eval_sets for i in s.items}
     return [e for e in examples
             if grant_week(e.grant_date) < first and e.patent not in held_out]
@@ -140,6 +152,27 @@ def benchmarker(images: LocalImageStore, device: str = "cpu"
         return run_benchmark(loaded[(spec, pretrained)], eval_set, images, out_dir)
 
     return bench
+
+
+def replay_selection(train: Sequence[TrainingExample], trained_through: int | None,
+                     ratio: float, seed: int) -> tuple[list[TrainingExample], str]:
+    """What a cycle trains on: the sheets granted after its parent's (lineage's) training
+    window, plus a replay sample of the older ones, ``ratio`` times as many (seeded), not
+    full epochs over all history again. All of it when the parent's window is unknown (an
+    outside checkpoint without one, the first run), when nothing is new, or ratio < 0.
+    Returns the examples and a line saying which."""
+    if ratio < 0 or trained_through is None:
+        return list(train), f"{len(train)} sheets, all history (no parent window or ratio < 0)"
+    new = [e for e in train if e.grant_date > trained_through]
+    old = [e for e in train if e.grant_date <= trained_through]
+    if not new:
+        return list(train), (f"nothing granted after the parent's window ({trained_through}): "
+                             f"all {len(train)} sheets")
+    rng = np.random.default_rng(seed)
+    take = min(len(old), math.ceil(ratio * len(new)))
+    replay = [old[i] for i in sorted(rng.choice(len(old), size=take, replace=False))]
+    return new + replay, (f"{len(new)} new sheets (after {trained_through}) and a replay "
+                          f"sample of {len(replay)} of {len(old)} older ones")
 
 
 def resolve_model(registry: ModelRegistry, name: str) -> str:
@@ -188,6 +221,8 @@ class CyclePlan:
     keep_checkpoints: int = 2
     loader_workers: int = -1  # auto (train.loader_workers_for)
     sheet_cache_dir: str = ""
+    gap_weeks: int = 1  # between the last training week and the first evaluation week
+    replay_ratio: float = 1.0  # older sheets replayed per new one; < 0: all history
 
 
 class TrainingCycle:
@@ -208,18 +243,24 @@ class TrainingCycle:
         self.on_step("data")
         examples, report = build_examples(self.images, self.plan.caption_files)
         eval_sets, notes = ensure_eval_sets(self.registry, self.images, examples,
-                                            self.plan.eval_set, self.plan.eval_weeks)
+                                            self.plan.eval_set, self.plan.eval_weeks,
+                                            self.plan.gap_weeks)
         newest = eval_sets[-1]
         result.eval_set = ",".join(s.name for s in eval_sets)
-        train = training_examples(examples, eval_sets)
+        train = training_examples(examples, eval_sets, self.plan.gap_weeks)
         logger.info("trainer data: %d sheets (%d for training) from %d grants; evaluation sets "
                     "%s; skipped %s", len(examples), len(train), report.grants, result.eval_set,
                     report.skipped or "nothing")
         for note in notes:
             logger.info("evaluation: %s", note)
         self.on_step("train")
-        base_spec, base_pretrained = self._base_model()
+        base_spec, base_pretrained, base_version = self._base_model()
         config = replace(self.plan.train, base_model=base_spec, pretrained=base_pretrained)
+        parent_window = Rollout(self.registry, self.store, outside_windows=self.plan.outside_windows
+                                ).window(base_version, base_spec)
+        train, note = replay_selection(train, parent_window.last, self.plan.replay_ratio,
+                                       self.plan.train.seed)
+        logger.info("trainer data: %s", note)
         # Same settings and data -> same folder, so a killed cycle resumes; new data or
         # settings -> a new run.
         data_digest = data_hash(train)[:8]
@@ -262,17 +303,19 @@ class TrainingCycle:
             raise InvalidInputError("rollout needs a reindex source (Kafka settings)")
         return Rollout(self.registry, self.store, self.plan.gate, eval_sets,
                        bench or benchmarker(self.images, self.core.device), self.reindex,
-                       self.plan.outside_windows)
+                       self.plan.outside_windows, self.plan.gap_weeks)
 
-    def _base_model(self) -> tuple[str, str]:
-        """Fine-tune from the live model (the alias' recorded spec), else the configured one."""
+    def _base_model(self) -> tuple[str, str, str]:
+        """(spec, pretrained, registered version or "") to fine-tune from: the configured
+        model, else the live model (the alias' recorded spec), else the core model."""
         if self.plan.train.base_model:
-            return resolve_model(self.registry, self.plan.train.base_model), \
-                self.plan.train.pretrained
+            name = self.plan.train.base_model
+            return resolve_model(self.registry, name), self.plan.train.pretrained, name
         live = self.store.live_info()
         if live and live.model_spec:
-            return live.model_spec, live.pretrained
-        return resolve_model(self.registry, self.core.model), self.core.pretrained
+            return live.model_spec, live.pretrained, live.model_version
+        return (resolve_model(self.registry, self.core.model), self.core.pretrained,
+                self.core.model)
 
     def _done(self, result: CycleResult, started: float) -> CycleResult:
         result.seconds = time.perf_counter() - started

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
 
 from patentclip.errors import InvalidInputError, ModelLoadError, NotFoundError, PatentClipError
 from patentclip.model.registry import ModelRegistry, ModelVersion
 from patentclip.store import CollectionInfo, PatentStore
 from trainer.benchmark import protocol
-from trainer.data import EvalSet
+from trainer.data import EvalSet, grant_week
 from trainer.gate import RolloutGate
 
 logger = logging.getLogger(__name__)
@@ -46,13 +47,30 @@ class TrainingWindow:
     first: int | None = None
     last: int | None = None
     source: str = ""  # where the window comes from, for the reasons
+    gap_weeks: int = 0  # weeks after ``last`` that no evaluation set may start in
 
     def overlaps(self, eval_set: EvalSet) -> bool:
+        """Whether the set starts within the window or the ``gap_weeks`` after it: grants
+        of the week after training share designs, filings and examiners with it, so an
+        evaluation that starts there is not a fair test of what comes later."""
         if self.last is None:
             return False
         window = eval_set.window
-        return window["first_grant_date"] <= self.last and \
+        end = grant_week(self.last) + timedelta(weeks=self.gap_weeks + 1)
+        return grant_week(window["first_grant_date"]) < end and \
             (self.first is None or window["last_grant_date"] >= self.first)
+
+    def joined(self, other: TrainingWindow) -> TrainingWindow:
+        """The window of a model and its ancestor: from the earlier first date (None if
+        either is unbounded there) to the later last one."""
+        if other.last is None:
+            return self
+        if self.last is None:
+            return replace(other, gap_weeks=self.gap_weeks)
+        first = None if self.first is None or other.first is None else min(self.first,
+                                                                          other.first)
+        return TrainingWindow(first, max(self.last, other.last),
+                              f"{self.source} and its ancestors", self.gap_weeks)
 
 
 @dataclass
@@ -86,13 +104,14 @@ class Rollout:
     def __init__(self, registry: ModelRegistry, store: PatentStore,
                  gate: RolloutGate | None = None, eval_sets: Sequence[EvalSet] = (),
                  benchmark: Benchmark | None = None, reindex: Reindex | None = None,
-                 outside_windows: Sequence[tuple[str, int]] = ()) -> None:
+                 outside_windows: Sequence[tuple[str, int]] = (), gap_weeks: int = 1) -> None:
         """``gate``, ``eval_sets``, ``benchmark`` and ``reindex`` are what ``promote`` needs;
         ``rollback`` needs only the registry and the store. ``outside_windows``: (spec
-        prefix, last grant date trained on) of models that are not registered versions."""
+        prefix, last grant date trained on) of models that are not registered versions.
+        ``gap_weeks``: weeks after a model's training window no evaluation set may start in."""
         self.registry, self.store, self.gate = registry, store, gate or RolloutGate()
         self.eval_sets, self.benchmark, self.reindex = list(eval_sets), benchmark, reindex
-        self.outside_windows = tuple(outside_windows)
+        self.outside_windows, self.gap_weeks = tuple(outside_windows), gap_weeks
 
     def promote(self, version: str) -> RolloutDecision:
         if self.benchmark is None or self.reindex is None or not self.eval_sets:
@@ -153,16 +172,28 @@ class Rollout:
         return self.store.live_info()
 
     def window(self, version: str, spec: str) -> TrainingWindow:
-        """A registered version's training window (its manifest), else the configured one of
-        the first matching outside spec prefix, else unknown."""
-        if self.registry.exists(version):
-            data = self.registry.get(version).manifest.get("data", {})
-            return TrainingWindow(data.get("first_grant_date"), data.get("last_grant_date"),
-                                  f"{version}'s manifest")
+        """The training window of a model's whole lineage: a registered version's (its
+        manifest) joined with its parent's, and theirs, up to an outside checkpoint, whose
+        window is the configured one of the first matching spec prefix; else unknown. A
+        candidate fine-tuned from a parent has seen what the parent saw."""
+        window, seen = TrainingWindow(source="unknown", gap_weeks=self.gap_weeks), set()
+        while version and version not in seen:
+            seen.add(version)
+            if not self.registry.exists(version):
+                break
+            manifest = self.registry.get(version).manifest
+            data = manifest.get("data", {})
+            window = window.joined(TrainingWindow(data.get("first_grant_date"),
+                                                  data.get("last_grant_date"),
+                                                  f"{version}'s manifest", self.gap_weeks))
+            version = manifest.get("parent", "")
+            spec = manifest.get("hyperparameters", {}).get("base_model", "")  # the parent's
         for prefix, last in self.outside_windows:
             if spec.startswith(prefix):
-                return TrainingWindow(None, last, f"outside_trained_through {prefix}={last}")
-        return TrainingWindow(source="unknown")
+                window = window.joined(TrainingWindow(
+                    None, last, f"outside_trained_through {prefix}={last}", self.gap_weeks))
+                break
+        return window
 
     def _outside_training(self, candidate: ModelVersion, live: CollectionInfo | None
                           ) -> tuple[list[EvalSet], list[str]]:

@@ -124,6 +124,11 @@ def test_the_gate_pools_weekly_sets_and_training_stays_older(corpus, tmp_path):
     assert all(sum(s.class_counts.values()) == len(train) for s in sets)
     again, _ = ensure_eval_sets(registry, corpus["images"], examples, weeks=4)
     assert [s.sha256 for s in again] == [s.sha256 for s in sets]
+    # With a gap week between training and evaluation: one set, the middle week left out.
+    gapped, notes = ensure_eval_sets(ModelRegistry(tmp_path / "gapped"), corpus["images"],
+                                     examples, weeks=4, gap_weeks=1)
+    assert [s.name for s in gapped] == ["week-20210118"] and "1 gap week" in notes[0]
+    assert {e.grant_date for e in training_examples(examples, gapped, 1)} == {20210105}
 
 
 def test_cached_pixels_equal_the_encoders_and_a_second_run_decodes_nothing(
@@ -353,9 +358,11 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
     # One evaluation week (16 patents), so training has two (32). 16 patents cannot resolve
     # the gain this corpus gives (about +0.1 R@10, 95% interval about +-0.22: see
     # trainer/README.md, "What an evaluation can decide"), so this test of the cycle's
-    # mechanics lowers the margin; the gate's statistics are tested in test_gate.py.
+    # mechanics lowers the margin; the gate's statistics are tested in test_gate.py. No gap
+    # week either: with three weeks it would leave one to train on (the gap is tested in
+    # test_gate.py and below).
     env = _env(core, tmp_path / "runs", policy="auto", eval_weeks=1, gate_margin=-0.3,
-               **TRAIN_FLAGS)
+               gap_weeks=0, **TRAIN_FLAGS)
     del env["PATENTCLIP_TRAINER_BASE_MODEL"]  # fine-tune from live
     settings = dataclasses.replace(TrainerSettings.from_env(env), core=core,
                                    kafka=kafka_settings, consumer=consumer)
@@ -412,7 +419,7 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
     rollout = Rollout(registry, store, RolloutGate(), eval_sets,
                       lambda spec, pretrained, eval_set: benchmark_spec(spec, pretrained,
                                                                         eval_set, images),
-                      topic_reindexer(settings))
+                      topic_reindexer(settings), gap_weeks=0)  # as the cycle above
     rejected = rollout.promote(worse.version)
     assert rejected.decision == "rejected"
     assert any("does not beat live" in r for r in rejected.reasons)
@@ -435,6 +442,7 @@ def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls
     # results, by content hash): rejected, exit 1, nothing reindexed.
     monkeypatch.setenv("PATENTCLIP_KAFKA_BOOTSTRAP_SERVERS", kafka_settings.bootstrap_servers)
     monkeypatch.setenv("PATENTCLIP_KAFKA_TOPIC", kafka_settings.topic)
+    monkeypatch.setenv("PATENTCLIP_TRAINER_GAP_WEEKS", "0")  # as the cycle above
     assert cli(["rollout", worse.version, *common, "--images-dir", str(images.root)]) == 1
     printed = capsys.readouterr().out
     assert f"rollout {worse.version}: REJECTED" in printed and "95% interval" in printed

@@ -147,8 +147,9 @@ def _week(name: str, day: int):
 
 def test_rollout_refuses_eval_weeks_inside_a_training_window_and_pools_the_rest(tmp_path):
     """Candidate trained on grants to 2021-01-12; the live model is an outside PatentCLIP
-    checkpoint trained through 2022. Weeks of 2021 are refused for both reasons; a 2023 week
-    is used; the decision records every refusal and the gate's figures."""
+    checkpoint trained through 2022. Weeks of 2021 are refused for both reasons, the first
+    week of 2023 for the gap week after the live model's window; a later 2023 week is used;
+    the decision records every refusal and the gate's figures."""
     from patentclip.model.registry import ModelRegistry
     from patentclip.store import CollectionInfo
     from trainer.rollout import Rollout
@@ -163,7 +164,7 @@ def test_rollout_refuses_eval_weeks_inside_a_training_window_and_pools_the_rest(
     live = CollectionInfo("patents_live_model", "patentclip_vitl", 512, 10,
                           "hf-hub:hhshomee/PatentCLIP_ViT_L")
     sets = [_week("week-20210111", 20210112), _week("week-20221226", 20221227),
-            _week("week-20230102", 20230103)]
+            _week("week-20230102", 20230103), _week("week-20230116", 20230117)]
     asked = []
 
     def benchmark(spec, pretrained, eval_set):
@@ -178,12 +179,13 @@ def test_rollout_refuses_eval_weeks_inside_a_training_window_and_pools_the_rest(
                       lambda version: "patents_candidate",
                       outside_windows=[("hf-hub:hhshomee/PatentCLIP", 20221231)])
     decision = rollout.promote(candidate.version)
-    assert decision.eval_sets == ["week-20230102"]
+    assert decision.eval_sets == ["week-20230116"]
     refused = [r for r in decision.reasons if "refused" in r]
-    assert len(refused) == 2
+    assert len(refused) == 3
     assert "candidate" in refused[0] and "live" in refused[0]  # 2021: both windows
     assert "candidate" not in refused[1] and "20221231" in refused[1]
-    assert {name for _, name in asked} == {"week-20230102"}
+    assert "week-20230102" in refused[2] and "20221231" in refused[2]  # the gap week
+    assert {name for _, name in asked} == {"week-20230116"}
     assert decision.decision == "promoted" and decision.gate["patents"] == 3
     # Stored under the set's content hash: a second rollout benchmarks nothing again.
     asked.clear()
@@ -192,3 +194,32 @@ def test_rollout_refuses_eval_weeks_inside_a_training_window_and_pools_the_rest(
             outside_windows=[("hf-hub:hhshomee/PatentCLIP", 20221231)]).promote(
                 candidate.version)
     assert asked == []
+
+
+def test_a_candidates_training_window_is_its_whole_lineages(tmp_path):
+    """A candidate trained on one new week (and a replay sample) has still seen what its
+    parent saw, and the parent what the outside checkpoint it started from saw."""
+    from patentclip.model.registry import ModelRegistry
+    from trainer.rollout import Rollout
+
+    registry = ModelRegistry(tmp_path / "registry")
+
+    def register(name, digest, **kw):
+        source = tmp_path / name
+        source.mkdir()
+        (source / "open_clip_config.json").write_text("{}")
+        (source / "open_clip_model.safetensors").write_bytes(name.encode())
+        return registry.register(source, digest * 32, family="tiny", **kw)
+
+    parent = register("parent", "a", data={"first_grant_date": 20230103,
+                                           "last_grant_date": 20230307},
+                      hyperparameters={"base_model": "hf-hub:hhshomee/PatentCLIP_ViT_L"})
+    child = register("child", "b", parent=parent.version,
+                     data={"first_grant_date": 20230103, "last_grant_date": 20230110},
+                     hyperparameters={"base_model": parent.spec})
+    rollout = Rollout(registry, None, outside_windows=[("hf-hub:hhshomee/PatentCLIP",
+                                                        20221231)])
+    window = rollout.window(child.version, child.spec)
+    assert (window.first, window.last) == (None, 20230307)  # the outside one is unbounded
+    assert window.overlaps(_week("week-20230313", 20230314))  # the gap week after it
+    assert not window.overlaps(_week("week-20230320", 20230321))

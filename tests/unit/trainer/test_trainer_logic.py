@@ -368,3 +368,18 @@ def test_cached_pixels_and_stored_results_are_keyed_by_the_preprocessing_and_pro
     assert now == f"bench{benchmark.BENCHMARK_VERSION}-pre{preprocess.PREPROCESS_VERSION}"
     assert registry.benchmark_results("outside-v1", "abc", "bench1-pre1") is not None
     assert registry.benchmark_results("outside-v1", "abc", now) is None  # benchmark again
+
+
+def test_a_cycle_trains_on_the_new_weeks_and_a_replay_sample_not_all_history():
+    from trainer.pipeline import replay_selection
+
+    old = [TrainingExample(f"D{i}", 1, "u", ("c",), "09", 20210105) for i in range(30)]
+    new = [TrainingExample(f"E{i}", 1, "u", ("c",), "09", 20210112) for i in range(5)]
+    chosen, note = replay_selection(old + new, 20210105, 1.0, seed=0)
+    assert chosen[:5] == new and len(chosen) == 10 and set(chosen[5:]) <= set(old)
+    assert "5 new sheets" in note and "replay sample of 5 of 30" in note
+    assert replay_selection(old + new, 20210105, 1.0, seed=0)[0] == chosen  # seeded
+    assert replay_selection(old + new, 20210105, 1.0, seed=1)[0] != chosen
+    assert replay_selection(old + new, None, 1.0, seed=0)[0] == old + new  # window unknown
+    assert replay_selection(old + new, 20210105, -1, seed=0)[0] == old + new  # all history
+    assert replay_selection(old, 20210105, 1.0, seed=0)[0] == old  # nothing new
