@@ -91,6 +91,7 @@ def stack(tmp_path, kafka_settings, lite_server, tiny_model_dir):
            "PATENTCLIP_KAFKA_DLQ_TOPIC": kafka_settings.dlq_topic,
            "PATENTCLIP_QUERY_METRICS_HOST": "127.0.0.1", "PATENTCLIP_TRAINER_METRICS_HOST":
            "127.0.0.1", "PATENTCLIP_TRAINER_RUNS_DIR": str(tmp_path / "runs"),
+           "PATENTCLIP_TRAINER_GAP_WEEKS": "0",  # two weeks: none to spare for a gap
            # the auto rollout's reindex joins a consumer group on Tansu: keep joins short
            "PATENTCLIP_EMBEDDER_SESSION_TIMEOUT_MS": "3000",
            "PATENTCLIP_EMBEDDER_MAX_POLL_INTERVAL_MS": "6000"}
