@@ -12,7 +12,7 @@ from patentclip.errors import InvalidInputError
 from services.common.broker import KafkaSettings
 from services.embedder.config import ConsumerSettings
 from trainer.benchmark import PRIMARY_METRIC
-from trainer.gate import RolloutGate
+from trainer.gate import STATISTICS, RolloutGate
 from trainer.pipeline import CyclePlan
 from trainer.train import TrainConfig
 
@@ -40,6 +40,10 @@ class JobSettings(Section):
     caption_files: str = setting(
         "", "comma-separated CSVs with id,caption columns (extra captions)", flag="--captions")
     gate_metric: str = setting(PRIMARY_METRIC)
+    gate_statistic: str = setting(
+        "bootstrap_recall", "bootstrap_recall: the paired bootstrap of R@K's difference; "
+        "sign_flip_rr: the paired sign-flip test of mean reciprocal rank (capped at 100), "
+        "exact up to 16 patents, never above its level there", choices=STATISTICS)
     gate_margin: float = setting(
         0.0, "promote only if the interval's lower bound of candidate - live is above this")
     gate_min_tercile_patents: int = setting(30, "terciles with fewer patents never veto")
@@ -90,7 +94,8 @@ class JobSettings(Section):
 
     def gate(self) -> RolloutGate:
         return RolloutGate(self.gate_metric, self.gate_margin, self.gate_min_tercile_patents,
-                           self.gate_confidence, self.gate_resamples, self.gate_seed)
+                           self.gate_confidence, self.gate_resamples, self.gate_seed,
+                           self.gate_statistic)
 
     def plan(self, train: TrainConfig) -> CyclePlan:
         files = tuple(f.strip() for f in self.caption_files.split(",") if f.strip())

@@ -30,6 +30,9 @@ from patentclip.errors import InvalidInputError
 
 PRIMARY_METRIC = "patent_aware.text_to_image_R@10"
 TERCILES = ("head", "middle", "tail")
+STATISTICS = ("bootstrap_recall", "sign_flip_rr")
+RR_CUTOFF = 100  # reciprocal rank counts to here (per_query keeps ranks up to 100)
+EXACT_UP_TO = 16  # patents: every sign vector is enumerated (2**16); above, a seeded sample
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,15 @@ class PairedOutcomes:
     queries: np.ndarray  # per patent
     candidate_hits: np.ndarray
     live_hits: np.ndarray
+    candidate_rr: np.ndarray  # reciprocal ranks (0 past RR_CUTOFF), summed per patent
+    live_rr: np.ndarray
 
     def subset(self, tercile: str) -> PairedOutcomes:
         keep = [i for i, t in enumerate(self.terciles) if t == tercile]
         return PairedOutcomes([self.patents[i] for i in keep], [tercile] * len(keep),
                               self.queries[keep], self.candidate_hits[keep],
-                              self.live_hits[keep])
+                              self.live_hits[keep], self.candidate_rr[keep],
+                              self.live_rr[keep])
 
     def recall(self) -> tuple[float, float]:
         total = max(int(self.queries.sum()), 1)
@@ -88,10 +94,12 @@ def pair(candidate: Sequence[dict], live: Sequence[dict], k: int) -> PairedOutco
                                     "in one model's results only; benchmark both on the same "
                                     "frozen set")
         for query, (patent, tercile, rank) in cand_queries.items():
-            entry = rows.setdefault(f"{key}/{patent}", [patent, tercile, 0, 0, 0])
+            entry = rows.setdefault(f"{key}/{patent}", [patent, tercile, 0, 0, 0, 0.0, 0.0])
             entry[2] += 1
             entry[3] += _hit(rank, k)
             entry[4] += _hit(live_queries[query][2], k)
+            entry[5] += _reciprocal(rank)
+            entry[6] += _reciprocal(live_queries[query][2])
     if by_set:
         names = ", ".join(_set_name(r) for r in by_set.values())
         raise InvalidInputError(f"live results on {names} have no candidate results")
@@ -99,8 +107,7 @@ def pair(candidate: Sequence[dict], live: Sequence[dict], k: int) -> PairedOutco
         raise InvalidInputError("no per-query results to compare")
     values = list(rows.values())
     return PairedOutcomes([v[0] for v in values], [v[1] for v in values],
-                          np.array([v[2] for v in values]), np.array([v[3] for v in values]),
-                          np.array([v[4] for v in values]))
+                          *(np.array([v[j] for v in values]) for j in range(2, 7)))
 
 
 def combine(outcomes: Sequence[PairedOutcomes]) -> PairedOutcomes:
@@ -109,12 +116,14 @@ def combine(outcomes: Sequence[PairedOutcomes]) -> PairedOutcomes:
     rows: dict[str, list] = {}
     for part in outcomes:
         for i, patent in enumerate(part.patents):
-            entry = rows.setdefault(patent, [part.terciles[i], 0, 0, 0])
+            entry = rows.setdefault(patent, [part.terciles[i], 0, 0, 0, 0.0, 0.0])
             entry[1] += int(part.queries[i])
             entry[2] += int(part.candidate_hits[i])
             entry[3] += int(part.live_hits[i])
+            entry[4] += float(part.candidate_rr[i])
+            entry[5] += float(part.live_rr[i])
     return PairedOutcomes(list(rows), [v[0] for v in rows.values()],
-                          *(np.array([v[j] for v in rows.values()]) for j in (1, 2, 3)))
+                          *(np.array([v[j] for v in rows.values()]) for j in range(1, 6)))
 
 
 def bootstrap_interval(outcomes: PairedOutcomes, resamples: int = 2000, seed: int = 0,
@@ -135,6 +144,32 @@ def bootstrap_interval(outcomes: PairedOutcomes, resamples: int = 2000, seed: in
     return float(observed), float(low), float(high)
 
 
+def sign_flip_test(outcomes: PairedOutcomes, margin: float = 0.0, resamples: int = 2000,
+                   seed: int = 0) -> tuple[float, float]:
+    """(difference, p): candidate - live mean reciprocal rank (capped at RR_CUTOFF) over the
+    pooled queries, and the one-sided p-value of "no better than ``margin``" by flipping
+    which model is which within each patent. Exact (every sign vector) up to EXACT_UP_TO
+    patents, where the percentile bootstrap is anti-conservative; a seeded sample of
+    ``resamples`` sign vectors above, with the (1 + hits) / (1 + draws) p-value, which
+    never understates. Rank-sensitive: the queries both models answer at different ranks
+    count, not only those one finds in the top K and the other does not."""
+    queries = outcomes.queries.astype(np.float64)
+    shifted = (outcomes.candidate_rr - outcomes.live_rr) - margin * queries
+    total = queries.sum()
+    observed = float(shifted.sum() / total)
+    n = len(shifted)
+    if n <= EXACT_UP_TO:
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+        flipped = signs @ shifted / total
+        return observed + margin, float(np.mean(flipped >= observed - 1e-12))
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for start in range(0, resamples, 250):
+        signs = rng.choice((-1.0, 1.0), size=(min(250, resamples - start), n))
+        hits += int(np.sum(signs @ shifted / total >= observed - 1e-12))
+    return observed + margin, (1 + hits) / (1 + resamples)
+
+
 @dataclass(frozen=True)
 class RolloutGate:
     """Candidate vs live on the same pooled evaluation sets."""
@@ -145,6 +180,7 @@ class RolloutGate:
     confidence: float = 0.95
     resamples: int = 2000
     seed: int = 0
+    statistic: str = "bootstrap_recall"  # or sign_flip_rr (STATISTICS)
 
     def decide(self, candidate: Sequence[dict] | dict,
                live: Sequence[dict] | dict | None) -> GateResult:
@@ -176,8 +212,28 @@ class RolloutGate:
             summary["terciles"][tercile] = figures
             reasons.append(line)
             passed = passed and not veto
+        if self.statistic == "sign_flip_rr":
+            passed, reasons[1] = self._sign_flip(outcomes, summary)
         summary["decision"] = "promote" if passed else "reject"
         return GateResult(passed, reasons, summary)
+
+    def _sign_flip(self, outcomes: PairedOutcomes, summary: dict) -> tuple[bool, str]:
+        """The decision on the sign-flip test of mean reciprocal rank, in place of the
+        bootstrap's lower bound; the terciles still veto. One-sided at (1 - confidence) / 2,
+        the level of the bootstrap interval's lower bound."""
+        diff, p = sign_flip_test(outcomes, self.margin, self.resamples, self.seed)
+        alpha = (1 - self.confidence) / 2
+        summary.update({"statistic": "sign_flip_rr", "mrr_difference": diff, "p_value": p,
+                        "alpha": alpha})
+        vetoed = any(t["patents"] >= self.min_tercile_patents and t["interval"][1] < 0
+                     for t in summary["terciles"].values() if "interval" in t)
+        n = len(outcomes.patents)
+        how = "exact" if n <= EXACT_UP_TO else f"{self.resamples} flips"
+        verdict = (f"p <= {alpha:.3f}: promote" if p <= alpha else
+                   f"p > {alpha:.3f}: does not beat live significantly")
+        return p <= alpha and not vetoed, (
+            f"MRR@{RR_CUTOFF} difference {diff:+.4f} (margin {self.margin}), sign-flip "
+            f"p = {p:.4f} over {n} patents ({how}): {verdict}")
 
     def _tercile(self, outcomes: PairedOutcomes, tercile: str, level: str
                  ) -> tuple[str, bool, dict]:
@@ -207,6 +263,10 @@ def _set_key(results: dict, position: int) -> str:
     """The set and the protocol: results of another protocol are never paired."""
     protocol = results.get("protocol") or "no protocol recorded"
     return f"{results.get('eval_set_sha256') or f'#{position}'} ({protocol})"
+
+
+def _reciprocal(rank) -> float:
+    return 1.0 / rank if rank is not None and rank <= RR_CUTOFF else 0.0
 
 
 def _set_name(results: dict) -> str:
