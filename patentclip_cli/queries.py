@@ -10,8 +10,8 @@ from pathlib import Path
 
 from google.protobuf.descriptor import FieldDescriptor
 
+from patentclip.codec.api import query_message as api_query_message
 from patentclip.errors import InvalidInputError
-from patentclip.search.query import set_scalar
 from patentclip.v1 import search_pb2
 
 FIELDS = search_pb2.Query.DESCRIPTOR.fields
@@ -28,7 +28,7 @@ ALIASES = {"patent": ("--similar",)}  # the flag's name before it was derived
 def add_query_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per field of the Query message, its value parsed by the field's type."""
     for field in FIELDS:
-        flags = (f"--{field.name.replace('_', '-')}", *ALIASES.get(field.name, ()))
+        flags = (_flag(field.name), *ALIASES.get(field.name, ()))
         help_text = HELP.get(field.name, f"the query's {field.name} (the API's Query message)")
         if field.message_type is not None:
             names = ",".join(f.name.upper() for f in field.message_type.fields)
@@ -50,34 +50,34 @@ def query_message(args: argparse.Namespace) -> search_pb2.Query:
     """The Query message the flags describe: a file flag's bytes (its name filling the
     ``<field>_name`` field when the message has one and it was not given), a message flag
     as comma-separated values in its fields' order. Refusals name the flag."""
-    message = search_pb2.Query()
+    values = {field.name: getattr(args, field.name) for field in FIELDS}
     for field in FIELDS:
-        value = getattr(args, field.name)
+        value = values[field.name]
         if value is None:
             continue
-        flag = f"--{field.name.replace('_', '-')}"
         if field.message_type is not None:
-            getattr(message, field.name).CopyFrom(_message(field, value, flag))
+            values[field.name] = _numbers(field, value, _flag(field.name))
         elif field.type == FieldDescriptor.TYPE_BYTES:
             if not value.is_file():
-                raise InvalidInputError(f"{flag} {value}: no such file")
-            setattr(message, field.name, value.read_bytes())
-            if f"{field.name}_name" in search_pb2.Query.DESCRIPTOR.fields_by_name and getattr(
-                    args, f"{field.name}_name") is None:
-                setattr(message, f"{field.name}_name", str(value))
-        else:
-            set_scalar(message, field.name, value, flag)
-    return message
+                raise InvalidInputError(f"{_flag(field.name)} {value}: no such file")
+            values[field.name] = value.read_bytes()
+            if values.get(f"{field.name}_name", "") is None:  # a field of the message, unset
+                values[f"{field.name}_name"] = str(value)
+    return api_query_message(values, label=_flag)
 
 
-def _message(field: FieldDescriptor, text: str, flag: str):
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def _numbers(field: FieldDescriptor, text: str, flag: str) -> tuple[float, ...]:
+    """A message flag's comma-separated numbers, one per field of the message."""
     parts = field.message_type.fields
     try:
-        values = [float(v) for v in text.split(",")]
+        values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        values = []
+        values = ()
     if len(values) != len(parts):
         names = ",".join(p.name for p in parts)
         raise InvalidInputError(f"{flag} {text!r}: {len(parts)} numbers, {names}")
-    return type(getattr(search_pb2.Query(), field.name))(
-        **{p.name: v for p, v in zip(parts, values, strict=True)})
+    return values

@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 
 from patentclip.codec.api import AGAINST_NAME_TO_PB, VIEW_NAME_TO_PB
+from patentclip.codec.api import query_message as api_query_message
 from patentclip.grants.model import SHEET_VIEWS, yyyymmdd
 from patentclip.v1 import search_pb2, search_pb2_grpc
 
@@ -203,19 +204,7 @@ def query_message(fields: dict) -> search_pb2.Query:
     unknown = set(fields) - QUERY_FIELDS
     if unknown:
         raise ValueError(f"{sorted(unknown)}: not fields of a query ({', '.join(QUERY_FIELDS)})")
-    message = search_pb2.Query()
-    for name, value in fields.items():
-        if value is None:
-            continue
-        field = search_pb2.Query.DESCRIPTOR.fields_by_name[name]
-        if field.message_type is not None:
-            if isinstance(value, tuple | list):
-                value = type(getattr(message, name))(**dict(zip(
-                    field.message_type.fields_by_name, value, strict=True)))
-            getattr(message, name).CopyFrom(value)
-        else:
-            setattr(message, name, value)
-    return message
+    return api_query_message(fields)
 
 
 def _page(response: search_pb2.SearchResponse) -> SearchPage:

@@ -207,31 +207,30 @@ class RolloutGate:
                    f"lower bound {low:+.4f} > margin {self.margin}: promote" if passed else
                    f"lower bound {low:+.4f} <= margin {self.margin}: does not beat live "
                    "significantly"]
+        if self.statistic == "sign_flip_rr":  # decides in place of the lower bound
+            passed, reasons[1] = self._sign_flip(outcomes, summary)
         for tercile in TERCILES:
             line, veto, figures = self._tercile(outcomes.subset(tercile), tercile, level)
             summary["terciles"][tercile] = figures
             reasons.append(line)
             passed = passed and not veto
-        if self.statistic == "sign_flip_rr":
-            passed, reasons[1] = self._sign_flip(outcomes, summary)
         summary["decision"] = "promote" if passed else "reject"
         return GateResult(passed, reasons, summary)
 
     def _sign_flip(self, outcomes: PairedOutcomes, summary: dict) -> tuple[bool, str]:
-        """The decision on the sign-flip test of mean reciprocal rank, in place of the
-        bootstrap's lower bound; the terciles still veto. One-sided at (1 - confidence) / 2,
-        the level of the bootstrap interval's lower bound."""
+        """Whether the sign-flip test of mean reciprocal rank finds the candidate better
+        than live by ``margin``, and the reason line (the terciles veto afterwards, as for
+        the bootstrap). One-sided at (1 - confidence) / 2, the level of the bootstrap
+        interval's lower bound."""
         diff, p = sign_flip_test(outcomes, self.margin, self.resamples, self.seed)
         alpha = (1 - self.confidence) / 2
         summary.update({"statistic": "sign_flip_rr", "mrr_difference": diff, "p_value": p,
                         "alpha": alpha})
-        vetoed = any(t["patents"] >= self.min_tercile_patents and t["interval"][1] < 0
-                     for t in summary["terciles"].values() if "interval" in t)
         n = len(outcomes.patents)
         how = "exact" if n <= EXACT_UP_TO else f"{self.resamples} flips"
         verdict = (f"p <= {alpha:.3f}: promote" if p <= alpha else
                    f"p > {alpha:.3f}: does not beat live significantly")
-        return p <= alpha and not vetoed, (
+        return p <= alpha, (
             f"MRR@{RR_CUTOFF} difference {diff:+.4f} (margin {self.margin}), sign-flip "
             f"p = {p:.4f} over {n} patents ({how}): {verdict}")
 

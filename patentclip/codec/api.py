@@ -1,9 +1,11 @@
-"""The search API's enum maps: view names and what a search matches, between the names the
-core uses and the protobuf enums of ``protos/``. The client library reads these without the
-topic codec.
+"""The search API's enum maps (view names and what a search matches, between the names the
+core uses and the protobuf enums of ``protos/``) and the one builder of its ``Query``
+message from a transport's values. The client library reads these without the topic codec.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 
 from patentclip.errors import InvalidQueryError
 from patentclip.grants.model import SHEET_VIEWS
@@ -38,3 +40,36 @@ def view_from_proto(number: int, field: str = "view") -> str:
     raise InvalidQueryError(f"{field}: {what}; choose from {choices}")
 
 
+def check_unicode(text: str, what: str) -> str:
+    """``text`` when it is valid Unicode, else InvalidQueryError naming ``what``: JSON can
+    carry lone surrogates ("\\ud800") that no UTF-8 encoder (tokenizer, response) takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidQueryError(f"{what}: not valid Unicode (a lone surrogate at character "
+                                f"{exc.start})") from None
+    return text
+
+
+def query_message(values: Mapping[str, object], label: Callable[[str], str] = str
+                  ) -> search_pb2.Query:
+    """The API's Query message from a transport's values by field name (the web body, the
+    CLI's flags, the client's keywords): None leaves a field unset; a message field (the
+    crop) may be a mapping or a sequence of its fields in order. Text that is not valid
+    Unicode is refused by ``label(field name)`` (protobuf would raise). Names that are no
+    field of the message are the caller's to refuse."""
+    message = search_pb2.Query()
+    for field in message.DESCRIPTOR.fields:
+        value = values.get(field.name)
+        if value is None:
+            continue
+        if field.message_type is not None:
+            part = getattr(message, field.name)
+            if not isinstance(value, Mapping):
+                value = dict(zip(field.message_type.fields_by_name, value, strict=True))
+            part.CopyFrom(type(part)(**value))
+            continue
+        if isinstance(value, str):
+            check_unicode(value, label(field.name))
+        setattr(message, field.name, value)
+    return message

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 
 from google.protobuf.descriptor import FieldDescriptor
 
+from patentclip.codec.api import check_unicode
 from patentclip.drawings.preprocess import CropBox
 from patentclip.errors import ImageTooLargeError, InvalidQueryError, TextTooLongError
 from patentclip.grants.model import normalize_patent_number
@@ -34,17 +35,6 @@ def check_text(text: str, what: str) -> str:
     if len(stripped) > MAX_TEXT_CHARS:
         raise TextTooLongError(f"{what} has {len(stripped)} characters, limit {MAX_TEXT_CHARS}")
     return stripped
-
-
-def check_unicode(text: str, what: str) -> str:
-    """``text`` when it is valid Unicode, else InvalidQueryError naming ``what``: JSON can
-    carry lone surrogates ("\\ud800") that no UTF-8 encoder (tokenizer, response) takes."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidQueryError(f"{what}: not valid Unicode (a lone surrogate at character "
-                                f"{exc.start})") from None
-    return text
 
 
 def check_image(data: bytes, what: str, max_bytes: int) -> bytes:
@@ -135,15 +125,6 @@ def query_fields(message: search_pb2.Query, max_image_bytes: int | None,
             value = check_image(value, prefix + field.name, max_image_bytes)
         values[field.name] = value
     return values
-
-
-def set_scalar(message: search_pb2.Query, name: str, value, label: str = "") -> None:
-    """Set a scalar field of a Query message from a transport's value (a web body, a flag),
-    refusing text that is not valid Unicode by ``label`` (default: the field's name), where
-    protobuf would raise."""
-    if isinstance(value, str):
-        check_unicode(value, label or name)
-    setattr(message, name, value)
 
 
 def query_from_message(message: search_pb2.Query, max_image_bytes: int | None,

@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from harness.processes import free_port
+from harness.query_service import rpc_code
 from harness.services import (
     EmbedderProcess,
     QueryProcess,
@@ -80,12 +81,6 @@ def _client(server, pki, token="", cert="client") -> PatentSearchClient:
                               client_key=str(pki / f"{cert}.key") if cert else "")
 
 
-def _code(call) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    return info.value.code(), info.value.details()
-
-
 def test_search_token_over_mutual_tls_searches(mtls_server, pki, tokens):
     with _client(mtls_server, pki, tokens["search"]) as client:
         assert client.search_text("chair", k=3).hits
@@ -99,15 +94,15 @@ def test_search_token_over_mutual_tls_searches(mtls_server, pki, tokens):
 def test_missing_or_unknown_token_is_unauthenticated(mtls_server, pki, tokens, token, code,
                                                       words):
     with _client(mtls_server, pki, token) as client:
-        got, details = _code(lambda: client.search_text("chair", k=3))
+        got, details = rpc_code(lambda: client.search_text("chair", k=3))
         assert got == code and words in details
-        assert _code(client.server_info)[0] == code
-        assert _code(lambda: client.get_drawing("D0907292", 1))[0] == code
+        assert rpc_code(client.server_info)[0] == code
+        assert rpc_code(lambda: client.get_drawing("D0907292", 1))[0] == code
 
 
 def test_admin_rpcs_need_the_admin_role(mtls_server, pki, tokens):
     with _client(mtls_server, pki, tokens["search"]) as client:
-        code, details = _code(client.reload)
+        code, details = rpc_code(client.reload)
         assert code == grpc.StatusCode.PERMISSION_DENIED and "needs role admin" in details
     with _client(mtls_server, pki, tokens["admin"]) as client:
         reply = client.reload()
@@ -133,21 +128,21 @@ def test_health_and_reflection_stay_open(mtls_server, pki):
 def test_without_a_client_certificate_from_our_ca_no_call_gets_through(mtls_server, pki,
                                                                        tokens, cert):
     with _client(mtls_server, pki, tokens["admin"], cert=cert) as client:
-        assert _code(lambda: client.search_text("chair", k=1))[0] == \
+        assert rpc_code(lambda: client.search_text("chair", k=1))[0] == \
             grpc.StatusCode.UNAVAILABLE
 
 
 def test_plaintext_to_a_tls_port_fails(mtls_server, tokens):
     with PatentSearchClient(f"127.0.0.1:{mtls_server.port}", timeout=5,
                             token=tokens["admin"]) as client:
-        assert _code(lambda: client.search_text("chair", k=1))[0] == \
+        assert rpc_code(lambda: client.search_text("chair", k=1))[0] == \
             grpc.StatusCode.UNAVAILABLE
 
 
 def test_refusals_are_counted(mtls_server, pki, tokens):
     before = mtls_server.metrics.auth_failures.labels("token")._value.get()
     with _client(mtls_server, pki, "") as client:
-        _code(lambda: client.search_text("chair", k=1))
+        rpc_code(lambda: client.search_text("chair", k=1))
     assert mtls_server.metrics.auth_failures.labels("token")._value.get() == before + 1
     count = mtls_server.metrics.requests.labels("SearchByText", "UNAUTHENTICATED")
     assert count._value.get() >= 1
@@ -158,7 +153,7 @@ def test_closing_health_makes_it_need_a_token_too(corpus, encoder, tokens):
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            code, _ = _code(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5))
+            code, _ = rpc_code(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5))
             assert code == grpc.StatusCode.UNAUTHENTICATED
             reply = health.Check(health_pb2.HealthCheckRequest(), timeout=5,
                                  metadata=(("authorization", f"Bearer {tokens['search']}"),))
@@ -226,7 +221,7 @@ def test_no_secret_reaches_a_log_or_a_metric(lite_server, tiny_model_dir, kafka_
                        "the published grants to be searchable")
         for token in (secrets["wrong token"], tokens["search"]):
             with _client(query, pki, token) as client:
-                _code(client.reload)
+                rpc_code(client.reload)
         exposed = {"query /metrics": query.metrics(),
                    "embedder /metrics": http_get(embedder.metrics_port, "/metrics")[1]}
     finally:

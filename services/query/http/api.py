@@ -16,6 +16,8 @@ from datetime import UTC, date, datetime
 from google.protobuf.descriptor import FieldDescriptor
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from patentclip.codec.api import check_unicode
+from patentclip.codec.api import query_message as api_query_message
 from patentclip.errors import InvalidQueryError
 from patentclip.grants.model import (
     LOCARNO_MAIN_CLASSES,
@@ -30,7 +32,7 @@ from patentclip.search.engine import (
     SearchRequest,
     SearchResult,
 )
-from patentclip.search.query import check_unicode, query_from_message, set_scalar
+from patentclip.search.query import query_from_message
 from patentclip.store import Hit, SearchFilters
 from patentclip.v1 import search_pb2
 from services.query.plane import paging
@@ -167,19 +169,17 @@ class WebSearch:
 def query_message(body: QueryFieldsIn) -> search_pb2.Query:
     """The Query message of a body's query fields. A form's empty field is an unset one
     ("" and null), so the page may send every field; bytes fields are base64."""
-    message = search_pb2.Query()
-    for field in message.DESCRIPTOR.fields:
+    values = {}
+    for field in search_pb2.Query.DESCRIPTOR.fields:
         value = getattr(body, field.name)
         if value is None or value == "":
             continue
         if field.message_type is not None:
-            getattr(message, field.name).CopyFrom(type(getattr(message, field.name))(
-                **value.model_dump()))
+            value = value.model_dump()
         elif field.type == FieldDescriptor.TYPE_BYTES:
-            setattr(message, field.name, _base64(value, field.name))
-        else:
-            set_scalar(message, field.name, value)
-    return message
+            value = _base64(value, field.name)
+        values[field.name] = value
+    return api_query_message(values)
 
 
 def _base64(encoded: str, field: str) -> bytes:
