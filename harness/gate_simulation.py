@@ -90,3 +90,35 @@ def promotion_rate(scenario: Scenario, runs: int, gate: RolloutGate | None = Non
             "model_sd": scenario.model_sd,
             "runs": runs, "promoted": promoted / runs,
             "tail_vetoed": vetoed / runs, "discordant_share": float(np.mean(discordant))}
+
+
+def yearly_false_promotions(patents: int, years: int, gate: RolloutGate,
+                            decisions_per_year: int = 52, seed: int = 0) -> dict:
+    """A year of weekly gate decisions with no true difference, ``years`` times: the share
+    of decisions that promoted, and the share of years with at least one false promotion.
+    Each week's evaluation is drawn afresh (independent weeks); real pooled weeks overlap,
+    which correlates the decisions and can only lower the yearly share for the same
+    per-decision rate."""
+    promoted, years_hit = 0, 0
+    for year in range(years):
+        this_year = 0
+        for week in range(decisions_per_year):
+            candidate, live, _ = simulate(Scenario(patents),
+                                          seed * 1_000_003 + year * 1000 + week)
+            this_year += gate.decide(candidate, live).passed
+        promoted += this_year
+        years_hit += this_year > 0
+    decisions = years * decisions_per_year
+    return {"patents": patents, "years": years, "decisions": decisions,
+            "promoted": promoted, "per_decision": promoted / decisions,
+            "per_year": years_hit / years}
+
+
+def wilson(successes: float, runs: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson interval of a simulated rate (successes of runs)."""
+    if runs == 0:
+        return 0.0, 1.0
+    p = successes / runs
+    centre = (p + z * z / (2 * runs)) / (1 + z * z / runs)
+    half = z * np.sqrt(p * (1 - p) / runs + z * z / (4 * runs * runs)) / (1 + z * z / runs)
+    return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))

@@ -131,7 +131,7 @@ def _read_results(path: Path) -> list[dict]:
 
 
 def _run_benchmark(args, settings: CoreSettings) -> int:
-    from trainer.pipeline import benchmark_spec, resolve_model
+    from trainer.pipeline import resolve_model
 
     registry = ModelRegistry(settings.registry_dir)
     images = LocalImageStore(settings.images_dir)
@@ -139,8 +139,8 @@ def _run_benchmark(args, settings: CoreSettings) -> int:
     spec = resolve_model(registry, args.version)
     name = args.version if registry.exists(args.version) else Path(spec).name
     out = args.out or Path("data/benchmarks") / name / eval_set.name
-    results = benchmark_spec(spec, settings.pretrained if spec == settings.model else "",
-                             eval_set, images, settings.device, out)
+    bench = _benchmarker(registry, images, settings, [eval_set], args.captions)
+    results = bench(spec, settings.pretrained if spec == settings.model else "", eval_set, out)
     if registry.exists(args.version):
         registry.record_benchmark(args.version, results)
     print(json.dumps(results, indent=2) if args.json else summary_markdown(results))
@@ -182,7 +182,6 @@ def _run_rollout(args, settings: CoreSettings) -> int:
     from trainer.config import TrainerSettings, outside_windows
     from trainer.data import EvalSet
     from trainer.main import topic_reindexer
-    from trainer.pipeline import benchmarker
     from trainer.rollout import Rollout
 
     registry = ModelRegistry(settings.registry_dir)
@@ -203,7 +202,8 @@ def _run_rollout(args, settings: CoreSettings) -> int:
                            key=lambda s: s.window["first_grant_date"])[-trainer.job.eval_weeks:]
     with open_store(settings) as store:
         rollout = Rollout(registry, store, _gate(args), eval_sets,
-                          benchmarker(images, settings.device), topic_reindexer(trainer),
+                          _benchmarker(registry, images, settings, eval_sets, []),
+                          topic_reindexer(trainer),
                           outside_windows(trainer.job.outside_trained_through),
                           trainer.job.gap_weeks)
         decision = rollout.promote(args.version)
@@ -232,6 +232,22 @@ def _eval_set(registry: ModelRegistry, images: LocalImageStore, name: str, weeks
         return EvalSet.load(path)
     examples, _ = build_examples(images, captions)
     return ensure_eval_set(registry, images, examples, name, weeks)
+
+
+def _benchmarker(registry: ModelRegistry, images: LocalImageStore, settings: CoreSettings,
+                 eval_sets: list, captions: list[str]):
+    """Benchmarks as the trainer's cycle does: the service's encoder options and the
+    distractor gallery (the frozen one; frozen now if there is none yet)."""
+    from trainer.config import JobSettings
+    from trainer.pipeline import Benchmarker, build_examples, ensure_distractors
+
+    job = JobSettings.from_env()
+    path = registry.eval_set_path(f"distractors-{job.distractor_sheets}")
+    examples = [] if path.is_file() or job.distractor_sheets == 0 else \
+        build_examples(images, captions)[0]
+    distractors = ensure_distractors(registry, images, examples, eval_sets,
+                                     job.distractor_sheets, job.gap_weeks)
+    return Benchmarker(images, settings.encoder_options(), distractors)
 
 
 def _live_version(settings: CoreSettings) -> str:

@@ -122,7 +122,7 @@ TRAIN="--epochs $EPOCHS --lr 1e-3 --batch-size 16 --lock-text-unlocked 0 --polic
 # Production keeps a gap week between the last training week and the first evaluation
 # week (PATENTCLIP_TRAINER_GAP_WEEKS=1); the demo's two or three weeks have none to spare.
 export PATENTCLIP_TRAINER_GAP_WEEKS=0
-# The gate is the production one: a paired bootstrap over the evaluation patents, pooling
+# The gate is the production one: a paired sign-flip test over the evaluation patents, pooling
 # up to 4 weekly sets (fewer here: training needs the older weeks). A demo week holds 20
 # patents, and at that size only a very large gain is significant (trainer/README.md,
 # "What an evaluation can decide").
@@ -134,13 +134,14 @@ trainer_cycle() {  # trainer_cycle LOG: one cycle; prints the training and gate 
 }
 # The live model is still the random bootstrap, and 20 evaluation patents cannot show even
 # this first model's large gain (about +0.15 R@10) to be significant. Promoting the first
-# model is an operator's call: the margin -1 stands for that approval, and the gate still
-# prints its interval. From step 7 on, the gate decides with its default margin (0).
+# model is an operator's call: the margins -1 (and 1 for the drawing guard) stand for that
+# approval, and the gate still prints its figures. From step 7 on, the gate decides with its
+# defaults.
 echo "(step 4 promotes on an operator's approval: 20 evaluation patents cannot make even a"
 echo " +0.15 gain significant; the gate's interval is printed; step 7 uses the gate as is)"
-export PATENTCLIP_TRAINER_GATE_MARGIN=-1
+export PATENTCLIP_TRAINER_GATE_MARGIN=-1 PATENTCLIP_TRAINER_GATE_DRAWING_MARGIN=1
 trainer_cycle $DEMO/trainer-1.log
-unset PATENTCLIP_TRAINER_GATE_MARGIN
+unset PATENTCLIP_TRAINER_GATE_MARGIN PATENTCLIP_TRAINER_GATE_DRAWING_MARGIN
 V1=$(wait_for newest $PATENTCLIP_REGISTRY_DIR)
 grep -q "rollout $V1: PROMOTED" $DEMO/trainer-1.log \
     || { echo "the first model $V1 was not promoted: see $DEMO/trainer-1.log"; exit 1; }

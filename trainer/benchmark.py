@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,7 @@ from patentclip.drawings import preprocess
 from patentclip.drawings.imagestore import LocalImageStore
 from patentclip.errors import InvalidInputError
 from patentclip.grants.model import LOCARNO_MAIN_CLASSES
+from trainer import served
 from trainer.data import CAPTION_SOURCES, EvalItem, EvalSet
 from trainer.gate import PRIMARY_METRIC  # noqa: F401 (the gate owns it; read from here too)
 from trainer.retrieval import (
@@ -51,7 +54,7 @@ logger = logging.getLogger(__name__)
 # one string stored with every result: results are stored and paired by set *and* protocol,
 # so a change to either is benchmarked again, never paired with old results. Bump
 # BENCHMARK_VERSION with any change to what a result means.
-BENCHMARK_VERSION = 1
+BENCHMARK_VERSION = 2  # 2: the served protocol (patents, fused text, distractors)
 PER_QUERY_CUTOFF = 100  # per_query keeps ranks up to here (null beyond): R@K for K <= 100
 ZERO_SHOT_PROMPT = "a patent drawing of {}"
 # PatentCLIP's published results (5k image-caption validation set, a different set from
@@ -60,25 +63,121 @@ PUBLISHED = {"PatentCLIP ViT-L-14 (published)": (0.18, 0.42, 0.53, 0.18, 0.39, 0
              "PatentCLIP RN50 (published)": (0.09, 0.25, 0.34, None, None, None)}
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """How results are made, beyond the set: the encoder backend the query service runs
+    (``PATENTCLIP_ENCODER_BACKEND``) and the fixed distractor sheets the served gallery
+    adds to each set. Its ``name`` is stored with every result; the gate pairs only one."""
+
+    backend: str = "eager"
+    distractors: EvalSet | None = None
+
+    @property
+    def name(self) -> str:
+        gallery = self.distractors.sha256[:12] if self.distractors else "none"
+        return f"{protocol()}-{self.backend}-distractors-{gallery}"
+
+
+@dataclass
+class Gallery:
+    """The distractors' vectors, encoded once per model (every pooled week reuses them)."""
+
+    items: tuple[EvalItem, ...] = ()
+    drawings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    captions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+
+
+def encode_distractors(encoder: Encoder, distractors: EvalSet | None,
+                       images: LocalImageStore) -> Gallery:
+    if distractors is None or not distractors.items:
+        return Gallery()
+    items = distractors.items
+    return Gallery(items, encoder.encode_pixels(_pixels(encoder, items, images)),
+                   encoder.encode_texts([i.caption for i in items]))
+
+
 def run_benchmark(encoder: Encoder, eval_set: EvalSet, images: LocalImageStore,
-                  out_dir: str | Path | None = None) -> dict:
-    """Encode the set's drawings and captions with ``encoder``; return (and write) results."""
+                  out_dir: str | Path | None = None, how: Protocol = Protocol(),
+                  gallery: Gallery | None = None) -> dict:
+    """Encode the set's drawings and captions with ``encoder``; return (and write) results.
+    ``how`` names the backend the encoder was loaded with and the distractors; ``gallery``
+    is their vectors under this encoder (encoded here when not given)."""
     items = eval_set.items
     image_vectors = encoder.encode_pixels(_pixels(encoder, items, images))
     text_vectors = encoder.encode_texts([i.caption for i in items])
     results = benchmark_vectors(image_vectors, text_vectors, items, eval_set.class_counts,
                                 zero_shot_vectors(encoder, eval_set))
+    gallery = gallery if gallery is not None else \
+        encode_distractors(encoder, how.distractors, images)
+    queries, patents = served_text_queries(items)
+    results.update(served_results(image_vectors, text_vectors, encoder.encode_texts(queries),
+                                  queries, patents, items, eval_set.class_counts, gallery))
     results.update({"model_version": encoder.model_version, "model_spec": encoder.info.spec,
                     "eval_set": eval_set.name, "eval_set_sha256": eval_set.sha256,
-                    "protocol": protocol()})
+                    "protocol": how.name, "backend": how.backend,
+                    "distractor_set": how.distractors.name if how.distractors else None})
     if out_dir is not None:
         write_reports(results, Path(out_dir))
     return results
 
 
 def protocol() -> str:
-    """The protocol results are made under: ``bench<N>-pre<M>``."""
+    """The benchmark's and the preprocessing's versions: ``bench<N>-pre<M>``
+    (:class:`Protocol` adds the backend and the distractors)."""
     return f"bench{BENCHMARK_VERSION}-pre{preprocess.PREPROCESS_VERSION}"
+
+
+def served_text_queries(items: Sequence[EvalItem]) -> tuple[list[str], list[str]]:
+    """One text query per patent: its title, lower case, as an examiner types it; the
+    patent's first caption where the set was frozen before titles were kept."""
+    queries: dict[str, str] = {}
+    for item in items:
+        queries.setdefault(item.patent, (item.title or item.caption).lower())
+    return list(queries.values()), list(queries)
+
+
+def served_results(image_vectors: np.ndarray, caption_vectors: np.ndarray,
+                   query_vectors: np.ndarray, query_texts: Sequence[str],
+                   query_patents: Sequence[str], items: Sequence[EvalItem],
+                   class_counts: dict[str, int], gallery: Gallery) -> dict:
+    """The served protocol (:mod:`trainer.served`): the set plus the distractors, patents
+    ranked as the service ranks them; ``per_query`` (text, the gate's) and
+    ``per_query_drawing`` (drawing -> patent, the non-inferiority guard's)."""
+    every = [*items, *gallery.items]
+    drawings = np.vstack([image_vectors, gallery.drawings]) if gallery.items else image_vectors
+    captions = np.vstack([caption_vectors, gallery.captions]) if gallery.items \
+        else caption_vectors
+    whole = served.Gallery([i.patent for i in every], drawings, captions)
+    text = served.text_ranks(whole, query_vectors, query_patents)
+    sheets = [i for i, item in enumerate(every) if not item.front_page]
+    inner = served.Gallery([every[i].patent for i in sheets], drawings[sheets],
+                           captions[sheets])
+    counts = Counter(inner.ids.tolist())
+    queries = [j for j, i in enumerate(sheets) if i < len(items) and counts[inner.ids[j]] > 1]
+    drawing = served.drawing_ranks(inner, queries)
+    terciles = frequency_terciles({**{i.label: 0 for i in items}, **class_counts})
+    label = {i.patent: i.label for i in items}
+    titled = all(i.title for i in items)
+
+    def record(query: str, patent: str, rank: int | None) -> dict:
+        return {"query": query, "patent": patent, "locarno": label[patent],
+                "tercile": terciles.get(label[patent], "tail"),
+                "relevant_rank": served.capped(rank)}
+
+    summary = {"gallery_sheets": len(every), "distractor_sheets": len(gallery.items),
+               "patents": len(whole.names), "fused_depth": served.SERVED_DEPTH,
+               "text_queries": len(text), "text_query_source": "titles" if titled else "captions",
+               "text_mrr": served.reciprocal_rank(text), "drawing_queries": len(drawing),
+               "drawing_mrr": served.reciprocal_rank(drawing)}
+    for k in KS:
+        summary[f"text_R@{k}"] = served.recall_at(text, k)
+        summary[f"drawing_R@{k}"] = served.recall_at(drawing, k)
+    drawn = [every[sheets[j]] for j in queries]
+    return {"served": summary,
+            "per_query": [record(q, p, r) for q, p, r in zip(query_texts, query_patents, text,
+                                                            strict=True)],
+            "per_query_drawing": [record(f"sheet {i.sheet}", i.patent, r)
+                                  for i, r in zip(drawn, drawing, strict=True)]}
 
 
 def benchmark_vectors(image_vectors: np.ndarray, text_vectors: np.ndarray,
@@ -119,7 +218,7 @@ def benchmark_vectors(image_vectors: np.ndarray, text_vectors: np.ndarray,
         "caption_cases": {**caption_cases(items, len(first)),
                           "shared_with_another_patent": shared_caption_share(captions, patents)},
         "per_query_cutoff": PER_QUERY_CUTOFF,
-        "per_query": _per_query(items, first, aware_ranks, counts),
+        "per_query_sheets": _per_query(items, first, aware_ranks, counts),
     }
     drawings = [i for i, item in enumerate(items) if not item.front_page]
     try:
@@ -149,7 +248,8 @@ def caption_cases(items: Sequence[EvalItem], queries: int) -> dict[str, float | 
 
 def _per_query(items: Sequence[EvalItem], queries, ranks: np.ndarray,
                counts: dict[str, int]) -> list[dict]:
-    """One record per patent-aware text -> image query: what the gate resamples."""
+    """One record per patent-aware text -> sheet query (the sheet-level protocol; the gate
+    pairs the served protocol's ``per_query``)."""
     terciles = frequency_terciles(counts)
     records = []
     for index, rank in zip(queries, ranks, strict=True):

@@ -41,11 +41,21 @@ class JobSettings(Section):
         "", "comma-separated CSVs with id,caption columns (extra captions)", flag="--captions")
     gate_metric: str = setting(PRIMARY_METRIC)
     gate_statistic: str = setting(
-        "bootstrap_recall", "bootstrap_recall: the paired bootstrap of R@K's difference; "
-        "sign_flip_rr: the paired sign-flip test of mean reciprocal rank (capped at 100), "
-        "exact up to 16 patents, never above its level there", choices=STATISTICS)
+        "sign_flip_rr", "sign_flip_rr: the paired sign-flip test over patents of mean "
+        "reciprocal rank (capped at 100), exact up to 16 patents; bootstrap_recall: the "
+        "paired bootstrap of R@K's difference (anti-conservative below about 30 patents)",
+        choices=STATISTICS)
     gate_margin: float = setting(
-        0.0, "promote only if the interval's lower bound of candidate - live is above this")
+        0.005, "the smallest gain worth a full reindex, in the statistic's units (MRR for "
+        "sign_flip_rr): promote only a candidate shown better than live by more than this; "
+        "-1 promotes any candidate (an operator's approval)")
+    gate_yearly_alpha: float = setting(
+        0.05, "sign_flip_rr: the chance of any false promotion in a year of decisions; each "
+        "decision is tested at gate_yearly_alpha / gate_decisions_per_year")
+    gate_decisions_per_year: int = setting(52, "gate decisions a year (one a week)")
+    gate_drawing_margin: float = setting(
+        0.02, "drawing -> patent guard: promote only a candidate shown no worse than live by "
+        "more than this in mean reciprocal rank; 1 or more = off")
     gate_min_tercile_patents: int = setting(30, "terciles with fewer patents never veto")
     gate_confidence: float = setting(0.95, "of the paired bootstrap interval")
     gate_resamples: int = setting(2000, "bootstrap resamples (of patents)")
@@ -59,6 +69,9 @@ class JobSettings(Section):
         1, "weeks between the last week a model (with its ancestors) trained on and the first "
         "evaluation week: training stops that much earlier, and the gate refuses sets that "
         "start within it")
+    distractor_sheets: int = setting(
+        2000, "older sheets (a fixed, seeded sample, frozen once) added to every evaluation "
+        "gallery, so the gate ranks among distractors as the service does; 0 = none")
     replay_ratio: float = setting(
         1.0, "a cycle trains on the sheets granted after its parent's training window plus "
         "this many older sheets per new one (a seeded replay sample), not on all history "
@@ -85,6 +98,11 @@ class JobSettings(Section):
             raise InvalidInputError("trainer schedule: weekday 0-6 (Monday = 0), hour 0-23")
         if not 0.5 <= self.gate_confidence < 1 or self.gate_resamples < 100:
             raise InvalidInputError("trainer gate: confidence in [0.5, 1), resamples >= 100")
+        if not 0 < self.gate_yearly_alpha < 1 or self.gate_decisions_per_year < 1:
+            raise InvalidInputError("trainer gate: yearly_alpha in (0, 1), decisions_per_year "
+                                    ">= 1")
+        if self.distractor_sheets < 0:
+            raise InvalidInputError("trainer setting distractor_sheets: must be >= 0")
         if self.gap_weeks < 0:
             raise InvalidInputError(f"trainer setting gap_weeks={self.gap_weeks}: must be >= 0")
         if self.keep_checkpoints < 1 or self.loader_workers < -1:
@@ -95,7 +113,8 @@ class JobSettings(Section):
     def gate(self) -> RolloutGate:
         return RolloutGate(self.gate_metric, self.gate_margin, self.gate_min_tercile_patents,
                            self.gate_confidence, self.gate_resamples, self.gate_seed,
-                           self.gate_statistic)
+                           self.gate_statistic, self.gate_yearly_alpha,
+                           self.gate_decisions_per_year, self.gate_drawing_margin)
 
     def plan(self, train: TrainConfig) -> CyclePlan:
         files = tuple(f.strip() for f in self.caption_files.split(",") if f.strip())
@@ -103,7 +122,8 @@ class JobSettings(Section):
                          files, self.gate(), self.failpoint,
                          outside_windows(self.outside_trained_through), self.keep_checkpoints,
                          self.loader_workers, self.sheet_cache_dir, gap_weeks=self.gap_weeks,
-                         replay_ratio=self.replay_ratio)
+                         replay_ratio=self.replay_ratio,
+                         distractor_sheets=self.distractor_sheets)
 
 
 def outside_windows(text: str) -> tuple[tuple[str, int], ...]:

@@ -54,6 +54,7 @@ class TrainingExample:
     label: str
     grant_date: int
     caption_source: str = ""  # figures | views | front_page (CAPTION_SOURCES)
+    title: str = ""  # the grant's title: the served protocol's text query (benchmark)
 
     @property
     def key(self) -> str:
@@ -118,7 +119,8 @@ def examples_from_grant(grant: Grant, extra_captions: Mapping[str, str] | None =
         report.skip("extra caption without a front page to attach it to")
     examples = [TrainingExample(grant.patent_number, sheet.number, sheet.image_uri,
                                 sheet_captions(grant, sheet, extra), grant.locarno.main_class,
-                                grant.grant_date, caption_source(grant, sheet))
+                                grant.grant_date, caption_source(grant, sheet),
+                                " ".join(grant.title.split()).rstrip("."))
                 for sheet in stored]
     report.examples += len(examples)
     return examples
@@ -224,6 +226,7 @@ class EvalItem:
     label: str
     grant_date: int
     caption_source: str = ""  # CAPTION_SOURCES; "" in sets frozen before it was recorded
+    title: str = ""  # the served protocol's text query; "" in sets frozen before it was kept
 
     @property
     def front_page(self) -> bool:
@@ -231,11 +234,12 @@ class EvalItem:
 
 
 def _item_body(item: EvalItem) -> dict:
-    """What an item's hash covers: its fields, without an unrecorded caption source, so a set
-    frozen before that field existed keeps its sha256."""
+    """What an item's hash covers: its fields, without an unrecorded caption source or title,
+    so a set frozen before those fields existed keeps its sha256."""
     body = asdict(item)
-    if not body["caption_source"]:
-        del body["caption_source"]
+    for name in ("caption_source", "title"):
+        if not body[name]:
+            del body[name]
     return body
 
 
@@ -291,7 +295,7 @@ def freeze_eval_set(name: str, evaluation: Sequence[TrainingExample],
         hashes = list(pool.map(lambda e: hashlib.sha256(images.get(e.image_uri)).hexdigest(),
                                evaluation))
     items = tuple(EvalItem(e.patent, e.sheet, e.image_uri, h, e.captions[0], e.label,
-                           e.grant_date, e.caption_source)
+                           e.grant_date, e.caption_source, e.title)
                   for e, h in zip(evaluation, hashes, strict=True))
     counts = {c: v["sheets"] for c, v in class_frequencies(training).items()}
     return EvalSet(name, datetime.now(UTC).isoformat(timespec="seconds"), items,

@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 
 from trainer.benchmark import metric as read_metric
 
-EXPORTED_METRICS = ("patent_aware.text_to_image_R@10", "standard.text_to_image_R@10",
+EXPORTED_METRICS = ("served.text_R@10", "served.text_mrr", "served.drawing_mrr",
+                    "patent_aware.text_to_image_R@10", "standard.text_to_image_R@10",
                     "standard.image_to_text_R@10", "prior_art.map",
                     "terciles_R@10.patent_aware.tail", "zero_shot_accuracy")
 STEPS = ("idle", "data", "train", "benchmark", "rollout")
@@ -42,7 +43,11 @@ class TrainerMetrics:
                                ["model", "metric"], registry=r)
         self.gate = Gauge("patentclip_trainer_gate_difference",
                           "Last gate: candidate - live on the gate metric, with the bounds of "
-                          "its bootstrap interval", ["bound"], registry=r)
+                          "its bootstrap interval (sign_flip_rr: the MRR difference as "
+                          "the estimate)", ["bound"], registry=r)
+        self.gate_p = Gauge("patentclip_trainer_gate_p_value",
+                            "Last gate (sign_flip_rr): the one-sided p-value of the candidate "
+                            "beating live by the margin", registry=r)
         self.gate_patents = Gauge("patentclip_trainer_gate_patents",
                                   "Evaluation patents the last gate decided on", registry=r)
         self.versions = Info("patentclip_trainer_versions",
@@ -73,11 +78,15 @@ class TrainerMetrics:
                 if value is not None:
                     self.benchmark.labels(model, name).set(value)
         gate = getattr(result, "gate", None) or {}
-        if "interval" in gate:
+        if "interval" in gate:  # bootstrap_recall
             low, high = gate["interval"]
             for bound, value in (("low", low), ("estimate", gate["difference"]),
                                  ("high", high)):
                 self.gate.labels(bound).set(value)
+        if "p_value" in gate:  # sign_flip_rr: the MRR difference and its p-value
+            self.gate.labels("estimate").set(gate["mrr_difference"])
+            self.gate_p.set(gate["p_value"])
+        if "patents" in gate:
             self.gate_patents.set(gate["patents"])
         self.versions.info({"candidate": result.version, "parent": result.parent,
                             "eval_set": result.eval_set})

@@ -26,7 +26,7 @@ from patentclip.model.encoder import Encoder
 from patentclip.model.registry import ModelRegistry, ModelVersion, family_of
 from patentclip.store import PatentStore
 from services.common.failpoints import Failpoints
-from trainer.benchmark import run_benchmark
+from trainer.benchmark import Gallery, Protocol, encode_distractors, run_benchmark
 from trainer.data import (
     DataReport,
     EvalSet,
@@ -130,28 +130,70 @@ def training_examples(examples: Sequence[TrainingExample], eval_sets: EvalSet |
             if grant_week(e.grant_date) < first and e.patent not in held_out]
 
 
+def ensure_distractors(registry: ModelRegistry, images: LocalImageStore,
+                       examples: Sequence[TrainingExample], eval_sets: Sequence[EvalSet],
+                       sheets: int, gap_weeks: int = 0) -> EvalSet | None:
+    """The fixed gallery of older sheets the served protocol adds to every evaluation set,
+    frozen once as ``distractors-<sheets>`` (a seeded sample of the sheets granted before
+    the pooled weeks and their gap) and reused by every later cycle, so results stay
+    comparable. None with ``sheets`` 0. Fewer sheets than asked when fewer are older; the
+    frozen set's size is in every result (``served.distractor_sheets``)."""
+    if sheets <= 0:
+        return None
+    path = registry.eval_set_path(f"distractors-{sheets}")
+    held_out = {i.patent for s in eval_sets for i in s.items}
+    if path.is_file():
+        frozen = EvalSet.load(path)
+        if held_out & {i.patent for i in frozen.items}:
+            raise InvalidInputError(f"{path.name} holds patents of the evaluation sets; remove "
+                                    "it to freeze a new one (older results will not pair)")
+        return frozen
+    older = training_examples(examples, eval_sets, gap_weeks)
+    if not older:
+        return None
+    rng = np.random.default_rng(0)
+    chosen = sorted(rng.choice(len(older), size=min(sheets, len(older)), replace=False))
+    frozen = freeze_eval_set(path.stem, [older[i] for i in chosen], [], images)
+    frozen.save(path)
+    logger.info("froze the distractor gallery %s: %d sheets of %d patents", path.stem,
+                len(frozen.items), len({i.patent for i in frozen.items}))
+    return frozen
+
+
+class Benchmarker:
+    """``bench(spec, pretrained, eval_set, out_dir=None) -> results``, loading each model as
+    the query service does (``CoreSettings.encoder_options``: device, batch size, backend),
+    with the distractor gallery. It keeps the last model it loaded and that model's
+    distractor vectors: a cycle benchmarks the candidate, then live, on every pooled week,
+    and loading a ViT-L-14 once per week would cost more than some of its benchmarks."""
+
+    def __init__(self, images: LocalImageStore, options: dict | None = None,
+                 distractors: EvalSet | None = None) -> None:
+        self.images, self.options = images, dict(options or {})
+        self.how = Protocol(self.options.get("backend", "eager"), distractors)
+        self.loaded: dict[tuple[str, str], tuple[Encoder, Gallery]] = {}
+
+    @property
+    def protocol(self) -> str:
+        """The protocol results made here are stored and paired under."""
+        return self.how.name
+
+    def __call__(self, spec: str, pretrained: str, eval_set: EvalSet,
+                 out_dir: Path | None = None) -> dict:
+        if (spec, pretrained) not in self.loaded:
+            self.loaded.clear()  # one model held at a time
+            encoder = Encoder.load(spec, pretrained=pretrained or None, **self.options)
+            self.loaded[(spec, pretrained)] = (encoder, encode_distractors(
+                encoder, self.how.distractors, self.images))
+        encoder, gallery = self.loaded[(spec, pretrained)]
+        return run_benchmark(encoder, eval_set, self.images, out_dir, self.how, gallery)
+
+
 def benchmark_spec(spec: str, pretrained: str, eval_set: EvalSet, images: LocalImageStore,
-                   device: str = "cpu", out_dir: Path | None = None) -> dict:
-    encoder = Encoder.load(spec, pretrained=pretrained or None, device=device)
-    return run_benchmark(encoder, eval_set, images, out_dir)
-
-
-def benchmarker(images: LocalImageStore, device: str = "cpu"
-                ) -> Callable[..., dict]:
-    """``bench(spec, pretrained, eval_set, out_dir=None) -> results`` that keeps the last
-    model it loaded: a cycle benchmarks the candidate, then live, on every pooled week, and
-    loading a ViT-L-14 once per week would cost more than some of its benchmarks."""
-    loaded: dict[tuple[str, str], Encoder] = {}
-
-    def bench(spec: str, pretrained: str, eval_set: EvalSet,
-              out_dir: Path | None = None) -> dict:
-        if (spec, pretrained) not in loaded:
-            loaded.clear()  # one model held at a time
-            loaded[(spec, pretrained)] = Encoder.load(spec, pretrained=pretrained or None,
-                                                      device=device)
-        return run_benchmark(loaded[(spec, pretrained)], eval_set, images, out_dir)
-
-    return bench
+                   options: dict | None = None, out_dir: Path | None = None,
+                   distractors: EvalSet | None = None) -> dict:
+    """One model on one set (``options``: Encoder.load's, as CoreSettings.encoder_options)."""
+    return Benchmarker(images, options, distractors)(spec, pretrained, eval_set, out_dir)
 
 
 def replay_selection(train: Sequence[TrainingExample], trained_through: int | None,
@@ -223,6 +265,7 @@ class CyclePlan:
     sheet_cache_dir: str = ""
     gap_weeks: int = 1  # between the last training week and the first evaluation week
     replay_ratio: float = 1.0  # older sheets replayed per new one; < 0: all history
+    distractor_sheets: int = 2000  # older sheets added to every evaluation gallery; 0: none
 
 
 class TrainingCycle:
@@ -278,7 +321,7 @@ class TrainingCycle:
         self.on_step("benchmark")
         version = register_run(self.registry, trained, config)
         result.version = version.version
-        bench, pooled = benchmarker(self.images, self.core.device), []
+        bench, pooled = self.benchmarker(eval_sets, examples), []
         for eval_set in eval_sets:  # the newest set's report goes to <run>/benchmark
             out = run_dir / "benchmark" if eval_set is newest else None
             pooled.append(bench(version.spec, "", eval_set, out))
@@ -297,13 +340,18 @@ class TrainingCycle:
         result.status = "succeeded"
         return self._done(result, started)
 
-    def rollout(self, eval_sets: Sequence[EvalSet], bench: Callable[..., dict] | None = None
-                ) -> Rollout:
+    def benchmarker(self, eval_sets: Sequence[EvalSet],
+                    examples: Sequence[TrainingExample]) -> Benchmarker:
+        """Benchmarks as the service runs: its encoder options and the distractors."""
+        distractors = ensure_distractors(self.registry, self.images, examples, eval_sets,
+                                         self.plan.distractor_sheets, self.plan.gap_weeks)
+        return Benchmarker(self.images, self.core.encoder_options(), distractors)
+
+    def rollout(self, eval_sets: Sequence[EvalSet], bench: Benchmarker) -> Rollout:
         if self.reindex is None:
             raise InvalidInputError("rollout needs a reindex source (Kafka settings)")
-        return Rollout(self.registry, self.store, self.plan.gate, eval_sets,
-                       bench or benchmarker(self.images, self.core.device), self.reindex,
-                       self.plan.outside_windows, self.plan.gap_weeks)
+        return Rollout(self.registry, self.store, self.plan.gate, eval_sets, bench,
+                       self.reindex, self.plan.outside_windows, self.plan.gap_weeks)
 
     def _base_model(self) -> tuple[str, str, str]:
         """(spec, pretrained, registered version or "") to fine-tune from: the configured

@@ -8,9 +8,10 @@
    ``outside_trained_through``), and say so;
 3. benchmark candidate and live on each remaining set (results stored under the set's
    content hash are reused);
-4. :class:`trainer.gate.RolloutGate`: a paired bootstrap over the pooled sets' patents; the
-   lower bound of candidate - live on the primary metric must be above the margin, and no
-   tercile of at least 30 patents may regress significantly;
+4. :class:`trainer.gate.RolloutGate`: paired tests over the pooled sets' patents on the
+   served protocol; the candidate must beat live by the margin at the per-decision level,
+   be shown non-inferior on drawing -> patent, and no tercile of at least 30 patents may
+   regress significantly;
 5. reindex the corpus into the candidate's collection (the grants topic replayed from
    offset 0, the streaming reindex);
 6. check the candidate collection has exactly as many rows as live's;
@@ -31,13 +32,14 @@ from datetime import timedelta
 from patentclip.errors import InvalidInputError, ModelLoadError, NotFoundError, PatentClipError
 from patentclip.model.registry import ModelRegistry, ModelVersion
 from patentclip.store import CollectionInfo, PatentStore
-from trainer.benchmark import protocol
+from trainer.benchmark import Protocol
 from trainer.data import EvalSet, grant_week
 from trainer.gate import RolloutGate
 
 logger = logging.getLogger(__name__)
 
-BULKY = ("per_query", "per_class")  # kept in manifests, left out of decisions.jsonl
+# Kept in manifests, left out of decisions.jsonl:
+BULKY = ("per_query", "per_query_drawing", "per_query_sheets", "per_class")
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,10 @@ class Rollout:
 
     def _results(self, version: str, spec: str, pretrained: str, eval_set: EvalSet) -> dict:
         """A model's results on a set: stored under the set's content hash, else now."""
-        stored = self.registry.benchmark_results(version, eval_set.sha256, protocol())
+        # A Benchmarker names its protocol (backend, distractors); a plain function's
+        # results are the default protocol's.
+        how = getattr(self.benchmark, "protocol", Protocol().name)
+        stored = self.registry.benchmark_results(version, eval_set.sha256, how)
         if stored is not None and "per_query" in stored:
             return stored
         if not spec:

@@ -48,6 +48,7 @@ from patentclip.model.encoder import Encoder, save_local_model, weights_digest
 from services.common.failpoints import Failpoints
 from trainer.cache import MicroBatch, SheetCache, StepBatches, fill_cache, step_loader
 from trainer.data import TrainingExample, class_frequencies, data_window
+from trainer.head import save_head, warm_start
 from trainer.losses import MODES, PatentClipLoss, class_aware_sample_weights, trainable_parameters
 
 logger = logging.getLogger(__name__)
@@ -157,6 +158,7 @@ class TrainResult:
     samples_per_second: float = 0.0
     epoch_losses: list[dict] = field(default_factory=list)
     data: dict = field(default_factory=dict)
+    head_init: dict = field(default_factory=dict)  # where the classification head started
     skipped: list[str] = field(default_factory=list)
 
 
@@ -214,6 +216,10 @@ class FineTuner:
         optimizer = _optimizer(model, loss_fn, cfg)
         start_epoch, step = self._resume(model, loss_fn, optimizer, result)
         labels = torch.tensor([classes.index(e.label) for e in examples])
+        trains_head = loss_fn.lam > 0 and loss_fn.head.weight.requires_grad
+        if trains_head and start_epoch == 0:  # a resumed run's head is in its checkpoint
+            result.head_init = warm_start(loss_fn.head, cfg.base_model, classes, model, pixels,
+                                          labels, cfg.seed, cfg.batch_size, cfg.device)
         data = EpochData(examples, pixels, labels, encoder.tokenizer, cfg, self.loader_workers)
         total_steps = cfg.epochs * data.steps_per_epoch
         for epoch in range(start_epoch, cfg.epochs):
@@ -233,6 +239,8 @@ class FineTuner:
             model.eval()
             out = save_local_model(model, model_cfg, self.run_dir / "model", preprocess_cfg)
             result.model_dir, result.weights_digest = str(out.resolve()), weights_digest(model)
+            if trains_head:
+                save_head(loss_fn.head, classes, out, result.head_init)
         result.seconds = time.perf_counter() - started
         trained = sum(e["samples"] for e in result.epoch_losses)
         busy = sum(e["seconds"] for e in result.epoch_losses)

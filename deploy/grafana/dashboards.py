@@ -131,15 +131,15 @@ MODELS = Dashboard("patentclip-models", "PatentCLIP / Models",
     Panel("Model the embedder writes with", (
         ("patentclip_embedder_model_info", "{{model_version}}"),
     ), kind="stat"),
-    Panel("Patent-aware text->image R@10: candidate vs live", (
-        ('patentclip_trainer_benchmark_metric{metric="patent_aware.text_to_image_R@10"}',
-         "{{model}}"),
+    Panel("Served text->patent R@10 (the gate's protocol): candidate vs live", (
+        ('patentclip_trainer_benchmark_metric{metric="served.text_R@10"}', "{{model}}"),
     ), unit="percentunit"),
     Panel("All gate metrics", (
         ("patentclip_trainer_benchmark_metric", "{{model}} {{metric}}"),
     ), unit="percentunit"),
-    Panel("Last gate: candidate - live with its 95% bootstrap interval", (
+    Panel("Last gate: candidate - live (MRR, or R@10 with its bootstrap interval), p-value", (
         ("patentclip_trainer_gate_difference", "{{bound}}"),
+        ("patentclip_trainer_gate_p_value", "p-value (sign-flip)"),
         ("patentclip_trainer_gate_patents", "evaluation patents"),
     )),
     Panel("Rollout decisions and alias switches", (

@@ -31,6 +31,9 @@ from patentclip.errors import InvalidInputError, ModelLoadError, NotFoundError
 MANIFEST = "manifest.json"
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
+# The classification head a run trained beside the model (its weights and classes): kept
+# with the version, so the next run starts from it instead of a random head.
+HEAD_FILES = ("classification_head.safetensors", "classification_head.json")
 _DIGEST_SUFFIX = re.compile(r"_[0-9a-f]{12}$")
 
 
@@ -108,13 +111,16 @@ class ModelRegistry:
             return self.get(version)
         self.models.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=self.models))
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
+        names = [CONFIG_FILE, WEIGHTS_FILE]
+        if all((source / name).is_file() for name in HEAD_FILES):
+            names += HEAD_FILES
+        for name in names:
             shutil.copyfile(source / name, staging / name)
         manifest = {
             "version": version, "family": family, "parent": parent,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "weights_digest": weights_digest,
-            "files": {n: file_sha256(staging / n) for n in (CONFIG_FILE, WEIGHTS_FILE)},
+            "files": {n: file_sha256(staging / n) for n in names},
             "data": data or {}, "hyperparameters": hyperparameters or {}, "benchmarks": {},
         }
         _write_json(staging / MANIFEST, manifest)

@@ -314,7 +314,7 @@ def test_trainer_killed_at_random_points_leaves_registry_and_alias_consistent(
            "PATENTCLIP_TRAINER_LOCK_TEXT_UNLOCKED": "0",
            "PATENTCLIP_TRAINER_GAP_WEEKS": "0",  # two weeks: none to spare for a gap
            # Always promote, so every cycle also reindexes and moves the alias.
-           "PATENTCLIP_TRAINER_GATE_MARGIN": "-1",
+           "PATENTCLIP_TRAINER_GATE_MARGIN": "-1", "PATENTCLIP_TRAINER_GATE_DRAWING_MARGIN": "1",
            "PATENTCLIP_TRAINER_GATE_MIN_TERCILE_PATENTS": "1000000"}
     log = tmp_path / "trainer.log"
 

@@ -221,7 +221,7 @@ def test_prometheus_scrapes_every_service_and_every_dashboard_query_returns_data
     assert _scalar(decisions, decision="promoted") + \
         _scalar(decisions, decision="rejected") == 1  # the auto policy's gate decided
     bench = prometheus.query('patentclip_trainer_benchmark_metric'
-                             '{metric="patent_aware.text_to_image_R@10"}')
+                             '{metric="served.text_R@10"}')
     assert {s["metric"]["model"] for s in bench} == {"candidate", "live"}
     assert not prometheus.query('ALERTS{alertstate="firing", '
                                 'alertname=~"PatentClipTargetDown|PatentClipQueryErrorsHigh"}')

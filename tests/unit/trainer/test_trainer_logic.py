@@ -252,9 +252,9 @@ def test_caption_queries_are_deduplicated_and_kept_per_query():
              EvalItem("D3", 1, "u", "h", "a lamp", "26", 1, "figures")]
     results = benchmark_vectors(images, images.copy(), items, {"06": 3, "26": 1})
     assert results["queries"] == 4 and results["gallery"] == 5
-    assert [(q["patent"], q["query"]) for q in results["per_query"]] == [
+    assert [(q["patent"], q["query"]) for q in results["per_query_sheets"]] == [
         ("D1", "a chair"), ("D2", "a chair"), ("D2", "top view of a chair"), ("D3", "a lamp")]
-    assert results["per_query"][0]["relevant_rank"] == 1  # its own (front-page) image
+    assert results["per_query_sheets"][0]["relevant_rank"] == 1  # its own (front-page) image
     assert results["caption_cases"] == {"figures": 0.4, "views": 0.4, "front_page": 0.2,
                                         "duplicate_captions": pytest.approx(0.2),
                                         "shared_with_another_patent": 0.5}
@@ -368,6 +368,14 @@ def test_cached_pixels_and_stored_results_are_keyed_by_the_preprocessing_and_pro
     assert now == f"bench{benchmark.BENCHMARK_VERSION}-pre{preprocess.PREPROCESS_VERSION}"
     assert registry.benchmark_results("outside-v1", "abc", "bench1-pre1") is not None
     assert registry.benchmark_results("outside-v1", "abc", now) is None  # benchmark again
+    # The backend the service runs and the distractor gallery are part of the protocol.
+    from trainer.data import EvalItem, EvalSet
+
+    gallery = EvalSet("distractors-2", "t", (EvalItem("D1", 1, "u", "h", "c", "06", 1),),
+                      {}, {})
+    names = {benchmark.Protocol().name, benchmark.Protocol("onnx").name,
+             benchmark.Protocol("eager", gallery).name}
+    assert len(names) == 3 and all(n.startswith(now) for n in names)
 
 
 def test_a_cycle_trains_on_the_new_weeks_and_a_replay_sample_not_all_history():
