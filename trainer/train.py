@@ -78,8 +78,8 @@ class TrainConfig(Section):
         1e-5, "peak learning rate (AdamW, cosine after the warm-up); 1e-5 to 3e-5 is the usual "
         "end-to-end fine-tune of a pretrained CLIP")
     head_lr_scale: float = setting(
-        10.0, "the classification head's learning rate, as a multiple of lr: it starts from "
-        "random weights on unit-norm features")
+        10.0, "the classification head's learning rate, as a multiple of lr (the head is "
+        "warm-started from the parent's head or a linear probe: trainer/head.py)")
     weight_decay: float = setting(0.1, "decoupled weight decay (see regularize)")
     regularize: str = setting(
         "to_anchor", "to_anchor: the decay pulls weights toward the anchor's (L2-SP, decoupled "

@@ -359,9 +359,12 @@ def test_registry_refuses_corrupted_weights(corpus, tmp_path, tiny_model_dir):
 
 
 def test_benchmark_command_writes_json_markdown_and_plot(corpus, tmp_path, tiny_model_dir,
-                                                         capsys):
+                                                         capsys, monkeypatch):
+    """Also: it benchmarks as the service runs (here the int8 backend) among the frozen
+    distractor gallery, and both are in the results' protocol."""
     from patentclip_cli.main import main
 
+    monkeypatch.setenv("PATENTCLIP_ENCODER_BACKEND", "int8")
     core = _core(corpus, tmp_path, tiny_model_dir)
     out = tmp_path / "bench"
     code = main(["benchmark", core.model, "--registry-dir", core.registry_dir,
@@ -380,6 +383,13 @@ def test_benchmark_command_writes_json_markdown_and_plot(corpus, tmp_path, tiny_
     assert results["prior_art"]["queries"] > 0 and 0 <= results["zero_shot_accuracy"] <= 1
     assert (out / "recall_by_class.png").stat().st_size > 5000
     assert "| patent-aware |" in (out / "benchmark.md").read_text()
+    served = results["served"]
+    frozen = ModelRegistry(core.registry_dir).eval_set_path("distractors-2000")
+    assert frozen.is_file() and results["distractor_set"] == "distractors-2000"
+    assert served["distractor_sheets"] > 0  # the two older weeks' sheets (fewer than 2,000)
+    assert served["gallery_sheets"] == 97 + served["distractor_sheets"]
+    assert results["backend"] == "int8" and "-int8-distractors-" in results["protocol"]
+    assert len(results["per_query"]) == served["text_queries"] == results["patents"]
 
 
 def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls_back(
