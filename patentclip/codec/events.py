@@ -20,6 +20,7 @@ from patentclip.errors import EventDecodeError
 from patentclip.grants.model import (
     FIGURE_NUMBER,
     LOCARNO_CODE,
+    Citation,
     DrawingSheet,
     Figure,
     Grant,
@@ -55,6 +56,11 @@ _MAPPING_TO_PB = {
     SheetFigureMapping.UNKNOWN: pb.SHEET_FIGURE_MAPPING_UNKNOWN,
 }
 _MAPPING_FROM_PB = {number: mapping for mapping, number in _MAPPING_TO_PB.items()}
+_CATEGORY_TO_PB = {"": pb.CITATION_CATEGORY_UNSPECIFIED,
+                   "examiner": pb.CITATION_CATEGORY_EXAMINER,
+                   "applicant": pb.CITATION_CATEGORY_APPLICANT,
+                   "other": pb.CITATION_CATEGORY_OTHER}
+_CATEGORY_FROM_PB = {number: name for name, number in _CATEGORY_TO_PB.items()}
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,10 @@ def grant_to_proto(grant: Grant) -> pb.Grant:
                                           figure_numbers=list(s.figure_numbers),
                                           mapping=_MAPPING_TO_PB[s.mapping])
                           for s in grant.sheets)
+    message.citations.extend(pb.Citation(country=c.country, doc_number=c.number, kind=c.kind,
+                                         date=c.date, name=c.name,
+                                         category=_CATEGORY_TO_PB[c.category], text=c.text)
+                             for c in grant.citations)
     return message
 
 
@@ -155,9 +165,11 @@ def grant_to_proto(grant: Grant) -> pb.Grant:
 # producer that is not ours cannot make the embedder, Milvus or the page hold megabytes.
 MAX_CHARS = {"kind": 4, "title": 1_000, "claim": 20_000, "dtd_version": 64, "source": 512,
              "locarno.edition": 16, "uspc.raw": 32, "view_text": 500, "description": 5_000,
-             "drawing_notes": 5_000, "file_name": 128, "image_uri": 1_024}
+             "drawing_notes": 5_000, "file_name": 128, "image_uri": 1_024,
+             "citation.country": 4, "citation.doc_number": 32, "citation.kind": 4,
+             "citation.name": 500, "citation.text": 5_000}
 MAX_ITEMS = {"uspc": 64, "figures": 500, "sheets": 500, "drawing_notes": 100,
-             "figure_numbers": 100}
+             "figure_numbers": 100, "citations": 5_000}
 _KIND = re.compile(r"[A-Z0-9]{0,4}", re.ASCII)
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
 # An image URI: printable ASCII without spaces (file://, s3://; other bytes percent-encoded).
@@ -202,6 +214,18 @@ def check_grant(message: pb.Grant) -> None:
     _check_count(where + "sheets", "sheets", message.sheets)
     for i, sheet in enumerate(message.sheets):
         _check_sheet(f"{where}sheets[{i}]", sheet)
+    _check_count(where + "citations", "citations", message.citations)
+    for i, citation in enumerate(message.citations):
+        _check_citation(f"{where}citations[{i}]", citation)
+
+
+def _check_citation(where: str, citation: pb.Citation) -> None:
+    for name in ("country", "doc_number", "kind", "name", "text"):
+        _check_text(f"{where}.{name}", getattr(citation, name), MAX_CHARS[f"citation.{name}"])
+    if citation.category not in _CATEGORY_FROM_PB:
+        _invalid(f"{where}.category {citation.category}: not a CitationCategory")
+    if not 0 <= citation.date <= 99_991_231:
+        _invalid(f"{where}.date {citation.date}: expected YYYYMMDD or 0")
 
 
 def _check_sheet(where: str, sheet: pb.DrawingSheet) -> None:
@@ -259,4 +283,7 @@ def grant_from_proto(message: pb.Grant) -> Grant:
                                   _MAPPING_FROM_PB.get(s.mapping, SheetFigureMapping.UNKNOWN),
                                   s.image_uri) for s in message.sheets),
         drawing_notes=tuple(message.drawing_notes), dtd_version=message.dtd_version,
-        source=message.source)
+        source=message.source,
+        citations=tuple(Citation(c.country, c.doc_number, c.kind, c.date, c.name,
+                                 _CATEGORY_FROM_PB[c.category], c.text)
+                        for c in message.citations))

@@ -277,6 +277,41 @@ class DrawingSheet:
         return self.mapping is SheetFigureMapping.FRONT_PAGE
 
 
+CITATION_CATEGORIES = ("examiner", "applicant", "other")  # "cited by examiner", ...
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One reference a grant cites (``us-references-cited``), as its XML states it: a patent
+    document (country, number, kind, date, name) or other literature (``text``), and who
+    cited it (``category``: examiner, applicant, other; "" when the XML does not say).
+    ``date`` is the XML's YYYYMMDD, whose day is often 00 (month precision)."""
+
+    country: str = ""
+    number: str = ""
+    kind: str = ""
+    date: int = 0
+    name: str = ""
+    category: str = ""
+    text: str = ""  # non-patent literature
+
+    @property
+    def us_patent(self) -> str:
+        """The cited US patent in the stored form (``D844798`` -> ``D0844798``), else ""
+        (another country, or literature)."""
+        if self.country != "US" or not self.number:
+            return ""
+        try:
+            return normalize_patent_number(self.number)
+        except InvalidQueryError:
+            return ""
+
+    @property
+    def design(self) -> bool:
+        """A cited US design patent: what the design corpus can hold."""
+        return self.us_patent.startswith("D")
+
+
 @dataclass(frozen=True)
 class Grant:
     """One US design patent grant, as its XML states it."""
@@ -295,6 +330,7 @@ class Grant:
     source: str = ""
     declared_figure_count: int | None = None
     declared_sheet_count: int | None = None
+    citations: tuple[Citation, ...] = ()
 
     def figure(self, number: str) -> Figure | None:
         return next((f for f in self.figures if f.number == number), None)

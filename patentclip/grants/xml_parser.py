@@ -17,6 +17,7 @@ from defusedxml import DefusedXmlException
 from patentclip.errors import GrantParseError, NotADesignGrantError
 from patentclip.grants.model import (
     SOLE_FIGURE_LEAD,
+    Citation,
     DrawingSheet,
     Figure,
     Grant,
@@ -80,6 +81,7 @@ def parse_grant_xml(data: bytes, source: str) -> Grant:
         source=source,
         declared_figure_count=declared_figures,
         declared_sheet_count=_int_or_none(biblio.findtext("figures/number-of-drawing-sheets")),
+        citations=_citations(biblio),
     )
 
 
@@ -145,6 +147,32 @@ def _uspc(biblio: Element) -> tuple[UspcClass, ...]:
             classes.append(UspcClass(raw=child.text.strip("\n"),
                                      main=child.tag == "main-classification"))
     return tuple(classes)
+
+
+# v4.0-v4.2 write <references-cited><citation>; v4.3 on <us-references-cited><us-citation>.
+_CITATION_PATHS = ("references-cited/citation", "us-references-cited/us-citation")
+_CATEGORY = re.compile(r"cited by (examiner|applicant|other)", re.IGNORECASE)
+
+
+def _citations(biblio: Element) -> tuple[Citation, ...]:
+    """Every reference the grant cites, in the XML's order."""
+    out = []
+    for path in _CITATION_PATHS:
+        for node in biblio.findall(path):
+            match = _CATEGORY.fullmatch(_text(node.find("category")))
+            category = match[1].lower() if match else ""
+            doc = node.find("patcit/document-id")
+            if doc is not None:
+                date = _text(doc.find("date"))
+                out.append(Citation(
+                    country=_text(doc.find("country")), number=_text(doc.find("doc-number")),
+                    kind=_text(doc.find("kind")), name=_text(doc.find("name")),
+                    date=int(date) if re.fullmatch(r"\d{8}", date) else 0,
+                    category=category))
+            else:
+                out.append(Citation(text=_text(node.find("nplcit/othercit")),
+                                    category=category))
+    return tuple(out)
 
 
 def _claim(root: Element) -> str:

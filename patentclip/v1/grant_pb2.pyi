@@ -31,6 +31,13 @@ class SheetFigureMapping(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SHEET_FIGURE_MAPPING_ONE_PER_SHEET: _ClassVar[SheetFigureMapping]
     SHEET_FIGURE_MAPPING_FRONT_PAGE: _ClassVar[SheetFigureMapping]
     SHEET_FIGURE_MAPPING_UNKNOWN: _ClassVar[SheetFigureMapping]
+
+class CitationCategory(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CITATION_CATEGORY_UNSPECIFIED: _ClassVar[CitationCategory]
+    CITATION_CATEGORY_EXAMINER: _ClassVar[CitationCategory]
+    CITATION_CATEGORY_APPLICANT: _ClassVar[CitationCategory]
+    CITATION_CATEGORY_OTHER: _ClassVar[CitationCategory]
 VIEW_UNSPECIFIED: View
 VIEW_FRONT: View
 VIEW_REAR: View
@@ -50,6 +57,10 @@ SHEET_FIGURE_MAPPING_UNSPECIFIED: SheetFigureMapping
 SHEET_FIGURE_MAPPING_ONE_PER_SHEET: SheetFigureMapping
 SHEET_FIGURE_MAPPING_FRONT_PAGE: SheetFigureMapping
 SHEET_FIGURE_MAPPING_UNKNOWN: SheetFigureMapping
+CITATION_CATEGORY_UNSPECIFIED: CitationCategory
+CITATION_CATEGORY_EXAMINER: CitationCategory
+CITATION_CATEGORY_APPLICANT: CitationCategory
+CITATION_CATEGORY_OTHER: CitationCategory
 
 class LocarnoClass(_message.Message):
     __slots__ = ("code", "edition")
@@ -95,8 +106,26 @@ class DrawingSheet(_message.Message):
     mapping: SheetFigureMapping
     def __init__(self, number: _Optional[int] = ..., file_name: _Optional[str] = ..., image_uri: _Optional[str] = ..., figure_numbers: _Optional[_Iterable[str]] = ..., mapping: _Optional[_Union[SheetFigureMapping, str]] = ...) -> None: ...
 
+class Citation(_message.Message):
+    __slots__ = ("country", "doc_number", "kind", "date", "name", "category", "text")
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    DOC_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    country: str
+    doc_number: str
+    kind: str
+    date: int
+    name: str
+    category: CitationCategory
+    text: str
+    def __init__(self, country: _Optional[str] = ..., doc_number: _Optional[str] = ..., kind: _Optional[str] = ..., date: _Optional[int] = ..., name: _Optional[str] = ..., category: _Optional[_Union[CitationCategory, str]] = ..., text: _Optional[str] = ...) -> None: ...
+
 class Grant(_message.Message):
-    __slots__ = ("patent_number", "kind", "title", "grant_date", "locarno", "uspc", "claim", "figures", "sheets", "drawing_notes", "dtd_version", "source")
+    __slots__ = ("patent_number", "kind", "title", "grant_date", "locarno", "uspc", "claim", "figures", "sheets", "drawing_notes", "dtd_version", "source", "citations")
     PATENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +138,7 @@ class Grant(_message.Message):
     DRAWING_NOTES_FIELD_NUMBER: _ClassVar[int]
     DTD_VERSION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CITATIONS_FIELD_NUMBER: _ClassVar[int]
     patent_number: str
     kind: str
     title: str
@@ -121,7 +151,8 @@ class Grant(_message.Message):
     drawing_notes: _containers.RepeatedScalarFieldContainer[str]
     dtd_version: str
     source: str
-    def __init__(self, patent_number: _Optional[str] = ..., kind: _Optional[str] = ..., title: _Optional[str] = ..., grant_date: _Optional[int] = ..., locarno: _Optional[_Union[LocarnoClass, _Mapping]] = ..., uspc: _Optional[_Iterable[_Union[UspcClass, _Mapping]]] = ..., claim: _Optional[str] = ..., figures: _Optional[_Iterable[_Union[Figure, _Mapping]]] = ..., sheets: _Optional[_Iterable[_Union[DrawingSheet, _Mapping]]] = ..., drawing_notes: _Optional[_Iterable[str]] = ..., dtd_version: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+    citations: _containers.RepeatedCompositeFieldContainer[Citation]
+    def __init__(self, patent_number: _Optional[str] = ..., kind: _Optional[str] = ..., title: _Optional[str] = ..., grant_date: _Optional[int] = ..., locarno: _Optional[_Union[LocarnoClass, _Mapping]] = ..., uspc: _Optional[_Iterable[_Union[UspcClass, _Mapping]]] = ..., claim: _Optional[str] = ..., figures: _Optional[_Iterable[_Union[Figure, _Mapping]]] = ..., sheets: _Optional[_Iterable[_Union[DrawingSheet, _Mapping]]] = ..., drawing_notes: _Optional[_Iterable[str]] = ..., dtd_version: _Optional[str] = ..., source: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ...) -> None: ...
 
 class GrantEvent(_message.Message):
     __slots__ = ("schema_version", "grant", "published_unix_ms", "bundle")

@@ -103,6 +103,21 @@ def test_figure_descriptions_and_counts_are_bounded():
     assert "figures[0].number" in _refused(_event(figure_markup))
 
 
+def test_citations_are_bounded_and_their_category_is_one_of_the_enum():
+    def long_text(grant):
+        grant.citations.add(text="x" * 5001)
+    assert "citations[0].text: 5001 characters" in _refused(_event(long_text))
+
+    def unknown_category(grant):
+        grant.citations.add(doc_number="D844798", category=99)
+    assert "citations[0].category 99" in _refused(_event(unknown_category))
+
+    def many(grant):
+        for _ in range(5001):
+            grant.citations.add(doc_number="D844798")
+    assert "citations: 5001 items" in _refused(_event(many))
+
+
 def test_non_ascii_digits_are_no_patent_number_so_the_key_check_is_never_reached():
     assert not is_patent_number("D０９０７２９２")
     assert not is_patent_number("D٠٩٠٧٢٩٢")  # Arabic-Indic digits
