@@ -38,7 +38,7 @@ from patentclip.errors import (
     NotFoundError,
     PatentClipError,
 )
-from patentclip.grants.model import SHEET_VIEWS, iso_date, yyyymmdd
+from patentclip.grants.model import SHEET_VIEWS, iso_date, normalize_patent_number, yyyymmdd
 from patentclip.search.engine import AGAINST
 from patentclip.store import Hit, PatentStore, SearchFilters, open_store
 from patentclip_cli import queries, streaming, trainer
@@ -142,6 +142,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_connection_flags(search)
     search.set_defaults(run=_run_search)
 
+    cites = sub.add_parser("cites", parents=[common, core_flags("images_dir")],
+                           help="what a grant cites (the examiner's citations first) and which "
+                           "grants of the corpus cite it")
+    cites.add_argument("patent", help="e.g. D0907292, D907,292")
+    cites.add_argument("--json", action="store_true")
+    cites.add_argument("--server", metavar="HOST:PORT",
+                       help="ask a running query service (GetPatent) instead of the local "
+                       "image store")
+    cites.add_argument("--timeout", type=float, default=10.0, help="--server: deadline (s)")
+    _add_connection_flags(cites)
+    cites.set_defaults(run=_run_cites)
+
     reload = sub.add_parser("reload", help="ask a query service to serve the live alias now "
                             "(admin token)")
     reload.add_argument("--server", metavar="HOST:PORT", required=True)
@@ -240,6 +252,54 @@ def _run_search(args, settings: CoreSettings) -> int:
         if next_token:
             print(f"more: --page-token {next_token}")
     return 0
+
+
+def _run_cites(args, settings: CoreSettings) -> int:
+    from patentclip.drawings.imagestore import LocalImageStore
+    from services.query.http.api import citations_view
+    from services.query.plane.drawings import StoredDrawings
+
+    patent = normalize_patent_number(args.patent, "patent")
+    if args.server:
+        citations, links = _cites_remote(args, patent)
+    else:  # the image store's grant record (what the embedder or `index` stored)
+        stored = StoredDrawings(LocalImageStore(settings.images_dir), None)
+        grant = stored.grant(patent)
+        if grant is None:
+            raise NotFoundError(f"patent {patent}: no grant record in the image store "
+                                f"{settings.images_dir}")
+        citations, links = grant.citations, stored.citation_links(patent, grant)
+    view = citations_view(citations, links)
+    if args.json:
+        print(json.dumps({"patent": patent, **view}, indent=2))
+        return 0
+    for row in view["citations"]:
+        where = "in this corpus" if row["in_corpus"] else row["uspto_url"]
+        what = row["patent"] or row["text"] or f"{row['country']} {row['number']}"
+        print(f"{row['category'] or '-':<9} {what:<12} {row['kind']:<3} {row['date'] or '':<8} "
+              f"{row['name'][:24]:<24} {where}".rstrip())
+    examiner = sum(r["category"] == "examiner" for r in view["citations"])
+    print(f"\n{patent} cites {len(view['citations'])} references, {examiner} by the examiner; "
+          f"{sum(r['in_corpus'] for r in view['citations'])} are in this corpus")
+    citing = ", ".join(f"{c['patent']} ({c['category'] or 'unstated'})"
+                       for c in view["cited_by"])
+    print(f"cited by: {citing or 'no grant of this corpus'}")
+    return 0
+
+
+def _cites_remote(args, patent: str):
+    from patentclip.codec.events import CATEGORY_FROM_PB
+    from patentclip.grants.model import Citation
+    from services.query.plane.drawings import CitationLinks
+
+    response = _client(args).get_patent(patent)
+    citations = [Citation(c.country, c.doc_number, c.kind, c.date, c.name,
+                          CATEGORY_FROM_PB.get(c.category, ""), c.text)
+                 for c in response.grant.citations]
+    links = CitationLinks(tuple(response.cited_in_corpus), tuple(
+        (c.patent_number, CATEGORY_FROM_PB.get(c.category, "") or "unstated")
+        for c in response.cited_by))
+    return citations, links
 
 
 def _query(args):

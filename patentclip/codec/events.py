@@ -56,11 +56,14 @@ _MAPPING_TO_PB = {
     SheetFigureMapping.UNKNOWN: pb.SHEET_FIGURE_MAPPING_UNKNOWN,
 }
 _MAPPING_FROM_PB = {number: mapping for mapping, number in _MAPPING_TO_PB.items()}
-_CATEGORY_TO_PB = {"": pb.CITATION_CATEGORY_UNSPECIFIED,
-                   "examiner": pb.CITATION_CATEGORY_EXAMINER,
-                   "applicant": pb.CITATION_CATEGORY_APPLICANT,
-                   "other": pb.CITATION_CATEGORY_OTHER}
-_CATEGORY_FROM_PB = {number: name for name, number in _CATEGORY_TO_PB.items()}
+# Citation.category -> the enum ("unstated": how the image store's cited-by markers say "").
+CATEGORY_TO_PB = {"": pb.CITATION_CATEGORY_UNSPECIFIED,
+                  "unstated": pb.CITATION_CATEGORY_UNSPECIFIED,
+                  "examiner": pb.CITATION_CATEGORY_EXAMINER,
+                  "applicant": pb.CITATION_CATEGORY_APPLICANT,
+                  "other": pb.CITATION_CATEGORY_OTHER}
+CATEGORY_FROM_PB = {pb.CITATION_CATEGORY_UNSPECIFIED: "",
+                     **{n: name for name, n in CATEGORY_TO_PB.items() if n}}
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ def grant_to_proto(grant: Grant) -> pb.Grant:
                           for s in grant.sheets)
     message.citations.extend(pb.Citation(country=c.country, doc_number=c.number, kind=c.kind,
                                          date=c.date, name=c.name,
-                                         category=_CATEGORY_TO_PB[c.category], text=c.text)
+                                         category=CATEGORY_TO_PB[c.category], text=c.text)
                              for c in grant.citations)
     return message
 
@@ -222,7 +225,7 @@ def check_grant(message: pb.Grant) -> None:
 def _check_citation(where: str, citation: pb.Citation) -> None:
     for name in ("country", "doc_number", "kind", "name", "text"):
         _check_text(f"{where}.{name}", getattr(citation, name), MAX_CHARS[f"citation.{name}"])
-    if citation.category not in _CATEGORY_FROM_PB:
+    if citation.category not in CATEGORY_FROM_PB:
         _invalid(f"{where}.category {citation.category}: not a CitationCategory")
     if not 0 <= citation.date <= 99_991_231:
         _invalid(f"{where}.date {citation.date}: expected YYYYMMDD or 0")
@@ -285,5 +288,5 @@ def grant_from_proto(message: pb.Grant) -> Grant:
         drawing_notes=tuple(message.drawing_notes), dtd_version=message.dtd_version,
         source=message.source,
         citations=tuple(Citation(c.country, c.doc_number, c.kind, c.date, c.name,
-                                 _CATEGORY_FROM_PB[c.category], c.text)
+                                 CATEGORY_FROM_PB[c.category], c.text)
                         for c in message.citations))

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 
 GRANT_RECORD = "grant.pb"  # the Grant protobuf kept beside a patent's drawings
+# <root>/<cited patent>/cited-by/<citing patent>.<category>: empty markers written with each
+# grant record, so "cited by" is a folder listing (idempotent: a replay writes the same).
+CITED_BY = "cited-by"
 
 
 def grant_record(grant: Grant) -> bytes:
@@ -109,8 +112,30 @@ class LocalImageStore:
             raise ImageStoreUnavailableError(f"{shown}: image store read failed: {exc}") from exc
 
     def put_grant(self, grant: Grant) -> str:
-        """Store a grant's record (its fields and sheets, as events carry them)."""
-        return self.put(grant.patent_number, GRANT_RECORD, grant_record(grant))
+        """Store a grant's record (its fields and sheets, as events carry them), and mark
+        each US patent it cites as cited by it."""
+        uri = self.put(grant.patent_number, GRANT_RECORD, grant_record(grant))
+        for citation in grant.citations:
+            if citation.us_patent and citation.us_patent != grant.patent_number:
+                category = citation.category or "unstated"
+                marker = self._path(citation.us_patent, CITED_BY) / \
+                    f"{grant.patent_number}.{category}"
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch(exist_ok=True)
+        return uri
+
+    def has_grant(self, patent: str) -> bool:
+        """Whether the store holds this patent's grant record (the corpus holds it)."""
+        return self._path(patent, GRANT_RECORD).is_file()
+
+    def cited_by(self, patent: str) -> list[tuple[str, str]]:
+        """(citing patent, category) of the stored grants that cite ``patent``, in patent
+        order; categories as ``Citation.category`` ("unstated" when the XML gave none)."""
+        folder = self._path(patent, CITED_BY)
+        if not folder.is_dir():
+            return []
+        return sorted(tuple(marker.name.split(".", 1)) for marker in folder.iterdir()
+                      if "." in marker.name)
 
     def get_grant(self, patent: str) -> Grant:
         """A patent's stored grant record: NotFoundError when there is none, EventDecodeError

@@ -205,14 +205,26 @@ class GetPatentRequest(_message.Message):
     def __init__(self, patent_number: _Optional[str] = ...) -> None: ...
 
 class GetPatentResponse(_message.Message):
-    __slots__ = ("grant", "model_version", "drawings")
+    __slots__ = ("grant", "model_version", "drawings", "cited_in_corpus", "cited_by")
     GRANT_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     DRAWINGS_FIELD_NUMBER: _ClassVar[int]
+    CITED_IN_CORPUS_FIELD_NUMBER: _ClassVar[int]
+    CITED_BY_FIELD_NUMBER: _ClassVar[int]
     grant: _grant_pb2.Grant
     model_version: str
     drawings: _containers.RepeatedCompositeFieldContainer[SheetRef]
-    def __init__(self, grant: _Optional[_Union[_grant_pb2.Grant, _Mapping]] = ..., model_version: _Optional[str] = ..., drawings: _Optional[_Iterable[_Union[SheetRef, _Mapping]]] = ...) -> None: ...
+    cited_in_corpus: _containers.RepeatedScalarFieldContainer[str]
+    cited_by: _containers.RepeatedCompositeFieldContainer[CitingPatent]
+    def __init__(self, grant: _Optional[_Union[_grant_pb2.Grant, _Mapping]] = ..., model_version: _Optional[str] = ..., drawings: _Optional[_Iterable[_Union[SheetRef, _Mapping]]] = ..., cited_in_corpus: _Optional[_Iterable[str]] = ..., cited_by: _Optional[_Iterable[_Union[CitingPatent, _Mapping]]] = ...) -> None: ...
+
+class CitingPatent(_message.Message):
+    __slots__ = ("patent_number", "category")
+    PATENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    patent_number: str
+    category: _grant_pb2.CitationCategory
+    def __init__(self, patent_number: _Optional[str] = ..., category: _Optional[_Union[_grant_pb2.CitationCategory, str]] = ...) -> None: ...
 
 class GetDrawingRequest(_message.Message):
     __slots__ = ("drawing", "size")

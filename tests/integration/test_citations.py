@@ -9,6 +9,7 @@ carries them unchanged.
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections import Counter
 from dataclasses import replace
@@ -82,3 +83,36 @@ def test_citations_per_dtd_version_and_the_design_patents_cited():
     assert counts[("v4.5", "grants")] == 50
     first = parse_grant_xml(next(p for p in FILES if "D1049406" in p.name).read_bytes(), "x")
     assert first.citations[0].us_patent == "D0844798" and first.citations[0].design
+
+
+def test_the_cites_command_lists_citations_links_the_corpus_and_says_who_cites_it(
+        tmp_path, capsys):
+    """Two real grants in an image store; the second's record also cites the first, as
+    the examiner would: `patentclip cites` shows that one as in the corpus, the others with
+    their USPTO link, and the first as cited by the second."""
+    from patentclip.drawings.imagestore import LocalImageStore, store_grant
+    from patentclip.grants.model import Citation
+    from patentclip.grants.reader import GrantReader
+    from patentclip_cli.main import main
+
+    folders = sorted(p for p in (SHARED / "uspto-sample").iterdir() if p.is_dir())[:2]
+    if len(folders) < 2:
+        pytest.skip("../shared is absent")
+    images = LocalImageStore(tmp_path / "images")
+    first, second = (store_grant(images, next(iter(GrantReader().read(f)))) for f in folders)
+    extra = Citation("US", first.patent_number.replace("D0", "D", 1), "S", 20200100, "Doe",
+                     "examiner")
+    images.put_grant(replace(second, citations=(*second.citations, extra)))
+    flags = ["--images-dir", str(images.root)]
+    assert main(["cites", second.patent_number, *flags]) == 0
+    out = capsys.readouterr().out
+    examiner = sum(c.category == "examiner" for c in second.citations) + 1
+    assert f"cites {len(second.citations) + 1} references, {examiner} by the examiner; " \
+           "1 are in this corpus" in out
+    line = next(x for x in out.splitlines() if first.patent_number in x)
+    assert line.startswith("examiner") and line.endswith("in this corpus")
+    assert main(["cites", first.patent_number, *flags, "--json"]) == 0
+    view = json.loads(capsys.readouterr().out)
+    assert view["cited_by"] == [{"patent": second.patent_number, "category": "examiner"}]
+    assert main(["cites", "D0000001", *flags]) != 0
+    assert "no grant record" in capsys.readouterr().err

@@ -286,6 +286,17 @@ def test_keyboard_opens_the_patent_view_with_every_sheet_claim_and_link(app, cor
         assert figure.description in sheets_text
     number = second["patent"][0] + second["patent"][1:].lstrip("0")
     assert f"q={number}.pn." in app.get_attribute("#uspto-link", "href")
+    # The references it cites, the examiner's first; none is in this corpus: USPTO links.
+    cites = app.eval_on_selector_all("#patent-cites li.cite", "items => items.map(i => "
+                                     "[i.className, i.dataset.patent])")
+    citations = document.grant.citations
+    assert len(cites) == len(citations) > 0
+    examiner = sum(c.category == "examiner" for c in citations)
+    assert all("examiner" in cls for cls, _ in cites[:examiner])
+    assert {p for _, p in cites if p} == {c.us_patent for c in citations if c.us_patent}
+    assert app.locator("#patent-cites a.in-corpus").count() == 0
+    assert app.locator("#patent-cites a.uspto").count() == sum(bool(c.us_patent)
+                                                               for c in citations)
     app.wait_for_selector("#patent-sheets img[data-loaded]")
     size = app.locator("#patent-sheets img[data-loaded]").first.evaluate(
         "img => Math.max(img.naturalWidth, img.naturalHeight)")

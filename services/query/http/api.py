@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -21,6 +22,7 @@ from patentclip.codec.api import query_message as api_query_message
 from patentclip.errors import InvalidQueryError
 from patentclip.grants.model import (
     LOCARNO_MAIN_CLASSES,
+    Citation,
     Grant,
     iso_date,
 )
@@ -36,6 +38,7 @@ from patentclip.search.query import query_from_message
 from patentclip.store import Hit, SearchFilters
 from patentclip.v1 import search_pb2
 from services.query.plane import paging
+from services.query.plane.drawings import CitationLinks
 
 RECORD_FORMAT = "patentclip-search-record/1"
 DEFAULT_COUNTS_DEPTH = 200
@@ -238,9 +241,12 @@ def search_response(query: WebSearch, result: SearchResult) -> dict:
             "collection": result.collection, "record": record}
 
 
-def patent_view(record: PatentRecord, grant: Grant | None, model_version: str) -> dict:
+def patent_view(record: PatentRecord, grant: Grant | None, model_version: str,
+                links: CitationLinks | None = None) -> dict:
     """The patent view: every sheet in the collection with its figure descriptions, the
-    claim (from the stored grant record, when there is one) and the USPTO link."""
+    claim (from the stored grant record, when there is one), the USPTO link, the references
+    the grant cites (examiner's first, each linked to its patent view when the corpus
+    holds it, else to the USPTO) and the corpus's grants that cite it."""
     descriptions = {f.number: f.description for f in grant.figures} if grant else {}
     sheets = []
     for sheet in record.sheets:
@@ -256,7 +262,29 @@ def patent_view(record: PatentRecord, grant: Grant | None, model_version: str) -
             "claim": grant.claim if grant else "",
             "drawing_notes": list(grant.drawing_notes) if grant else [],
             "sheets": sheets, "uspto_url": uspto_url(record.patent),
-            "model_version": model_version}
+            "model_version": model_version,
+            **citations_view(grant.citations if grant else (), links or CitationLinks())}
+
+
+CATEGORY_ORDER = {"examiner": 0, "applicant": 1, "other": 2, "": 3}
+
+
+def citations_view(citations: Sequence[Citation], links: CitationLinks) -> dict:
+    """``citations`` (examiner's first, then in the order cited) and ``cited_by``: what the
+    web app's patent view and ``patentclip cites`` show."""
+    held = set(links.in_corpus)
+    rows = []
+    for citation in citations:
+        patent = citation.us_patent
+        rows.append({"category": citation.category, "country": citation.country,
+                     "number": citation.number, "kind": citation.kind,
+                     "date": citation.date, "name": citation.name, "text": citation.text,
+                     "patent": patent, "in_corpus": patent in held,
+                     "uspto_url": uspto_url(patent) if patent else ""})
+    rows.sort(key=lambda r: CATEGORY_ORDER.get(r["category"], 3))
+    return {"citations": rows,
+            "cited_by": [{"patent": p, "category": "" if c == "unstated" else c}
+                         for p, c in links.cited_by]}
 
 
 def uspto_url(patent: str) -> str:

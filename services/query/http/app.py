@@ -135,8 +135,9 @@ def _add_api(app: FastAPI, backend: WebBackend) -> None:
         snap = backend.snapshot()
         patent_number = _patent_in_path(number)
         record = snap.engine.get_patent(patent_number, backend.timeout_s)
-        return api.patent_view(record, backend.stored.grant(patent_number),
-                               snap.model_version)
+        grant = backend.stored.grant(patent_number)
+        return api.patent_view(record, grant, snap.model_version,
+                               backend.stored.citation_links(patent_number, grant))
 
     @app.post("/api/export")
     def export(record: api.RecordIn,

@@ -12,6 +12,15 @@ from patentclip.grants.model import Grant
 
 
 @dataclass(frozen=True)
+class CitationLinks:
+    """Where a patent's citations lead in this corpus: the cited US patents it holds (in the
+    order cited) and the stored grants citing the patent, with how they marked it."""
+
+    in_corpus: tuple[str, ...] = ()
+    cited_by: tuple[tuple[str, str], ...] = ()  # (citing patent, category)
+
+
+@dataclass(frozen=True)
 class StoredDrawings:
     """The image store (None when the service has none) and its drawing renderer."""
 
@@ -26,6 +35,15 @@ class StoredDrawings:
             return self.images.get_grant(patent)
         except NotFoundError:
             return None
+
+    def citation_links(self, patent: str, grant: Grant | None) -> CitationLinks:
+        """The corpus side of a patent's citations (empty without an image store)."""
+        if self.images is None:
+            return CitationLinks()
+        cited = dict.fromkeys(c.us_patent for c in (grant.citations if grant else ())
+                              if c.us_patent)
+        return CitationLinks(tuple(p for p in cited if self.images.has_grant(p)),
+                             tuple(self.images.cited_by(patent)))
 
     def render(self, uri: str, size: str) -> RenderedDrawing:
         """A stored sheet as PNG; UnavailableError, saying why, without an image store."""

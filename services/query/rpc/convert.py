@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from patentclip.codec.api import AGAINST_PB_TO_NAME, view_from_proto, view_to_proto
-from patentclip.codec.events import grant_to_proto
+from patentclip.codec.events import CATEGORY_TO_PB, grant_to_proto
 from patentclip.drawings.render import RenderedDrawing
 from patentclip.errors import InvalidQueryError
 from patentclip.grants.model import Grant, normalize_patent_number
@@ -12,6 +12,7 @@ from patentclip.store import Hit, SearchFilters
 from patentclip.store.schema import StoredSheet
 from patentclip.v1 import grant_pb2, search_pb2
 from services.query.plane import paging
+from services.query.plane.drawings import CitationLinks
 
 DEFAULT_TOP_K = 10
 # gRPC reports "no deadline" as a time remaining of about 2**63 ns, which overflows every
@@ -109,9 +110,10 @@ def hit(h: Hit) -> search_pb2.Hit:
         matched=h.modality, drawing=search_pb2.SheetRef(patent_number=h.patent, sheet=h.sheet))
 
 
-def patent_response(record: PatentRecord, grant: Grant | None, model_version: str
-                    ) -> search_pb2.GetPatentResponse:
-    """The full Grant when its record is stored, else what the collection knows."""
+def patent_response(record: PatentRecord, grant: Grant | None, model_version: str,
+                    links: CitationLinks | None = None) -> search_pb2.GetPatentResponse:
+    """The full Grant (with its citations) when its record is stored, else what the
+    collection knows; and where the citations lead in this corpus."""
     message = grant_to_proto(grant) if grant else grant_pb2.Grant(
         patent_number=record.patent, title=record.title, grant_date=record.grant_date)
     if grant is None:
@@ -125,8 +127,12 @@ def patent_response(record: PatentRecord, grant: Grant | None, model_version: st
                                     view=view_to_proto(sheet.view))
     drawings = [search_pb2.SheetRef(patent_number=record.patent, sheet=s.sheet)
                 for s in record.sheets]
+    links = links or CitationLinks()
+    cited_by = [search_pb2.CitingPatent(patent_number=p, category=CATEGORY_TO_PB.get(c, 0))
+                for p, c in links.cited_by]
     return search_pb2.GetPatentResponse(grant=message, model_version=model_version,
-                                        drawings=drawings)
+                                        drawings=drawings, cited_in_corpus=links.in_corpus,
+                                        cited_by=cited_by)
 
 
 def encode_response(vectors, model_version: str, dim: int) -> search_pb2.EncodeResponse:

@@ -60,7 +60,9 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         snap = self.live.current()
         patent = convert.patent_number(request.patent_number)
         record = snap.engine.get_patent(patent, convert.deadline(context))
-        return convert.patent_response(record, self.stored.grant(patent), snap.model_version)
+        grant = self.stored.grant(patent)
+        return convert.patent_response(record, grant, snap.model_version,
+                                       self.stored.citation_links(patent, grant))
 
     def GetDrawing(self, request, context):  # noqa: N802
         snap = self.live.current()

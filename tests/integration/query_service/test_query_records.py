@@ -29,6 +29,34 @@ def test_get_patent_returns_metadata_sheets_and_figure_descriptions(client, corp
     assert rpc_code(lambda: client.get_patent("D0000001"))[0] == grpc.StatusCode.NOT_FOUND
 
 
+def test_get_patent_lists_its_citations_and_links_them_within_the_corpus(client, corpus):
+    """A real grant's citations come back as its XML states them. The shared grants cite
+    each other nowhere, so one corpus grant's record is given an examiner's citation of
+    another (as a grant citing it would be stored): the cited one is then listed as in the
+    corpus, and the other way round as cited by."""
+    from dataclasses import replace
+
+    from patentclip.grants.model import Citation
+
+    (cited, _), (citing, document) = list(corpus[2].items())[:2]
+    images = LocalImageStore(corpus[1])
+    stored = images.get_grant(citing)
+    assert [c.doc_number for c in client.get_patent(citing).grant.citations] == [
+        c.number for c in document.grant.citations]
+    extra = Citation("US", cited[0] + cited[1:].lstrip("0"), "S", 20200100, "Someone",
+                     "examiner")
+    images.put_grant(replace(stored, citations=(*stored.citations, extra)))
+    try:
+        response = client.get_patent(citing)
+        assert list(response.cited_in_corpus) == [cited]
+        assert response.grant.citations[-1].category == 1  # CITATION_CATEGORY_EXAMINER
+        back = client.get_patent(cited).cited_by
+        assert [(c.patent_number, c.category) for c in back] == [(citing, 1)]
+    finally:
+        images.put_grant(stored)  # the record as indexed; the marker stays (a later
+        # grant citing it would leave one too)
+
+
 def test_encode_rpcs_match_the_local_encoder(client, encoder, corpus):
     response = client.encode_texts(["lamp shade", "bottle"])
     vectors = np.array([v.values for v in response.vectors], dtype=np.float32)

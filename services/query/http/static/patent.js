@@ -22,7 +22,37 @@ export async function openPatent(patent) {
               id: "uspto-link" }));
   $("#patent-claim").textContent = view.claim || "(the claim is not stored for this patent)";
   $("#patent-sheets").replaceChildren(...view.sheets.map((sheet) => sheetFigure(view, sheet)));
+  showCitations(view);
   $("#patent-view").showModal();
+}
+
+const CITED_BY = { examiner: "cited by examiner", applicant: "cited by applicant",
+                   other: "cited by other", "": "citation" };
+
+// The references the grant cites, and the corpus's grants citing it: DOM, never HTML.
+function showCitations(view) {
+  const cites = view.citations.map((c) => el("li", { class: `cite ${c.category || "unstated"}`,
+                                                     data: { patent: c.patent } },
+    el("span", { class: "category", text: CITED_BY[c.category] ?? "citation" }), " ",
+    c.patent ? patentLink(c.patent, c.in_corpus, c.uspto_url)
+             : el("span", { text: c.text || `${c.country} ${c.number}` }),
+    el("span", { text: c.name ? ` ${c.name}` : "" }),
+    el("span", { text: c.date ? ` (${String(c.date).slice(0, 4)})` : "" })));
+  $("#patent-cites").replaceChildren(
+    ...(cites.length ? cites : [el("li", { text: "none stored for this patent" })]));
+  const citing = view.cited_by.map((c) => el("li", { data: { patent: c.patent } },
+    patentLink(c.patent, true, ""), el("span", { text: ` ${CITED_BY[c.category] ?? ""}` })));
+  $("#patent-cited-by").replaceChildren(
+    ...(citing.length ? citing : [el("li", { text: "no grant of this corpus cites it" })]));
+}
+
+function patentLink(patent, inCorpus, usptoUrl) {
+  if (!inCorpus) {
+    return el("a", { href: usptoUrl, target: "_blank", rel: "noopener", text: patent,
+                     class: "uspto" });
+  }
+  return el("a", { href: "#", text: patent, class: "in-corpus",
+                   on: { click: (event) => { event.preventDefault(); openPatent(patent); } } });
 }
 
 function sheetFigure(view, sheet) {
