@@ -35,6 +35,16 @@ def test_cli_talks_to_the_server(server, corpus, capsys, tmp_path):
                   ["--similar", patent, "--sheet", "1"]):  # every mode, remotely too
         assert main(["search", "--server", target, *flags, "--json"]) == 0, flags
         assert json.loads(capsys.readouterr().out)["hits"], flags
+    # What a grant cites, from GetPatent: the same rows as the local image store gives.
+    document = corpus[2][patent]
+    assert main(["cites", patent, "--server", target, "--json"]) == 0
+    remote = json.loads(capsys.readouterr().out)
+    assert main(["cites", patent, "--images-dir", str(corpus[1]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == remote
+    assert [r["number"] for r in remote["citations"]] == sorted(
+        (c.number for c in document.grant.citations),
+        key=lambda n: [c.number for c in document.grant.citations if c.category == "examiner"
+                       ].count(n) == 0)  # the examiner's first, each group in XML order
 
 
 def test_a_node_grpc_js_client_searches_pages_fetches_a_thumbnail_and_gets_clear_errors(
