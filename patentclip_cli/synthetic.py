@@ -64,6 +64,10 @@ class SyntheticPatent:
     views: tuple[str, ...]
     figures_per_sheet: int
     params: tuple[float, ...]
+    # (doc-number as USPTO writes it, category): the examiner's citation of the patent of
+    # the same position a week earlier (in the default numbering), an applicant's citation
+    # of a real design patent outside any generated corpus; plus one non-patent reference.
+    cites: tuple[tuple[str, str], ...] = ()
 
     @property
     def stem(self) -> str:
@@ -90,10 +94,13 @@ class BundleGenerator:
             n_views = int(rng.integers(3, len(extra) + 1))
             chosen = sorted(rng.choice(len(extra), size=n_views, replace=False))
             views = ("front perspective", *(extra[j] for j in chosen))
+            cites = ((f"D{first - 1000 + i}", "examiner"),) if first_number is None and \
+                weeks > 0 else ()
             patents.append(SyntheticPatent(
                 number=f"D{first + i:07d}", design=design, grant_date=grant_date,
                 views=views, figures_per_sheet=2 if rng.random() < 0.2 else 1,
-                params=tuple(float(x) for x in rng.uniform(0.6, 1.4, size=6))))
+                params=tuple(float(x) for x in rng.uniform(0.6, 1.4, size=6)),
+                cites=(*cites, ("D844798", "applicant"))))
         return patents
 
     def write_bundle(self, out_dir: str | Path, grant_date: date, count: int,
@@ -161,6 +168,8 @@ def grant_xml(patent: SyntheticPatent) -> bytes:
 <classification-national><country>US</country><main-classification>{d.uspc}</main-classification></classification-national>
 <invention-title id="d2e71">{escape(d.title)}</invention-title>
 <number-of-claims>1</number-of-claims>
+<us-references-cited>
+{_citations_xml(patent)}</us-references-cited>
 <figures><number-of-drawing-sheets>{n_sheets}</number-of-drawing-sheets><number-of-figures>{len(patent.views)}</number-of-figures></figures>
 </us-bibliographic-data-grant>
 <drawings id="DRAWINGS">
@@ -173,6 +182,18 @@ def grant_xml(patent: SyntheticPatent) -> bytes:
 <claims id="claims"><claim id="CLM-00001" num="00001"><claim-text>The ornamental design for {escape(d.article)}, as shown and described.</claim-text></claim></claims>
 </us-patent-grant>
 """.encode()
+
+
+def _citations_xml(patent: SyntheticPatent) -> str:
+    rows = [f'<us-citation><patcit num="{i:05d}"><document-id><country>US</country>'
+            f"<doc-number>{number}</doc-number><kind>S</kind><name>Doe</name>"
+            f"<date>20200100</date></document-id></patcit><category>cited by {category}"
+            "</category></us-citation>\n"
+            for i, (number, category) in enumerate(patent.cites, start=1)]
+    rows.append(f'<us-citation><nplcit num="{len(rows) + 1:05d}"><othercit>Design catalogue '
+                "of the year, p. 12.</othercit></nplcit><category>cited by applicant"
+                "</category></us-citation>\n")
+    return "".join(rows)
 
 
 def utility_xml(stem: str, grant_date: date) -> bytes:

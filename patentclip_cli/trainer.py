@@ -45,6 +45,9 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                        help="CSV with id,caption columns (extra captions); repeatable")
     bench.add_argument("--out", type=Path, help="report folder (default data/benchmarks/...)")
     bench.add_argument("--json", action="store_true")
+    bench.add_argument("--cited", action="store_true",
+                       help="also examiner-cited prior art: the set's grants search every grant "
+                       "of the image store for the design patents their examiner cited")
     bench.set_defaults(run=_run_benchmark)
 
     models = sub.add_parser("models", parents=[common], help="the model registry")
@@ -139,7 +142,7 @@ def _run_benchmark(args, settings: CoreSettings) -> int:
     spec = resolve_model(registry, args.version)
     name = args.version if registry.exists(args.version) else Path(spec).name
     out = args.out or Path("data/benchmarks") / name / eval_set.name
-    bench = _benchmarker(registry, images, settings, [eval_set], args.captions)
+    bench = _benchmarker(registry, images, settings, [eval_set], args.captions, args.cited)
     results = bench(spec, settings.pretrained if spec == settings.model else "", eval_set, out)
     if registry.exists(args.version):
         registry.record_benchmark(args.version, results)
@@ -235,7 +238,7 @@ def _eval_set(registry: ModelRegistry, images: LocalImageStore, name: str, weeks
 
 
 def _benchmarker(registry: ModelRegistry, images: LocalImageStore, settings: CoreSettings,
-                 eval_sets: list, captions: list[str]):
+                 eval_sets: list, captions: list[str], cited: bool = False):
     """Benchmarks as the trainer's cycle does: the service's encoder options and the
     distractor gallery (the frozen one; frozen now if there is none yet)."""
     from trainer.config import JobSettings
@@ -247,7 +250,7 @@ def _benchmarker(registry: ModelRegistry, images: LocalImageStore, settings: Cor
         build_examples(images, captions)[0]
     distractors = ensure_distractors(registry, images, examples, eval_sets,
                                      job.distractor_sheets, job.gap_weeks)
-    return Benchmarker(images, settings.encoder_options(), distractors)
+    return Benchmarker(images, settings.encoder_options(), distractors, cited)
 
 
 def _live_version(settings: CoreSettings) -> str:

@@ -98,10 +98,12 @@ def encode_distractors(encoder: Encoder, distractors: EvalSet | None,
 
 def run_benchmark(encoder: Encoder, eval_set: EvalSet, images: LocalImageStore,
                   out_dir: str | Path | None = None, how: Protocol = Protocol(),
-                  gallery: Gallery | None = None) -> dict:
+                  gallery: Gallery | None = None, corpus: Sequence | None = None) -> dict:
     """Encode the set's drawings and captions with ``encoder``; return (and write) results.
     ``how`` names the backend the encoder was loaded with and the distractors; ``gallery``
-    is their vectors under this encoder (encoded here when not given)."""
+    is their vectors under this encoder (encoded here when not given). ``corpus`` (grants):
+    also the examiner-cited prior-art protocol (trainer/cited.py), the set's grants asking
+    the corpus."""
     items = eval_set.items
     image_vectors = encoder.encode_pixels(_pixels(encoder, items, images))
     text_vectors = encoder.encode_texts([i.caption for i in items])
@@ -112,6 +114,10 @@ def run_benchmark(encoder: Encoder, eval_set: EvalSet, images: LocalImageStore,
     queries, patents = served_text_queries(items)
     results.update(served_results(image_vectors, text_vectors, encoder.encode_texts(queries),
                                   queries, patents, items, eval_set.class_counts, gallery))
+    if corpus is not None:
+        from trainer.cited import run_cited
+
+        results.update(run_cited(encoder, corpus, images, {i.patent for i in items}))
     results.update({"model_version": encoder.model_version, "model_spec": encoder.info.spec,
                     "eval_set": eval_set.name, "eval_set_sha256": eval_set.sha256,
                     "protocol": how.name, "backend": how.backend,
@@ -330,7 +336,23 @@ def summary_markdown(results: dict) -> str:
              f"{_fmt(prior['p_at_1'])} | {prior['queries']} |", "",
              f"Zero-shot Locarno classification accuracy: "
              f"{_fmt(results.get('zero_shot_accuracy'))}"]
+    if results.get("cited"):
+        lines += ["", cited_markdown(results["cited"])]
     return "\n".join(lines) + "\n"
+
+
+def cited_markdown(cited: dict) -> str:
+    """The examiner-cited prior-art table: each way of asking, with 95% intervals."""
+    lines = [f"Examiner-cited prior art: {cited['query_grants']} of {cited['grants']} grants "
+             f"ask; their examiners cited {cited['examiner_cited_design_patents']} design "
+             f"patents, {cited['held_by_the_corpus']} of them in the corpus "
+             f"({cited['held_share']:.0%}).", "",
+             "| asked by | R@1 | R@10 | R@100 | MRR |", "|---|---|---|---|---|"]
+    for mode, figures in cited.get("modes", {}).items():
+        cells = [f"{figures[k]['value']:.3f} [{figures[k]['interval'][0]:.3f}, "
+                 f"{figures[k]['interval'][1]:.3f}]" for k in ("R@1", "R@10", "R@100", "mrr")]
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def caption_cases_line(results: dict) -> str:
@@ -389,10 +411,13 @@ def plot_recall_by_class(runs: dict[str, dict], path: Path) -> Path:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _pixels(encoder: Encoder, items: Sequence[EvalItem], images: LocalImageStore) -> list:
+def _pixels(encoder: Encoder, items: Sequence[EvalItem], images: LocalImageStore,
+            check: bool = True) -> list:
+    """Model inputs of the items' drawings; ``check``: each image's sha256 must be the one
+    frozen with the set (a corpus read as it is now passes False)."""
     def one(item: EvalItem):
         data = images.get(item.image_uri)
-        if hashlib.sha256(data).hexdigest() != item.image_sha256:
+        if check and hashlib.sha256(data).hexdigest() != item.image_sha256:
             raise InvalidInputError(f"{item.image_uri}: image changed since the evaluation "
                                     "set was frozen (sha256 differs)")
         return encoder.drawing_pixels(data, item.image_uri)

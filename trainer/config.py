@@ -56,6 +56,14 @@ class JobSettings(Section):
     gate_drawing_margin: float = setting(
         0.02, "drawing -> patent guard: promote only a candidate shown no worse than live by "
         "more than this in mean reciprocal rank; 1 or more = off")
+    gate_per_query: str = setting(
+        "per_query", "what the gate pairs: per_query (the served protocol's text queries) or "
+        "per_query_cited (examiner-cited prior art; needs cited_protocol and a corpus that "
+        "holds the cited patents: trainer/README.md says how many)",
+        choices=("per_query", "per_query_cited"))
+    cited_protocol: bool = setting(
+        False, "benchmark examiner-cited prior art too: each evaluation grant searches the "
+        "whole image store for its examiner's design citations (costly at scale)")
     gate_min_tercile_patents: int = setting(30, "terciles with fewer patents never veto")
     gate_confidence: float = setting(0.95, "of the paired bootstrap interval")
     gate_resamples: int = setting(2000, "bootstrap resamples (of patents)")
@@ -114,7 +122,8 @@ class JobSettings(Section):
         return RolloutGate(self.gate_metric, self.gate_margin, self.gate_min_tercile_patents,
                            self.gate_confidence, self.gate_resamples, self.gate_seed,
                            self.gate_statistic, self.gate_yearly_alpha,
-                           self.gate_decisions_per_year, self.gate_drawing_margin)
+                           self.gate_decisions_per_year, self.gate_drawing_margin,
+                           self.gate_per_query)
 
     def plan(self, train: TrainConfig) -> CyclePlan:
         files = tuple(f.strip() for f in self.caption_files.split(",") if f.strip())
@@ -123,7 +132,8 @@ class JobSettings(Section):
                          outside_windows(self.outside_trained_through), self.keep_checkpoints,
                          self.loader_workers, self.sheet_cache_dir, gap_weeks=self.gap_weeks,
                          replay_ratio=self.replay_ratio,
-                         distractor_sheets=self.distractor_sheets)
+                         distractor_sheets=self.distractor_sheets,
+                         cited_protocol=self.cited_protocol)
 
 
 def outside_windows(text: str) -> tuple[tuple[str, int], ...]:

@@ -73,10 +73,11 @@ class PairedOutcomes:
 
 def metric_cutoff(metric: str) -> int:
     """K of the gate's metric: it must be read from per-query results."""
-    match = re.fullmatch(r"served\.text_R@(\d+)", metric)
+    match = re.fullmatch(r"(?:served\.text|cited)_R@(\d+)", metric)
     if not match:
-        raise InvalidInputError(f"gate metric {metric!r}: the gate decides on the served "
-                                "protocol's per-query results, so it takes served.text_R@K")
+        raise InvalidInputError(f"gate metric {metric!r}: the gate decides on per-query "
+                                "results, so it takes served.text_R@K (or cited_R@K with "
+                                "per_query_cited)")
     return int(match.group(1))
 
 
@@ -232,6 +233,7 @@ class RolloutGate:
     yearly_alpha: float = 0.05  # false promotions: at most this chance a year ...
     decisions_per_year: int = 52  # ... over this many decisions (one a week)
     drawing_margin: float = 0.02  # MRR the drawing -> patent guard tolerates losing; >= 1: off
+    per_query: str = "per_query"  # or per_query_cited: examiner-cited prior art (cited.py)
 
     @property
     def alpha(self) -> float:
@@ -246,7 +248,7 @@ class RolloutGate:
                               {"decision": "promote"})
         k = metric_cutoff(self.metric)
         candidates, lives = _as_list(candidate), _as_list(live)
-        outcomes = pair(candidates, lives, k)
+        outcomes = pair(candidates, lives, k, self.per_query)
         new, old = outcomes.recall()
         level = f"{self.confidence:.0%}"
         summary = {"metric": self.metric, "candidate": new, "live": old,

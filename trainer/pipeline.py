@@ -168,8 +168,11 @@ class Benchmarker:
     and loading a ViT-L-14 once per week would cost more than some of its benchmarks."""
 
     def __init__(self, images: LocalImageStore, options: dict | None = None,
-                 distractors: EvalSet | None = None) -> None:
+                 distractors: EvalSet | None = None, cited: bool = False) -> None:
+        """``cited``: also the examiner-cited prior-art protocol, against every grant
+        record of the image store (the whole corpus: costly at scale, so opt-in)."""
         self.images, self.options = images, dict(options or {})
+        self.corpus = IngestedGrants(images).read(DataReport()) if cited else None
         self.how = Protocol(self.options.get("backend", "eager"), distractors)
         self.loaded: dict[tuple[str, str], tuple[Encoder, Gallery]] = {}
 
@@ -186,7 +189,8 @@ class Benchmarker:
             self.loaded[(spec, pretrained)] = (encoder, encode_distractors(
                 encoder, self.how.distractors, self.images))
         encoder, gallery = self.loaded[(spec, pretrained)]
-        return run_benchmark(encoder, eval_set, self.images, out_dir, self.how, gallery)
+        return run_benchmark(encoder, eval_set, self.images, out_dir, self.how, gallery,
+                             self.corpus)
 
 
 def benchmark_spec(spec: str, pretrained: str, eval_set: EvalSet, images: LocalImageStore,
@@ -266,6 +270,7 @@ class CyclePlan:
     gap_weeks: int = 1  # between the last training week and the first evaluation week
     replay_ratio: float = 1.0  # older sheets replayed per new one; < 0: all history
     distractor_sheets: int = 2000  # older sheets added to every evaluation gallery; 0: none
+    cited_protocol: bool = False  # also examiner-cited prior art (the whole image store)
 
 
 class TrainingCycle:
@@ -345,7 +350,8 @@ class TrainingCycle:
         """Benchmarks as the service runs: its encoder options and the distractors."""
         distractors = ensure_distractors(self.registry, self.images, examples, eval_sets,
                                          self.plan.distractor_sheets, self.plan.gap_weeks)
-        return Benchmarker(self.images, self.core.encoder_options(), distractors)
+        return Benchmarker(self.images, self.core.encoder_options(), distractors,
+                           self.plan.cited_protocol)
 
     def rollout(self, eval_sets: Sequence[EvalSet], bench: Benchmarker) -> Rollout:
         if self.reindex is None:

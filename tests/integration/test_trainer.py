@@ -392,6 +392,34 @@ def test_benchmark_command_writes_json_markdown_and_plot(corpus, tmp_path, tiny_
     assert len(results["per_query"]) == served["text_queries"] == results["patents"]
 
 
+def test_benchmark_scores_examiner_cited_prior_art_on_a_corpus_that_cites_itself(
+        corpus, tmp_path, tiny_model_dir, capsys):
+    """The generated grants cite, by examiner, the patent of the same position a week
+    earlier (and, by applicant, a real patent outside the corpus): the newest week's 16
+    grants each ask for one held citation, so the counts are 16 queries, 16 examiner-cited
+    design patents, all held. Ranks come from the random tiny model: only their range is
+    checked."""
+    from patentclip_cli.main import main
+
+    core = _core(corpus, tmp_path, tiny_model_dir)
+    out = tmp_path / "bench"
+    assert main(["benchmark", core.model, "--registry-dir", core.registry_dir,
+                 "--images-dir", core.images_dir, "--out", str(out), "--cited"]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "benchmark.json").read_text())
+    cited = results["cited"]
+    assert (cited["grants"], cited["query_grants"], cited["examiner_cited_design_patents"],
+            cited["held_by_the_corpus"]) == (16, 16, 16, 16)
+    assert cited["gallery_patents"] == WEEKS * PATENTS_PER_WEEK
+    assert len(results["per_query_cited"]) == 3 * 16
+    for row in results["per_query_cited"]:
+        week, position = divmod(int(row["patent"][1:]) - 900_000, 1000)
+        assert row["held"] == [f"D0{900_000 + (week - 1) * 1000 + position}"]
+        assert row["relevant_rank"] is None or 1 <= row["relevant_rank"] <= 47
+    assert "Examiner-cited prior art: 16 of 16 grants ask" in printed
+    assert "| both |" in printed
+
+
 def test_trainer_cycle_promotes_a_better_candidate_rejects_a_worse_one_and_rolls_back(
         corpus, tmp_path, tiny_model_dir, store, kafka_settings, capsys, monkeypatch):
     """The service path end to end: grants on the topic -> live collection; one trainer

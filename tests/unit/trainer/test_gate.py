@@ -312,3 +312,18 @@ def test_a_candidate_better_on_words_but_worse_on_drawings_is_vetoed_by_the_guar
     assert same.passed and same.summary["drawing_guard"]["mrr_difference"] == 0
     skipped = RolloutGate().decide(results(text, None), results(dict.fromkeys(text), None))
     assert skipped.passed and "not applied" in skipped.reasons[2]
+
+
+def test_the_gate_can_pair_examiner_cited_prior_art_instead():
+    """per_query_cited (trainer/cited.py): one record per query grant and way of asking."""
+    def results(rank):
+        rows = [{"query": mode, "patent": f"D{i}", "relevant_rank": rank}
+                for i in range(40) for mode in ("drawing", "text", "both")]
+        return {"eval_set": "w", "eval_set_sha256": "s", "per_query_cited": rows,
+                "per_query": []}
+
+    gate = RolloutGate(per_query="per_query_cited", metric="cited_R@10")
+    verdict = gate.decide(results(1), results(None))
+    assert verdict.passed and verdict.summary["queries"] == 120
+    with pytest.raises(InvalidInputError, match="no per_query_cited list"):
+        gate.decide({"eval_set_sha256": "s", "per_query": []}, results(None))
