@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from patentclip.model.registry import ModelRegistry
 from patentclip.store import open_store
 from patentclip_cli.common import core_flags, kafka_flags, kafka_settings
 from trainer.benchmark import PRIMARY_METRIC, metric, summary_markdown
+
+logger = logging.getLogger(__name__)
 
 EXIT_REJECTED = 1
 
@@ -45,6 +48,19 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                        help="CSV with id,caption columns (extra captions); repeatable")
     bench.add_argument("--out", type=Path, help="report folder (default data/benchmarks/...)")
     bench.add_argument("--json", action="store_true")
+    bench.add_argument("--impact", type=Path, metavar="CSV",
+                       help="the seed's test set instead (IMPACT format, e.g. "
+                       "../shared/impact-metadata/test2021.csv): front pages with LLaVA captions")
+    bench.add_argument("--impact-images", type=Path, metavar="DIR",
+                       help="--impact: the folder its filepath column is relative to")
+    bench.add_argument("--limit", type=int, default=0, help="--impact: the first N rows only")
+    bench.add_argument("--reference-preprocessing", action="store_true",
+                       help="prepare images as open_clip's eval transform does (resize, centre "
+                       "crop), as the published numbers were measured, not trimmed and padded")
+    bench.add_argument("--allow-training-overlap", action="store_true",
+                       help="benchmark even when the set lies inside the model's training "
+                       "window (e.g. the hub PatentCLIP models on 2021 grants); logged and "
+                       "recorded in the results")
     bench.add_argument("--cited", action="store_true",
                        help="also examiner-cited prior art: the set's grants search every grant "
                        "of the image store for the design patents their examiner cited")
@@ -134,16 +150,36 @@ def _read_results(path: Path) -> list[dict]:
 
 
 def _run_benchmark(args, settings: CoreSettings) -> int:
-    from trainer.pipeline import resolve_model
+    from trainer.benchmark import write_reports
+    from trainer.pipeline import Benchmarker, resolve_model
 
     registry = ModelRegistry(settings.registry_dir)
-    images = LocalImageStore(settings.images_dir)
-    eval_set = _eval_set(registry, images, args.eval_set, args.eval_weeks, args.captions)
+    if args.impact:
+        eval_set, images = _impact_set(args)
+    else:
+        images = LocalImageStore(settings.images_dir)
+        eval_set = _eval_set(registry, images, args.eval_set, args.eval_weeks, args.captions)
     spec = resolve_model(registry, args.version)
+    overlap = _training_overlap(registry, args.version, spec, eval_set)
+    if overlap and not args.allow_training_overlap:
+        raise InvalidInputError(f"{eval_set.name} lies inside the training window of "
+                                f"{args.version} ({overlap}): its figures would be on training "
+                                "data. --allow-training-overlap benchmarks it anyway (logged)")
+    if overlap:
+        logger.warning("benchmarking %s on %s inside its training window (%s): "
+                       "--allow-training-overlap", args.version, eval_set.name, overlap)
     name = args.version if registry.exists(args.version) else Path(spec).name
     out = args.out or Path("data/benchmarks") / name / eval_set.name
-    bench = _benchmarker(registry, images, settings, [eval_set], args.captions, args.cited)
-    results = bench(spec, settings.pretrained if spec == settings.model else "", eval_set, out)
+    if args.impact:  # the IMPACT images are outside the image store: no distractors
+        bench = Benchmarker(images, settings.encoder_options(), None, False,
+                            args.reference_preprocessing)
+    else:
+        bench = _benchmarker(registry, images, settings, [eval_set], args.captions,
+                             args.cited, args.reference_preprocessing)
+    results = bench(spec, settings.pretrained if spec == settings.model else "", eval_set)
+    if overlap:
+        results["training_window_overridden"] = overlap
+    write_reports(results, out)
     if registry.exists(args.version):
         registry.record_benchmark(args.version, results)
     print(json.dumps(results, indent=2) if args.json else summary_markdown(results))
@@ -237,8 +273,34 @@ def _eval_set(registry: ModelRegistry, images: LocalImageStore, name: str, weeks
     return ensure_eval_set(registry, images, examples, name, weeks)
 
 
+def _impact_set(args):
+    from trainer.impact import load_impact
+
+    if not args.impact_images:
+        raise InvalidInputError("--impact needs --impact-images DIR (the folder of its "
+                                "filepath column)")
+    eval_set, report = load_impact(args.impact, args.impact_images, limit=args.limit)
+    left_out = ", ".join(f"{n} {reason}" for reason, n in report.left_out.items())
+    print(f"{args.impact}: {report.used} of {report.rows} rows"
+          + (f" (left out: {left_out})" if left_out else ""), file=sys.stderr)
+    return eval_set, LocalImageStore(args.impact_images)
+
+
+def _training_overlap(registry: ModelRegistry, version: str, spec: str, eval_set) -> str:
+    """The model's training window when the set starts inside it, else ""."""
+    from trainer.config import JobSettings, outside_windows
+    from trainer.rollout import Rollout
+
+    windows = outside_windows(JobSettings.from_env().outside_trained_through)
+    window = Rollout(registry, None, outside_windows=windows, gap_weeks=0).window(version, spec)
+    if not window.overlaps(eval_set):
+        return ""
+    return f"{window.source}: trained on grants {window.first or '…'}–{window.last}"
+
+
 def _benchmarker(registry: ModelRegistry, images: LocalImageStore, settings: CoreSettings,
-                 eval_sets: list, captions: list[str], cited: bool = False):
+                 eval_sets: list, captions: list[str], cited: bool = False,
+                 reference: bool = False):
     """Benchmarks as the trainer's cycle does: the service's encoder options and the
     distractor gallery (the frozen one; frozen now if there is none yet)."""
     from trainer.config import JobSettings
@@ -250,7 +312,7 @@ def _benchmarker(registry: ModelRegistry, images: LocalImageStore, settings: Cor
         build_examples(images, captions)[0]
     distractors = ensure_distractors(registry, images, examples, eval_sets,
                                      job.distractor_sheets, job.gap_weeks)
-    return Benchmarker(images, settings.encoder_options(), distractors, cited)
+    return Benchmarker(images, settings.encoder_options(), distractors, cited, reference)
 
 
 def _live_version(settings: CoreSettings) -> str:

@@ -71,11 +71,13 @@ class Protocol:
 
     backend: str = "eager"
     distractors: EvalSet | None = None
+    reference: bool = False  # open_clip's reference preprocessing (Encoder.reference_pixels)
 
     @property
     def name(self) -> str:
         gallery = self.distractors.sha256[:12] if self.distractors else "none"
-        return f"{protocol()}-{self.backend}-distractors-{gallery}"
+        reference = "-reference" if self.reference else ""
+        return f"{protocol()}{reference}-{self.backend}-distractors-{gallery}"
 
 
 @dataclass
@@ -105,7 +107,8 @@ def run_benchmark(encoder: Encoder, eval_set: EvalSet, images: LocalImageStore,
     also the examiner-cited prior-art protocol (trainer/cited.py), the set's grants asking
     the corpus."""
     items = eval_set.items
-    image_vectors = encoder.encode_pixels(_pixels(encoder, items, images))
+    image_vectors = encoder.encode_pixels(_pixels(encoder, items, images,
+                                                  reference=how.reference))
     text_vectors = encoder.encode_texts([i.caption for i in items])
     results = benchmark_vectors(image_vectors, text_vectors, items, eval_set.class_counts,
                                 zero_shot_vectors(encoder, eval_set))
@@ -211,6 +214,9 @@ def benchmark_vectors(image_vectors: np.ndarray, text_vectors: np.ndarray,
         "items": len(items), "patents": len(set(patents)), "classes": len(set(labels)),
         "gallery": len(items), "queries": len(first),
         "standard": clip_retrieval_metrics(image_text),
+        "standard_intervals": recall_intervals(
+            {"text_to_image": standard_ranks,
+             "image_to_text": first_relevant_ranks(image_text, np.eye(len(items), dtype=bool))}),
         "patent_aware": {**rank_summary(first_relevant_ranks(image_text, same), "image_to_text"),
                          **rank_summary(aware_ranks, "text_to_image")},
         "chance": {"standard": {f"R@{k}": min(k / len(items), 1.0) for k in KS},
@@ -238,6 +244,20 @@ def benchmark_vectors(image_vectors: np.ndarray, text_vectors: np.ndarray,
         predicted = np.asarray(classes)[np.argmax(image_vectors @ prompt_vectors.T, axis=1)]
         results["zero_shot_accuracy"] = float(np.mean(predicted == np.asarray(labels)))
     return results
+
+
+def recall_intervals(ranks: dict[str, np.ndarray], resamples: int = 1000, seed: int = 0
+                     ) -> dict[str, list[float]]:
+    """95% percentile bootstrap intervals of R@1/5/10 over the pairs (0-based ranks): what a
+    published figure on another sample of the same size could have been."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for direction, values in ranks.items():
+        draws = rng.integers(0, len(values), size=(resamples, len(values)))
+        for k in KS:
+            hits = (values < k).astype(np.float64)[draws].mean(axis=1)
+            out[f"{direction}_R@{k}"] = [float(v) for v in np.percentile(hits, [2.5, 97.5])]
+    return out
 
 
 def caption_cases(items: Sequence[EvalItem], queries: int) -> dict[str, float | None]:
@@ -312,7 +332,19 @@ def markdown_table(rows: dict[str, dict]) -> str:
     for name, cells in PUBLISHED.items():
         shown = " | ".join("—" if c is None else f"{c:.2f}" for c in cells)
         lines.append(f"| {name} | standard | 5,000 pairs (another set) | {shown} | — |")
+    for name, results in rows.items():
+        spans = results.get("standard_intervals")
+        if spans:
+            shown = ", ".join(f"{_short(key)} [{low:.3f}, {high:.3f}]"
+                              for key, (low, high) in spans.items())
+            lines.append(f"\n{name}, standard protocol, 95% bootstrap intervals over the "
+                         f"pairs: {shown}")
     return "\n".join(lines)
+
+
+def _short(key: str) -> str:
+    """'text_to_image_R@1' -> 'T→I R@1'."""
+    return key.replace("text_to_image_", "T→I ").replace("image_to_text_", "I→T ")
 
 
 def summary_markdown(results: dict) -> str:
@@ -412,14 +444,17 @@ def plot_recall_by_class(runs: dict[str, dict], path: Path) -> Path:
 
 
 def _pixels(encoder: Encoder, items: Sequence[EvalItem], images: LocalImageStore,
-            check: bool = True) -> list:
+            check: bool = True, reference: bool = False) -> list:
     """Model inputs of the items' drawings; ``check``: each image's sha256 must be the one
-    frozen with the set (a corpus read as it is now passes False)."""
+    frozen with the set (a corpus read as it is now passes False); ``reference``: open_clip's
+    reference preprocessing instead of ours."""
     def one(item: EvalItem):
         data = images.get(item.image_uri)
         if check and hashlib.sha256(data).hexdigest() != item.image_sha256:
             raise InvalidInputError(f"{item.image_uri}: image changed since the evaluation "
                                     "set was frozen (sha256 differs)")
+        if reference:
+            return encoder.reference_pixels(data, item.image_uri)
         return encoder.drawing_pixels(data, item.image_uri)
 
     with ThreadPoolExecutor(2) as pool:

@@ -168,12 +168,14 @@ class Benchmarker:
     and loading a ViT-L-14 once per week would cost more than some of its benchmarks."""
 
     def __init__(self, images: LocalImageStore, options: dict | None = None,
-                 distractors: EvalSet | None = None, cited: bool = False) -> None:
+                 distractors: EvalSet | None = None, cited: bool = False,
+                 reference: bool = False) -> None:
         """``cited``: also the examiner-cited prior-art protocol, against every grant
-        record of the image store (the whole corpus: costly at scale, so opt-in)."""
+        record of the image store (the whole corpus: costly at scale, so opt-in);
+        ``reference``: open_clip's reference preprocessing of the images."""
         self.images, self.options = images, dict(options or {})
         self.corpus = IngestedGrants(images).read(DataReport()) if cited else None
-        self.how = Protocol(self.options.get("backend", "eager"), distractors)
+        self.how = Protocol(self.options.get("backend", "eager"), distractors, reference)
         self.loaded: dict[tuple[str, str], tuple[Encoder, Gallery]] = {}
 
     @property

@@ -99,6 +99,8 @@ def text_ranks(gallery: Gallery, query_vectors: np.ndarray, patents: Sequence[st
 def drawing_ranks(gallery: Gallery, queries: Sequence[int]) -> list[int | None]:
     """Drawing -> patent for gallery sheets ``queries``: each against every other sheet
     (itself left out), the relevant patent its own. Ranks past the cutoff are None."""
+    if not queries:  # e.g. a set of front pages only (the seed's test set)
+        return []
     similarity = gallery.drawings[list(queries)] @ gallery.drawings.T
     similarity[np.arange(len(queries)), list(queries)] = -np.inf  # not the sheet itself
     scores = gallery.patent_scores(similarity)

@@ -150,6 +150,13 @@ class Encoder:
         """
         return self.square_pixels(self.preprocessor.query(data, name, crop))
 
+    def reference_pixels(self, data: bytes, name: str = "image") -> torch.Tensor:
+        """One drawing as open_clip's reference eval transform prepares it (resize the
+        short side, centre crop, normalize), with no margin trim or square padding: how the
+        published PatentCLIP numbers were measured (``patentclip benchmark --reference-
+        preprocessing``). Decoded with the same size and format checks."""
+        return self._normalize(self.preprocessor.decode(data, name).convert("RGB"))
+
     def square_pixels(self, square: Image.Image) -> torch.Tensor:
         """A drawing already decoded and squared (``DrawingPreprocessor.square``: what the
         trainer's sheet cache holds) -> the model's input tensor."""
