@@ -13,12 +13,10 @@ Writes ``benchmark.json``, ``benchmark.md`` and ``recall_by_class.png`` to the o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +25,6 @@ import numpy as np
 
 from patentclip.drawings import preprocess
 from patentclip.drawings.imagestore import LocalImageStore
-from patentclip.errors import InvalidInputError
 from patentclip.grants.model import LOCARNO_MAIN_CLASSES
 from trainer import served
 from trainer.data import CAPTION_SOURCES, EvalItem, EvalSet
@@ -44,6 +41,7 @@ from trainer.retrieval import (
     recall_by_frequency_tercile,
     shared_caption_share,
 )
+from trainer.sheets import drawing_inputs
 
 if TYPE_CHECKING:  # the CLI reads this module's constants without loading torch
     from patentclip.model.encoder import Encoder
@@ -94,7 +92,7 @@ def encode_distractors(encoder: Encoder, distractors: EvalSet | None,
     if distractors is None or not distractors.items:
         return Gallery()
     items = distractors.items
-    return Gallery(items, encoder.encode_pixels(_pixels(encoder, items, images)),
+    return Gallery(items, encoder.encode_pixels(drawing_inputs(encoder, items, images)),
                    encoder.encode_texts([i.caption for i in items]))
 
 
@@ -107,7 +105,7 @@ def run_benchmark(encoder: Encoder, eval_set: EvalSet, images: LocalImageStore,
     also the examiner-cited prior-art protocol (trainer/cited.py), the set's grants asking
     the corpus."""
     items = eval_set.items
-    image_vectors = encoder.encode_pixels(_pixels(encoder, items, images,
+    image_vectors = encoder.encode_pixels(drawing_inputs(encoder, items, images,
                                                   reference=how.reference))
     text_vectors = encoder.encode_texts([i.caption for i in items])
     results = benchmark_vectors(image_vectors, text_vectors, items, eval_set.class_counts,
@@ -441,24 +439,6 @@ def plot_recall_by_class(runs: dict[str, dict], path: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _pixels(encoder: Encoder, items: Sequence[EvalItem], images: LocalImageStore,
-            check: bool = True, reference: bool = False) -> list:
-    """Model inputs of the items' drawings; ``check``: each image's sha256 must be the one
-    frozen with the set (a corpus read as it is now passes False); ``reference``: open_clip's
-    reference preprocessing instead of ours."""
-    def one(item: EvalItem):
-        data = images.get(item.image_uri)
-        if check and hashlib.sha256(data).hexdigest() != item.image_sha256:
-            raise InvalidInputError(f"{item.image_uri}: image changed since the evaluation "
-                                    "set was frozen (sha256 differs)")
-        if reference:
-            return encoder.reference_pixels(data, item.image_uri)
-        return encoder.drawing_pixels(data, item.image_uri)
-
-    with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(one, items))
 
 
 def _per_class(ranks: np.ndarray, labels: Sequence[str], counts: dict[str, int]) -> dict:

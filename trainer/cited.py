@@ -166,8 +166,8 @@ def run_cited(encoder: Encoder, grants: Sequence[Grant], images, only: set[str] 
               ) -> dict:
     """The protocol on ``grants`` (the corpus: every grant record of the image store),
     asking with the grants of ``only`` (default: all) that cite a held design patent."""
-    from trainer.benchmark import _pixels
     from trainer.data import EvalItem, sheet_captions
+    from trainer.sheets import drawing_inputs
 
     corpus = {g.patent_number for g in grants}
     queries, counts = cited_queries(grants, corpus, only)
@@ -180,7 +180,7 @@ def run_cited(encoder: Encoder, grants: Sequence[Grant], images, only: set[str] 
                 items.append(EvalItem(grant.patent_number, sheet.number, sheet.image_uri, "",
                                       sheet_captions(grant, sheet)[0], "", grant.grant_date))
                 owners.append(grant.patent_number)
-    drawings = encoder.encode_pixels(_pixels(encoder, items, images, check=False))
+    drawings = encoder.encode_pixels(drawing_inputs(encoder, items, images, check=False))
     captions = encoder.encode_texts([i.caption for i in items])
     gallery = Gallery(owners, drawings, captions)
     by_patent = {g.patent_number: g for g in grants}

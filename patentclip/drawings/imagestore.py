@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
 
 GRANT_RECORD = "grant.pb"  # the Grant protobuf kept beside a patent's drawings
-# <root>/<cited patent>/cited-by/<citing patent>.<category>: empty markers written with each
-# grant record, so "cited by" is a folder listing (idempotent: a replay writes the same).
+# <root>/cited-by/<cited patent>/<citing patent>.<category>: empty markers written with each
+# grant record, so "cited by" is a folder listing (idempotent: a replay writes the same). A
+# folder of its own, lower case, so no patent folder exists for a patent not in the store.
 CITED_BY = "cited-by"
 
 
@@ -118,7 +119,7 @@ class LocalImageStore:
         for citation in grant.citations:
             if citation.us_patent and citation.us_patent != grant.patent_number:
                 category = citation.category or "unstated"
-                marker = self._path(citation.us_patent, CITED_BY) / \
+                marker = self._cited_by(citation.us_patent) / \
                     f"{grant.patent_number}.{category}"
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.touch(exist_ok=True)
@@ -131,7 +132,7 @@ class LocalImageStore:
     def cited_by(self, patent: str) -> list[tuple[str, str]]:
         """(citing patent, category) of the stored grants that cite ``patent``, in patent
         order; categories as ``Citation.category`` ("unstated" when the XML gave none)."""
-        folder = self._path(patent, CITED_BY)
+        folder = self._cited_by(patent)
         if not folder.is_dir():
             return []
         return sorted(tuple(marker.name.split(".", 1)) for marker in folder.iterdir()
@@ -148,6 +149,9 @@ class LocalImageStore:
             raise NotFoundError(f"{self.root}: image store folder does not exist (nothing "
                                 "ingested yet: run `patentclip index` or the embedder first)")
         return sorted(record.parent.name for record in self.root.glob(f"*/{GRANT_RECORD}"))
+
+    def _cited_by(self, patent: str) -> Path:
+        return self.root / CITED_BY / self._path(patent, GRANT_RECORD).parent.name
 
     def _path(self, patent: str, file_name: str) -> Path:
         for part in (patent, file_name):
