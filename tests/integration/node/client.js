@@ -58,7 +58,15 @@ async function main() {
   out.search_nothing = await call(search, "Search", { query: {} });
   out.typed_patent = await call(search, "GetPatent", { patent_number: patent });
   if (out.typed_patent.code === "OK") {
-    out.typed_patent = { code: "OK", number: out.typed_patent.reply.grant.patent_number };
+    const grant = out.typed_patent.reply.grant;
+    out.typed_patent = {
+      code: "OK", number: grant.patent_number,
+      // What the grant cites, as a Node caller sees it (enums as names).
+      examiner: grant.citations.filter((c) => c.category === "CITATION_CATEGORY_EXAMINER")
+        .map((c) => c.doc_number),
+      citations: grant.citations.length,
+      in_corpus: out.typed_patent.reply.cited_in_corpus,
+    };
   }
   out.health = await call(health, "Check", { service: "" });
   if (out.health.code === "OK") out.health = { code: "OK", status: out.health.reply.status };

@@ -80,7 +80,10 @@ def test_a_node_grpc_js_client_searches_pages_fetches_a_thumbnail_and_gets_clear
     assert out["search_both"]["code"] == "OK" and len(out["search_both"]["hits"]) == 3
     assert out["search_nothing"] == {"code": "INVALID_ARGUMENT", "details":
                                      "give a description, a drawing or a patent number"}
-    assert out["typed_patent"] == {"code": "OK", "number": patent}
+    grant = corpus[2][patent].grant
+    assert out["typed_patent"] == {
+        "code": "OK", "number": patent, "citations": len(grant.citations), "in_corpus": [],
+        "examiner": [c.number for c in grant.citations if c.category == "examiner"]}
     assert out["health"] == {"code": "OK", "status": "SERVING"}
     assert out["empty_text"] == {"code": "INVALID_ARGUMENT", "details": "text query is empty"}
     assert out["bad_date"]["code"] == "INVALID_ARGUMENT"
