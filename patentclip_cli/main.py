@@ -38,7 +38,13 @@ from patentclip.errors import (
     NotFoundError,
     PatentClipError,
 )
-from patentclip.grants.model import SHEET_VIEWS, iso_date, normalize_patent_number, yyyymmdd
+from patentclip.grants.model import (
+    LOCARNO_MAIN_CLASSES,
+    SHEET_VIEWS,
+    iso_date,
+    normalize_patent_number,
+    yyyymmdd,
+)
 from patentclip.search.engine import AGAINST
 from patentclip.store import Hit, PatentStore, SearchFilters, open_store
 from patentclip_cli import queries, streaming, trainer
@@ -133,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: both for text, drawing for images)")
     search.add_argument("--no-group", action="store_true",
                         help="return sheets, not one hit per patent")
+    search.add_argument("--suggest-classes", type=int, default=0, metavar="N",
+                        help="also the query's N most probable Locarno classes, by the model's "
+                        "classification head (a model trained without one says so)")
     search.add_argument("--collection", help="collection or alias (default: the live alias)")
     search.add_argument("--json", action="store_true")
     search.add_argument("--server", metavar="HOST:PORT",
@@ -238,20 +247,28 @@ def _run_search(args, settings: CoreSettings) -> int:
         date_from=yyyymmdd(args.date_from), date_to=yyyymmdd(args.date_to))
     query = _query(args)  # refused here, before a model or a connection is opened
     if args.server:
-        hits, version, collection, next_token = _search_remote(args, query)
+        hits, version, collection, next_token, suggested = _search_remote(args, query)
     else:
-        hits, version, collection = _search_local(args, settings, filters, query)
+        hits, version, collection, suggested = _search_local(args, settings, filters, query)
         next_token = ""
     if args.json:
         print(json.dumps({"model_version": version, "collection": collection,
                           "hits": [h.as_dict() for h in hits],
-                          "next_page_token": next_token}, indent=2))
+                          "next_page_token": next_token, **suggested}, indent=2))
     else:
         print(format_hits(hits))
         print(f"\n{len(hits)} hits from {collection} (model {version})")
         if next_token:
             print(f"more: --page-token {next_token}")
+        if args.suggest_classes:
+            shown = ", ".join(f"{c} {LOCARNO_MAIN_CLASSES.get(c, '')} ({p:.0%})"
+                              for c, p in suggested["suggested_classes"])
+            print(f"suggested classes: {shown or suggested['suggestions_note']}")
     return 0
+
+
+def _suggestions(pairs, note: str) -> dict:
+    return {"suggested_classes": [[c, p] for c, p in pairs], "suggestions_note": note}
 
 
 def _run_cites(args, settings: CoreSettings) -> int:
@@ -314,7 +331,7 @@ def _search_local(args, settings: CoreSettings, filters: SearchFilters, query):
     from patentclip.search.engine import SearchEngine, SearchRequest
 
     request = SearchRequest(top_k=args.k, filters=filters, against=args.against or "",
-                            group=not args.no_group)
+                            group=not args.no_group, suggest=args.suggest_classes)
     with open_store(settings) as store:
         target = args.collection or store.live_alias
         if "model" not in given_flags(args, "core"):  # no --model: the collection's model,
@@ -325,7 +342,8 @@ def _search_local(args, settings: CoreSettings, filters: SearchFilters, query):
         encoder = load_encoder(settings)
         engine = SearchEngine(encoder, store, target)
         result = engine.search(query, request)
-    return result.hits, result.model_version, result.collection
+    return (result.hits, result.model_version, result.collection,
+            _suggestions(result.suggested, result.suggest_note))
 
 
 def _add_connection_flags(command: argparse.ArgumentParser) -> None:
@@ -416,14 +434,15 @@ def _search_remote(args, query):
 
     options = {"locarno": args.locarno, "date_from": args.date_from, "date_to": args.date_to,
                "views": args.view, "group": not args.no_group, "against": args.against,
-               "page_token": args.page_token}
+               "page_token": args.page_token, "suggest_classes": args.suggest_classes}
     with _client(args) as client:
         try:
             page = _send(client, query, args.k, options)
         except grpc.RpcError as exc:
             raise _rpc_error(args.server, exc) from None
     hits = [_hit_from_proto(h) for h in page.hits]
-    return hits, page.model_version, page.collection, page.next_page_token
+    return (hits, page.model_version, page.collection, page.next_page_token,
+            _suggestions(page.suggested_classes, page.suggestions_note))
 
 
 def _send(client, query, k: int, options: dict):

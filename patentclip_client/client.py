@@ -43,6 +43,10 @@ class SearchPage:
     next_page_token: str
     locarno_counts: dict[str, int] = field(default_factory=dict)  # with locarno_counts_depth
     counted_results: int = 0
+    # With suggest_classes: (Locarno class, probability), most probable first; or the note
+    # saying why there are none (a model without a classification head).
+    suggested_classes: list[tuple[str, float]] = field(default_factory=list)
+    suggestions_note: str = ""
 
 Crop = tuple[float, float, float, float]  # left, top, right, bottom, fractions of the drawing
 DRAWING_SIZES = {"thumbnail": search_pb2.DRAWING_SIZE_THUMBNAIL,
@@ -176,7 +180,8 @@ class _AuthorizedStub:
 def search_options(k: int, locarno: Iterable[str] = (), date_from: date | None = None,
                    date_to: date | None = None, views: Iterable[str] = (), group: bool = True,
                    against: str | None = None, page_token: str = "",
-                   locarno_counts_depth: int = 0) -> search_pb2.SearchOptions:
+                   locarno_counts_depth: int = 0, suggest_classes: int = 0
+                   ) -> search_pb2.SearchOptions:
     """A search's options as the service reads them; ValueError for a view or ``against``
     the API has no name for (the service would refuse it by field)."""
     unknown = [v for v in views if v not in VIEW_NAME_TO_PB]
@@ -191,6 +196,7 @@ def search_options(k: int, locarno: Iterable[str] = (), date_from: date | None =
     return search_pb2.SearchOptions(top_k=k, filters=filters, group_by_patent=group,
                                     page_token=page_token,
                                     locarno_counts_depth=locarno_counts_depth,
+                                    suggest_classes=suggest_classes,
                                     against=AGAINST_NAME_TO_PB.get(against or "",
                                                                    search_pb2.AGAINST_UNSPECIFIED))
 
@@ -211,4 +217,6 @@ def _page(response: search_pb2.SearchResponse) -> SearchPage:
     return SearchPage(list(response.hits), response.model_version, response.collection,
                       response.next_page_token,
                       {c.locarno_class: c.results for c in response.locarno_counts},
-                      response.counted_results)
+                      response.counted_results,
+                      [(c.locarno_class, c.probability) for c in response.suggested_classes],
+                      response.suggestions_note)

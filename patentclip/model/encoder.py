@@ -30,6 +30,7 @@ from patentclip.config import CoreSettings
 from patentclip.drawings.preprocess import CropBox, DrawingPreprocessor
 from patentclip.errors import ModelLoadError
 from patentclip.model.backends import make_backend
+from patentclip.model.classes import ClassHead
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -68,6 +69,7 @@ class Encoder:
                  pretrained: str = "", backend: str = "eager",
                  onnx_cache_dir: str | Path = "data/onnx") -> None:
         self.model = model.eval().to(device)
+        self.class_head: ClassHead | None = None  # set by load from a folder that keeps one
         self._normalize = normalize
         self.tokenizer = tokenizer
         self.device = device
@@ -118,9 +120,12 @@ class Encoder:
             logger.warning("model %s has random weights (no pretrained tag or checkpoint)", spec)
         # open_clip's eval transform (resize, crop, normalize) is kept as is: our drawings
         # arrive square at the model's size, so its resize and crop are no-ops.
-        return cls(model, preprocess, tokenizer, spec, image_size, device=device,
-                   batch_size=batch_size, pretrained=pretrained or "", backend=backend,
-                   onnx_cache_dir=onnx_cache_dir)
+        encoder = cls(model, preprocess, tokenizer, spec, image_size, device=device,
+                      batch_size=batch_size, pretrained=pretrained or "", backend=backend,
+                      onnx_cache_dir=onnx_cache_dir)
+        if spec.startswith(LOCAL_DIR):  # a trained version keeps its head beside it
+            encoder.class_head = ClassHead.load(spec[len(LOCAL_DIR):], encoder.dim)
+        return encoder
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> Encoder:

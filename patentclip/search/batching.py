@@ -214,6 +214,11 @@ class BatchedEncoder:
     def dim(self) -> int:
         return self.encoder.dim
 
+    @property
+    def class_head(self):
+        """The model's classification head (suggested classes), or None."""
+        return getattr(self.encoder, "class_head", None)
+
     def encode_texts(self, texts: Sequence[str], timeout: float | None = None) -> np.ndarray:
         rows = [self._cache.get(text) for text in texts]
         for row in rows:

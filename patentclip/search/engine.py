@@ -26,6 +26,7 @@ from patentclip.errors import (
     ModelVersionMismatchError,
     NotFoundError,
 )
+from patentclip.model.classes import MAX_SUGGESTIONS
 from patentclip.search.query import Query
 from patentclip.search.ranking import best_score_fusion, fusion_depth, reciprocal_rank_fusion
 from patentclip.store import MAX_SEARCH_LIMIT, CollectionInfo, Hit, SearchFilters
@@ -46,6 +47,10 @@ class SearchResult:
     collection: str
     locarno_counts: tuple[tuple[str, int], ...] = ()
     counted: int = 0
+    # With SearchRequest.suggest: the query's most probable Locarno classes by the model's
+    # classification head, (class, probability); or why there are none.
+    suggested: tuple[tuple[str, float], ...] = ()
+    suggest_note: str = ""
 
 
 def locarno_counts(hits: Sequence[Hit]) -> tuple[tuple[str, int], ...]:
@@ -139,6 +144,7 @@ class SearchRequest:
     group: bool = True  # one hit per patent (its best sheet); False: sheets
     deadline: Deadline = Deadline()  # made at the edge; Deadline(): none
     count_depth: int = 0  # > 0: count Locarno classes among the first count_depth results
+    suggest: int = 0  # > 0: suggest this many Locarno classes (the model's head), at most 10
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= MAX_TOP_K:
@@ -148,6 +154,9 @@ class SearchRequest:
                                     f"and {MAX_RESULT_WINDOW}")
         if self.against and self.against not in AGAINST:
             raise InvalidQueryError(f"against={self.against!r}: expected one of {AGAINST}")
+        if not 0 <= self.suggest <= MAX_SUGGESTIONS:
+            raise InvalidQueryError(f"suggest_classes={self.suggest}: must be between 0 and "
+                                    f"{MAX_SUGGESTIONS}")
         if not 0 <= self.count_depth <= MAX_RESULT_WINDOW:
             raise InvalidQueryError(f"locarno_counts_depth={self.count_depth}: must be between "
                                     f"0 and {MAX_RESULT_WINDOW}")
@@ -200,13 +209,16 @@ class SearchEngine:
     def _text(self, query: Query, request: SearchRequest, deadline: Deadline) -> SearchResult:
         with self.stage("encode"):
             vector = self.encoder.encode_texts([query.text], timeout=deadline.remaining())[0]
-        return self._search(vector[None, :], request, request.matching("both"), deadline)
+        return self._suggested(self._search(vector[None, :], request, request.matching("both"),
+                                            deadline), vector, request, "text")
 
     def _drawing(self, query: Query, request: SearchRequest, deadline: Deadline
                  ) -> SearchResult:
         """Drawings like the query's (or like its crop)."""
         vector = self._image_vector(query, deadline)
-        return self._search(vector[None, :], request, request.matching("drawing"), deadline)
+        return self._suggested(self._search(vector[None, :], request,
+                                            request.matching("drawing"), deadline),
+                               vector, request, "drawing")
 
     def _text_and_drawing(self, query: Query, request: SearchRequest, deadline: Deadline
                           ) -> SearchResult:
@@ -222,7 +234,8 @@ class SearchEngine:
                     self._rank(image_vector[None, :], request, ("drawing",), deadline, fetch)]
         with self.stage("group"):
             ranking = reciprocal_rank_fusion(rankings, request.window, group=request.group)
-        return self._result(ranking, request)
+        return self._suggested(self._result(ranking, request), image_vector, request,
+                               "drawing")
 
     def _similar(self, query: Query, request: SearchRequest, deadline: Deadline
                  ) -> SearchResult:
@@ -234,7 +247,28 @@ class SearchEngine:
         with self.stage("lookup"):
             vectors = self.patent_vectors(query.patent, query.sheet, deadline.remaining())
         request = replace(request, filters=request.filters.excluding(query.patent))
-        return self._search(vectors, request, request.matching("drawing"), deadline)
+        mean = vectors.mean(axis=0)
+        return self._suggested(self._search(vectors, request, request.matching("drawing"),
+                                            deadline),
+                               mean / max(float(np.linalg.norm(mean)), 1e-12), request,
+                               "drawing")
+
+    def _suggested(self, result: SearchResult, vector: np.ndarray, request: SearchRequest,
+                   source: str) -> SearchResult:
+        """The result with the query's suggested classes, when asked for: by the model's
+        head on the query's drawing (or its text, an approximation: the head learned on
+        drawings), or a note saying why there are none."""
+        if not request.suggest:
+            return result
+        head = getattr(self.encoder, "class_head", None)
+        if head is None:
+            return replace(result, suggest_note=f"model {self.model_version} has no "
+                           "classification head (trained with contrastive loss only, or "
+                           "not by this trainer): no suggested classes")
+        note = "" if source == "drawing" else ("from the text's embedding: the head learned "
+                                               "on drawings, so this is an approximation")
+        return replace(result, suggested=head.suggest(vector, request.suggest),
+                       suggest_note=note)
 
     def patent_vectors(self, patent: str, sheet: int | None = None,
                        timeout: float | None = None) -> np.ndarray:

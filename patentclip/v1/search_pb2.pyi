@@ -43,20 +43,22 @@ class Filters(_message.Message):
     def __init__(self, locarno: _Optional[_Iterable[str]] = ..., date_from: _Optional[int] = ..., date_to: _Optional[int] = ..., views: _Optional[_Iterable[_Union[_grant_pb2.View, str]]] = ...) -> None: ...
 
 class SearchOptions(_message.Message):
-    __slots__ = ("top_k", "filters", "group_by_patent", "page_token", "against", "locarno_counts_depth")
+    __slots__ = ("top_k", "filters", "group_by_patent", "page_token", "against", "locarno_counts_depth", "suggest_classes")
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     GROUP_BY_PATENT_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AGAINST_FIELD_NUMBER: _ClassVar[int]
     LOCARNO_COUNTS_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    SUGGEST_CLASSES_FIELD_NUMBER: _ClassVar[int]
     top_k: int
     filters: Filters
     group_by_patent: bool
     page_token: str
     against: Against
     locarno_counts_depth: int
-    def __init__(self, top_k: _Optional[int] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., group_by_patent: _Optional[bool] = ..., page_token: _Optional[str] = ..., against: _Optional[_Union[Against, str]] = ..., locarno_counts_depth: _Optional[int] = ...) -> None: ...
+    suggest_classes: int
+    def __init__(self, top_k: _Optional[int] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., group_by_patent: _Optional[bool] = ..., page_token: _Optional[str] = ..., against: _Optional[_Union[Against, str]] = ..., locarno_counts_depth: _Optional[int] = ..., suggest_classes: _Optional[int] = ...) -> None: ...
 
 class Crop(_message.Message):
     __slots__ = ("left", "top", "right", "bottom")
@@ -181,7 +183,7 @@ class LocarnoCount(_message.Message):
     def __init__(self, locarno_class: _Optional[str] = ..., results: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "model_version", "collection", "next_page_token", "locarno_counts", "locarno_counts_depth", "counted_results")
+    __slots__ = ("hits", "model_version", "collection", "next_page_token", "locarno_counts", "locarno_counts_depth", "counted_results", "suggested_classes", "suggestions_note")
     HITS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +191,8 @@ class SearchResponse(_message.Message):
     LOCARNO_COUNTS_FIELD_NUMBER: _ClassVar[int]
     LOCARNO_COUNTS_DEPTH_FIELD_NUMBER: _ClassVar[int]
     COUNTED_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    SUGGESTED_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    SUGGESTIONS_NOTE_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     model_version: str
     collection: str
@@ -196,7 +200,19 @@ class SearchResponse(_message.Message):
     locarno_counts: _containers.RepeatedCompositeFieldContainer[LocarnoCount]
     locarno_counts_depth: int
     counted_results: int
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., collection: _Optional[str] = ..., next_page_token: _Optional[str] = ..., locarno_counts: _Optional[_Iterable[_Union[LocarnoCount, _Mapping]]] = ..., locarno_counts_depth: _Optional[int] = ..., counted_results: _Optional[int] = ...) -> None: ...
+    suggested_classes: _containers.RepeatedCompositeFieldContainer[ClassSuggestion]
+    suggestions_note: str
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., collection: _Optional[str] = ..., next_page_token: _Optional[str] = ..., locarno_counts: _Optional[_Iterable[_Union[LocarnoCount, _Mapping]]] = ..., locarno_counts_depth: _Optional[int] = ..., counted_results: _Optional[int] = ..., suggested_classes: _Optional[_Iterable[_Union[ClassSuggestion, _Mapping]]] = ..., suggestions_note: _Optional[str] = ...) -> None: ...
+
+class ClassSuggestion(_message.Message):
+    __slots__ = ("locarno_class", "title", "probability")
+    LOCARNO_CLASS_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    locarno_class: str
+    title: str
+    probability: float
+    def __init__(self, locarno_class: _Optional[str] = ..., title: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class GetPatentRequest(_message.Message):
     __slots__ = ("patent_number",)

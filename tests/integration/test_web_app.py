@@ -558,3 +558,49 @@ def test_the_crop_works_from_the_keyboard(app, corpus, tmp_path):
     app.focus("#crop-box")
     app.keyboard.press("Delete")
     assert "drag on the drawing" in app.inner_text("#crop-label")
+
+
+def test_a_model_with_a_classification_head_suggests_classes_and_one_click_filters(
+        browser, server, corpus, tiny_model_dir, token, tmp_path):
+    """The served model keeps a classification head (as a trained version does): the page
+    shows the query's suggested classes and a click adds the class filter; the gRPC
+    response carries them. The plain tiny model (no head) says it has none."""
+    import shutil
+
+    import torch
+
+    from patentclip.model.encoder import Encoder
+    from patentclip_client import PatentSearchClient
+    from trainer.head import save_head
+
+    copy = tmp_path / "with-head" / tiny_model_dir.name  # same name: same model version
+    shutil.copytree(tiny_model_dir, copy)
+    classes = sorted({d.grant.locarno.main_class for d in corpus[2].values()})
+    torch.manual_seed(0)
+    plain = Encoder.load(f"local-dir:{tiny_model_dir}")
+    save_head(torch.nn.Linear(plain.dim, len(classes)), classes, copy, {"source": "test"})
+    encoder = Encoder.load(f"local-dir:{copy}", batch_size=16)
+    assert encoder.class_head is not None and encoder.model_version == plain.model_version
+    with PatentSearchClient(f"127.0.0.1:{server.port}", token=token[0]) as client:
+        page = client.search(text="a design", suggest_classes=3)
+        assert page.suggested_classes == [] and "no classification head" in \
+            page.suggestions_note
+    with_head = _server(corpus[0], corpus[1], token[1], encoder)
+    app = _page(browser, with_head, token[0])
+    try:
+        with PatentSearchClient(f"127.0.0.1:{with_head.port}", token=token[0]) as client:
+            page = client.search(text="a design", suggest_classes=3)
+        assert [c for c, _ in page.suggested_classes] and \
+            {c for c, _ in page.suggested_classes} <= set(classes)
+        assert 0 < sum(p for _, p in page.suggested_classes) <= 1.0001
+        assert "approximation" in page.suggestions_note  # a text query
+        _search_text(app, "a design")
+        chips = app.locator("#suggested-classes [data-act=suggest-class]")
+        assert chips.count() == 3
+        chosen = chips.first.get_attribute("data-locarno")
+        with app.expect_request(lambda r: r.url.endswith("/api/search")) as asked:
+            chips.first.click()
+        assert chosen in json.loads(asked.value.post_data)["filters"]["locarno"]
+    finally:
+        app.context.close()
+        with_head.stop(grace=1)

@@ -100,6 +100,7 @@ class SearchIn(QueryFieldsIn):
     page_size: int = 24
     page_token: str = ""  # a later page: next_page_token of the one before
     counts_depth: int = DEFAULT_COUNTS_DEPTH
+    suggest_classes: int = 3  # the model's head: the query's most probable classes (0: none)
 
 
 class RecordQueryIn(Strict):
@@ -153,7 +154,8 @@ class WebSearch:
                                                        "page_token"),
             filters=filters(body.filters), against=body.against,
             deadline=Deadline.after(timeout_s),
-            count_depth=min(max(body.counts_depth, 0), MAX_RESULT_WINDOW))
+            count_depth=min(max(body.counts_depth, 0), MAX_RESULT_WINDOW),
+            suggest=body.suggest_classes)
 
     def run(self, engine) -> SearchResult:
         return engine.search(self.query, self.request)
@@ -238,6 +240,9 @@ def search_response(query: WebSearch, result: SearchResult) -> dict:
                 following, result.model_version),
             "locarno_counts": counts, "counts_depth": query.request.count_depth,
             "counted": result.counted, "model_version": result.model_version,
+            "suggested_classes": [{"locarno": c, "title": LOCARNO_MAIN_CLASSES.get(c, ""),
+                                   "probability": p} for c, p in result.suggested],
+            "suggestions_note": result.suggest_note,
             "collection": result.collection, "record": record}
 
 

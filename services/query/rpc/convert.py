@@ -6,7 +6,7 @@ from patentclip.codec.api import AGAINST_PB_TO_NAME, view_from_proto, view_to_pr
 from patentclip.codec.events import CATEGORY_TO_PB, grant_to_proto
 from patentclip.drawings.render import RenderedDrawing
 from patentclip.errors import InvalidQueryError
-from patentclip.grants.model import Grant, normalize_patent_number
+from patentclip.grants.model import LOCARNO_MAIN_CLASSES, Grant, normalize_patent_number
 from patentclip.search.engine import Deadline, PatentRecord, SearchRequest, SearchResult
 from patentclip.store import Hit, SearchFilters
 from patentclip.store.schema import StoredSheet
@@ -40,7 +40,8 @@ def request(options: search_pb2.SearchOptions, model_version: str, context) -> S
         top_k=options.top_k or DEFAULT_TOP_K, offset=offset, filters=filters(options.filters),
         against=_against(options.against),
         group=options.group_by_patent if options.HasField("group_by_patent") else True,
-        deadline=Deadline.after(deadline(context)), count_depth=options.locarno_counts_depth)
+        deadline=Deadline.after(deadline(context)), count_depth=options.locarno_counts_depth,
+        suggest=options.suggest_classes)
 
 
 DRAWING_SIZE_NAMES = {search_pb2.DRAWING_SIZE_UNSPECIFIED: "thumbnail",
@@ -95,6 +96,10 @@ def search_response(result: SearchResult, q: SearchRequest) -> search_pb2.Search
         response.locarno_counts.extend(search_pb2.LocarnoCount(locarno_class=c, results=n)
                                        for c, n in result.locarno_counts)
         response.locarno_counts_depth, response.counted_results = q.count_depth, result.counted
+    response.suggested_classes.extend(
+        search_pb2.ClassSuggestion(locarno_class=c, title=LOCARNO_MAIN_CLASSES.get(c, ""),
+                                   probability=p) for c, p in result.suggested)
+    response.suggestions_note = result.suggest_note
     following = q.next_offset(len(result.hits))
     if following is not None:
         response.next_page_token = paging.token(following, result.model_version)

@@ -20,9 +20,11 @@ def test_cli_talks_to_the_server(server, corpus, capsys, tmp_path):
     from patentclip_cli.main import main
 
     target = f"127.0.0.1:{server.port}"
-    assert main(["search", "--server", target, "--text", "bottle", "--k", "4"]) == 0
+    assert main(["search", "--server", target, "--text", "bottle", "--k", "4",
+                 "--suggest-classes", "2"]) == 0
     out = capsys.readouterr().out
     assert "patent" in out and "4 hits from" in out and "more: --page-token" in out
+    assert "suggested classes: model" in out and "has no classification head" in out
     patent = next(iter(corpus[2]))
     assert main(["search", "--server", target, "--similar", patent, "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)["hits"]

@@ -65,6 +65,7 @@ export async function showPage(page) {
   keepRecord(response.record, page);
   renderResults(response);
   renderCounts(response);
+  renderSuggestions(response);
   // The round trip as the examiner sees it: request, search, results on screen (the
   // thumbnails load after, lazily). `make bench-web` reads these measures.
   performance.measure("search", "search-start");
@@ -166,6 +167,17 @@ function renderCounts(response) {
     state.selected.has(c.locarno_class))));
   $("#counts-note").textContent = response.counts_depth
     ? `(in the first ${response.counted} results)` : "";
+}
+
+// The model's suggested classes: one click filters by the class (as a Locarno facet does).
+function renderSuggestions(response) {
+  const chips = response.suggested_classes.map((c) => button(
+    "suggest-class", `${c.locarno} ${c.title} · ${Math.round(c.probability * 100)}%`,
+    () => { state.selected.add(c.locarno); runFirstPage(); },
+    { class: "chip", data: { act: "suggest-class", locarno: c.locarno } }));
+  const note = response.suggestions_note ? [el("span", { class: "muted",
+                                                         text: response.suggestions_note })] : [];
+  $("#suggested-classes").replaceChildren(...chips, ...note);
 }
 
 export function moreLike(patent, sheet) {
