@@ -26,7 +26,7 @@ from patentclip.errors import (
     PatentClipError,
 )
 from patentclip.search.admission import Admission
-from patentclip.search.engine import locarno_counts
+from patentclip.search.engine import SearchResult, locarno_counts
 from patentclip.store import Hit
 from services.query.config import LOOPBACK_NAMES, ServerSettings
 from services.query.http import api
@@ -145,9 +145,8 @@ def test_a_web_search_body_becomes_a_request_and_says_what_it_is():
 
 def test_the_search_record_exports_as_one_flat_csv_table():
     query = api.WebSearch(api.SearchIn(text='a "quoted", lid'), 1000, 5, "v1")
-    result = type("Result", (), {"hits": [_hit("D0900001", "0901"), _hit("D0900002", "2606")],
-                                 "locarno_counts": (("09", 1), ("26", 1)), "counted": 2,
-                                 "model_version": "v1", "collection": "c1"})()
+    result = SearchResult([_hit("D0900001", "0901"), _hit("D0900002", "2606")], "v1", "c1",
+                          (("09", 1), ("26", 1)), 2)
     response = api.search_response(query, result)
     assert [h["rank"] for h in response["hits"]] == [1, 2]
     rows = list(csv.DictReader(io.StringIO(api.record_csv(response["record"]))))
@@ -240,8 +239,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(cell, shown):
 def test_an_exported_record_with_formulas_and_odd_stamps_is_safe():
     query = api.WebSearch(api.SearchIn(text="lid"), 1000, 5, "v1")
     hit = _hit("D0900001", "0901")
-    result = type("Result", (), {"hits": [hit], "locarno_counts": (), "counted": 0,
-                                 "model_version": "v1", "collection": "c1"})()
+    result = SearchResult([hit], "v1", "c1")
     record = api.search_response(query, result)["record"]
     record["results"][0]["title"] = '=HYPERLINK("http://evil","x")'
     record["searched_at"] = 'ünï"\r\nSet-Cookie: x'
