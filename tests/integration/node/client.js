@@ -56,6 +56,13 @@ async function main() {
     { query: { text: "container", image: fs.readFileSync(drawingPath),
                crop: { left: 0, top: 0, right: 1, bottom: 1 } }, options: { top_k: 3 } }));
   out.search_nothing = await call(search, "Search", { query: {} });
+  // Suggested classes: the served tiny model has no classification head, and says so.
+  const suggest = await call(search, "Search",
+    { query: { text: "container" }, options: { top_k: 1, suggest_classes: 2 } });
+  out.suggest = suggest.code === "OK"
+    ? { code: "OK", suggested: suggest.reply.suggested_classes.length,
+        note: suggest.reply.suggestions_note }
+    : suggest;
   out.typed_patent = await call(search, "GetPatent", { patent_number: patent });
   if (out.typed_patent.code === "OK") {
     const grant = out.typed_patent.reply.grant;

@@ -82,6 +82,8 @@ def test_a_node_grpc_js_client_searches_pages_fetches_a_thumbnail_and_gets_clear
     assert out["search_both"]["code"] == "OK" and len(out["search_both"]["hits"]) == 3
     assert out["search_nothing"] == {"code": "INVALID_ARGUMENT", "details":
                                      "give a description, a drawing or a patent number"}
+    assert out["suggest"]["code"] == "OK" and out["suggest"]["suggested"] == 0
+    assert "no classification head" in out["suggest"]["note"]
     grant = corpus[2][patent].grant
     assert out["typed_patent"] == {
         "code": "OK", "number": patent, "citations": len(grant.citations), "in_corpus": [],
