@@ -314,7 +314,7 @@ def _cites_remote(args, patent: str):
                           CATEGORY_FROM_PB.get(c.category, ""), c.text)
                  for c in response.grant.citations]
     links = CitationLinks(tuple(response.cited_in_corpus), tuple(
-        (c.patent_number, CATEGORY_FROM_PB.get(c.category, "") or "unstated")
+        (c.patent_number, CATEGORY_FROM_PB.get(c.category, ""))
         for c in response.cited_by))
     return citations, links
 

@@ -56,14 +56,11 @@ _MAPPING_TO_PB = {
     SheetFigureMapping.UNKNOWN: pb.SHEET_FIGURE_MAPPING_UNKNOWN,
 }
 _MAPPING_FROM_PB = {number: mapping for mapping, number in _MAPPING_TO_PB.items()}
-# Citation.category -> the enum ("unstated": how the image store's cited-by markers say "").
-CATEGORY_TO_PB = {"": pb.CITATION_CATEGORY_UNSPECIFIED,
-                  "unstated": pb.CITATION_CATEGORY_UNSPECIFIED,
+CATEGORY_TO_PB = {"": pb.CITATION_CATEGORY_UNSPECIFIED,  # Citation.category -> the enum
                   "examiner": pb.CITATION_CATEGORY_EXAMINER,
                   "applicant": pb.CITATION_CATEGORY_APPLICANT,
                   "other": pb.CITATION_CATEGORY_OTHER}
-CATEGORY_FROM_PB = {pb.CITATION_CATEGORY_UNSPECIFIED: "",
-                     **{n: name for name, n in CATEGORY_TO_PB.items() if n}}
+CATEGORY_FROM_PB = {number: name for name, number in CATEGORY_TO_PB.items()}
 
 
 @dataclass(frozen=True)

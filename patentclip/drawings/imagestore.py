@@ -44,6 +44,7 @@ GRANT_RECORD = "grant.pb"  # the Grant protobuf kept beside a patent's drawings
 # grant record, so "cited by" is a folder listing (idempotent: a replay writes the same). A
 # folder of its own, lower case, so no patent folder exists for a patent not in the store.
 CITED_BY = "cited-by"
+UNSTATED = "unstated"  # a marker's category when the citation states none (a name needs one)
 
 
 def grant_record(grant: Grant) -> bytes:
@@ -118,7 +119,7 @@ class LocalImageStore:
         uri = self.put(grant.patent_number, GRANT_RECORD, grant_record(grant))
         for citation in grant.citations:
             if citation.us_patent and citation.us_patent != grant.patent_number:
-                category = citation.category or "unstated"
+                category = citation.category or UNSTATED
                 marker = self._cited_by(citation.us_patent) / \
                     f"{grant.patent_number}.{category}"
                 marker.parent.mkdir(parents=True, exist_ok=True)
@@ -131,12 +132,14 @@ class LocalImageStore:
 
     def cited_by(self, patent: str) -> list[tuple[str, str]]:
         """(citing patent, category) of the stored grants that cite ``patent``, in patent
-        order; categories as ``Citation.category`` ("unstated" when the XML gave none)."""
+        order; categories as ``Citation.category`` ("" when the XML gave none)."""
         folder = self._cited_by(patent)
         if not folder.is_dir():
             return []
-        return sorted(tuple(marker.name.split(".", 1)) for marker in folder.iterdir()
-                      if "." in marker.name)
+        markers = (marker.name.split(".", 1) for marker in folder.iterdir()
+                   if "." in marker.name)
+        return sorted((citing, "" if category == UNSTATED else category)
+                      for citing, category in markers)
 
     def get_grant(self, patent: str) -> Grant:
         """A patent's stored grant record: NotFoundError when there is none, EventDecodeError

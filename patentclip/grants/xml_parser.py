@@ -16,6 +16,7 @@ from defusedxml import DefusedXmlException
 
 from patentclip.errors import GrantParseError, NotADesignGrantError
 from patentclip.grants.model import (
+    CITATION_CATEGORIES,
     SOLE_FIGURE_LEAD,
     Citation,
     DrawingSheet,
@@ -151,7 +152,7 @@ def _uspc(biblio: Element) -> tuple[UspcClass, ...]:
 
 # v4.0-v4.2 write <references-cited><citation>; v4.3 on <us-references-cited><us-citation>.
 _CITATION_PATHS = ("references-cited/citation", "us-references-cited/us-citation")
-_CATEGORY = re.compile(r"cited by (examiner|applicant|other)", re.IGNORECASE)
+_CATEGORY = re.compile(rf"cited by ({'|'.join(CITATION_CATEGORIES)})", re.IGNORECASE)
 
 
 def _citations(biblio: Element) -> tuple[Citation, ...]:

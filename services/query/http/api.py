@@ -288,8 +288,7 @@ def citations_view(citations: Sequence[Citation], links: CitationLinks) -> dict:
                      "uspto_url": uspto_url(patent) if patent else ""})
     rows.sort(key=lambda r: CATEGORY_ORDER.get(r["category"], 3))
     return {"citations": rows,
-            "cited_by": [{"patent": p, "category": "" if c == "unstated" else c}
-                         for p, c in links.cited_by]}
+            "cited_by": [{"patent": p, "category": c} for p, c in links.cited_by]}
 
 
 def uspto_url(patent: str) -> str:
