@@ -27,6 +27,7 @@ from patentclip.drawings import preprocess
 from patentclip.drawings.imagestore import LocalImageStore
 from patentclip.grants.model import LOCARNO_MAIN_CLASSES
 from trainer import served
+from trainer.cited import Corpus, run_cited
 from trainer.data import CAPTION_SOURCES, EvalItem, EvalSet
 from trainer.gate import PRIMARY_METRIC  # noqa: F401 (the gate owns it; read from here too)
 from trainer.retrieval import (
@@ -41,6 +42,7 @@ from trainer.retrieval import (
     recall_by_frequency_tercile,
     shared_caption_share,
 )
+from trainer.served import PER_QUERY_CUTOFF
 from trainer.sheets import drawing_inputs
 
 if TYPE_CHECKING:  # the CLI reads this module's constants without loading torch
@@ -53,7 +55,6 @@ logger = logging.getLogger(__name__)
 # so a change to either is benchmarked again, never paired with old results. Bump
 # BENCHMARK_VERSION with any change to what a result means.
 BENCHMARK_VERSION = 2  # 2: the served protocol (patents, fused text, distractors)
-PER_QUERY_CUTOFF = 100  # per_query keeps ranks up to here (null beyond): R@K for K <= 100
 ZERO_SHOT_PROMPT = "a patent drawing of {}"
 # PatentCLIP's published results (5k image-caption validation set, a different set from
 # ours): shown beside ours for orientation, not as a comparable number.
@@ -79,7 +80,7 @@ class Protocol:
 
 
 @dataclass
-class Gallery:
+class DistractorVectors:
     """The distractors' vectors, encoded once per model (every pooled week reuses them)."""
 
     items: tuple[EvalItem, ...] = ()
@@ -88,25 +89,25 @@ class Gallery:
 
 
 def encode_distractors(encoder: Encoder, distractors: EvalSet | None,
-                       images: LocalImageStore) -> Gallery:
+                       images: LocalImageStore) -> DistractorVectors:
     if distractors is None or not distractors.items:
-        return Gallery()
+        return DistractorVectors()
     items = distractors.items
-    return Gallery(items, encoder.encode_pixels(drawing_inputs(encoder, items, images)),
-                   encoder.encode_texts([i.caption for i in items]))
+    return DistractorVectors(items, encoder.encode_pixels(drawing_inputs(encoder, items, images)),
+                             encoder.encode_texts([i.caption for i in items]))
 
 
 def run_benchmark(encoder: Encoder, eval_set: EvalSet, images: LocalImageStore,
                   out_dir: str | Path | None = None, how: Protocol = Protocol(),
-                  gallery: Gallery | None = None, corpus: Sequence | None = None) -> dict:
+                  gallery: DistractorVectors | None = None, corpus: Corpus | None = None
+                  ) -> dict:
     """Encode the set's drawings and captions with ``encoder``; return (and write) results.
     ``how`` names the backend the encoder was loaded with and the distractors; ``gallery``
-    is their vectors under this encoder (encoded here when not given). ``corpus`` (grants):
-    also the examiner-cited prior-art protocol (trainer/cited.py), the set's grants asking
-    the corpus."""
+    is their vectors under this encoder (encoded here when not given). ``corpus``: also the
+    examiner-cited prior-art protocol (trainer/cited.py), the set's grants asking it."""
     items = eval_set.items
-    image_vectors = encoder.encode_pixels(drawing_inputs(encoder, items, images,
-                                                  reference=how.reference))
+    image_vectors = encoder.encode_pixels(
+        drawing_inputs(encoder, items, images, reference=how.reference))
     text_vectors = encoder.encode_texts([i.caption for i in items])
     results = benchmark_vectors(image_vectors, text_vectors, items, eval_set.class_counts,
                                 zero_shot_vectors(encoder, eval_set))
@@ -116,9 +117,7 @@ def run_benchmark(encoder: Encoder, eval_set: EvalSet, images: LocalImageStore,
     results.update(served_results(image_vectors, text_vectors, encoder.encode_texts(queries),
                                   queries, patents, items, eval_set.class_counts, gallery))
     if corpus is not None:
-        from trainer.cited import run_cited
-
-        results.update(run_cited(encoder, corpus, images, {i.patent for i in items}))
+        results.update(run_cited(encoder, corpus, {i.patent for i in items}))
     results.update({"model_version": encoder.model_version, "model_spec": encoder.info.spec,
                     "eval_set": eval_set.name, "eval_set_sha256": eval_set.sha256,
                     "protocol": how.name, "backend": how.backend,
@@ -146,7 +145,7 @@ def served_text_queries(items: Sequence[EvalItem]) -> tuple[list[str], list[str]
 def served_results(image_vectors: np.ndarray, caption_vectors: np.ndarray,
                    query_vectors: np.ndarray, query_texts: Sequence[str],
                    query_patents: Sequence[str], items: Sequence[EvalItem],
-                   class_counts: dict[str, int], gallery: Gallery) -> dict:
+                   class_counts: dict[str, int], gallery: DistractorVectors) -> dict:
     """The served protocol (:mod:`trainer.served`): the set plus the distractors, patents
     ranked as the service ranks them; ``per_query`` (text, the gate's) and
     ``per_query_drawing`` (drawing -> patent, the non-inferiority guard's)."""

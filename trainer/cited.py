@@ -30,15 +30,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from patentclip.grants.model import Grant
-from patentclip.search.ranking import RRF_K
-from trainer.served import SERVED_DEPTH, Gallery, ranks_of
+from trainer.data import EvalItem
+from trainer.served import PER_QUERY_CUTOFF, Gallery, fused_scores, ranks_of
+from trainer.sheets import drawing_inputs
 
 if TYPE_CHECKING:
     from patentclip.model.encoder import Encoder
 
 MODES = ("drawing", "text", "both")
 KS = (1, 10, 100)
-CUTOFF = 100  # ranks past this are "not found" (the service's deepest first-page fusion)
 
 
 @dataclass(frozen=True)
@@ -74,14 +74,6 @@ def cited_queries(grants: Sequence[Grant], corpus: set[str],
     return queries, counts
 
 
-def _fused(rankings: Sequence[np.ndarray], depth: int = SERVED_DEPTH) -> np.ndarray:
-    """Reciprocal-rank fusion scores (0 where an item is in no list's top ``depth``)."""
-    fused = np.zeros(rankings[0].shape)
-    for r in rankings:
-        fused = fused + np.where(r <= depth, 1.0 / (RRF_K + r), 0.0)
-    return fused
-
-
 def _ranks(scores: np.ndarray, exclude: np.ndarray) -> np.ndarray:
     """1-based ranks per row with each row's own patent (``exclude``) left out; items
     scoring -inf (or 0 after fusion, when fused) rank past every scored one."""
@@ -97,9 +89,9 @@ def mode_scores(gallery: Gallery, query_sheets: Sequence[np.ndarray],
                         for sheets in query_sheets])
     channels = [_ranks(gallery.patent_scores(query_texts @ c.T), own)
                 for c in (gallery.drawings, gallery.captions)]
-    text = _fused(channels)
+    text = fused_scores(channels)
     text[np.arange(len(own)), own] = 0.0
-    both = _fused([_ranks(drawing, own), _ranks(np.where(text > 0, text, -np.inf), own)])
+    both = fused_scores([_ranks(drawing, own), _ranks(np.where(text > 0, text, -np.inf), own)])
     both[np.arange(len(own)), own] = 0.0
     drawing[np.arange(len(own)), own] = -np.inf
     return {"drawing": drawing, "text": np.where(text > 0, text, -np.inf),
@@ -108,7 +100,8 @@ def mode_scores(gallery: Gallery, query_sheets: Sequence[np.ndarray],
 
 def cited_ranks(scores: np.ndarray, gallery: Gallery, queries: Sequence[CitedQuery]
                 ) -> list[list[int | None]]:
-    """The 1-based rank of each held citation per query (None past CUTOFF or unranked)."""
+    """The 1-based rank of each held citation per query (None past PER_QUERY_CUTOFF or
+    unranked)."""
     ranks = ranks_of(scores)
     out = []
     for q, query in enumerate(queries):
@@ -116,7 +109,8 @@ def cited_ranks(scores: np.ndarray, gallery: Gallery, queries: Sequence[CitedQue
         for patent in query.held:
             p = gallery.index(patent)
             rank = int(ranks[q, p])
-            row.append(rank if rank <= CUTOFF and np.isfinite(scores[q, p]) else None)
+            row.append(rank if rank <= PER_QUERY_CUTOFF and np.isfinite(scores[q, p])
+                       else None)
         out.append(row)
     return out
 
@@ -144,7 +138,7 @@ def summarize(ranks: Sequence[Sequence[int | None]], resamples: int = 2000, seed
 
 def cited_results(gallery: Gallery, queries: Sequence[CitedQuery],
                   query_sheets: Sequence[np.ndarray], query_texts: np.ndarray,
-                  counts: dict, terciles: dict[str, str] | None = None) -> dict:
+                  counts: dict) -> dict:
     """Every mode's figures and ``per_query_cited`` (pure: vectors in)."""
     own = np.array([gallery.index(q.patent) for q in queries], dtype=np.int64)
     scored = mode_scores(gallery, query_sheets, query_texts, own)
@@ -157,35 +151,50 @@ def cited_results(gallery: Gallery, queries: Sequence[CitedQuery],
             first = min((r for r in row if r is not None), default=None)
             results["per_query_cited"].append({
                 "query": mode, "patent": query.patent, "held": list(query.held),
-                "ranks": row, "relevant_rank": first,
-                "tercile": (terciles or {}).get(query.patent, "")})
+                "ranks": row, "relevant_rank": first})
     return results
 
 
-def run_cited(encoder: Encoder, grants: Sequence[Grant], images, only: set[str] | None = None
-              ) -> dict:
-    """The protocol on ``grants`` (the corpus: every grant record of the image store),
-    asking with the grants of ``only`` (default: all) that cite a held design patent."""
-    from trainer.data import EvalItem, sheet_captions
-    from trainer.sheets import drawing_inputs
+class Corpus:
+    """The corpus the query grants search: every grant record of the image store. Its
+    sheets are encoded once per model, when a set first asks (a cycle benchmarks two models
+    on every pooled week), and only the last model's vectors are kept."""
 
-    corpus = {g.patent_number for g in grants}
-    queries, counts = cited_queries(grants, corpus, only)
+    def __init__(self, grants: Sequence[Grant], images) -> None:
+        self.grants, self.images = list(grants), images
+        self.patents = {g.patent_number for g in self.grants}
+        self.by_patent = {g.patent_number: g for g in self.grants}
+        self._encoded: tuple[str, Gallery, dict[str, list[int]]] | None = None
+
+    def encoded(self, encoder: Encoder) -> tuple[Gallery, dict[str, list[int]]]:
+        """The gallery of every stored sheet (drawing and the caption the service stores
+        for it) and each patent's rows in it, under ``encoder``."""
+        if self._encoded is None or self._encoded[0] != encoder.model_version:
+            items, rows = [], {}
+            for grant in self.grants:
+                for sheet in grant.sheets:
+                    if sheet.image_uri:
+                        rows.setdefault(grant.patent_number, []).append(len(items))
+                        items.append(EvalItem(grant.patent_number, sheet.number,
+                                              sheet.image_uri, "", grant.sheet_caption(sheet),
+                                              "", grant.grant_date))
+            drawings = encoder.encode_pixels(drawing_inputs(encoder, items, self.images,
+                                                            check=False))
+            captions = encoder.encode_texts([i.caption for i in items])
+            gallery = Gallery([i.patent for i in items], drawings, captions)
+            self._encoded = (encoder.model_version, gallery, rows)
+        return self._encoded[1], self._encoded[2]
+
+
+def run_cited(encoder: Encoder, corpus: Corpus, only: set[str] | None = None) -> dict:
+    """The protocol on ``corpus``, asking with its grants of ``only`` (default: all) that
+    cite a held design patent."""
+    queries, counts = cited_queries(corpus.grants, corpus.patents, only)
     if not queries:
         return {"cited": {**counts, "modes": {}}, "per_query_cited": []}
-    items, owners = [], []
-    for grant in grants:
-        for sheet in grant.sheets:
-            if sheet.image_uri:
-                items.append(EvalItem(grant.patent_number, sheet.number, sheet.image_uri, "",
-                                      sheet_captions(grant, sheet)[0], "", grant.grant_date))
-                owners.append(grant.patent_number)
-    drawings = encoder.encode_pixels(drawing_inputs(encoder, items, images, check=False))
-    captions = encoder.encode_texts([i.caption for i in items])
-    gallery = Gallery(owners, drawings, captions)
-    by_patent = {g.patent_number: g for g in grants}
-    sheets = [drawings[[i for i, o in enumerate(owners) if o == q.patent]] for q in queries]
-    texts = encoder.encode_texts([query_text(by_patent[q.patent]) for q in queries])
+    gallery, rows = corpus.encoded(encoder)
+    sheets = [gallery.drawings[rows[q.patent]] for q in queries]
+    texts = encoder.encode_texts([query_text(corpus.by_patent[q.patent]) for q in queries])
     return cited_results(gallery, queries, sheets, texts, counts)
 
 

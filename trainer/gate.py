@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from patentclip.errors import InvalidInputError
+from trainer.served import PER_QUERY_CUTOFF
 
 PRIMARY_METRIC = "served.text_R@10"  # the served protocol (trainer/served.py)
 TERCILES = ("head", "middle", "tail")
 STATISTICS = ("bootstrap_recall", "sign_flip_rr")
-RR_CUTOFF = 100  # reciprocal rank counts to here (per_query keeps ranks up to 100)
+RR_CUTOFF = PER_QUERY_CUTOFF  # reciprocal rank counts to the ranks per_query keeps
 EXACT_UP_TO = 16  # patents: every sign vector is enumerated (2**16); above, a seeded sample
 
 

@@ -26,7 +26,8 @@ from patentclip.model.encoder import Encoder
 from patentclip.model.registry import ModelRegistry, ModelVersion, family_of
 from patentclip.store import PatentStore
 from services.common.failpoints import Failpoints
-from trainer.benchmark import Gallery, Protocol, encode_distractors, run_benchmark
+from trainer.benchmark import DistractorVectors, Protocol, encode_distractors, run_benchmark
+from trainer.cited import Corpus
 from trainer.data import (
     DataReport,
     EvalSet,
@@ -174,9 +175,10 @@ class Benchmarker:
         record of the image store (the whole corpus: costly at scale, so opt-in);
         ``reference``: open_clip's reference preprocessing of the images."""
         self.images, self.options = images, dict(options or {})
-        self.corpus = IngestedGrants(images).read(DataReport()) if cited else None
+        self.corpus = Corpus(IngestedGrants(images).read(DataReport()), images) if cited \
+            else None
         self.how = Protocol(self.options.get("backend", "eager"), distractors, reference)
-        self.loaded: dict[tuple[str, str], tuple[Encoder, Gallery]] = {}
+        self.loaded: dict[tuple[str, str], tuple[Encoder, DistractorVectors]] = {}
 
     @property
     def protocol(self) -> str:

@@ -29,7 +29,7 @@ import numpy as np
 from patentclip.search.ranking import RRF_K, fusion_depth
 from patentclip.store import MAX_SEARCH_LIMIT
 
-PER_QUERY_CUTOFF = 100
+PER_QUERY_CUTOFF = 100  # per_query keeps ranks up to here (null beyond): the one cutoff
 FIRST_PAGE = 10  # the depth the service fuses is that of a first page of 10 results
 SERVED_DEPTH = fusion_depth(FIRST_PAGE, MAX_SEARCH_LIMIT)
 
@@ -43,6 +43,7 @@ class Gallery:
         self.order = np.argsort(ids, kind="stable")  # sheets grouped by patent
         self.starts = np.flatnonzero(np.r_[True, np.diff(ids[self.order]) != 0])
         self.names, self.ids = list(names), ids
+        self.position = {name: i for i, name in enumerate(self.names)}
         self.drawings, self.captions = drawings, captions
 
     def patent_scores(self, similarity: np.ndarray) -> np.ndarray:
@@ -50,7 +51,7 @@ class Gallery:
         return np.maximum.reduceat(similarity[:, self.order], self.starts, axis=1)
 
     def index(self, patent: str) -> int:
-        return self.names.index(patent)
+        return self.position[patent]
 
 
 def ranks_of(scores: np.ndarray) -> np.ndarray:
@@ -61,15 +62,23 @@ def ranks_of(scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def fused_scores(rankings: Sequence[np.ndarray], depth: int = SERVED_DEPTH) -> np.ndarray:
+    """Reciprocal-rank fusion of rank matrices as the service fuses: the sum, list by list
+    in order, of 1/(RRF_K + rank) over the lists an item is in the top ``depth`` of (0 where
+    it is in none)."""
+    fused = np.zeros(rankings[0].shape)
+    for r in rankings:
+        fused = fused + np.where(r <= depth, 1.0 / (RRF_K + r), 0.0)
+    return fused
+
+
 def fused_ranks(rankings: Sequence[np.ndarray], relevant: np.ndarray,
                 depth: int = SERVED_DEPTH) -> list[int | None]:
     """The fused rank of each query's relevant patent, as reciprocal_rank_fusion orders
     them: score = sum over the lists it appears in (top ``depth``) of 1/(RRF_K + rank), the
     same sum in the same order; ties by the best single rank, then by first appearance (the
     first list first). None when it is in none of the lists."""
-    fused = np.zeros(rankings[0].shape)
-    for r in rankings:
-        fused = fused + np.where(r <= depth, 1.0 / (RRF_K + r), 0.0)
+    fused = fused_scores(rankings, depth)
     never = np.iinfo(np.int64).max
     best = np.minimum.reduce([np.where(r <= depth, r, never) for r in rankings])
     first = np.minimum.reduce([np.where(r <= depth, i * (depth + 1) + r, never)

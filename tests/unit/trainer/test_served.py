@@ -8,7 +8,7 @@ import pytest
 from patentclip.search.ranking import best_score_fusion, reciprocal_rank_fusion
 from patentclip.store.schema import Hit
 from trainer import served
-from trainer.benchmark import Gallery, served_results, served_text_queries
+from trainer.benchmark import DistractorVectors, served_results, served_text_queries
 from trainer.data import EvalItem
 
 
@@ -70,7 +70,7 @@ def test_served_results_add_distractors_ask_titles_and_keep_both_per_query_lists
     assert (texts, patents) == (["chair", "lamp"], ["D1", "D2"])
     image, caption = _unit(rng, 4), _unit(rng, 4)
     out = served_results(image, caption, _unit(rng, 2), texts, patents, items, {"06": 3},
-                         Gallery(distractors, _unit(rng, 2), _unit(rng, 2)))
+                         DistractorVectors(distractors, _unit(rng, 2), _unit(rng, 2)))
     assert out["served"]["gallery_sheets"] == 6 and out["served"]["distractor_sheets"] == 2
     assert out["served"]["text_query_source"] == "titles"
     assert [(r["patent"], r["query"]) for r in out["per_query"]] == [("D1", "chair"),
