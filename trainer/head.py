@@ -4,18 +4,18 @@ A random head's first gradients are noise, and they reach a pretrained backbone 
 head means anything. So a run's head starts from
 
 * its parent's head, where the parent was registered with one (``classification_head.*``
-  in its folder) over the same classes; else
+  in its folder, loaded with the model: ``Encoder.class_head``) over the same classes; else
 * a linear probe: multinomial logistic regression on the parent's *frozen* image features
   of a seeded sample of the training sheets (L-BFGS, a small L2 penalty).
 
-After the run the head is written beside the model (``save_head``) and the registry keeps
-it with the version (``patentclip.model.registry.HEAD_FILES``), so the next weekly cycle
+After the run the head is written beside the model (``save_head``, in the format
+``patentclip.model.classes.ClassHead`` owns) and the registry keeps it with the version, so
+the next weekly cycle
 continues from it. The seed's objective keeps its random head fixed and is not warm-started.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,28 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from patentclip.model.registry import HEAD_FILES
+from patentclip.model.classes import ClassHead
 
 logger = logging.getLogger(__name__)
 
 PROBE_SHEETS = 2048  # frozen features the probe fits on (a seeded sample)
 PROBE_L2 = 1e-4
 PROBE_ITERATIONS = 100
-
-
-def parent_head(spec: str, classes: Sequence[str]) -> dict[str, torch.Tensor] | None:
-    """The parent's saved head, if it is a local folder holding one for these classes."""
-    if not spec.startswith("local-dir:"):
-        return None
-    folder = Path(spec.removeprefix("local-dir:"))
-    weights, meta = (folder / name for name in HEAD_FILES)
-    if not (weights.is_file() and meta.is_file()):
-        return None
-    from safetensors.torch import load_file
-
-    if json.loads(meta.read_text()).get("classes") != list(classes):
-        return None  # another class list: the rows would mean other classes
-    return load_file(str(weights))
 
 
 @torch.no_grad()
@@ -81,16 +66,16 @@ def linear_probe(features: torch.Tensor, labels: torch.Tensor, classes: int
     return weight.detach(), bias.detach()
 
 
-def warm_start(head: torch.nn.Linear, spec: str, classes: Sequence[str], model,
-               pixels: Callable[[int], torch.Tensor], labels: torch.Tensor, seed: int,
+def warm_start(head: torch.nn.Linear, parent: ClassHead | None, classes: Sequence[str],
+               model, pixels: Callable[[int], torch.Tensor], labels: torch.Tensor, seed: int,
                batch_size: int, device: str) -> dict:
-    """Set ``head`` from the parent's head or a linear probe; return what was done, with
-    the head's accuracy on the probe's sample before (random) and after."""
-    saved = parent_head(spec, classes)
-    if saved is not None:
-        head.weight.data.copy_(saved["weight"])
-        head.bias.data.copy_(saved["bias"])
-        logger.info("classification head: the parent's (%s)", spec)
+    """Set ``head`` from the parent's head (``Encoder.class_head``, loaded with the parent
+    model) when it covers the same classes, else from a linear probe; return what was done,
+    with the head's accuracy on the probe's sample before (random) and after."""
+    if parent is not None and parent.classes == tuple(classes):
+        head.weight.data.copy_(torch.from_numpy(parent.weight))
+        head.bias.data.copy_(torch.from_numpy(parent.bias))
+        logger.info("classification head: the parent's")
         return {"source": "parent"}
     rng = np.random.default_rng(seed)
     count = min(PROBE_SHEETS, len(labels))
@@ -111,12 +96,8 @@ def warm_start(head: torch.nn.Linear, spec: str, classes: Sequence[str], model,
 def save_head(head: torch.nn.Linear, classes: Sequence[str], folder: Path, init: dict
               ) -> None:
     """Write the head beside the model (the registry copies it with the version)."""
-    from safetensors.torch import save_file
-
-    weights, meta = (folder / name for name in HEAD_FILES)
-    save_file({"weight": head.weight.detach().cpu().contiguous(),
-               "bias": head.bias.detach().cpu().contiguous()}, str(weights))
-    meta.write_text(json.dumps({"classes": list(classes), "init": init}, indent=2))
+    ClassHead(tuple(classes), head.weight.detach().cpu().numpy(),
+              head.bias.detach().cpu().numpy()).save(folder, init)
 
 
 def _accuracy(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,

@@ -218,8 +218,8 @@ class FineTuner:
         labels = torch.tensor([classes.index(e.label) for e in examples])
         trains_head = loss_fn.lam > 0 and loss_fn.head.weight.requires_grad
         if trains_head and start_epoch == 0:  # a resumed run's head is in its checkpoint
-            result.head_init = warm_start(loss_fn.head, cfg.base_model, classes, model, pixels,
-                                          labels, cfg.seed, cfg.batch_size, cfg.device)
+            result.head_init = warm_start(loss_fn.head, encoder.class_head, classes, model,
+                                          pixels, labels, cfg.seed, cfg.batch_size, cfg.device)
         data = EpochData(examples, pixels, labels, encoder.tokenizer, cfg, self.loader_workers)
         total_steps = cfg.epochs * data.steps_per_epoch
         for epoch in range(start_epoch, cfg.epochs):

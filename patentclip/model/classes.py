@@ -52,6 +52,16 @@ class ClassHead:
                                  f"{len(classes)} classes does not fit embeddings of {dim}")
         return head
 
+    def save(self, folder: str | Path, init: dict) -> None:
+        """Write the head beside a model (the registry copies both files with the version);
+        ``init`` records how it started (trainer/head.py)."""
+        from safetensors.numpy import save_file
+
+        weights, meta = (Path(folder) / name for name in HEAD_FILES)
+        save_file({"weight": np.ascontiguousarray(self.weight, np.float32),
+                   "bias": np.ascontiguousarray(self.bias, np.float32)}, str(weights))
+        meta.write_text(json.dumps({"classes": list(self.classes), "init": init}, indent=2))
+
     def suggest(self, vector: np.ndarray, k: int) -> tuple[tuple[str, float], ...]:
         """The ``k`` most probable classes of one unit vector, with their probabilities."""
         logits = self.weight @ np.asarray(vector, dtype=np.float32) + self.bias
