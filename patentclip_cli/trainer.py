@@ -295,7 +295,7 @@ def _training_overlap(registry: ModelRegistry, version: str, spec: str, eval_set
     window = Rollout(registry, None, outside_windows=windows, gap_weeks=0).window(version, spec)
     if not window.overlaps(eval_set):
         return ""
-    return f"{window.source}: trained on grants {window.first or '…'}–{window.last}"
+    return str(window)
 
 
 def _benchmarker(registry: ModelRegistry, images: LocalImageStore, settings: CoreSettings,

@@ -62,6 +62,10 @@ class TrainingWindow:
         return grant_week(window["first_grant_date"]) < end and \
             (self.first is None or window["last_grant_date"] >= self.first)
 
+    def __str__(self) -> str:
+        """'<source>: trained on grants <first>–<last>' (… where unbounded): the reasons'."""
+        return f"{self.source}: trained on grants {self.first or '…'}–{self.last}"
+
     def joined(self, other: TrainingWindow) -> TrainingWindow:
         """The window of a model and its ancestor: from the earlier first date (None if
         either is unbounded there) to the later last one."""
@@ -210,7 +214,7 @@ class Rollout:
                  for side, (name, w) in windows.items() if w.source == "unknown"]
         usable = []
         for eval_set in self.eval_sets:
-            overlapping = [f"{side} ({w.source}: trained on grants {w.first or '…'}–{w.last})"
+            overlapping = [f"{side} ({w})"
                            for side, (_, w) in windows.items() if w.overlaps(eval_set)]
             if overlapping:
                 notes.append(f"evaluation set {eval_set.name} refused: it overlaps the training "
