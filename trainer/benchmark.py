@@ -37,6 +37,7 @@ from trainer.retrieval import (
     clip_retrieval_metrics,
     first_relevant_ranks,
     frequency_terciles,
+    mean_intervals,
     prior_art_map,
     rank_summary,
     recall_by_frequency_tercile,
@@ -247,14 +248,8 @@ def recall_intervals(ranks: dict[str, np.ndarray], resamples: int = 1000, seed: 
                      ) -> dict[str, list[float]]:
     """95% percentile bootstrap intervals of R@1/5/10 over the pairs (0-based ranks): what a
     published figure on another sample of the same size could have been."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for direction, values in ranks.items():
-        draws = rng.integers(0, len(values), size=(resamples, len(values)))
-        for k in KS:
-            hits = (values < k).astype(np.float64)[draws].mean(axis=1)
-            out[f"{direction}_R@{k}"] = [float(v) for v in np.percentile(hits, [2.5, 97.5])]
-    return out
+    return mean_intervals({f"{direction}_R@{k}": values < k
+                           for direction, values in ranks.items() for k in KS}, resamples, seed)
 
 
 def caption_cases(items: Sequence[EvalItem], queries: int) -> dict[str, float | None]:

@@ -31,6 +31,7 @@ import numpy as np
 
 from patentclip.grants.model import Grant
 from trainer.data import EvalItem
+from trainer.retrieval import mean_intervals
 from trainer.served import PER_QUERY_CUTOFF, Gallery, fused_scores, ranks_of
 from trainer.sheets import drawing_inputs
 
@@ -123,17 +124,9 @@ def summarize(ranks: Sequence[Sequence[int | None]], resamples: int = 2000, seed
                                      for row in ranks]) for k in KS}
     per_query["mrr"] = np.array([max((1.0 / r for r in row if r is not None), default=0.0)
                                  for row in ranks])
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(ranks), size=(resamples, len(ranks))) if len(ranks) else None
-    out = {}
-    for name, values in per_query.items():
-        mean = float(values.mean()) if len(values) else 0.0
-        if draws is None:
-            out[name] = {"value": mean, "interval": [0.0, 0.0]}
-            continue
-        low, high = np.percentile(values[draws].mean(axis=1), [2.5, 97.5])
-        out[name] = {"value": mean, "interval": [float(low), float(high)]}
-    return out
+    intervals = mean_intervals(per_query, resamples, seed)
+    return {name: {"value": float(values.mean()) if len(values) else 0.0,
+                   "interval": intervals[name]} for name, values in per_query.items()}
 
 
 def cited_results(gallery: Gallery, queries: Sequence[CitedQuery],

@@ -144,6 +144,20 @@ def shared_caption_share(captions: Sequence[str], patents: Sequence[str]) -> flo
     return sum(len(owners[c]) > 1 for _, c in distinct) / len(distinct) if distinct else 0.0
 
 
+def mean_intervals(per_unit: dict[str, np.ndarray], resamples: int = 2000, seed: int = 0
+                   ) -> dict[str, list[float]]:
+    """The 95% percentile bootstrap interval of the mean of each array of per-unit values
+    (one value per query or pair; all of one length), the units resampled with replacement,
+    the same draws for every array. An empty sample gives [0, 0]."""
+    units = len(next(iter(per_unit.values()), ()))
+    if not units:
+        return {name: [0.0, 0.0] for name in per_unit}
+    draws = np.random.default_rng(seed).integers(0, units, size=(resamples, units))
+    return {name: [float(v) for v in np.percentile(np.asarray(values, np.float64)[draws]
+                                                   .mean(axis=1), [2.5, 97.5])]
+            for name, values in per_unit.items()}
+
+
 def chance_recall(relevant_counts: Sequence[int], gallery: int, k: int) -> float:
     """R@k of a random ranking: the mean over queries of P(some relevant item in the top
     k) when a query has m relevant items among ``gallery`` (1 - C(n-m, k) / C(n, k))."""
