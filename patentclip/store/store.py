@@ -296,17 +296,22 @@ class PatentStore(AliasOperations):
         before a collection takes traffic. Milvus Lite reports its index finished while its
         background build still runs (docs/performance.md), so on Lite this returns at once.
         """
-        deadline = time.monotonic() + timeout
+        deadline, seen = time.monotonic() + timeout, "no index reported yet"
         while True:
+            # None: the index just created is not visible yet (pymilvus answers None for an
+            # index it cannot find); it is waited for like one still building.
             state = self._call(self.client.describe_index, collection, "vector")
-            indexed, total = int(state.get("indexed_rows", 0)), int(state.get("total_rows", 0))
-            # not pending_index_rows: the server counts segments being re-indexed after a
-            # compaction there, while their old indexed copies still serve searches
-            if indexed >= total and state.get("state") != "InProgress":
-                return indexed
+            if state is not None:
+                indexed = int(state.get("indexed_rows", 0))
+                total = int(state.get("total_rows", 0))
+                # not pending_index_rows: the server counts segments being re-indexed after
+                # a compaction there, while their old indexed copies still serve searches
+                if indexed >= total and state.get("state") != "InProgress":
+                    return indexed
+                seen = f"{indexed} of {total} rows"
             if time.monotonic() > deadline:
                 raise StoreError(f"index of {collection} not built within {timeout:.0f}s: "
-                                 f"{indexed} of {total} rows")
+                                 f"{seen}")
             time.sleep(poll)
 
     def load(self, collection: str) -> None:

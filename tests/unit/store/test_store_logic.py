@@ -6,7 +6,7 @@ import time
 import pytest
 from pymilvus.exceptions import MilvusException, MilvusUnavailableException
 
-from patentclip.errors import DeadlineExceededError, StoreUnavailableError
+from patentclip.errors import DeadlineExceededError, StoreError, StoreUnavailableError
 from patentclip.store import (
     LITE_ADVISED_MAX_ROWS,
     classify_milvus_error,
@@ -229,3 +229,26 @@ def test_the_wall_clock_bound_refuses_at_once_when_its_abandoned_calls_are_full(
         raise AssertionError("slots never returned")
     with pytest.raises(ZeroDivisionError):  # the call's own error reaches the caller
         bound.call(lambda: 1 / 0, 1)
+
+
+def test_waiting_for_an_index_waits_while_milvus_does_not_report_it_yet(monkeypatch):
+    """pymilvus answers describe_index with None for an index it cannot find yet (seen
+    right after a reindex's flush): that is waited for, not an AttributeError."""
+    from patentclip.store import store as store_module
+
+    answers = [None, {"indexed_rows": 3, "total_rows": 5, "state": "InProgress"},
+               {"indexed_rows": 5, "total_rows": 5, "state": "Finished"}]
+
+    class Client:
+        def __init__(self, **kwargs):
+            pass
+
+        def describe_index(self, collection, field, timeout=None):
+            return answers.pop(0)
+
+    monkeypatch.setattr(store_module, "MilvusClient", Client)
+    store = store_module.PatentStore("http://127.0.0.1:1", timeout=1)
+    assert store.wait_indexed("c", poll=0) == 5 and answers == []
+    answers.extend([None] * 1000)
+    with pytest.raises(StoreError, match="not built within 0s: no index reported yet"):
+        store.wait_indexed("c", timeout=0, poll=0)
