@@ -135,8 +135,9 @@ def _parser() -> argparse.ArgumentParser:
                         metavar="VIEW", help=f"repeatable; one of {', '.join(SHEET_VIEWS)}")
     search.add_argument("--k", type=int, default=10)
     search.add_argument("--against", choices=AGAINST,
-                        help="what to match: drawings, sheet captions, or both fused "
-                        "(default: both for text, drawing for images)")
+                        help="what to match: drawings, sheet captions, both, the patents' "
+                        "words (BM25), or all fused (default: all for text, drawing for "
+                        "images)")
     search.add_argument("--no-group", action="store_true",
                         help="return sheets, not one hit per patent")
     search.add_argument("--suggest-classes", type=int, default=0, metavar="N",
@@ -257,7 +258,10 @@ def _run_search(args, settings: CoreSettings) -> int:
                           "next_page_token": next_token, **suggested}, indent=2))
     else:
         print(format_hits(hits))
-        print(f"\n{len(hits)} hits from {collection} (model {version})")
+        print(f"\n{len(hits)} hits from {collection} (model {version}); searched: "
+              f"{', '.join(suggested['legs'])}")
+        if suggested["legs_note"]:
+            print(suggested["legs_note"])
         if next_token:
             print(f"more: --page-token {next_token}")
         if args.suggest_classes:
@@ -267,8 +271,10 @@ def _run_search(args, settings: CoreSettings) -> int:
     return 0
 
 
-def _suggestions(pairs, note: str) -> dict:
-    return {"suggested_classes": [[c, p] for c, p in pairs], "suggestions_note": note}
+def _suggestions(pairs, note: str, legs, legs_note: str) -> dict:
+    """What a search says beside its hits: suggested classes, the legs searched."""
+    return {"suggested_classes": [[c, p] for c, p in pairs], "suggestions_note": note,
+            "legs": list(legs), "legs_note": legs_note}
 
 
 def _run_cites(args, settings: CoreSettings) -> int:
@@ -343,7 +349,7 @@ def _search_local(args, settings: CoreSettings, filters: SearchFilters, query):
         engine = SearchEngine(encoder, store, target)
         result = engine.search(query, request)
     return (result.hits, result.model_version, result.collection,
-            _suggestions(result.suggested, result.suggest_note))
+            _suggestions(result.suggested, result.suggest_note, result.legs, result.legs_note))
 
 
 def _add_connection_flags(command: argparse.ArgumentParser) -> None:
@@ -442,7 +448,8 @@ def _search_remote(args, query):
             raise _rpc_error(args.server, exc) from None
     hits = [_hit_from_proto(h) for h in page.hits]
     return (hits, page.model_version, page.collection, page.next_page_token,
-            _suggestions(page.suggested_classes, page.suggestions_note))
+            _suggestions(page.suggested_classes, page.suggestions_note, page.legs,
+                         page.legs_note))
 
 
 def _send(client, query, k: int, options: dict):
@@ -460,7 +467,7 @@ def _hit_from_proto(h) -> Hit:
     return Hit(patent=h.patent_number, sheet=h.sheet, modality=h.matched, score=h.score,
                view=h.view_name, locarno=h.locarno, grant_date=h.grant_date, title=h.title,
                figures=tuple(h.figure_numbers), caption=h.figure_description,
-               image_uri=h.image_uri)
+               image_uri=h.image_uri, legs=tuple(h.found_by))
 
 
 def _run_collections(args, settings: CoreSettings) -> int:
@@ -482,13 +489,14 @@ def _run_collections(args, settings: CoreSettings) -> int:
 def format_hits(hits: list[Hit]) -> str:
     """A readable fixed-width table: rank, patent, title, sheet, view, Locarno, score."""
     header = f"{'#':>3}  {'patent':<9} {'title':<40} {'sheet':>5} {'view':<12} " \
-             f"{'locarno':<7} {'granted':<10} {'match':<7} {'score':>6}"
+             f"{'locarno':<7} {'granted':<10} {'match':<7} {'score':>6}  found by"
     lines = [header, "-" * len(header)]
     for rank, h in enumerate(hits, start=1):
         title = h.title if len(h.title) <= 40 else h.title[:37] + "..."
         granted = iso_date(h.grant_date)
         lines.append(f"{rank:>3}  {h.patent:<9} {title:<40} {h.sheet:>5} {h.view:<12} "
-                     f"{h.locarno:<7} {granted:<10} {h.modality:<7} {h.score:>6.3f}")
+                     f"{h.locarno:<7} {granted:<10} {h.modality:<7} {h.score:>6.3f}  "
+                     f"{', '.join(h.legs)}")
     return "\n".join(lines)
 
 

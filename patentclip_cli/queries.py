@@ -21,7 +21,11 @@ HELP = {"text": "words; with --image, text and drawing fused",
         "image_name": "the drawing's name in messages (default: the file's name)",
         "crop": "--image: search with this part of it (fractions, 0..1)",
         "patent": "designs like this patent's drawings (e.g. D0907292), excluding itself",
-        "sheet": "--patent: only this drawing sheet"}
+        "sheet": "--patent: only this drawing sheet",
+        "mode": "what the drawings are: line (default), photo (turned into lines first) "
+                "or sketch",
+        "drawings": "another view of the design (a file, optionally @LEFT,TOP,RIGHT,BOTTOM "
+                    "to search part of it); repeatable, 7 drawings in all with --image"}
 ALIASES = {"patent": ("--similar",)}  # the flag's name before it was derived
 
 
@@ -30,7 +34,10 @@ def add_query_flags(parser: argparse.ArgumentParser) -> None:
     for field in FIELDS:
         flags = (_flag(field.name), *ALIASES.get(field.name, ()))
         help_text = HELP.get(field.name, f"the query's {field.name} (the API's Query message)")
-        if field.message_type is not None:
+        if field.is_repeated:  # files of a message with a bytes field: FILE[@crop]
+            parser.add_argument(*flags, dest=field.name, action="append", type=Path,
+                                metavar="FILE[@L,T,R,B]", help=help_text)
+        elif field.message_type is not None:
             names = ",".join(f.name.upper() for f in field.message_type.fields)
             parser.add_argument(*flags, dest=field.name, metavar=names, help=help_text)
         elif field.type == FieldDescriptor.TYPE_BYTES:
@@ -55,7 +62,9 @@ def query_message(args: argparse.Namespace) -> search_pb2.Query:
         value = values[field.name]
         if value is None:
             continue
-        if field.message_type is not None:
+        if field.is_repeated:
+            values[field.name] = [_file_part(field, path, _flag(field.name)) for path in value]
+        elif field.message_type is not None:
             values[field.name] = _numbers(field, value, _flag(field.name))
         elif field.type == FieldDescriptor.TYPE_BYTES:
             if not value.is_file():
@@ -64,6 +73,22 @@ def query_message(args: argparse.Namespace) -> search_pb2.Query:
             if values.get(f"{field.name}_name", "") is None:  # a field of the message, unset
                 values[f"{field.name}_name"] = str(value)
     return api_query_message(values, label=_flag)
+
+
+def _file_part(field: FieldDescriptor, path: Path, flag: str) -> dict:
+    """A repeated file flag's message: FILE, or FILE@L,T,R,B for the part of it searched
+    (the message's bytes field, its name, and its one message field)."""
+    text, _, numbers = str(path).partition("@")
+    path = Path(text)
+    if not path.is_file():
+        raise InvalidInputError(f"{flag} {path}: no such file")
+    parts = {f.type: f for f in field.message_type.fields}
+    values = {parts[FieldDescriptor.TYPE_BYTES].name: path.read_bytes(),
+              parts[FieldDescriptor.TYPE_STRING].name: str(path)}
+    if numbers:
+        region = parts[FieldDescriptor.TYPE_MESSAGE]
+        values[region.name] = _numbers(region, numbers, flag)
+    return values
 
 
 def _flag(name: str) -> str:

@@ -47,6 +47,10 @@ class SearchPage:
     # saying why there are none (a model without a classification head).
     suggested_classes: list[tuple[str, float]] = field(default_factory=list)
     suggestions_note: str = ""
+    # The legs searched ("drawing", "caption", "words"; each hit's found_by names those that
+    # held it), and why one asked for was left out (the lexical leg on a backend without it).
+    legs: list[str] = field(default_factory=list)
+    legs_note: str = ""
 
 Crop = tuple[float, float, float, float]  # left, top, right, bottom, fractions of the drawing
 DRAWING_SIZES = {"thumbnail": search_pb2.DRAWING_SIZE_THUMBNAIL,
@@ -81,10 +85,11 @@ class PatentSearchClient:
                ) -> SearchPage:
         """Any query, through the one Search RPC: ``query`` (an API Query message) or its
         fields as keywords (text, image, image_name, crop as (left, top, right, bottom),
-        patent, sheet: whatever the message holds), with the options of
-        ``search_options``::
+        patent, sheet, mode, drawings as [{"image": ..., "name": ..., "crop": ...}]:
+        whatever the message holds), with the options of ``search_options``::
 
             client.search(text="hinged lid", image=png, crop=(0.1, 0.1, 0.6, 0.5), k=20)
+            client.search(image=front, drawings=[{"image": side}], mode="photo")
         """
         message = query_message({n: v for n, v in given.items() if n in QUERY_FIELDS})
         if query is not None:
@@ -219,4 +224,4 @@ def _page(response: search_pb2.SearchResponse) -> SearchPage:
                       {c.locarno_class: c.results for c in response.locarno_counts},
                       response.counted_results,
                       [(c.locarno_class, c.probability) for c in response.suggested_classes],
-                      response.suggestions_note)
+                      response.suggestions_note, list(response.legs), response.legs_note)

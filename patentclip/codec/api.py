@@ -20,7 +20,8 @@ VIEW_PB_TO_NAME: dict[int, str] = {number: name for name, number in VIEW_NAME_TO
 # What a search matches (search.proto Against), by the names the core uses. The one map:
 # the client sends these, the query service reads them (AGAINST_UNSPECIFIED: the default).
 AGAINST_NAME_TO_PB = {"drawing": search_pb2.AGAINST_DRAWING,
-                      "caption": search_pb2.AGAINST_CAPTION, "both": search_pb2.AGAINST_BOTH}
+                      "caption": search_pb2.AGAINST_CAPTION, "both": search_pb2.AGAINST_BOTH,
+                      "words": search_pb2.AGAINST_WORDS, "all": search_pb2.AGAINST_ALL}
 AGAINST_PB_TO_NAME = {number: name for name, number in AGAINST_NAME_TO_PB.items()}
 
 
@@ -55,21 +56,36 @@ def query_message(values: Mapping[str, object], label: Callable[[str], str] = st
                   ) -> search_pb2.Query:
     """The API's Query message from a transport's values by field name (the web body, the
     CLI's flags, the client's keywords): None leaves a field unset; a message field (the
-    crop) may be a mapping or a sequence of its fields in order. Text that is not valid
-    Unicode is refused by ``label(field name)`` (protobuf would raise). Names that are no
-    field of the message are the caller's to refuse."""
-    message = search_pb2.Query()
+    crop) may be a mapping or a sequence of its fields in order, a repeated one (drawings) a
+    sequence of those. Text that is not valid Unicode is refused by ``label(field name)``
+    (protobuf would raise). Names that are no field of the message are the caller's to
+    refuse."""
+    return _fill(search_pb2.Query(), values, label)
+
+
+def _fill(message, values: Mapping[str, object], label: Callable[[str], str]):
+    """``message`` with ``values`` set by field name (see ``query_message``)."""
     for field in message.DESCRIPTOR.fields:
         value = values.get(field.name)
         if value is None:
             continue
-        if field.message_type is not None:
-            part = getattr(message, field.name)
-            if not isinstance(value, Mapping):
-                value = dict(zip(field.message_type.fields_by_name, value, strict=True))
-            part.CopyFrom(type(part)(**value))
-            continue
-        if isinstance(value, str):
-            check_unicode(value, label(field.name))
-        setattr(message, field.name, value)
+        if field.is_repeated and field.message_type is not None:
+            items = getattr(message, field.name)
+            for item in value:
+                _fill_part(items.add(), item, label)
+        elif field.message_type is not None:
+            _fill_part(getattr(message, field.name), value, label)
+        else:
+            if isinstance(value, str):
+                check_unicode(value, label(field.name))
+            setattr(message, field.name, value)
     return message
+
+
+def _fill_part(part, value, label: Callable[[str], str]) -> None:
+    if isinstance(value, type(part)):
+        part.CopyFrom(value)
+        return
+    if not isinstance(value, Mapping):
+        value = dict(zip(part.DESCRIPTOR.fields_by_name, value, strict=True))
+    _fill(part, value, label)

@@ -101,12 +101,18 @@ class DrawingPreprocessor:
         # contrast back so the darkest ink is black again.
         return ImageOps.autocontrast(canvas)
 
-    def query(self, data: bytes, name: str = "image", crop: CropBox | None = None
-              ) -> Image.Image:
-        """A query drawing, decoded, cut to ``crop`` if given, and squared."""
+    def query(self, data: bytes, name: str = "image", crop: CropBox | None = None,
+              mode: str = "line") -> Image.Image:
+        """A query drawing, decoded, cut to ``crop`` if given, turned into a line drawing
+        when it is a photo (``mode`` "photo"; "line" and "sketch" are drawn lines already),
+        and squared."""
         image = self.decode(data, name)
         if crop is not None:
             image = image.crop(crop.pixels(*image.size))
+        if mode == "photo":
+            from patentclip.drawings.photo import photo_to_line_drawing  # OpenCV: on use
+
+            image = photo_to_line_drawing(image)
         return self.square(image)
 
     def __call__(self, data: bytes, name: str = "image") -> Image.Image:

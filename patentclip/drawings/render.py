@@ -40,15 +40,21 @@ def long_edge(size: str) -> int | None:
     return DRAWING_SIZES[size]
 
 
-def render_png(data: bytes, edge: int | None, name: str = "drawing") -> RenderedDrawing:
+def render_png(data: bytes, edge: int | None, name: str = "drawing", photo: bool = False
+               ) -> RenderedDrawing:
     """Decode a drawing (TIFF incl. CCITT G4, PNG, JPEG; the pixel limit applies) and
-    encode it as PNG with its long edge at most ``edge`` (never enlarged).
+    encode it as PNG with its long edge at most ``edge`` (never enlarged). ``photo``: the
+    line drawing photo mode searches with (``patentclip.drawings.photo``).
 
     Line art shrinks with a box filter first and one Lanczos step after, so thin lines
     stay visible as gray instead of breaking up; full-size bilevel sheets stay 1-bit PNG
     (a few tens of kB for a 300 dpi sheet).
     """
     image = _DECODER.decode(data, name)
+    if photo:
+        from patentclip.drawings.photo import photo_to_line_drawing  # OpenCV: on use
+
+        image = photo_to_line_drawing(image)
     if edge is not None and max(image.size) > edge:
         factor = max(image.size) // (2 * edge)
         if factor >= 2:

@@ -155,4 +155,14 @@ def sheet_row(job: SheetJob, modality: str, caption: str, vector) -> SheetRow:
         view=grant.sheet_view(sheet), locarno=grant.locarno.code if grant.locarno else "",
         grant_date=grant.grant_date, title=grant.title, figures=",".join(sheet.figure_numbers),
         caption=caption, image_uri=job.image_uri or sheet.image_uri,
+        text=sheet_words(job, caption) if modality == "caption" else "",
     )
+
+
+def sheet_words(job: SheetJob, caption: str) -> str:
+    """What the lexical leg matches for a sheet (on its caption row): the patent's title and
+    claim, the sheet's figure descriptions (every figure's, where the XML does not say which
+    figures the sheet holds) and its caption."""
+    grant = job.grant
+    figures = grant.sheet_figures(job.sheet) or grant.figures
+    return "\n".join([grant.title, grant.claim, *(f.description for f in figures), caption])

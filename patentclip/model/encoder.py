@@ -145,15 +145,15 @@ class Encoder:
         pairs = zip(blobs, names, strict=True)
         return self.encode_pixels([self.drawing_pixels(b, n) for b, n in pairs])
 
-    def drawing_pixels(self, data: bytes, name: str = "image", crop: CropBox | None = None
-                       ) -> torch.Tensor:
-        """Decode, crop (a query for part of a design), pad and normalize one drawing into
-        the model's input tensor.
+    def drawing_pixels(self, data: bytes, name: str = "image", crop: CropBox | None = None,
+                       mode: str = "line") -> torch.Tensor:
+        """Decode, crop (a query for part of a design), turn a photo into lines (``mode``
+        "photo"), pad and normalize one drawing into the model's input tensor.
 
         Pure CPU work that releases the GIL in PIL; pipelines run it in worker threads so
         the model never waits on decoding (see patentclip.ingest.sheets).
         """
-        return self.square_pixels(self.preprocessor.query(data, name, crop))
+        return self.square_pixels(self.preprocessor.query(data, name, crop, mode))
 
     def reference_pixels(self, data: bytes, name: str = "image") -> torch.Tensor:
         """One drawing as open_clip's reference eval transform prepares it (resize the

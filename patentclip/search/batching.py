@@ -231,11 +231,11 @@ class BatchedEncoder:
                 rows[i] = vector
         return _stack(rows, self.dim)
 
-    def drawing_pixels(self, data: bytes, name: str = "image", crop=None):
+    def drawing_pixels(self, data: bytes, name: str = "image", crop=None, mode: str = "line"):
         """Decode in the caller's thread: requests decode in parallel (at most the
         admission's limit at once: decoding is a query's memory), encode batched."""
         with self.admission.slot("decoding a query drawing"):
-            return self.encoder.drawing_pixels(data, name, crop)
+            return self.encoder.drawing_pixels(data, name, crop, mode)
 
     def encode_pixels(self, pixels: Sequence, timeout: float | None = None) -> np.ndarray:
         return _stack([self._images.submit(p, timeout) for p in pixels], self.dim)
@@ -300,6 +300,16 @@ class BatchedSearch:
                     strong: bool = True, timeout: float | None = None) -> list[dict]:
         """``PatentStore.patent_rows`` (not batched)."""
         return self.store.patent_rows(collection, patent, with_vectors, strong, timeout)
+
+    def lexical_off(self, collection: str) -> str:
+        """``PatentStore.lexical_off``."""
+        return self.store.lexical_off(collection)
+
+    def search_words(self, collection: str, texts, k: int, filters=None, group: bool = True,
+                     timeout: float | None = None, on_stage=None) -> list:
+        """``PatentStore.search_words`` (not batched: one BM25 request per text query)."""
+        return self.store.search_words(collection, texts, k, filters, group, timeout,
+                                       on_stage)
 
     def search(self, collection: str, vectors: np.ndarray, k: int, filters=None,
                modality: str | None = None, group: bool = True,

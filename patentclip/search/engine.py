@@ -36,7 +36,10 @@ logger = logging.getLogger(__name__)
 
 MAX_TOP_K = 200
 MAX_RESULT_WINDOW = 1000  # offset + top_k: deeper pages are not served
-AGAINST = ("drawing", "caption", "both")
+AGAINST = ("drawing", "caption", "both", "words", "all")
+LEGS = {"both": ("drawing", "caption"), "all": ("drawing", "caption", "words")}
+
+
 @dataclass(frozen=True)
 class SearchResult:
     """A page of hits; with ``SearchRequest.count_depth``, the Locarno classes of the first
@@ -51,6 +54,8 @@ class SearchResult:
     # classification head, (class, probability); or why there are none.
     suggested: tuple[tuple[str, float], ...] = ()
     suggest_note: str = ""
+    legs: tuple[str, ...] = ()  # the legs searched: see Hit.legs
+    legs_note: str = ""  # why a leg asked for was left out ("" when none was)
 
 
 def locarno_counts(hits: Sequence[Hit]) -> tuple[tuple[str, int], ...]:
@@ -106,8 +111,8 @@ class QueryEncoder(Protocol):
     def encode_texts(self, texts: Sequence[str], timeout: float | None = None
                      ) -> np.ndarray: ...
 
-    def drawing_pixels(self, data: bytes, name: str = "image", crop: CropBox | None = None
-                       ): ...
+    def drawing_pixels(self, data: bytes, name: str = "image", crop: CropBox | None = None,
+                       mode: str = "line"): ...
 
     def encode_pixels(self, pixels: Sequence, timeout: float | None = None) -> np.ndarray: ...
 
@@ -127,14 +132,23 @@ class VectorSearch(Protocol):
     def patent_rows(self, collection: str, patent: str, with_vectors: bool = False,
                     strong: bool = True, timeout: float | None = None) -> list[dict]: ...
 
+    def lexical_off(self, collection: str) -> str: ...
+
+    def search_words(self, collection: str, texts: Sequence[str], k: int,
+                     filters: SearchFilters | None = None, group: bool = True,
+                     timeout: float | None = None,
+                     on_stage: Callable[[str, float], None] | None = None
+                     ) -> list[list[Hit]]: ...
+
 
 @dataclass(frozen=True)
 class SearchRequest:
     """How to search, whatever the query: a page of results, filters, what to match, and a
     time budget. Validated when built, so the engine and its callers can trust it.
 
-    ``against`` "" means the query's own default: both for text, drawing for drawings and
-    for "more like this".
+    ``against`` "" means the query's own default: all for text (drawings, captions and
+    words; both where the lexical leg is off), drawing for drawings and for "more like
+    this".
     """
 
     top_k: int = 10
@@ -177,9 +191,20 @@ class SearchRequest:
         return None
 
     def matching(self, default: str) -> tuple[str, ...]:
-        """The modalities to search: ``against``, or ``default`` when it is unset."""
+        """The legs to search: ``against``, or ``default`` when it is unset."""
         against = self.against or default
-        return ("drawing", "caption") if against == "both" else (against,)
+        return LEGS.get(against, (against,))
+
+
+@dataclass(frozen=True)
+class Source:
+    """One ranking to fuse: its name (Hit.legs), the leg searched ("drawing", "caption",
+    "words") and what searches it: query vectors (several: best score) or words."""
+
+    name: str
+    leg: str
+    vectors: np.ndarray | None = None
+    text: str = ""
 
 
 class SearchEngine:
@@ -194,6 +219,8 @@ class SearchEngine:
                 f"collection {info.name} was built by model {info.model_version}, but the "
                 f"loaded model is {encoder.model_version}; load the matching model")
         self.encoder, self.store, self.collection = encoder, store, info.name
+        # Why the collection has no lexical (BM25) leg; "" when it has one.
+        self.lexical_off = store.lexical_off(info.name)
 
     @property
     def model_version(self) -> str:
@@ -202,40 +229,70 @@ class SearchEngine:
     def search(self, query: Query, request: SearchRequest) -> SearchResult:
         """The page ``request`` asks for of the results of ``query``: every query kind
         through one entry point."""
-        run = {"text": self._text, "drawing": self._drawing,
-               "text+drawing": self._text_and_drawing, "similar": self._similar}[query.kind]
-        return run(query, request, request.deadline)
+        if query.kind == "similar":
+            return self._similar(query, request, request.deadline)
+        return self._words_and_drawings(query, request, request.deadline)
 
-    def _text(self, query: Query, request: SearchRequest, deadline: Deadline) -> SearchResult:
-        with self.stage("encode"):
-            vector = self.encoder.encode_texts([query.text], timeout=deadline.remaining())[0]
-        return self._suggested(self._search(vector[None, :], request, request.matching("both"),
-                                            deadline), vector, request, "text")
+    def _words_and_drawings(self, query: Query, request: SearchRequest, deadline: Deadline
+                            ) -> SearchResult:
+        """Text, drawings (the views of one design) or both. The text's legs are fused by
+        reciprocal rank, so are the drawings' (one ranking per view: a patent that matches
+        several views ranks above one that matches one), and then text and drawings, as
+        equals, the same way."""
+        parts, note = [], ""
+        text_vector = image_vectors = None
+        if query.text:
+            legs, note = self._text_legs(request, default="all")
+            if any(leg != "words" for leg in legs) or (request.suggest and not
+                                                       query.all_drawings):
+                with self.stage("encode"):
+                    text_vector = self.encoder.encode_texts(
+                        [query.text], timeout=deadline.remaining())[0]
+            parts.append([Source(leg, leg, text=query.text) if leg == "words"
+                          else Source(leg, leg, text_vector[None, :]) for leg in legs])
+        if query.all_drawings:
+            image_vectors = self._drawing_vectors(query, deadline)
+            legs = ("drawing",) if query.text else self._image_legs(request)
+            named = len(image_vectors) > 1 or query.text
+            parts.append([Source(f"view {i + 1}" if named else leg, leg, vector[None, :])
+                          for i, vector in enumerate(image_vectors) for leg in legs])
+        ranking = self._fuse(parts, request, deadline, request.window)
+        result = replace(self._result(ranking, request), legs=tuple(dict.fromkeys(
+            s.leg for part in parts for s in part)), legs_note=note)
+        if image_vectors is not None:
+            return self._suggested(result, _unit_mean(image_vectors), request, "drawing")
+        return self._suggested(result, text_vector, request, "text")
 
-    def _drawing(self, query: Query, request: SearchRequest, deadline: Deadline
-                 ) -> SearchResult:
-        """Drawings like the query's (or like its crop)."""
-        vector = self._image_vector(query, deadline)
-        return self._suggested(self._search(vector[None, :], request,
-                                            request.matching("drawing"), deadline),
-                               vector, request, "drawing")
-
-    def _text_and_drawing(self, query: Query, request: SearchRequest, deadline: Deadline
-                          ) -> SearchResult:
-        """Text and a drawing in one query: the text's ranking (against its default, both)
-        and the drawing's (against drawings), fused by reciprocal rank."""
-        image_vector = self._image_vector(query, deadline)
-        with self.stage("encode"):
-            text_vector = self.encoder.encode_texts([query.text],
-                                                    timeout=deadline.remaining())[0]
-        fetch = fusion_depth(request.window, MAX_SEARCH_LIMIT)
-        rankings = [self._rank(text_vector[None, :], request, request.matching("both"),
-                               deadline, fetch),
-                    self._rank(image_vector[None, :], request, ("drawing",), deadline, fetch)]
+    def _fuse(self, parts: list[list[Source]], request: SearchRequest, deadline: Deadline,
+              depth: int) -> list[Hit]:
+        """Each part's sources fused, then the parts fused as equals."""
+        if len(parts) == 1:
+            return self._rank(parts[0], request, deadline, depth)
+        fetch = fusion_depth(depth, MAX_SEARCH_LIMIT)
+        rankings = [self._rank(part, request, deadline, fetch) for part in parts]
         with self.stage("group"):
-            ranking = reciprocal_rank_fusion(rankings, request.window, group=request.group)
-        return self._suggested(self._result(ranking, request), image_vector, request,
-                               "drawing")
+            return reciprocal_rank_fusion(rankings, depth, group=request.group)
+
+    def _text_legs(self, request: SearchRequest, default: str
+                   ) -> tuple[tuple[str, ...], str]:
+        """The legs a text searches, and a note when the lexical leg asked for is off (an
+        explicit ``words`` alone is refused then: there is nothing else to search)."""
+        legs = request.matching(default)
+        if "words" not in legs or not self.lexical_off:
+            return legs, ""
+        if legs == ("words",):
+            raise InvalidQueryError(f"against=words: the lexical leg is off: "
+                                    f"{self.lexical_off}")
+        return (tuple(leg for leg in legs if leg != "words"),
+                f"lexical leg off: {self.lexical_off}")
+
+    @staticmethod
+    def _image_legs(request: SearchRequest) -> tuple[str, ...]:
+        legs = tuple(leg for leg in request.matching("drawing") if leg != "words")
+        if not legs:
+            raise InvalidQueryError("against=words: a drawing has no words; search with text "
+                                    "for the lexical leg")
+        return legs
 
     def _similar(self, query: Query, request: SearchRequest, deadline: Deadline
                  ) -> SearchResult:
@@ -247,11 +304,10 @@ class SearchEngine:
         with self.stage("lookup"):
             vectors = self.patent_vectors(query.patent, query.sheet, deadline.remaining())
         request = replace(request, filters=request.filters.excluding(query.patent))
-        mean = vectors.mean(axis=0)
-        return self._suggested(self._search(vectors, request, request.matching("drawing"),
-                                            deadline),
-                               mean / max(float(np.linalg.norm(mean)), 1e-12), request,
-                               "drawing")
+        sources = [Source(leg, leg, vectors) for leg in self._image_legs(request)]
+        result = replace(self._result(self._rank(sources, request, deadline, request.window),
+                                      request), legs=tuple(s.leg for s in sources))
+        return self._suggested(result, _unit_mean(vectors), request, "drawing")
 
     def _suggested(self, result: SearchResult, vector: np.ndarray, request: SearchRequest,
                    source: str) -> SearchResult:
@@ -312,35 +368,42 @@ class SearchEngine:
             locarno=first["locarno"],
             sheets=tuple(stored_sheet(r) for r in rows))
 
-    def _image_vector(self, query: Query, deadline: Deadline) -> np.ndarray:
+    def _drawing_vectors(self, query: Query, deadline: Deadline) -> np.ndarray:
+        """The vectors of the query's drawings (each decoded, cut to its crop and, for a
+        photo, turned into a line drawing), encoded together."""
         with self.stage("decode"):
-            pixels = self.encoder.drawing_pixels(query.image, query.image_name, query.crop)
+            pixels = [self.encoder.drawing_pixels(d.image, d.name, d.crop, query.mode)
+                      for d in query.all_drawings]
         with self.stage("encode"):
-            return self.encoder.encode_pixels([pixels], timeout=deadline.remaining())[0]
+            return self.encoder.encode_pixels(pixels, timeout=deadline.remaining())
 
-    def _search(self, vectors: np.ndarray, request: SearchRequest,
-                modalities: tuple[str, ...], deadline: Deadline) -> SearchResult:
-        return self._result(self._rank(vectors, request, modalities, deadline, request.window),
-                            request)
-
-    def _rank(self, vectors: np.ndarray, request: SearchRequest, modalities: tuple[str, ...],
-              deadline: Deadline, depth: int) -> list[Hit]:
-        """The first ``depth`` results of ``vectors`` against ``modalities`` (several
-        vectors: best score; several modalities: reciprocal rank)."""
-        group = request.group
-        fetch = depth if len(modalities) == 1 else fusion_depth(depth, MAX_SEARCH_LIMIT)
-        rankings = []
-        for modality in modalities:
-            per_query = self.store.search(self.collection, vectors, fetch, request.filters,
-                                          modality=modality, group=group,
-                                          timeout=deadline.remaining(),
-                                          on_stage=self.on_stage)
-            with self.stage("group"):
-                rankings.append(per_query[0] if len(per_query) == 1
-                                else best_score_fusion(per_query, fetch, group))
+    def _rank(self, sources: Sequence[Source], request: SearchRequest, deadline: Deadline,
+              depth: int) -> list[Hit]:
+        """The first ``depth`` results of ``sources``: one source's own ranking, or several
+        fused by reciprocal rank; each hit names the sources that held it."""
+        fetch = depth if len(sources) == 1 else fusion_depth(depth, MAX_SEARCH_LIMIT)
+        rankings = [self._ranking(source, request, deadline, fetch) for source in sources]
         with self.stage("group"):
-            return rankings[0][:depth] if len(rankings) == 1 else reciprocal_rank_fusion(
-                rankings, depth, group=group)
+            if len(rankings) == 1:
+                return [replace(h, legs=(sources[0].name,)) for h in rankings[0][:depth]]
+            return reciprocal_rank_fusion(rankings, depth, group=request.group,
+                                          names=[s.name for s in sources])
+
+    def _ranking(self, source: Source, request: SearchRequest, deadline: Deadline,
+                 fetch: int) -> list[Hit]:
+        """One source's ranking: its words by BM25, or its vectors against its leg (several
+        vectors: best score)."""
+        if source.leg == "words":
+            return self.store.search_words(self.collection, [source.text], fetch,
+                                           request.filters, group=request.group,
+                                           timeout=deadline.remaining(),
+                                           on_stage=self.on_stage)[0]
+        per_query = self.store.search(self.collection, source.vectors, fetch, request.filters,
+                                      modality=source.leg, group=request.group,
+                                      timeout=deadline.remaining(), on_stage=self.on_stage)
+        with self.stage("group"):
+            return per_query[0] if len(per_query) == 1 else best_score_fusion(
+                per_query, fetch, request.group)
 
     def _result(self, ranking: list[Hit], request: SearchRequest) -> SearchResult:
         """The requested page of ``ranking``, with the Locarno counts of its window."""
@@ -360,3 +423,9 @@ class SearchEngine:
             yield
         finally:
             self.on_stage(name, time.perf_counter() - started)
+
+
+def _unit_mean(vectors: np.ndarray) -> np.ndarray:
+    """The direction of several unit vectors' mean (a patent's sheets, a query's views)."""
+    mean = np.asarray(vectors, dtype=np.float32).mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)

@@ -48,6 +48,24 @@ def check_image(data: bytes, what: str, max_bytes: int) -> bytes:
 
 
 QUERY_KINDS = ("text", "drawing", "text+drawing", "similar")
+DRAWING_MODES = ("line", "photo", "sketch")
+MAX_DRAWINGS = 7  # views of one design in one query (EUIPO's design search takes 7)
+
+
+def _check_name(name: str, field: str) -> None:
+    check_unicode(name, field)
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidQueryError(f"{field}: {len(name)} characters, limit {MAX_NAME_CHARS}")
+
+
+@dataclass(frozen=True)
+class QueryDrawing:
+    """One drawing of a query: its bytes, its name (messages, the search record) and the
+    part of it searched (``crop``; None: all of it)."""
+
+    image: bytes
+    name: str = "query image"
+    crop: CropBox | None = None
 
 
 @dataclass(frozen=True)
@@ -68,19 +86,33 @@ class Query:
     crop: CropBox | None = None
     patent: str = ""  # as examiners type it; normalized here ("D907,292" -> "D0907292")
     sheet: int | None = None
+    mode: str = "line"  # what the drawings are: one of DRAWING_MODES
+    drawings: tuple[QueryDrawing, ...] = ()  # more views of the design, after ``image``
 
     def __post_init__(self) -> None:
         if self.text is not None:
             object.__setattr__(self, "text", check_text(self.text, "text query"))
-        check_unicode(self.image_name, "image_name")
-        if len(self.image_name) > MAX_NAME_CHARS:
-            raise InvalidQueryError(f"image_name: {len(self.image_name)} characters, limit "
-                                    f"{MAX_NAME_CHARS}")
+        _check_name(self.image_name, "image_name")
+        object.__setattr__(self, "drawings", tuple(self.drawings))
+        for i, drawing in enumerate(self.drawings):
+            _check_name(drawing.name, f"drawings[{i}].name")
+            if not drawing.image:
+                raise InvalidQueryError(f"drawings[{i}].image: empty; send TIFF, PNG or JPEG "
+                                        "bytes")
+        if len(self.all_drawings) > MAX_DRAWINGS:
+            raise InvalidQueryError(f"drawings: {len(self.all_drawings)} drawings in one "
+                                    f"query, limit {MAX_DRAWINGS} (the views of one design)")
+        if self.mode not in DRAWING_MODES:
+            raise InvalidQueryError(f"mode: {self.mode!r} is not one of "
+                                    f"{', '.join(DRAWING_MODES)}")
+        if self.mode != "line" and not self.all_drawings:
+            raise InvalidQueryError(f"mode: {self.mode!r} says what the query's drawings are, "
+                                    "and it has none")
         if self.patent:
             object.__setattr__(self, "patent", normalize_patent_number(self.patent, "patent"))
-        if self.patent and (self.text or self.image):
+        if self.patent and (self.text or self.all_drawings):
             raise InvalidQueryError("patent: a 'more like this' search takes no text or image")
-        if not (self.text or self.image or self.patent):
+        if not (self.text or self.all_drawings or self.patent):
             raise InvalidQueryError("give a description, a drawing or a patent number")
         if self.crop is not None and not self.image:
             raise InvalidQueryError("crop: only a drawing can be cropped")
@@ -90,19 +122,48 @@ class Query:
             raise InvalidQueryError(f"sheet: {self.sheet} is negative")
 
     @property
+    def all_drawings(self) -> tuple[QueryDrawing, ...]:
+        """Every drawing of the query: ``image`` (with its name and crop) first, then
+        ``drawings``."""
+        first = (QueryDrawing(self.image, self.image_name, self.crop),) if self.image else ()
+        return first + self.drawings
+
+    @property
     def kind(self) -> str:
         """One of QUERY_KINDS."""
         if self.patent:
             return "similar"
-        if self.text and self.image:
+        if self.text and self.all_drawings:
             return "text+drawing"
-        return "drawing" if self.image else "text"
+        return "drawing" if self.all_drawings else "text"
+
+
+def _crop(message: search_pb2.Crop) -> CropBox:
+    return CropBox(message.left, message.top, message.right, message.bottom)
+
+
+def _crop_message(crop: CropBox) -> search_pb2.Crop:
+    return search_pb2.Crop(left=crop.left, top=crop.top, right=crop.right, bottom=crop.bottom)
+
+
+def _drawing(message: search_pb2.QueryDrawing, field: str, max_image_bytes: int | None
+             ) -> QueryDrawing:
+    image = (message.image if max_image_bytes is None or not message.image
+             else check_image(message.image, f"{field}.image", max_image_bytes))
+    return QueryDrawing(image=image, name=message.name or field,
+                        crop=_crop(message.crop) if message.HasField("crop") else None)
+
+
+def _drawing_message(drawing: QueryDrawing) -> search_pb2.QueryDrawing:
+    message = search_pb2.QueryDrawing(image=drawing.image, name=drawing.name)
+    if drawing.crop is not None:
+        message.crop.CopyFrom(_crop_message(drawing.crop))
+    return message
 
 
 # Message types of Query's fields and the core values they convert to (and back).
-_FROM_MESSAGE = {"patentclip.v1.Crop": lambda m: CropBox(m.left, m.top, m.right, m.bottom)}
-_TO_MESSAGE = {CropBox: lambda c: search_pb2.Crop(left=c.left, top=c.top, right=c.right,
-                                                  bottom=c.bottom)}
+_FROM_MESSAGE = {"patentclip.v1.Crop": _crop}
+_TO_MESSAGE = {CropBox: _crop_message}
 
 
 def query_fields(message: search_pb2.Query, max_image_bytes: int | None,
@@ -114,6 +175,13 @@ def query_fields(message: search_pb2.Query, max_image_bytes: int | None,
     ("query." for a SearchRequest)."""
     values = {}
     for field in message.DESCRIPTOR.fields:
+        if field.is_repeated:  # drawings: more views
+            items = getattr(message, field.name)
+            if items:
+                values[field.name] = tuple(
+                    _drawing(item, f"{prefix}{field.name}[{i}]", max_image_bytes)
+                    for i, item in enumerate(items))
+            continue
         if field.has_presence and not message.HasField(field.name):
             continue
         value = getattr(message, field.name)
@@ -139,6 +207,9 @@ def query_to_message(query: Query) -> search_pb2.Query:
     for field in fields(query):
         value = getattr(query, field.name)
         if value is None:
+            continue
+        if field.name == "drawings":
+            message.drawings.extend(_drawing_message(d) for d in value)
             continue
         convert = _TO_MESSAGE.get(type(value))
         if convert is not None:

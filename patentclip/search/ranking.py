@@ -18,23 +18,32 @@ RRF_K = 60
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int, rrf_k: int = RRF_K,
-                           group: bool = True) -> list[Hit]:
+                           group: bool = True, names: Sequence[str] | None = None
+                           ) -> list[Hit]:
     """Fuse ranked lists: score(d) = sum 1/(rrf_k + rank). Keeps each item's best-ranked hit,
-    with the fused score as its ``score`` (cosine scores of two modalities do not compare).
+    with the fused score as its ``score`` (cosine scores of two modalities do not compare)
+    and as its ``legs`` the names of the rankings that held it (``names``; without them,
+    the legs of its hits in each: fusions of fusions keep their legs).
 
     Items are patents when ``group`` (one hit per patent), else sheets.
     """
     fused: dict[tuple, float] = {}
     representative: dict[tuple, tuple[int, Hit]] = {}
-    for ranking in rankings:
+    held: dict[tuple, list[str]] = {}
+    for index, ranking in enumerate(rankings):
         for rank, hit in enumerate(ranking, start=1):
             key = (hit.patent,) if group else (hit.patent, hit.sheet)
             fused[key] = fused.get(key, 0.0) + 1.0 / (rrf_k + rank)
             if key not in representative or rank < representative[key][0]:
                 representative[key] = (rank, hit)
+            legs = held.setdefault(key, [])
+            for leg in (names[index],) if names is not None else hit.legs:
+                if leg not in legs:
+                    legs.append(leg)
     order = sorted(fused, key=lambda key: (-fused[key], representative[key][0]))
     # The fused score replaces the cosine: scores of one list stay in rank order.
-    return [replace(representative[key][1], score=fused[key]) for key in order[:k]]
+    return [replace(representative[key][1], score=fused[key], legs=tuple(held[key]))
+            for key in order[:k]]
 
 
 def fusion_depth(depth: int, cap: int) -> int:

@@ -9,6 +9,11 @@ Layout of a collection ``patentclip_<model_version>``:
   because Milvus 2.3 servers allow only one;
 * scalar fields for filtering and display (patent, sheet, view, Locarno, grant date...);
 * HNSW index with COSINE metric; vectors are unit length, so score = cosine similarity;
+* where the backend has full-text search (Milvus Lite 3.x; a Milvus server from 2.5), the
+  words of each sheet (``text``: the patent's title and claim, the sheet's figure
+  descriptions) on its caption row, analysed by Milvus and turned into a sparse BM25 vector
+  (``lexical``) by Milvus' own BM25 function: the lexical leg of text search. Drawing rows
+  hold no words. A collection made without full-text search has neither field;
 * the collection's properties record ``patentclip.model_version`` and ``patentclip.dim``:
   a collection is never written or searched with vectors of another model.
 """
@@ -20,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from pymilvus import DataType, MilvusClient
+from pymilvus import DataType, Function, FunctionType, MilvusClient
 
 MODALITIES = ("drawing", "caption")
 VERSION_PROPERTY = "patentclip.model_version"
@@ -28,6 +33,14 @@ DIM_PROPERTY = "patentclip.dim"
 SPEC_PROPERTY = "patentclip.model_spec"  # how to load the model: a query service follows it
 PRETRAINED_PROPERTY = "patentclip.model_pretrained"
 MAX_SEARCH_LIMIT = 16_384  # Milvus' topk ceiling
+TEXT_FIELD, LEXICAL_FIELD = "text", "lexical"
+MAX_TEXT_BYTES = 8192
+# Milvus' standard analyzer (split on non-word characters, lower case) with English stop
+# words. Milvus Lite 3.x has no stemmer: "bottles" does not match "bottle" there.
+ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stop", "stop_words": [
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "into", "is", "it",
+    "its", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "will", "with", "thereof"]}]}
 
 _STRING_FIELDS = {  # name -> max length in bytes
     "id": 64, "patent": 16, "modality": 8, "view": 16, "locarno": 4, "locarno_class": 2,
@@ -50,6 +63,7 @@ class SheetRow:
     figures: str = ""
     caption: str = ""
     image_uri: str = ""
+    text: str = ""  # the words the lexical leg matches (caption rows); "" on drawing rows
 
     @property
     def id(self) -> str:
@@ -81,6 +95,8 @@ class Hit:
     figures: tuple[str, ...]  # decoded once, from the stored comma-joined field
     caption: str
     image_uri: str
+    # The legs whose rankings held it ("drawing", "caption", "words"); set by the search.
+    legs: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -123,7 +139,9 @@ OUTPUT_FIELDS = ["patent", "sheet", "modality", "view", "locarno", "grant_date",
                   "figures", "caption", "image_uri"]
 
 
-def milvus_schema(dim: int):
+def milvus_schema(dim: int, full_text: bool = False):
+    """The collection's fields; with ``full_text`` also the analysed ``text`` and the sparse
+    ``lexical`` vector Milvus' BM25 function makes of it."""
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
                                         description="PatentCLIP drawing-sheet vectors")
     schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=_STRING_FIELDS["id"])
@@ -134,7 +152,19 @@ def milvus_schema(dim: int):
     for name in ("title", "figures", "caption", "image_uri"):
         schema.add_field(name, DataType.VARCHAR, max_length=_STRING_FIELDS[name])
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    if full_text:
+        schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=MAX_TEXT_BYTES,
+                         enable_analyzer=True, analyzer_params=ANALYZER)
+        schema.add_field(LEXICAL_FIELD, DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(Function(name="bm25", function_type=FunctionType.BM25,
+                                     input_field_names=[TEXT_FIELD],
+                                     output_field_names=[LEXICAL_FIELD]))
     return schema
+
+
+def has_full_text(description: dict) -> bool:
+    """Whether a collection (``describe_collection``) was made with the lexical fields."""
+    return any(f.get("name") == LEXICAL_FIELD for f in description.get("fields", []))
 
 
 def row_dict(row: SheetRow) -> dict:
@@ -146,6 +176,7 @@ def row_dict(row: SheetRow) -> dict:
         "grant_date": int(row.grant_date), "title": row.title, "figures": row.figures,
         "caption": row.caption, "image_uri": row.image_uri,
         "vector": np.asarray(row.vector, dtype=np.float32).tolist(),
+        TEXT_FIELD: _truncate_utf8(row.text, MAX_TEXT_BYTES),
     }
     for name, limit in _STRING_FIELDS.items():
         values[name] = _truncate_utf8(values[name], limit)

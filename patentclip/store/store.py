@@ -13,9 +13,11 @@ per patent, best sheet first) is done over an over-fetched candidate list, becau
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,17 +40,20 @@ from patentclip.store.lite import is_lite_uri, lite_size_advice, quiet_lite_serv
 from patentclip.store.milvus_errors import classify_milvus_error, milvus_errors_only
 from patentclip.store.schema import (
     DIM_PROPERTY,
+    LEXICAL_FIELD,
     MAX_SEARCH_LIMIT,
     MODALITIES,
     OUTPUT_FIELDS,
     PRETRAINED_PROPERTY,
     SPEC_PROPERTY,
+    TEXT_FIELD,
     VERSION_PROPERTY,
     CollectionInfo,
     Hit,
     SheetRow,
     collection_name,
     group_by_patent,
+    has_full_text,
     hit_from_milvus,
     milvus_schema,
     row_dict,
@@ -111,6 +116,8 @@ class PatentStore(AliasOperations):
         self.hnsw_params = {"M": hnsw_m, "efConstruction": hnsw_ef_construction}
         self._loaded: set[str] = set()
         self._partitions: dict[str, bool] = {}  # collection -> has modality partitions
+        self._lexical: dict[str, str] = {}  # collection -> why it has no lexical leg ("": has)
+        self._backend_lexical: str | None = None
         self._loading: set[str] = set()  # background loads in progress
         self._advised: set[str] = set()
         self._is_lite: bool | None = None
@@ -204,15 +211,42 @@ class PatentStore(AliasOperations):
                     f"collection {name} holds {info.model_version} (dim {info.dim}), "
                     f"not {model_version} (dim {dim})")
             return name
-        self._call(self.client.create_collection, name, schema=milvus_schema(dim),
-                   index_params=self._index_params(),
+        full_text = not self.full_text_off()
+        self._call(self.client.create_collection, name, schema=milvus_schema(dim, full_text),
+                   index_params=self._index_params(full_text),
                    properties={VERSION_PROPERTY: model_version, DIM_PROPERTY: str(dim),
                                SPEC_PROPERTY: model_spec, PRETRAINED_PROPERTY: pretrained})
         for modality in MODALITIES:  # one partition each: see _partitioned
             self._call(self.client.create_partition, name, modality)
         self._partitions[name] = True
-        logger.info("created collection %s (model %s, dim %d)", name, model_version, dim)
+        logger.info("created collection %s (model %s, dim %d, lexical leg %s)", name,
+                    model_version, dim, "on" if full_text else "off")
         return name
+
+    def full_text_off(self) -> str:
+        """Why this backend cannot hold a lexical leg ("" when it can): full-text search
+        (BM25 functions) is in Milvus Lite 3.x and Milvus servers from 2.5."""
+        if self._backend_lexical is None:
+            version = "" if is_lite_uri(self.uri) else str(
+                self._call(self.client.get_server_version))
+            self._backend_lexical = _full_text_off(version)
+        return self._backend_lexical
+
+    def lexical_off(self, collection: str) -> str:
+        """Why ``collection`` has no lexical (BM25) leg, "" when it has one. Logged once per
+        collection when off: text search then uses the dense legs only."""
+        if collection not in self._lexical:
+            reason = self.full_text_off()
+            if not reason and not has_full_text(self._call(self.client.describe_collection,
+                                                           collection)):
+                reason = (f"collection {collection} was made without full-text fields "
+                          "(before the lexical leg, or on a backend without it): reindex it "
+                          "(`patentclip reindex`) to add them")
+            self._lexical[collection] = reason
+            if reason:
+                logger.warning("lexical (BM25) leg off for %s: %s; text search uses the "
+                               "dense legs only", collection, reason)
+        return self._lexical[collection]
 
     def describe(self, name_or_alias: str) -> CollectionInfo:
         """Model version, dim and row count of a collection (or of an alias' target)."""
@@ -233,6 +267,7 @@ class PatentStore(AliasOperations):
         self._call(self.client.drop_collection, name)
         self._loaded.discard(name)
         self._partitions.pop(name, None)
+        self._lexical.pop(name, None)
 
     def _partitioned(self, collection: str) -> bool:
         """Whether drawing and caption rows live in partitions of their own.
@@ -259,16 +294,24 @@ class PatentStore(AliasOperations):
         """Insert or replace rows by key; returns the number written."""
         if not rows:
             return 0
+        words = not self.lexical_off(collection)
+
+        def stored(row: SheetRow) -> dict:
+            values = row_dict(row)
+            if not words:
+                del values[TEXT_FIELD]
+            return values
+
         if not self._partitioned(collection):
             return int(self._call(self.client.upsert, collection,
-                                  [row_dict(r) for r in rows]).get("upsert_count", len(rows)))
+                                  [stored(r) for r in rows]).get("upsert_count", len(rows)))
         # One partition per call; the calls share one store timeout, so a write takes no
         # longer than the single call it used to be (the embedder must poll Kafka again
         # within max_poll_interval, even while Milvus half answers after a restart).
         until = time.monotonic() + self.timeout
         written = 0
         for modality in MODALITIES:  # a row's id includes its modality: one partition each
-            part = [row_dict(r) for r in rows if r.modality == modality]
+            part = [stored(r) for r in rows if r.modality == modality]
             if part:
                 written += int(self._call(self.client.upsert, collection, part,
                                           partition_name=modality, _until=until
@@ -414,12 +457,31 @@ class PatentStore(AliasOperations):
         self.load(collection)
         partitions = [modality] if modality and self._partitioned(collection) else None
         expression = (filters or SearchFilters()).expression(None if partitions else modality)
-        return self._search_batch(collection, vectors, k, expression, group, timeout,
-                                  on_stage or _no_stage, partitions)
+        return self._search_batch(collection, [v.tolist() for v in vectors], k, expression,
+                                  group, timeout, on_stage or _no_stage, partitions)
 
-    def _search_batch(self, collection: str, vectors: np.ndarray, k: int, expression: str,
+    def search_words(self, collection: str, texts: Sequence[str], k: int,
+                     filters: SearchFilters | None = None, group: bool = True,
+                     timeout: float | None = None, on_stage: StageTimer | None = None
+                     ) -> list[list[Hit]]:
+        """The lexical leg: top-k caption rows by Milvus' BM25 over their words, for each
+        text; hits say ``modality`` "words" and score the BM25 score. InvalidQueryError
+        when the collection has no lexical leg (``lexical_off`` says why)."""
+        if not 1 <= k <= MAX_SEARCH_LIMIT:
+            raise InvalidQueryError(f"k={k}: must be between 1 and {MAX_SEARCH_LIMIT}")
+        reason = self.lexical_off(collection)
+        if reason:
+            raise InvalidQueryError(f"lexical search is off: {reason}")
+        self.load(collection)
+        partitions = ["caption"] if self._partitioned(collection) else None
+        expression = (filters or SearchFilters()).expression(None if partitions else "caption")
+        return self._search_batch(collection, list(texts), k, expression, group, timeout,
+                                  on_stage or _no_stage, partitions, field=LEXICAL_FIELD)
+
+    def _search_batch(self, collection: str, data: list, k: int, expression: str,
                       group: bool, timeout: float | None, on_stage: StageTimer,
-                      partitions: list[str] | None = None) -> list[list[Hit]]:
+                      partitions: list[str] | None = None, field: str = "vector"
+                      ) -> list[list[Hit]]:
         """All query vectors in one Milvus request: Milvus Lite pays a per-request cost that
         grows with the collection, so n vectors in one call cost about as much as one.
 
@@ -431,24 +493,26 @@ class PatentStore(AliasOperations):
         limit of 400, with 438 drawing rows in the collection), so a short answer alone
         does not mean the collection has no more.
         """
-        results: list[list[Hit]] = [[] for _ in vectors]
-        found_rows = [0] * len(vectors)
-        pending = list(range(len(vectors)))
+        results: list[list[Hit]] = [[] for _ in data]
+        found_rows = [0] * len(data)
+        pending = list(range(len(data)))
         limit = min(k * 8 if group else k, MAX_SEARCH_LIMIT)
         while pending:
             started = time.perf_counter()
+            params = ({"metric_type": "BM25"} if field == LEXICAL_FIELD else
+                      {"metric_type": "COSINE", "params": {"ef": max(self.ef, limit)}})
             raw = self._call(self.client.search, collection,
-                             data=[vectors[i].tolist() for i in pending], limit=limit,
+                             data=[data[i] for i in pending], limit=limit, anns_field=field,
                              filter=expression, output_fields=OUTPUT_FIELDS,
-                             partition_names=partitions,
-                             search_params={"metric_type": "COSINE",
-                                            "params": {"ef": max(self.ef, limit)}},
+                             partition_names=partitions, search_params=params,
                              _timeout=timeout)
             searched = time.perf_counter()
             on_stage("search", searched - started)
             deeper = []
             for i, found in zip(pending, raw, strict=True):
                 hits = [hit_from_milvus(r) for r in found]
+                if field == LEXICAL_FIELD:  # Lite gives BM25 negated (a distance), a server not
+                    hits = [replace(h, modality="words", score=abs(h.score)) for h in hits]
                 results[i] = group_by_patent(hits, k) if group else hits[:k]
                 grew, found_rows[i] = len(hits) > found_rows[i], len(hits)
                 if len(results[i]) < k and grew and limit < MAX_SEARCH_LIMIT:
@@ -459,10 +523,13 @@ class PatentStore(AliasOperations):
 
     # -- helpers
 
-    def _index_params(self):
+    def _index_params(self, full_text: bool = False):
         params = self.client.prepare_index_params()
         params.add_index(field_name="vector", index_type="HNSW", metric_type="COSINE",
                          params=self.hnsw_params)
+        if full_text:
+            params.add_index(field_name=LEXICAL_FIELD, index_type="SPARSE_INVERTED_INDEX",
+                             metric_type="BM25")
         return params
 
     def _call(self, method, *args, _timeout: float | None = None, _probe: bool = False,
@@ -573,3 +640,15 @@ class PatentStore(AliasOperations):
                         time.monotonic() - down)
             for listener in self._listeners:
                 listener(True, "")
+
+
+def _full_text_off(server_version: str) -> str:
+    """Why a backend of this version has no full-text search ("" for Milvus Lite 3.x, whose
+    version reads "milvus_lite-3...", "" for Lite by path, and for servers from 2.5)."""
+    if not server_version or server_version.startswith("milvus_lite"):
+        return ""
+    numbers = re.match(r"v?(\d+)\.(\d+)", server_version)
+    if numbers and (int(numbers[1]), int(numbers[2])) >= (2, 5):
+        return ""
+    return (f"Milvus server {server_version} has no full-text search (BM25 functions came "
+            "in Milvus 2.5)")

@@ -14,6 +14,8 @@ class Against(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AGAINST_DRAWING: _ClassVar[Against]
     AGAINST_CAPTION: _ClassVar[Against]
     AGAINST_BOTH: _ClassVar[Against]
+    AGAINST_WORDS: _ClassVar[Against]
+    AGAINST_ALL: _ClassVar[Against]
 
 class DrawingSize(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -25,6 +27,8 @@ AGAINST_UNSPECIFIED: Against
 AGAINST_DRAWING: Against
 AGAINST_CAPTION: Against
 AGAINST_BOTH: Against
+AGAINST_WORDS: Against
+AGAINST_ALL: Against
 DRAWING_SIZE_UNSPECIFIED: DrawingSize
 DRAWING_SIZE_THUMBNAIL: DrawingSize
 DRAWING_SIZE_MEDIUM: DrawingSize
@@ -72,6 +76,16 @@ class Crop(_message.Message):
     bottom: float
     def __init__(self, left: _Optional[float] = ..., top: _Optional[float] = ..., right: _Optional[float] = ..., bottom: _Optional[float] = ...) -> None: ...
 
+class QueryDrawing(_message.Message):
+    __slots__ = ("image", "name", "crop")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CROP_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    name: str
+    crop: Crop
+    def __init__(self, image: _Optional[bytes] = ..., name: _Optional[str] = ..., crop: _Optional[_Union[Crop, _Mapping]] = ...) -> None: ...
+
 class SheetRef(_message.Message):
     __slots__ = ("patent_number", "sheet")
     PATENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -81,20 +95,24 @@ class SheetRef(_message.Message):
     def __init__(self, patent_number: _Optional[str] = ..., sheet: _Optional[int] = ...) -> None: ...
 
 class Query(_message.Message):
-    __slots__ = ("text", "image", "image_name", "crop", "patent", "sheet")
+    __slots__ = ("text", "image", "image_name", "crop", "patent", "sheet", "mode", "drawings")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_NAME_FIELD_NUMBER: _ClassVar[int]
     CROP_FIELD_NUMBER: _ClassVar[int]
     PATENT_FIELD_NUMBER: _ClassVar[int]
     SHEET_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    DRAWINGS_FIELD_NUMBER: _ClassVar[int]
     text: str
     image: bytes
     image_name: str
     crop: Crop
     patent: str
     sheet: int
-    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., image_name: _Optional[str] = ..., crop: _Optional[_Union[Crop, _Mapping]] = ..., patent: _Optional[str] = ..., sheet: _Optional[int] = ...) -> None: ...
+    mode: str
+    drawings: _containers.RepeatedCompositeFieldContainer[QueryDrawing]
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., image_name: _Optional[str] = ..., crop: _Optional[_Union[Crop, _Mapping]] = ..., patent: _Optional[str] = ..., sheet: _Optional[int] = ..., mode: _Optional[str] = ..., drawings: _Optional[_Iterable[_Union[QueryDrawing, _Mapping]]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("query", "options")
@@ -145,7 +163,7 @@ class SearchByTextAndImageRequest(_message.Message):
     def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., crop: _Optional[_Union[Crop, _Mapping]] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("patent_number", "title", "grant_date", "locarno", "sheet", "figure_numbers", "view", "figure_description", "score", "image_uri", "matched", "view_name", "drawing")
+    __slots__ = ("patent_number", "title", "grant_date", "locarno", "sheet", "figure_numbers", "view", "figure_description", "score", "image_uri", "matched", "view_name", "drawing", "found_by")
     PATENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     GRANT_DATE_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +177,7 @@ class Hit(_message.Message):
     MATCHED_FIELD_NUMBER: _ClassVar[int]
     VIEW_NAME_FIELD_NUMBER: _ClassVar[int]
     DRAWING_FIELD_NUMBER: _ClassVar[int]
+    FOUND_BY_FIELD_NUMBER: _ClassVar[int]
     patent_number: str
     title: str
     grant_date: int
@@ -172,7 +191,8 @@ class Hit(_message.Message):
     matched: str
     view_name: str
     drawing: SheetRef
-    def __init__(self, patent_number: _Optional[str] = ..., title: _Optional[str] = ..., grant_date: _Optional[int] = ..., locarno: _Optional[str] = ..., sheet: _Optional[int] = ..., figure_numbers: _Optional[_Iterable[str]] = ..., view: _Optional[_Union[_grant_pb2.View, str]] = ..., figure_description: _Optional[str] = ..., score: _Optional[float] = ..., image_uri: _Optional[str] = ..., matched: _Optional[str] = ..., view_name: _Optional[str] = ..., drawing: _Optional[_Union[SheetRef, _Mapping]] = ...) -> None: ...
+    found_by: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, patent_number: _Optional[str] = ..., title: _Optional[str] = ..., grant_date: _Optional[int] = ..., locarno: _Optional[str] = ..., sheet: _Optional[int] = ..., figure_numbers: _Optional[_Iterable[str]] = ..., view: _Optional[_Union[_grant_pb2.View, str]] = ..., figure_description: _Optional[str] = ..., score: _Optional[float] = ..., image_uri: _Optional[str] = ..., matched: _Optional[str] = ..., view_name: _Optional[str] = ..., drawing: _Optional[_Union[SheetRef, _Mapping]] = ..., found_by: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LocarnoCount(_message.Message):
     __slots__ = ("locarno_class", "results")
@@ -183,7 +203,7 @@ class LocarnoCount(_message.Message):
     def __init__(self, locarno_class: _Optional[str] = ..., results: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "model_version", "collection", "next_page_token", "locarno_counts", "locarno_counts_depth", "counted_results", "suggested_classes", "suggestions_note")
+    __slots__ = ("hits", "model_version", "collection", "next_page_token", "locarno_counts", "locarno_counts_depth", "counted_results", "suggested_classes", "suggestions_note", "legs", "legs_note")
     HITS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +213,8 @@ class SearchResponse(_message.Message):
     COUNTED_RESULTS_FIELD_NUMBER: _ClassVar[int]
     SUGGESTED_CLASSES_FIELD_NUMBER: _ClassVar[int]
     SUGGESTIONS_NOTE_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    LEGS_NOTE_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     model_version: str
     collection: str
@@ -202,7 +224,9 @@ class SearchResponse(_message.Message):
     counted_results: int
     suggested_classes: _containers.RepeatedCompositeFieldContainer[ClassSuggestion]
     suggestions_note: str
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., collection: _Optional[str] = ..., next_page_token: _Optional[str] = ..., locarno_counts: _Optional[_Iterable[_Union[LocarnoCount, _Mapping]]] = ..., locarno_counts_depth: _Optional[int] = ..., counted_results: _Optional[int] = ..., suggested_classes: _Optional[_Iterable[_Union[ClassSuggestion, _Mapping]]] = ..., suggestions_note: _Optional[str] = ...) -> None: ...
+    legs: _containers.RepeatedScalarFieldContainer[str]
+    legs_note: str
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., collection: _Optional[str] = ..., next_page_token: _Optional[str] = ..., locarno_counts: _Optional[_Iterable[_Union[LocarnoCount, _Mapping]]] = ..., locarno_counts_depth: _Optional[int] = ..., counted_results: _Optional[int] = ..., suggested_classes: _Optional[_Iterable[_Union[ClassSuggestion, _Mapping]]] = ..., suggestions_note: _Optional[str] = ..., legs: _Optional[_Iterable[str]] = ..., legs_note: _Optional[str] = ...) -> None: ...
 
 class ClassSuggestion(_message.Message):
     __slots__ = ("locarno_class", "title", "probability")
@@ -297,18 +321,22 @@ class ServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfoResponse(_message.Message):
-    __slots__ = ("model_version", "collection", "alias", "corpus_sheets", "dim")
+    __slots__ = ("model_version", "collection", "alias", "corpus_sheets", "dim", "lexical", "lexical_note")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     CORPUS_SHEETS_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_NOTE_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     collection: str
     alias: str
     corpus_sheets: int
     dim: int
-    def __init__(self, model_version: _Optional[str] = ..., collection: _Optional[str] = ..., alias: _Optional[str] = ..., corpus_sheets: _Optional[int] = ..., dim: _Optional[int] = ...) -> None: ...
+    lexical: bool
+    lexical_note: str
+    def __init__(self, model_version: _Optional[str] = ..., collection: _Optional[str] = ..., alias: _Optional[str] = ..., corpus_sheets: _Optional[int] = ..., dim: _Optional[int] = ..., lexical: _Optional[bool] = ..., lexical_note: _Optional[str] = ...) -> None: ...
 
 class ReloadRequest(_message.Message):
     __slots__ = ()

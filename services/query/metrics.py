@@ -54,6 +54,11 @@ class QueryMetrics:
             "patentclip_query_model_mismatch",
             "1 while the live alias points at a collection built by a model this service "
             "cannot load as that version (it keeps serving the previous snapshot)", registry=r)
+        self.lexical = Gauge(
+            "patentclip_query_lexical_enabled",
+            "1 when the served collection has the lexical (BM25) leg; 0: text search uses the "
+            "dense legs only (a backend without full-text search, or a collection made "
+            "before it: /api/info and ServerInfo say which)", registry=r)
         self.corpus = Gauge("patentclip_query_corpus_rows",
                             "Rows in the served collection (at load time)", registry=r)
         self.auth_failures = Counter(

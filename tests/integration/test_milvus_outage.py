@@ -48,6 +48,23 @@ def milvus(milvus_server):
     milvus_server.ensure_running()
 
 
+def check_lexical_leg_is_off(query: QueryProcess) -> None:
+    """A 2.3 server has no full-text search: the service serves the dense legs, says why
+    the lexical one is off (ServerInfo, each text search, metrics) and logs it once."""
+    from patentclip_client import PatentSearchClient
+
+    with PatentSearchClient(query.target, timeout=20) as client:
+        info = client.server_info()
+        assert not info.lexical and "no full-text search" in info.lexical_note, info
+        page = client.search(text="bottle", k=5)
+        assert page.hits and page.legs == ["drawing", "caption"], page.legs
+        assert page.legs_note.startswith("lexical leg off: Milvus server v2.3"), page.legs_note
+        assert all(set(h.found_by) <= {"drawing", "caption"} for h in page.hits)
+    assert "patentclip_query_lexical_enabled 0.0" in http_get(query.metrics_port,
+                                                               "/metrics")[1]
+    assert query.text().count("lexical (BM25) leg off") == 1
+
+
 class HealthLog:
     """gRPC health of the query service every 0.2 s, as (monotonic time, status name)."""
 
@@ -97,6 +114,7 @@ def test_milvus_server_killed_under_load_the_services_wait_and_health_tells_the_
         query = QueryProcess(tiny_model_dir, milvus.uri, prefix, tmp_path / "query.log",
                              env={**QUERY_ENV, "PATENTCLIP_IMAGES_DIR": str(images)})
         query.wait_serving()
+        check_lexical_leg_is_off(query)
         health = HealthLog(query.target)
         load = QueryLoad(query.target, clients=4, timeout=10,  # each answer counted as it is:
                          drawing=sorted(document.images.values())[1],  # no client retries

@@ -191,3 +191,37 @@ def test_a_collection_made_before_modality_partitions_still_searches(store, capl
     assert {h.modality for h in store.search(name, np.asarray(target.vector), 6,
                                              modality="drawing")[0]} == {"drawing"}
     assert "has no modality partitions" in caplog.text
+
+
+WORDS = {0: "Bottle with a hinged lid", 1: "Microphone stand", 2: "Wheel for a vehicle",
+         3: "Hinged box", 4: "Bottle cap", 5: "Lamp shade"}
+
+
+def test_the_lexical_leg_is_milvus_bm25_where_the_backend_has_it(store, caplog):
+    """Milvus Lite 3.x: caption rows carry their words, Milvus' BM25 function ranks them
+    (filters and grouping as for vectors). The 2.3.5 server has no full-text search: the
+    collection is made without the fields, writes drop the words, and the reason is given
+    (and logged once) instead of a lexical search."""
+    name = store.ensure_collection("m1", DIM)
+    data = [SheetRow(**{**r.__dict__, "text": f"{WORDS[int(r.patent[-2:])]} sheet {r.sheet}"
+                        if r.modality == "caption" else ""}) for r in rows()]
+    assert store.upsert(name, data) == len(data)
+    store.flush(name)
+    if store.is_lite:
+        assert store.lexical_off(name) == ""
+        hits = store.search_words(name, ["hinged lid bottle"], 10)[0]
+        assert hits[0].patent == "D0900000"  # all three words; then one word each
+        assert all(h.modality == "words" and h.score > 0 for h in hits)
+        assert hits[0].score > hits[1].score
+        assert {h.patent for h in hits} == {"D0900000", "D0900003", "D0900004"}  # no others
+        sheets = store.search_words(name, ["hinged"], 10, group=False)[0]
+        assert len(sheets) == 6 and {h.patent for h in sheets} == {"D0900000", "D0900003"}
+        only = store.search_words(name, ["bottle"], 10, SearchFilters(locarno=("0901",)))[0]
+        assert [h.patent for h in only] == ["D0900000"]  # D0900004 is in class 02
+    else:
+        reason = store.lexical_off(name)
+        assert "no full-text search" in reason and "2.3" in reason
+        assert "lexical (BM25) leg off" in caplog.text
+        with pytest.raises(InvalidQueryError, match="lexical search is off"):
+            store.search_words(name, ["bottle"], 10)
+        assert store.count(name) == len(data)  # the words were dropped, the rows kept

@@ -67,18 +67,31 @@ class FiltersIn(Strict):
 
 
 # The web body's query fields are the API's Query message, field for field (so a new query
-# mode reaches the web without a line here): a message field is the model below, bytes are
-# base64 text, and a field with presence (optional, a message) may be null.
-_MESSAGE_MODELS = {"patentclip.v1.Crop": CropIn}
+# mode reaches the web without a line here): a message field is a model (Crop: the one
+# below; others derived the same way), a repeated one a list of them, bytes are base64
+# text, and a field with presence (optional, a message) may be null.
+_MESSAGE_MODELS: dict[str, type[BaseModel]] = {"patentclip.v1.Crop": CropIn}
 _SCALAR_TYPES = {FieldDescriptor.TYPE_STRING: str, FieldDescriptor.TYPE_BYTES: str,
                  FieldDescriptor.TYPE_INT32: int, FieldDescriptor.TYPE_INT64: int,
                  FieldDescriptor.TYPE_BOOL: bool, FieldDescriptor.TYPE_FLOAT: float,
                  FieldDescriptor.TYPE_DOUBLE: float}
+MAX_BODY_DRAWINGS = 16  # a bound for the body's list; the query's own limit is MAX_DRAWINGS
+
+
+def _message_model(descriptor) -> type[BaseModel]:
+    """The body model of a message type (derived once per type)."""
+    if descriptor.full_name not in _MESSAGE_MODELS:
+        _MESSAGE_MODELS[descriptor.full_name] = create_model(
+            descriptor.name + "In", __base__=Strict,
+            **{f.name: _query_field(f) for f in descriptor.fields})
+    return _MESSAGE_MODELS[descriptor.full_name]
 
 
 def _query_field(field: FieldDescriptor) -> tuple:
-    kind = (_MESSAGE_MODELS[field.message_type.full_name] if field.message_type
-            else _SCALAR_TYPES[field.type])
+    kind = _message_model(field.message_type) if field.message_type else _SCALAR_TYPES[
+        field.type]
+    if field.is_repeated:
+        return list[kind], Field(default_factory=list, max_length=MAX_BODY_DRAWINGS)
     return (kind | None, None) if field.has_presence else (kind, field.default_value or
                                                             kind())
 
@@ -103,6 +116,12 @@ class SearchIn(QueryFieldsIn):
     suggest_classes: int = 3  # the model's head: the query's most probable classes (0: none)
 
 
+class RecordDrawingIn(Strict):
+    name: str
+    sha256: str
+    crop: CropIn | None
+
+
 class RecordQueryIn(Strict):
     kind: str
     text: str
@@ -113,6 +132,8 @@ class RecordQueryIn(Strict):
     sheet: int | None
     filters: FiltersIn
     against: str
+    mode: str = ""  # records written before the query modes have neither
+    drawings: list[RecordDrawingIn] = Field(default_factory=list, max_length=MAX_BODY_DRAWINGS)
 
 
 class RecordResultIn(Strict):
@@ -168,23 +189,40 @@ class WebSearch:
                 "image_name": q.image_name if q.image else "", "image_bytes": len(q.image),
                 "crop": self.body.crop.model_dump() if q.crop else None,
                 "patent": q.patent, "sheet": q.sheet,
-                "filters": self.body.filters.model_dump(), "against": self.body.against}
+                "filters": self.body.filters.model_dump(), "against": self.body.against,
+                "mode": q.mode if q.all_drawings else "",
+                "drawings": [{"name": d.name, "sha256": hashlib.sha256(d.image).hexdigest(),
+                              "crop": _crop_dict(d.crop)} for d in q.drawings]}
+
+
+def _crop_dict(crop) -> dict | None:
+    return None if crop is None else {"left": crop.left, "top": crop.top,
+                                      "right": crop.right, "bottom": crop.bottom}
 
 
 def query_message(body: QueryFieldsIn) -> search_pb2.Query:
     """The Query message of a body's query fields. A form's empty field is an unset one
     ("" and null), so the page may send every field; bytes fields are base64."""
+    return api_query_message(_values(body, search_pb2.Query.DESCRIPTOR, ""))
+
+
+def _values(body: BaseModel, descriptor, prefix: str) -> dict:
+    """A body model's values by field name, as ``query_message`` takes them."""
     values = {}
-    for field in search_pb2.Query.DESCRIPTOR.fields:
+    for field in descriptor.fields:
         value = getattr(body, field.name)
         if value is None or value == "":
             continue
-        if field.message_type is not None:
-            value = value.model_dump()
+        name = prefix + field.name
+        if field.is_repeated:
+            value = [_values(item, field.message_type, f"{name}[{i}].")
+                     for i, item in enumerate(value)]
+        elif field.message_type is not None:
+            value = _values(value, field.message_type, name + ".")
         elif field.type == FieldDescriptor.TYPE_BYTES:
-            value = _base64(value, field.name)
+            value = _base64(value, name)
         values[field.name] = value
-    return api_query_message(values)
+    return values
 
 
 def _base64(encoded: str, field: str) -> bytes:
@@ -219,7 +257,7 @@ def hit(h: Hit, rank: int) -> dict:
             "locarno_title": LOCARNO_MAIN_CLASSES.get(h.locarno[:2], ""), "sheet": h.sheet,
             "view": h.view, "figures": list(h.figures),
             "figure_text": h.caption, "score": round(float(h.score), 4), "matched": h.modality,
-            "drawing": drawing_url(h.patent, h.sheet)}
+            "found_by": list(h.legs), "drawing": drawing_url(h.patent, h.sheet)}
 
 
 def search_response(query: WebSearch, result: SearchResult) -> dict:
@@ -243,6 +281,7 @@ def search_response(query: WebSearch, result: SearchResult) -> dict:
             "suggested_classes": [{"locarno": c, "title": LOCARNO_MAIN_CLASSES.get(c, ""),
                                    "probability": p} for c, p in result.suggested],
             "suggestions_note": result.suggest_note,
+            "legs": list(result.legs), "legs_note": result.legs_note,
             "collection": result.collection, "record": record}
 
 
@@ -301,7 +340,8 @@ def uspto_url(patent: str) -> str:
 RECORD_COLUMNS = ("rank", "patent", "sheet", "title", "grant_date", "locarno", "view",
                   "figures", "score", "matched")
 QUERY_COLUMNS = ("searched_at", "model_version", "collection", "query_kind", "query_text",
-                 "image_sha256", "image_name", "crop", "patent_query", "filters")
+                 "image_sha256", "image_name", "crop", "patent_query", "filters", "mode",
+                 "more_drawings")
 
 
 def record_csv(record: dict) -> str:
@@ -313,7 +353,8 @@ def record_csv(record: dict) -> str:
                  json.dumps(query["crop"]) if query["crop"] else "",
                  query["patent"] + (f" sheet {query['sheet']}"
                                     if query["patent"] and query["sheet"] is not None else ""),
-                 json.dumps(query["filters"], sort_keys=True)]
+                 json.dumps(query["filters"], sort_keys=True), query.get("mode", ""),
+                 " ".join(d["sha256"] for d in query.get("drawings", []))]
         fixed = [_cell(cell) for cell in fixed]
         rows = [[*fixed, *(_cell(result[c]) for c in RECORD_COLUMNS)]
                 for result in record["results"]]

@@ -38,7 +38,7 @@ from patentclip.errors import (
     answer_for,
 )
 from patentclip.grants.model import SHEET_VIEWS, normalize_patent_number
-from patentclip.search.query import check_image
+from patentclip.search.query import DRAWING_MODES, MAX_DRAWINGS, check_image
 from services.common.auth import TokenAuthenticator
 from services.query.http import api, openapi
 from services.query.http.edge import Edge
@@ -102,7 +102,9 @@ def _add_api(app: FastAPI, backend: WebBackend) -> None:
                 "alias": backend.live.alias, "corpus_sheets": snap.rows // 2,
                 "dim": snap.encoder.dim, "max_image_bytes": backend.max_image_bytes,
                 "auth": backend.authenticator is not None,
-                "drawings": backend.stored.renderer is not None, "views": list(SHEET_VIEWS)}
+                "drawings": backend.stored.renderer is not None, "views": list(SHEET_VIEWS),
+                "lexical": not snap.engine.lexical_off, "lexical_note": snap.engine.lexical_off,
+                "max_drawings": MAX_DRAWINGS, "modes": list(DRAWING_MODES)}
 
     @app.post("/api/search")
     def search(body: api.SearchIn) -> dict:
@@ -112,13 +114,14 @@ def _add_api(app: FastAPI, backend: WebBackend) -> None:
         return api.search_response(query, query.run(snap.engine))
 
     @app.post("/api/preview")
-    async def preview(request: Request) -> Response:
+    async def preview(request: Request, mode: Literal["line", "photo", "sketch"] = "line"
+                      ) -> Response:
         data = check_image(await request.body(), "image", backend.max_image_bytes)
         name = (request.headers.get("x-file-name") or "the drawing")[:200]
 
         def render():
             with backend.live.admission.slot("decoding a drawing preview"):
-                return render_png(data, 1024, name)
+                return render_png(data, 1024, name, photo=mode == "photo")
         rendered = await run_in_threadpool(render)  # decoding never blocks the event loop
         return Response(rendered.png, media_type="image/png")
 

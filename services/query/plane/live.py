@@ -255,6 +255,7 @@ class LiveSearch:
         self.metrics.model.info({"model_version": new.model_version,
                                  "collection": new.collection})
         self.metrics.corpus.set(new.rows)
+        self.metrics.lexical.set(0 if new.engine.lexical_off else 1)
         self.metrics.model_mismatch.set(0)
         if old is not None:
             self.metrics.swaps.inc()

@@ -100,6 +100,8 @@ def search_response(result: SearchResult, q: SearchRequest) -> search_pb2.Search
         search_pb2.ClassSuggestion(locarno_class=c, title=LOCARNO_MAIN_CLASSES.get(c, ""),
                                    probability=p) for c, p in result.suggested)
     response.suggestions_note = result.suggest_note
+    response.legs.extend(result.legs)
+    response.legs_note = result.legs_note
     following = q.next_offset(len(result.hits))
     if following is not None:
         response.next_page_token = paging.token(following, result.model_version)
@@ -112,7 +114,8 @@ def hit(h: Hit) -> search_pb2.Hit:
         sheet=h.sheet, figure_numbers=h.figures,
         view=view_to_proto(h.view), view_name=h.view,
         figure_description=h.caption, score=h.score, image_uri=h.image_uri,
-        matched=h.modality, drawing=search_pb2.SheetRef(patent_number=h.patent, sheet=h.sheet))
+        matched=h.modality, drawing=search_pb2.SheetRef(patent_number=h.patent, sheet=h.sheet),
+        found_by=h.legs)
 
 
 def patent_response(record: PatentRecord, grant: Grant | None, model_version: str,

@@ -137,7 +137,7 @@ def test_every_status_a_call_ends_with_is_the_one_counted_and_the_error_rule_see
         stub.SearchByText(search_pb2.SearchByTextRequest(text="lamp"))
         assert rpc_code(lambda: stub.SearchByText(search_pb2.SearchByTextRequest(text=" ")))[0] \
             == grpc.StatusCode.INVALID_ARGUMENT
-        monkeypatch.setattr(patentclip.search.engine.SearchEngine, "_text",
+        monkeypatch.setattr(patentclip.search.engine.SearchEngine, "_words_and_drawings",
                             _raise_unexpected)
         code, details = rpc_code(lambda: stub.SearchByText(search_pb2.SearchByTextRequest(
             text="lamp")))

@@ -27,7 +27,24 @@ def test_text_search_names_the_model_and_fills_every_hit_field(client, encoder, 
     for h in page.hits:
         assert h.patent_number in corpus[2] and h.title and h.grant_date >= 20210101
         assert h.locarno and h.image_uri.startswith("file://") and h.matched in (
-            "drawing", "caption") and h.view_name
+            "drawing", "caption", "words") and h.view_name
+        assert h.found_by and set(h.found_by) <= {"drawing", "caption", "words"}
+
+
+def test_words_are_matched_as_words_by_the_lexical_leg(client, corpus):
+    """Milvus Lite has full-text search: a text query's default legs include BM25 over the
+    patents' words; AGAINST_WORDS alone returns only patents whose words hold the term, and
+    fused, a patent whose title says "microphone" is found by the words leg."""
+    assert client.server_info().lexical and not client.server_info().lexical_note
+    page = client.search(text="microphone", k=5)
+    assert page.legs == ["drawing", "caption", "words"] and not page.legs_note
+    assert "words" in page.hits[0].found_by and "Microphone" in page.hits[0].title
+    words = client.search(text="shoe", k=10, against="words")
+    assert words.legs == ["words"] and {h.title for h in words.hits} == {"Shoe", "Shoe midsole"}
+    assert all(h.matched == "words" and h.found_by == ["words"] for h in words.hits)
+    assert len(words.hits) == 5 and words.next_page_token == ""  # the 5 shoe patents, no more
+    dense = client.search(text="shoe", k=10, against="both")
+    assert all("words" not in h.found_by for h in dense.hits)
 
 
 def test_filters_narrow_results(client, corpus):

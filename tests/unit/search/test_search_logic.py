@@ -84,7 +84,7 @@ def test_the_engine_runs_every_query_kind_through_one_search():
             calls.append(("text", tuple(texts)))
             return np.ones((len(texts), 2), np.float32)
 
-        def drawing_pixels(self, data, name, crop):
+        def drawing_pixels(self, data, name, crop, mode="line"):
             decoded.append((data, name, crop))
             return "pixels"
 
@@ -104,17 +104,31 @@ def test_the_engine_runs_every_query_kind_through_one_search():
                         timeout=None):
             return [{"modality": "drawing", "sheet": 1, "vector": [1.0, 0.0]}]
 
+        def lexical_off(self, collection):
+            return ""
+
+        def search_words(self, collection, texts, k, filters=None, group=True, timeout=None,
+                         on_stage=None):
+            calls.append(("search", "words", filters.exclude_patents))
+            return [[hit("D0900001", 1, 3.2, "words")] for _ in texts]
+
     engine = SearchEngine(Encoder(), Store(), "c")
     crop = CropBox(0, 0, 0.5, 0.5)
     for query in (Query(text="lid"), Query(image=b"png", image_name="d.png", crop=crop),
                   Query(text="lid", image=b"png"), Query(patent="D0907292")):
         calls.clear()
-        assert engine.search(query, SearchRequest()).hits[0].patent == "D0900001"
+        result = engine.search(query, SearchRequest())
+        assert result.hits[0].patent == "D0900001"
         searched = [c[1] for c in calls if c[0] == "search"]
-        expected = {"text": ["drawing", "caption"], "drawing": ["drawing"],
-                    "text+drawing": ["drawing", "caption", "drawing"],
+        expected = {"text": ["drawing", "caption", "words"], "drawing": ["drawing"],
+                    "text+drawing": ["drawing", "caption", "words", "drawing"],
                     "similar": ["drawing"]}[query.kind]
         assert searched == expected, query.kind
+        assert result.legs == tuple(dict.fromkeys(expected)), query.kind
+        found = {"text": ("drawing", "caption", "words"), "drawing": ("drawing",),
+                 "text+drawing": ("drawing", "caption", "words", "view 1"),
+                 "similar": ("drawing",)}[query.kind]
+        assert result.hits[0].legs == found, query.kind
     assert decoded == [(b"png", "d.png", crop), (b"png", "query image", None)]
     assert calls[-1] == ("search", "drawing", ("D0907292",))  # similar excludes itself
 
