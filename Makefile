@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/patentclip/v1/*.proto)
 
 .PHONY: install tools demo test test-unit proto proto-check lint clean bench-ingest bench-query \
-        experiment-loss dashboards up down bench-encoder bench-search bench-latency bench \
+        experiment-loss dashboards up down bench-encoder bench-search bench-latency bench-query-modes bench \
         bench-quick soak bench-backfill bench-gpu bench-train bench-gate bench-web
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_FILE := deploy/compose/docker-compose.yml
@@ -103,6 +103,11 @@ bench-train: install
 	$(PY) -m benchmarks.train_memory --out reports/bench-train $(BENCH_ARGS)
 
 # The rollout gate's promotion rates on simulated per-query results, by evaluation size.
+# The query modes measured: noun share dense vs hybrid, IMPACT caption -> patent by BM25,
+# photo mode on generated photos (docs/retrieval.md).
+bench-query-modes: install
+	$(PY) -m benchmarks.query_modes --out reports/bench-query-modes $(BENCH_ARGS)
+
 bench-gate: install
 	$(PY) -m benchmarks.gate_rates --out reports/bench-gate $(BENCH_ARGS)
 

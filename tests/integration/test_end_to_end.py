@@ -96,6 +96,17 @@ def test_every_query_mode_works_from_the_cli(indexed, capsys, tmp_path):
     every = search(env, capsys, "--similar", doc.grant.patent_number, "--k", "3")
     assert doc.grant.patent_number not in {h["patent"] for h in one["hits"] + every["hits"]}
     assert [h["score"] for h in one["hits"]] != [h["score"] for h in every["hits"]]
+    other = tmp_path / doc.grant.sheets[2].file_name
+    other.write_bytes(doc.images[other.name])
+    views = search(env, capsys, "--image", str(drawing), "--drawings", str(other),
+                   "--drawings", f"{drawing}@0.1,0.1,0.9,0.9", "--mode", "sketch", "--k", "3")
+    # (the generated designs are near copies: the tiny model's cosines between them 0.9999)
+    assert doc.grant.patent_number in [h["patent"] for h in views["hits"]]
+    assert views["hits"][0]["legs"] == ["view 1", "view 2", "view 3"] and views["legs"] == [
+        "drawing"]
+    words = search(env, capsys, "--text", doc.grant.title, "--against", "words", "--k", "3")
+    assert words["legs"] == ["words"] and words["hits"]
+    assert all(doc.grant.title.lower() in h["title"].lower() for h in words["hits"])
 
 
 def test_filters_and_table_output(indexed, capsys):

@@ -151,6 +151,8 @@ def test_text_search_shows_drawings_with_their_facts_and_the_header(app, server,
     text = first.inner_text()
     for fact in (hit["patent"], hit["title"], hit["grant_date"], hit["view"]):
         assert fact in text
+    assert f"found by {', '.join(hit['found_by'])}" in text and hit["found_by"]
+    assert any("words" in c["found_by"] for c in cards)  # "bottle": the lexical leg
     first.locator("img[data-loaded]").wait_for()  # this card's own thumbnail, decoded
     size = first.locator("img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert max(size) == 256  # the thumbnail, rendered from the G4 TIFF
@@ -604,3 +606,130 @@ def test_a_model_with_a_classification_head_suggests_classes_and_one_click_filte
     finally:
         app.context.close()
         with_head.stop(grace=1)
+
+
+def _give_files(page, files: list[tuple[str, bytes]]) -> None:
+    """Several files dropped on the drop zone at once."""
+    page.evaluate("""(files) => {
+        const transfer = new DataTransfer();
+        for (const [name, b64] of files) {
+          transfer.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))],
+                                      name));
+        }
+        document.querySelector("#drop-zone").dispatchEvent(new DragEvent("drop", {
+          dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }""", [[n, base64.b64encode(d).decode()] for n, d in files])
+
+
+def _view_names(page) -> list[str]:
+    return page.eval_on_selector_all("#more-views li", "items => items.map(i => i.dataset.name)")
+
+
+def test_several_views_of_one_design_dropped_reordered_removed_and_fused(app, corpus):
+    patent, document = next((p, d) for p, d in sorted(corpus[2].items()) if len(d.images) > 3)
+    sheets = sorted(document.images.items())[1:4]
+    _give_files(app, sheets)
+    app.locator("#more-views li").nth(1).wait_for()
+    assert _view_names(app) == [sheets[1][0], sheets[2][0]]
+    assert "3 drawings" in app.inner_text("#views-note")
+    app.click("#more-views li:first-child [data-act=move-later]")
+    assert _view_names(app) == [sheets[2][0], sheets[1][0]]
+    app.click("#more-views li:first-child [data-act=remove-view]")
+    assert _view_names(app) == [sheets[1][0]]
+    response = _wait_search(app, lambda: app.click("#search-button"))
+    query = response["record"]["query"]
+    assert query["kind"] == "drawing" and query["mode"] == "line"
+    assert query["image_name"] == sheets[0][0]
+    assert [d["name"] for d in query["drawings"]] == [sheets[1][0]]
+    assert [d["sha256"] for d in query["drawings"]] == [hashlib.sha256(sheets[1][1]).hexdigest()]
+    assert response["legs"] == ["drawing"]
+    top = response["hits"][0]
+    assert top["patent"] == patent and top["found_by"] == ["view 1", "view 2"]
+    assert "1 more view" in app.inner_text("#result-summary")
+    app.click("#more-views li:first-child [data-act=use-first]")  # the view becomes the first
+    assert _view_names(app) == [sheets[0][0]]
+    swapped = _wait_search(app, lambda: app.click("#search-button"))
+    assert swapped["record"]["query"]["image_name"] == sheets[1][0]
+
+
+def test_a_photo_is_searched_as_the_line_drawing_shown(app, corpus):
+    from harness.photos import photo_of
+
+    patent, name, data = _drawing(corpus)
+    _give_file(app, "drop", "product.jpg", photo_of(data, seed=3))
+    app.wait_for_selector("#query-preview[src^='blob:']")
+    line = _wait_search(app, lambda: app.click("#search-button"))
+    shown = app.get_attribute("#query-preview", "src")
+    with app.expect_response(lambda r: "/api/preview?mode=photo" in r.url) as preview:
+        app.select_option("#query-mode", "photo")
+    assert preview.value.status == 200
+    app.wait_for_function("(shown) => document.querySelector('#query-preview').src !== shown",
+                          arg=shown)
+    photo = _wait_search(app, lambda: app.click("#search-button"))
+    assert photo["record"]["query"]["mode"] == "photo"
+    assert "as photo" in app.inner_text("#result-summary")
+    assert [h["patent"] for h in photo["hits"]] != [h["patent"] for h in line["hits"]]
+    # The preview is the line drawing searched: white paper, black edges, no shading
+    colours = app.evaluate("""async () => {
+        const img = document.querySelector("#query-preview");
+        const canvas = Object.assign(document.createElement("canvas"),
+                                     { width: img.naturalWidth, height: img.naturalHeight });
+        const pen = canvas.getContext("2d");
+        pen.drawImage(img, 0, 0);
+        const data = pen.getImageData(0, 0, canvas.width, canvas.height).data;
+        const seen = new Set();
+        for (let i = 0; i < data.length; i += 4) seen.add(data[i] >> 6);
+        return [...seen].sort();
+    }""")
+    assert colours[0] == 0 and colours[-1] == 3  # black and white, as a drawing
+
+
+def test_a_sketch_drawn_by_pointer_and_touch_with_undo_and_clear_is_searched(app):
+    app.click("#sketch-button")
+    canvas = app.locator("#sketch-canvas")
+    box = canvas.bounding_box()
+
+    def stroke(points, touch=False):
+        if not touch:
+            app.mouse.move(box["x"] + points[0][0] * box["width"],
+                           box["y"] + points[0][1] * box["height"])
+            app.mouse.down()
+            for x, y in points[1:]:
+                app.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"],
+                               steps=4)
+            app.mouse.up()
+            return
+        touch = app.context.new_cdp_session(app)  # real touch input, as a tablet sends it
+        touch.send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 1})
+        for kind, (x, y) in zip(["touchStart"] + ["touchMove"] * (len(points) - 1), points,
+                                strict=True):
+            touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [
+                {"x": box["x"] + x * box["width"], "y": box["y"] + y * box["height"]}]})
+        touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        touch.detach()
+
+    assert app.is_disabled("#sketch-use")
+    stroke([(0.2, 0.2), (0.8, 0.2), (0.8, 0.8)])
+    assert app.inner_text("#sketch-count") == "1 stroke"
+    app.click("#sketch-undo")
+    assert app.inner_text("#sketch-count") == "0 strokes" and app.is_disabled("#sketch-use")
+    stroke([(0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)])
+    stroke([(0.2, 0.8), (0.2, 0.5), (0.2, 0.2)], touch=True)
+    assert app.inner_text("#sketch-count") == "2 strokes"
+    app.click("#sketch-clear")
+    assert app.inner_text("#sketch-count") == "0 strokes"
+    stroke([(0.3, 0.3), (0.7, 0.3), (0.7, 0.7), (0.3, 0.7), (0.3, 0.3)])
+    stroke([(0.5, 0.1), (0.5, 0.3)], touch=True)
+    ink = canvas.evaluate("""c => {
+        const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        let dark = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] < 128) dark++;
+        return dark;
+    }""")
+    assert ink > 1000
+    response = _wait_search(app, lambda: app.click("#sketch-use"))
+    query = response["record"]["query"]
+    assert query["kind"] == "drawing" and query["mode"] == "sketch"
+    assert query["image_name"] == "sketch.png" and response["hits"]
+    assert app.input_value("#query-mode") == "sketch"
+    assert not app.locator("#sketch-view").evaluate("d => d.open")

@@ -56,6 +56,21 @@ async function main() {
     { query: { text: "container", image: fs.readFileSync(drawingPath),
                crop: { left: 0, top: 0, right: 1, bottom: 1 } }, options: { top_k: 3 } }));
   out.search_nothing = await call(search, "Search", { query: {} });
+  // The lexical leg alone, and several views of one design in a photo's mode.
+  const words = await call(search, "Search",
+    { query: { text: "shoe" }, options: { top_k: 10, against: "AGAINST_WORDS" } });
+  out.words = words.code !== "OK" ? words : { code: "OK", legs: words.reply.legs,
+    hits: words.reply.hits.map((h) => ({ patent: h.patent_number, found_by: h.found_by })) };
+  const drawing = fs.readFileSync(drawingPath);
+  const views = await call(search, "Search", { query: {
+    image: drawing, mode: "photo",
+    drawings: [{ image: drawing, name: "again.tif", crop: { left: 0, top: 0, right: 0.5, bottom: 1 } }] },
+    options: { top_k: 3 } });
+  out.views = views.code !== "OK" ? views : { code: "OK", legs: views.reply.legs,
+    found_by: views.reply.hits[0].found_by };
+  out.too_many = await call(search, "Search", { query: {
+    drawings: Array.from({ length: 8 }, (_, i) => ({ image: drawing, name: `v${i}` })) } });
+  out.bad_mode = await call(search, "Search", { query: { image: drawing, mode: "x-ray" } });
   // Suggested classes: the served tiny model has no classification head, and says so.
   const suggest = await call(search, "Search",
     { query: { text: "container" }, options: { top_k: 1, suggest_classes: 2 } });

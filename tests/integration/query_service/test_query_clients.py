@@ -25,6 +25,7 @@ def test_cli_talks_to_the_server(server, corpus, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "patent" in out and "4 hits from" in out and "more: --page-token" in out
     assert "suggested classes: model" in out and "has no classification head" in out
+    assert "searched: drawing, caption, words" in out
     patent = next(iter(corpus[2]))
     assert main(["search", "--server", target, "--similar", patent, "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)["hits"]
@@ -34,6 +35,8 @@ def test_cli_talks_to_the_server(server, corpus, capsys, tmp_path):
     drawing = tmp_path / "sketch.png"
     Image.new("L", (120, 90), 255).save(drawing)
     for flags in (["--text", "bottle", "--image", str(drawing), "--crop", "0.1,0.1,0.9,0.9"],
+                  ["--image", str(drawing), "--drawings", f"{drawing}@0,0,0.5,1",
+                   "--mode", "photo"],
                   ["--similar", patent, "--sheet", "1"]):  # every mode, remotely too
         assert main(["search", "--server", target, *flags, "--json"]) == 0, flags
         assert json.loads(capsys.readouterr().out)["hits"], flags
@@ -82,6 +85,16 @@ def test_a_node_grpc_js_client_searches_pages_fetches_a_thumbnail_and_gets_clear
     assert out["search_both"]["code"] == "OK" and len(out["search_both"]["hits"]) == 3
     assert out["search_nothing"] == {"code": "INVALID_ARGUMENT", "details":
                                      "give a description, a drawing or a patent number"}
+    assert out["words"]["code"] == "OK" and out["words"]["legs"] == ["words"]
+    shoes = {p for p, d in corpus[2].items() if "shoe" in d.grant.title.lower()}
+    assert {h["patent"] for h in out["words"]["hits"]} == shoes
+    assert all(h["found_by"] == ["words"] for h in out["words"]["hits"])
+    assert out["views"] == {"code": "OK", "legs": ["drawing"],
+                            "found_by": ["view 1", "view 2"]}
+    assert out["too_many"]["code"] == "INVALID_ARGUMENT"
+    assert "8 drawings in one query, limit 7" in out["too_many"]["details"]
+    assert out["bad_mode"] == {"code": "INVALID_ARGUMENT", "details":
+                               "mode: 'x-ray' is not one of line, photo, sketch"}
     assert out["suggest"]["code"] == "OK" and out["suggest"]["suggested"] == 0
     assert "no classification head" in out["suggest"]["note"]
     grant = corpus[2][patent].grant

@@ -6,17 +6,19 @@
 //   messages.js  the message banner: one message per error kind the server sends
 //   token.js     the token dialog
 //   header.js    the live model, the corpus, the view filters
-//   drawing.js   the query drawing: upload, paste, drop, crop
+//   drawing.js   the query drawings: upload, paste, drop, crop, further views, the mode
+//   sketch.js    the sketch canvas (pointer and touch, undo, clear)
 //   results.js   searching, pages, the cards, Locarno counts, the search record
 //   patent.js    the patent view and compare
 
 import { $ } from "./dom.js";
-import { installCrop, installDrop, removeDrawing } from "./drawing.js";
+import { clearDrawings, installCrop, installDrop } from "./drawing.js";
 import { loadInfo } from "./header.js";
 import { hideMessage } from "./messages.js";
 import { openCompare, openPatent, toggleCompare } from "./patent.js";
 import { clearResults, exportRecord, moreLike, runFirstPage, showPage } from "./results.js";
 import { state } from "./state.js";
+import { installSketch } from "./sketch.js";
 import { installToken } from "./token.js";
 
 function installKeys() {
@@ -54,13 +56,14 @@ function installKeys() {
 function install() {
   installDrop();
   installCrop();
+  installSketch();
   installKeys();
   installToken(() => { hideMessage(); loadInfo(); });
   $("#search-form").addEventListener("submit", (e) => { e.preventDefault(); runFirstPage(); });
   $("#reset-button").addEventListener("click", () => {
     $("#query-text").value = $("#query-patent").value = "";
     state.sheet = null;
-    removeDrawing();
+    clearDrawings();
     clearResults();
     hideMessage();
   });

@@ -1,24 +1,111 @@
-// The query drawing: upload, paste or drop, a preview rendered by the server (TIFF included),
-// then a crop by pointer or keyboard.
+// The query drawings: upload, paste or drop (several files: the first is the drawing, the
+// others further views of the design), a preview rendered by the server (TIFF included; for
+// a photo, the line drawing the search uses), a crop of the first by pointer or keyboard,
+// and the further views reordered or removed.
 
 import { api } from "./api.js";
 import { $, el } from "./dom.js";
-import { hideMessage, report } from "./messages.js";
+import { hideMessage, report, showMessage } from "./messages.js";
 import { updateCompare } from "./patent.js";
 import { state } from "./state.js";
+
+const mode = () => $("#query-mode").value;
+
+// The server's preview of a drawing's bytes in the chosen mode, as a blob: URL.
+async function previewUrl(raw, name) {
+  const blob = await (await api(`/api/preview?mode=${encodeURIComponent(mode())}`, {
+    method: "POST", body: raw,
+    headers: { "Content-Type": "application/octet-stream", "X-File-Name": name } })).blob();
+  return URL.createObjectURL(blob);
+}
+
+async function readDrawing(file) {
+  const raw = new Uint8Array(await file.arrayBuffer());
+  const name = file.name || "pasted drawing";
+  return { b64: toBase64(raw), raw, name, bytes: raw.length, previewUrl: await previewUrl(raw, name) };
+}
+
+const maxDrawings = () => state.info?.max_drawings || 7;
+
+// Several files at once: the first is the drawing when there is none, the rest further views.
+export async function takeFiles(files) {
+  const list = [...files];
+  if (!list.length) return;
+  if (!state.image) await takeFile(list.shift());
+  for (const file of list) await addView(file);
+}
+
+export async function addView(file) {
+  if (!state.image) { await takeFile(file); return; }
+  hideMessage();
+  if (1 + state.views.length >= maxDrawings()) {
+    showMessage("invalid", `At most ${maxDrawings()} drawings in one query (the views of one design).`);
+    return;
+  }
+  try {
+    state.views.push(await readDrawing(file));
+  } catch (error) { report(error); return; }
+  renderViews();
+}
+
+function renderViews() {
+  const move = (from, to) => {
+    const [view] = state.views.splice(from, 1);
+    state.views.splice(to, 0, view);
+    renderViews();
+  };
+  const items = state.views.map((view, i) => {
+    const label = `view ${i + 2}: ${view.name}`;
+    const act = (name, text, onClick, disabled = false) => el("button", {
+      type: "button", class: "ghost", text, disabled, data: { act: name },
+      on: { click: onClick }, attrs: { "aria-label": `${name.replace("-", " ")} ${label}` } });
+    return el("li", { class: "view-item", data: { name: view.name } },
+      el("img", { src: view.previewUrl, alt: label }),
+      el("span", { class: "muted", text: label }),
+      act("move-earlier", "◀", () => move(i, i - 1), i === 0),
+      act("move-later", "▶", () => move(i, i + 1), i === state.views.length - 1),
+      act("use-first", "First", () => useFirst(i)),
+      act("remove-view", "✕", () => { URL.revokeObjectURL(view.previewUrl); state.views.splice(i, 1); renderViews(); }));
+  });
+  $("#more-views").replaceChildren(...items);
+  $("#views-note").textContent = state.views.length
+    ? `${1 + state.views.length} drawings: each is searched, and a design matching several ranks first`
+    : "";
+}
+
+// A further view becomes the (croppable) first drawing; the first takes its place.
+function useFirst(i) {
+  const view = state.views[i];
+  state.views[i] = state.image;
+  state.image = view;
+  $("#query-preview").src = state.image.previewUrl;
+  setCrop(null);
+  renderViews();
+  updateCompare();
+}
+
+// The mode changed: previews again, each as the search will see it.
+export async function modeChanged() {
+  try {
+    for (const drawing of [state.image, ...state.views].filter(Boolean)) {
+      const old = drawing.previewUrl;
+      drawing.previewUrl = await previewUrl(drawing.raw, drawing.name);
+      URL.revokeObjectURL(old);
+    }
+  } catch (error) { report(error); }
+  if (state.image) $("#query-preview").src = state.image.previewUrl;
+  renderViews();
+}
 
 export async function takeFile(file) {
   if (!file) return;
   hideMessage();
-  const bytes = new Uint8Array(await file.arrayBuffer());
-  let preview;
+  let drawing;
   try {
-    preview = await (await api("/api/preview", { method: "POST", body: bytes,
-      headers: { "Content-Type": "application/octet-stream", "X-File-Name": file.name || "pasted" } })).blob();
+    drawing = await readDrawing(file);
   } catch (error) { removeDrawing(); report(error); return; }
   if (state.image) URL.revokeObjectURL(state.image.previewUrl);
-  state.image = { b64: toBase64(bytes), name: file.name || "pasted drawing", bytes: bytes.length,
-                  previewUrl: URL.createObjectURL(preview) };
+  state.image = drawing;
   $("#query-preview").src = state.image.previewUrl;
   $("#crop-box").hidden = false;
   $("#drawing-tools").hidden = false;
@@ -40,6 +127,14 @@ function toBase64(bytes) {
 export function removeDrawing() {
   if (state.image) URL.revokeObjectURL(state.image.previewUrl);
   state.image = null;
+  if (state.views.length) {  // the next view becomes the drawing
+    state.image = state.views.shift();
+    $("#query-preview").src = state.image.previewUrl;
+    setCrop(null);
+    renderViews();
+    updateCompare();
+    return;
+  }
   setCrop(null);
   $("#crop-box").hidden = true;
   $("#drawing-tools").hidden = true;
@@ -114,16 +209,29 @@ export function keyboardCrop(crop, key, shift) {
   return { left, top, right: left + w, bottom: top + h };
 }
 
+export function clearDrawings() {
+  for (const view of state.views) URL.revokeObjectURL(view.previewUrl);
+  state.views = [];
+  renderViews();
+  removeDrawing();
+}
+
 export function installDrop() {
   const zone = $("#drop-zone");
   $("#choose-file").addEventListener("click", () => $("#file-input").click());
-  $("#file-input").addEventListener("change", (e) => takeFile(e.target.files[0]));
+  $("#file-input").addEventListener("change", (e) => takeFiles(e.target.files));
+  $("#add-view").addEventListener("click", () => $("#view-input").click());
+  $("#view-input").addEventListener("change", async (e) => {
+    for (const file of [...e.target.files]) await addView(file);
+    e.target.value = "";
+  });
+  $("#query-mode").addEventListener("change", modeChanged);
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
   zone.addEventListener("drop", (e) => {
     e.preventDefault();
     zone.classList.remove("over");
-    takeFile(e.dataTransfer.files[0]);
+    takeFiles(e.dataTransfer.files);
   });
   document.addEventListener("paste", (e) => {
     const file = [...(e.clipboardData?.files || [])][0];

@@ -3,7 +3,7 @@
 
 import { api, loadDrawing, postJson } from "./api.js";
 import { $, button, checkbox, el } from "./dom.js";
-import { removeDrawing } from "./drawing.js";
+import { clearDrawings } from "./drawing.js";
 import { hideMessage, report, showMessage } from "./messages.js";
 import { openPatent, toggleCompare, updateCompare } from "./patent.js";
 import { PAGE_SIZE, state } from "./state.js";
@@ -18,6 +18,8 @@ function filters() {
 function firstPageBody() {
   return { text: $("#query-text").value.trim(), image: state.image?.b64 || "",
            image_name: state.image?.name || "", crop: state.image ? state.crop : null,
+           mode: state.image ? $("#query-mode").value : "",
+           drawings: state.views.map((v) => ({ image: v.b64, name: v.name, crop: null })),
            patent: $("#query-patent").value.trim(),
            sheet: $("#query-patent").value.trim() ? state.sheet : null,
            filters: filters(), page_size: PAGE_SIZE };
@@ -96,6 +98,8 @@ function describeQuery(query) {
   const parts = [];
   if (query.text) parts.push(`“${query.text}”`);
   if (query.image_sha256) parts.push(`drawing ${query.image_name}${query.crop ? " (cropped)" : ""}`);
+  if (query.drawings?.length) parts.push(`${query.drawings.length} more view${query.drawings.length > 1 ? "s" : ""}`);
+  if (query.mode && query.mode !== "line") parts.push(`as ${query.mode}`);
   return parts.join(" + ");
 }
 
@@ -108,6 +112,7 @@ function renderResults(response) {
     ? `${first}–${last} · ${describeQuery(response.record.query)}`
     : describeQuery(response.record.query);
   $("#page-label").textContent = response.hits.length ? `page ${response.page + 1}` : "";
+  $("#legs-note").textContent = response.legs_note ? ` · ${response.legs_note}` : "";
   $("#prev-page").disabled = response.page === 0;
   $("#next-page").disabled = !response.has_more;
   $("#export-csv").disabled = $("#export-json").disabled = false;
@@ -139,6 +144,7 @@ function card(hit) {
      el("span", { class: "view", text: hit.view }), " ",
      el("span", { class: "score", text: `${Number(hit.score).toFixed(3)} ${hit.matched}` })),
   el("div", { class: "fig", text: hit.figure_text }),
+  el("div", { class: "found", text: `found by ${hit.found_by.join(", ")}` }),
   el("div", { class: "actions" }, labelled("open", "Open", () => openPatent(hit.patent)), " ",
      labelled("compare", "Compare", () => toggleCompare(hit)), " ",
      labelled("similar", "More like this", () => moreLike(hit.patent, null))));
@@ -183,7 +189,7 @@ function renderSuggestions(response) {
 export function moreLike(patent, sheet) {
   $("#patent-view").close();
   $("#query-text").value = "";
-  removeDrawing();
+  clearDrawings();
   $("#query-patent").value = patent;
   state.sheet = sheet;
   runFirstPage();

@@ -6,7 +6,8 @@ export const TOKEN_KEY = "patentclip.token";
 export const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   info: null,
-  image: null,          // {b64, name, bytes, previewUrl}
+  image: null,          // {b64, raw, name, bytes, previewUrl}: the first drawing
+  views: [],            // further views of the design, as image, in query order
   crop: null,           // {left, top, right, bottom} as fractions of the drawing
   sheet: null,          // "more like this" on one sheet
   body: null,           // the first page's request body
