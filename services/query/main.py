@@ -51,6 +51,7 @@ class QueryServer:
         self.metrics = QueryMetrics()
         self.health = HealthService()
         self._set_health(False)
+        self._owns_store = store is None  # a store handed in is its owner's to close
         self.store = store or open_store(settings.core)
         core = settings.core
         self.encoder = encoder or Encoder.from_settings(core)
@@ -113,7 +114,8 @@ class QueryServer:
         self.live.stop()
         if self.probes:
             self.probes.stop()
-        self.store.close()
+        if self._owns_store:
+            self.store.close()
 
     def wait(self) -> None:
         self.grpc.wait_for_termination()

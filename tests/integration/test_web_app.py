@@ -637,6 +637,7 @@ def test_several_views_of_one_design_dropped_reordered_removed_and_fused(app, co
     app.click("#more-views li:first-child [data-act=remove-view]")
     assert _view_names(app) == [sheets[1][0]]
     response = _wait_search(app, lambda: app.click("#search-button"))
+    assert "record" in response, response
     query = response["record"]["query"]
     assert query["kind"] == "drawing" and query["mode"] == "line"
     assert query["image_name"] == sheets[0][0]
