@@ -221,20 +221,21 @@ def plot(results: dict, path: Path) -> None:
     axes[0].set_xticks(np.arange(3) + 0.2, list(LEG_SETS))
     axes[0].set_ylabel("share of noun queries with a title match in the top 10")
     axes[0].legend()
-    impact = results["impact"]
-    keys = ["R@1", "R@5", "R@10", "MRR@100"]
-    values = [impact[k]["value"] for k in keys]
-    errors = np.abs(np.asarray([impact[k]["interval"] for k in keys]).T - values)
-    axes[1].bar(keys, values, yerr=errors, capsize=3)
-    axes[1].set_title(f"IMPACT 2021: caption -> patent, BM25 ({impact['patents']:,} titles)")
-    photo = results["photo"]
-    keys = ["precision", "recall", "line R@10", "photo R@10"]
-    values = [photo[k]["value"] for k in keys]
-    errors = np.abs(np.asarray([photo[k]["interval"] for k in keys]).T - values)
-    axes[2].bar(keys, values, yerr=errors, capsize=3)
-    axes[2].set_title(f"photo mode, {photo['photos']} generated photos")
+    impact, photo = results["impact"], results["photo"]
+    _bars(axes[1], impact, ["R@1", "R@5", "R@10", "MRR@100"],
+          f"IMPACT 2021: caption -> patent, BM25 ({impact['patents']:,} titles)")
+    _bars(axes[2], photo, ["precision", "recall", "line R@10", "photo R@10"],
+          f"photo mode, {photo['photos']} generated photos")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def _bars(axis, entries: dict, keys: list[str], title: str) -> None:
+    """One bar per key, its 95% interval as the error bar."""
+    values = [entries[k]["value"] for k in keys]
+    errors = np.abs(np.asarray([entries[k]["interval"] for k in keys]).T - values)
+    axis.bar(keys, values, yerr=errors, capsize=3)
+    axis.set_title(title)
 
 
 if __name__ == "__main__":
