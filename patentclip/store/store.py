@@ -294,6 +294,10 @@ class PatentStore(AliasOperations):
         """Insert or replace rows by key; returns the number written."""
         if not rows:
             return 0
+        # After an outage, write only into a collection Milvus has loaded again: rows
+        # Milvus Lite accepted while it was still recovering a collection's segments were
+        # seen missing afterwards (some drawing rows of a week, in CI).
+        self.load(collection)
         words = not self.lexical_off(collection)
 
         def stored(row: SheetRow) -> dict:
@@ -622,6 +626,7 @@ class PatentStore(AliasOperations):
             if first:
                 self._down_since = time.monotonic()
                 self._next_probe = self._down_since + PROBE_INTERVAL_S
+                self._loaded.clear()  # a Milvus that restarts comes back with them released
             self._down_reason = " ".join(str(reason).split())[:300]
         if first:
             logger.warning("Milvus at %s is unavailable: %s (failing fast; probing every "
