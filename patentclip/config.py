@@ -185,6 +185,8 @@ class CoreSettings(Section):
     registry_dir: str = setting("data/registry", "model registry folder")
     encoder_backend: str = setting("eager", "eager torch onnx int8 bf16 fp16")
     onnx_cache_dir: str = setting("data/onnx", "exported towers per version")
+    figure_labels: bool = setting(False, "read the FIG. labels of sheets whose figures the "
+                                  "XML leaves unknown (Tesseract; ~0.5 s a sheet)")
 
     def encoder_options(self) -> dict:
         """Keyword arguments of Encoder.load for serving: device, batch size and backend."""

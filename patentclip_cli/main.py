@@ -228,13 +228,23 @@ def _run_index(args, settings: CoreSettings) -> int:
             raise InvalidInputError(f"{source}: no such file or folder")
     encoder = load_encoder(settings)
     with open_store(settings) as store:
+        labeller = None
+        if settings.figure_labels:
+            from patentclip.ingest.figures import FigureLabeller
+
+            labeller = FigureLabeller()
         indexer = Indexer(encoder, store, LocalImageStore(settings.images_dir),
-                          batch_size=settings.batch_size, progress=not args.no_progress)
+                          batch_size=settings.batch_size, progress=not args.no_progress,
+                          labeller=labeller)
         summary = indexer.index(args.sources)
         live = _set_live_if_needed(store, summary.collection, args.set_live)
     print(f"indexed {summary.grants} grants, {summary.sheets} sheets ({summary.rows} rows) "
           f"into {summary.collection} in {summary.seconds:.1f}s "
           f"({summary.sheets_per_second:.1f} sheets/s){live}")
+    if summary.figure_labels:
+        print("grants whose figures the XML leaves unknown, read from their labels: "
+              f"{summary.figure_labels.get('mapped', 0)} mapped, "
+              f"{summary.figure_labels.get('disagreed', 0)} disagreed (sheets kept unknown)")
     for reason, count in sorted(summary.skipped.items()):
         print(f"skipped {count}: {reason}")
     for error in summary.errors:

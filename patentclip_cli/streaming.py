@@ -75,7 +75,8 @@ def _run_publish(args, settings: CoreSettings) -> int:
     try:
         publisher = GrantPublisher(producer, LocalImageStore(settings.images_dir), kafka.topic,
                                    send_timeout_s=kafka.request_timeout_ms / 1000,
-                                   progress=not args.no_progress, state=state)
+                                   progress=not args.no_progress, state=state,
+                                   labeller=_labeller(settings))
         summary = publisher.publish(args.sources)
     finally:
         producer.close(timeout=10)
@@ -123,3 +124,12 @@ def run_serve(args, settings: CoreSettings) -> int:
     from services.embedder.main import main as embedder_main
 
     return embedder_main(args.service_args)
+
+
+def _labeller(settings):
+    """The figure-label reader PATENTCLIP_FIGURE_LABELS asks for (None: off)."""
+    if not settings.figure_labels:
+        return None
+    from patentclip.ingest.figures import FigureLabeller
+
+    return FigureLabeller()

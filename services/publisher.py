@@ -32,6 +32,7 @@ from tqdm import tqdm
 from patentclip.codec.events import encode_event, event_key
 from patentclip.drawings.imagestore import LocalImageStore, store_grant
 from patentclip.grants.reader import GrantDocument, GrantReader
+from patentclip.ingest.figures import FigureLabeller
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class BundleSummary:
     undelivered: int = 0
     seconds: float = 0.0
     resumed: bool = False  # published by an earlier run (state file), not read again
+    # Grants whose figures the XML leaves unknown, read from their labels (FIGURE_LABELS):
+    # "mapped" (the labels agreed with the XML) or "disagreed" (the sheets stay unknown).
+    figure_labels: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,7 +112,9 @@ class PublishSummary:
         rows = [header, "-" * len(header)]
         for b in self.bundles:
             reasons = "; ".join([f"skip {n}x {r}" for r, n in sorted(b.skipped.items())]
-                                + [f"error {n}x {r}" for r, n in sorted(b.errors.items())])
+                                + [f"error {n}x {r}" for r, n in sorted(b.errors.items())]
+                                + [f"figure labels {n}x {r}"
+                                   for r, n in sorted(b.figure_labels.items())])
             if b.resumed:
                 reasons = "(published earlier) " + reasons
             rows.append(f"{b.name:<22} {b.grants:>7} {b.sheets:>7} "
@@ -163,10 +169,14 @@ class GrantPublisher:
 
     def __init__(self, producer: KafkaProducer, images: LocalImageStore, topic: str,
                  send_timeout_s: float = 60.0, progress: bool = True,
-                 state: PublishState | None = None) -> None:
+                 state: PublishState | None = None,
+                 labeller: FigureLabeller | None = None) -> None:
+        """``labeller``: reads the figure labels of sheets the XML leaves unmapped before
+        the event is made (``PATENTCLIP_FIGURE_LABELS``); None: they stay unknown."""
         self.producer, self.images, self.topic = producer, images, topic
         self.send_timeout_s, self.progress = send_timeout_s, progress
         self.state = state or PublishState(None)
+        self.labeller = labeller
 
     def publish(self, sources: Iterable[str | Path]) -> PublishSummary:
         """Publish every design grant in ``sources`` (folders of weekly bundles expand to
@@ -206,6 +216,10 @@ class GrantPublisher:
 
     def _send(self, document: GrantDocument, bundle_name: str, summary: PublishSummary,
               bundle: BundleSummary):
+        if self.labeller is not None:
+            document, outcome = self.labeller.label(document)
+            if outcome:
+                bundle.figure_labels[outcome] = bundle.figure_labels.get(outcome, 0) + 1
         grant = store_grant(self.images, document)
         if document.missing_images:  # text-only sources (ipg) expect none and list none
             summary.incomplete.append(

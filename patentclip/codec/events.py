@@ -54,6 +54,7 @@ _MAPPING_TO_PB = {
     SheetFigureMapping.ONE_PER_SHEET: pb.SHEET_FIGURE_MAPPING_ONE_PER_SHEET,
     SheetFigureMapping.FRONT_PAGE: pb.SHEET_FIGURE_MAPPING_FRONT_PAGE,
     SheetFigureMapping.UNKNOWN: pb.SHEET_FIGURE_MAPPING_UNKNOWN,
+    SheetFigureMapping.LABELS: pb.SHEET_FIGURE_MAPPING_LABELS,
 }
 _MAPPING_FROM_PB = {number: mapping for mapping, number in _MAPPING_TO_PB.items()}
 CATEGORY_TO_PB = {"": pb.CITATION_CATEGORY_UNSPECIFIED,  # Citation.category -> the enum

@@ -14,7 +14,8 @@ import datetime
 import enum
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from patentclip.errors import InvalidQueryError
 
@@ -170,6 +171,7 @@ class SheetFigureMapping(enum.StrEnum):
     ONE_PER_SHEET = "one-per-sheet"  # figure count == sheet count: sheet n holds FIG n
     FRONT_PAGE = "front-page"  # D00000 repeats a representative figure, not named in XML
     UNKNOWN = "unknown"  # counts differ: the XML does not say which figures a sheet holds
+    LABELS = "labels"  # read from the sheet's own "FIG. n" labels (drawings/figures.py)
 
 
 # Locarno Classification (14th edition) main classes, for display and zero-shot prompts.
@@ -334,6 +336,30 @@ class Grant:
 
     def figure(self, number: str) -> Figure | None:
         return next((f for f in self.figures if f.number == number), None)
+
+    def with_sheet_labels(self, read: dict[int, Sequence[str]]) -> Grant | None:
+        """This grant with its unmapped sheets' figures as their labels say (``read``: the
+        figure numbers read on each sheet, by sheet number), when the labels agree with
+        the XML: every unmapped sheet reads at least one label, and the labels, each
+        sheet's in figure order and the sheets in order, are the figures the XML
+        describes, each once. None when they disagree (the sheets stay "unknown"); the
+        grant itself when no sheet is unmapped."""
+        unmapped = [s for s in self.sheets if s.mapping is SheetFigureMapping.UNKNOWN]
+        if not unmapped:
+            return self
+        order = {f.number: i for i, f in enumerate(self.figures)}
+        labels = {s.number: sorted(dict.fromkeys(read.get(s.number, ())),
+                                   key=lambda n: order.get(n, len(order))) for s in unmapped}
+        mapped = {n for s in self.sheets if s.mapping is SheetFigureMapping.ONE_PER_SHEET
+                  for n in s.figure_numbers}
+        expected = [f.number for f in self.figures if f.number not in mapped]
+        if any(not labels[s.number] for s in unmapped) or \
+                [n for s in unmapped for n in labels[s.number]] != expected:
+            return None
+        sheets = tuple(replace(s, figure_numbers=tuple(labels[s.number]),
+                               mapping=SheetFigureMapping.LABELS)
+                       if s.mapping is SheetFigureMapping.UNKNOWN else s for s in self.sheets)
+        return replace(self, sheets=sheets)
 
     def sheet_figures(self, sheet: DrawingSheet) -> list[Figure]:
         return [f for n in sheet.figure_numbers if (f := self.figure(n)) is not None]

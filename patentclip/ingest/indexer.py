@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from patentclip.drawings.imagestore import LocalImageStore, store_grant
 from patentclip.grants.reader import GrantDocument, GrantReader
+from patentclip.ingest.figures import FigureLabeller
 from patentclip.ingest.sheets import PreparedBatch, SheetEmbedder, SheetJob
 from patentclip.model.encoder import Encoder
 from patentclip.store import PatentStore
@@ -36,6 +37,8 @@ class IndexSummary:
     seconds: float = 0.0
     skipped: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # Grants whose counts disagree, read for figure labels: "mapped" or "disagreed".
+    figure_labels: dict[str, int] = field(default_factory=dict)
 
     @property
     def sheets_per_second(self) -> float:
@@ -47,9 +50,12 @@ class Indexer:
 
     def __init__(self, encoder: Encoder, store: PatentStore,
                  image_store: LocalImageStore | None = None, batch_size: int = 64,
-                 decode_workers: int = 2, progress: bool = True) -> None:
+                 decode_workers: int = 2, progress: bool = True,
+                 labeller: FigureLabeller | None = None) -> None:
+        """``labeller``: reads the figure labels of sheets the XML leaves unmapped
+        (``PATENTCLIP_FIGURE_LABELS``); None: they stay "unknown"."""
         self.encoder, self.store, self.image_store = encoder, store, image_store
-        self.batch_size, self.progress = batch_size, progress
+        self.batch_size, self.progress, self.labeller = batch_size, progress, labeller
         self.embedder = SheetEmbedder(encoder, decode_workers=decode_workers)
 
     def index(self, sources: Iterable[str | Path]) -> IndexSummary:
@@ -82,6 +88,10 @@ class Indexer:
                     ) -> Iterator[SheetJob]:
         for document in documents:
             summary.grants += 1
+            if self.labeller is not None:
+                document, outcome = self.labeller.label(document)
+                if outcome:
+                    summary.figure_labels[outcome] = summary.figure_labels.get(outcome, 0) + 1
             grant = (store_grant(self.image_store, document) if self.image_store
                      else document.grant)
             for sheet in grant.sheets:

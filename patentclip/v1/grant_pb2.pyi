@@ -31,6 +31,7 @@ class SheetFigureMapping(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SHEET_FIGURE_MAPPING_ONE_PER_SHEET: _ClassVar[SheetFigureMapping]
     SHEET_FIGURE_MAPPING_FRONT_PAGE: _ClassVar[SheetFigureMapping]
     SHEET_FIGURE_MAPPING_UNKNOWN: _ClassVar[SheetFigureMapping]
+    SHEET_FIGURE_MAPPING_LABELS: _ClassVar[SheetFigureMapping]
 
 class CitationCategory(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -57,6 +58,7 @@ SHEET_FIGURE_MAPPING_UNSPECIFIED: SheetFigureMapping
 SHEET_FIGURE_MAPPING_ONE_PER_SHEET: SheetFigureMapping
 SHEET_FIGURE_MAPPING_FRONT_PAGE: SheetFigureMapping
 SHEET_FIGURE_MAPPING_UNKNOWN: SheetFigureMapping
+SHEET_FIGURE_MAPPING_LABELS: SheetFigureMapping
 CITATION_CATEGORY_UNSPECIFIED: CitationCategory
 CITATION_CATEGORY_EXAMINER: CitationCategory
 CITATION_CATEGORY_APPLICANT: CitationCategory
