@@ -41,10 +41,6 @@ running() { for p in "$@"; do ps -o stat= -p "$p" 2>/dev/null | grep -qv Z && re
 cleanup() {  # SIGTERM, up to 20 s for graceful exits, then SIGKILL whatever still runs
     trap - EXIT INT TERM
     local all=("${PIDS[@]}"); [ -z "$FG" ] || all+=("$FG")
-    # and every child of this shell: a Ctrl-C between starting a command and recording its
-    # pid (run_fg's `&` and `FG=$!`) left one running with SIGINT ignored, as a background
-    # command of a script is, holding the terminal's output open (seen in CI)
-    all+=($(pgrep -P $$ 2>/dev/null || true))
     [ ${#all[@]} -gt 0 ] || return 0
     kill -TERM "${all[@]}" 2>/dev/null || true
     for _ in $(seq 100); do running "${all[@]}" || break; sleep 0.2; done

@@ -294,9 +294,9 @@ class PatentStore(AliasOperations):
         """Insert or replace rows by key; returns the number written."""
         if not rows:
             return 0
-        # After an outage, write only into a collection Milvus has loaded again: rows
-        # Milvus Lite accepted while it was still recovering a collection's segments were
-        # seen missing afterwards (some drawing rows of a week, in CI).
+        # After an outage, write only into a collection Milvus has loaded again (a cheap
+        # guard: once in CI, rows Milvus Lite had accepted just after a restart were
+        # missing afterwards; not reproduced, so not known to be the cause).
         self.load(collection)
         words = not self.lexical_off(collection)
 

@@ -62,8 +62,15 @@ def test_demo_runs_the_whole_loop_and_leaves_nothing_running(tmp_path):
     assert not [p for p in pids if _alive(p)]
 
 
+def _default_sigint() -> None:
+    # As in a terminal: a test run started in the background by a non-interactive shell
+    # (`make test &`) hands every child SIGINT ignored, and bash cannot trap a signal
+    # ignored on entry, so the demo's Ctrl-C handling would be left untested.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_every_demo_process(tmp_path):
-    demo = _demo(tmp_path, start_new_session=True)
+    demo = _demo(tmp_path, start_new_session=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 300
     while len(_recorded_pids(tmp_path)) < 3 and time.monotonic() < deadline:
         time.sleep(0.5)  # broker, Milvus Lite and the embedder (or Prometheus) started
