@@ -9,52 +9,43 @@ import shutil
 from patentclip.drawings.figures import TesseractReader, segment
 from patentclip.drawings.preprocess import DrawingPreprocessor
 
+GRANT = "USD0919445-20210518"
 
-def test_the_labels_on_real_sheets_name_their_figures(sample_dir):
+
+def test_two_labelled_figures_side_by_side_on_a_real_sheet(sample_dir):
     assert shutil.which("tesseract"), "run `make tools` (Debian's tesseract-ocr)"
-    folder = sample_dir / "USD0919445-20210518"
-    decoder, reader = DrawingPreprocessor(224), TesseractReader()
-    read = {}
-    for sheet in (1, 2, 3):
-        data = (folder / f"USD0919445-20210518-D0000{sheet}.TIF").read_bytes()
-        read[sheet] = segment(decoder.decode(data), reader)
-    assert [read[s].numbers for s in (1, 2, 3)] == [["1", "2"], ["3", "4", "5"], ["6"]]
-    first, second = read[1].figures  # FIG. 1 left, FIG. 2 right, side by side
+    data = (sample_dir / GRANT / f"{GRANT}-D00001.TIF").read_bytes()
+    found = segment(DrawingPreprocessor(224).decode(data), TesseractReader())
+    assert found.numbers == ["1", "2"]
+    first, second = found.figures  # FIG. 1 left, FIG. 2 right
     assert first.box[2] < second.box[0] and first.number == "1"
-    assert all(f.box[2] <= read[1].width and f.box[3] <= read[1].height
-               for f in read[1].figures)
+    assert all(f.box[2] <= found.width and f.box[3] <= found.height for f in found.figures)
 
 
 def test_indexing_with_figure_labels_gives_unmapped_sheets_their_figures(tmp_path, sample_dir,
-                                                                         tiny_model_dir):
+                                                                         encoder):
     """PATENTCLIP_FIGURE_LABELS: the sheets of USD0919445 (counts disagree) are stored with
     the figures their labels name, and their views; a grant whose counts agree is not read
     (USD0907292: no block of it reaches the reader)."""
-    import shutil as sh
-
-    from patentclip.grants.model import SheetFigureMapping
     from patentclip.grants.reader import GrantReader
     from patentclip.ingest.figures import FigureLabeller
     from patentclip.ingest.indexer import Indexer
-    from patentclip.model.encoder import Encoder
     from patentclip.store import PatentStore
 
     source = tmp_path / "grants"
-    for name in ("USD0919445-20210518", "USD0907292-20210105"):
-        sh.copytree(sample_dir / name, source / name)
-    reader = TesseractReader()
-    calls = []
+    shutil.copytree(sample_dir / GRANT, source / GRANT)
+    reader, calls = TesseractReader(), []
 
     class Counting:
         def read(self, block):
             calls.append(len(calls))
             return reader.read(block)
 
+    labeller = FigureLabeller(Counting())
+    agreeing = next(GrantReader().read(sample_dir / "USD0907292-20210105"))
+    alone, outcome = labeller.label(agreeing)
+    assert not calls and outcome == "" and alone is agreeing
     with PatentStore(str(tmp_path / "p.db"), prefix="fl") as store:
-        encoder = Encoder.load(f"local-dir:{tiny_model_dir}")
-        labeller = FigureLabeller(Counting())
-        alone, _ = labeller.label(next(GrantReader().read(source / "USD0907292-20210105")))
-        assert not calls and alone.grant.sheets[1].mapping is SheetFigureMapping.ONE_PER_SHEET
         summary = Indexer(encoder, store, progress=False, labeller=labeller).index([source])
         assert summary.figure_labels == {"mapped": 1} and calls
         rows = [r for r in store.patent_rows(summary.collection, "D0919445")
