@@ -31,12 +31,13 @@ tools: .tools/.installed
 demo: install
 	PY=$(PY) bash scripts/demo.sh
 
-# Three workers (pytest-xdist) on two cores: much of the suite waits on its services'
-# processes, so a third worker overlaps that waiting (measured: 9:28 with two, 8:35 with
-# three, on the 2-core VM). Each test file stays on one worker, and every test on the real
+# Four workers (pytest-xdist) on two cores: much of the suite waits on its services'
+# processes, so more workers overlap that waiting (measured: 9:28 with two, 8:35 with
+# three, on the 2-core Intel VM; 10:17-10:20 with three and 9:53 with four for 828 tests on
+# the 2-core AMD EPYC VM). Each test file stays on one worker, and every test on the real
 # Milvus server shares one worker (tests/conftest.py: pytest_xdist_make_scheduler).
 test: install tools
-	$(PY) -m pytest -n 3
+	$(PY) -m pytest -n 4
 
 test-unit: install
 	$(PY) -m pytest tests/unit
