@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from harness import REPO
+from harness.gate_simulation import wilson
 from harness.machine import machine, machine_line
 from patentclip.drawings.figures import TesseractReader, segment
 from patentclip.drawings.preprocess import DrawingPreprocessor
@@ -37,15 +37,6 @@ from patentclip.grants.model import SheetFigureMapping
 from patentclip.grants.reader import GrantReader
 
 SHARED = REPO.parent / "shared"
-
-
-def wilson(hits: int, n: int, z: float = 1.96) -> list[float]:
-    if not n:
-        return [0.0, 0.0]
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def grant_rows(document, reader, decoder) -> list[dict]:
@@ -83,7 +74,7 @@ def summary(rows: list[dict]) -> dict:
         whole = sum(all(r["exact"] for r in part if r["patent"] == g) for g in grants)
         out[name] = {"sheets": len(part), "exact": exact,
                      "share": exact / len(part) if part else 0.0,
-                     "interval": wilson(exact, len(part)), "grants": len(grants),
+                     "interval": list(wilson(exact, len(part))), "grants": len(grants),
                      "grants_exact": whole}
     out["seconds_per_sheet"] = sum(r["seconds"] for r in rows) / max(len(rows), 1)
     return out

@@ -116,15 +116,9 @@ def impact_lexical(csv_path: Path, root: Path, limit: int | None) -> dict:
 def photo_mode(engine: SearchEngine, sources) -> dict:
     """Edge precision and recall of photo mode on generated photos, and R@10 of the photo's
     patent in line and in photo mode."""
-    import cv2
-
-    from harness.photos import drawing_lines, photo_of
+    from harness.photos import drawing_lines, photo_of, share_near
     from patentclip.drawings.photo import photo_to_line_drawing
     from patentclip.drawings.preprocess import DrawingPreprocessor
-
-    def near(mask, target):
-        distance = cv2.distanceTransform((~target).astype(np.uint8), cv2.DIST_L2, 3)
-        return float((distance[mask] <= 4).mean()) if mask.any() else 0.0
 
     decoder = DrawingPreprocessor(224)
     sheets = sorted(p for source in sources for p in Path(source).rglob("*D00001.TIF"))
@@ -136,8 +130,8 @@ def photo_mode(engine: SearchEngine, sources) -> dict:
         photo = photo_of(drawing, seed)
         lines = drawing_lines(drawing)
         extracted = np.asarray(photo_to_line_drawing(decoder.decode(photo))) < 128
-        per["precision"].append(near(extracted, lines))
-        per["recall"].append(near(lines, extracted))
+        per["precision"].append(share_near(extracted, lines))
+        per["recall"].append(share_near(lines, extracted))
         patent = "D" + path.name[3:10]
         for mode in ("line", "photo"):
             top = engine.search(Query(image=photo, mode=mode), SearchRequest(top_k=10))

@@ -242,7 +242,7 @@ class SearchEngine:
         parts, note = [], ""
         text_vector = image_vectors = None
         if query.text:
-            legs, note = self._text_legs(request, default="all")
+            legs, note = self._text_legs(request)
             if any(leg != "words" for leg in legs) or (request.suggest and not
                                                        query.all_drawings):
                 with self.stage("encode"):
@@ -273,11 +273,10 @@ class SearchEngine:
         with self.stage("group"):
             return reciprocal_rank_fusion(rankings, depth, group=request.group)
 
-    def _text_legs(self, request: SearchRequest, default: str
-                   ) -> tuple[tuple[str, ...], str]:
-        """The legs a text searches, and a note when the lexical leg asked for is off (an
-        explicit ``words`` alone is refused then: there is nothing else to search)."""
-        legs = request.matching(default)
+    def _text_legs(self, request: SearchRequest) -> tuple[tuple[str, ...], str]:
+        """The legs a text searches (by default all), and a note when the lexical leg asked
+        for is off (an explicit ``words`` alone is refused then: nothing else to search)."""
+        legs = request.matching("all")
         if "words" not in legs or not self.lexical_off:
             return legs, ""
         if legs == ("words",):

@@ -458,9 +458,7 @@ class PatentStore(AliasOperations):
         if modality is not None and modality not in MODALITIES:
             raise InvalidQueryError(f"modality {modality!r}: expected one of {MODALITIES}")
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        self.load(collection)
-        partitions = [modality] if modality and self._partitioned(collection) else None
-        expression = (filters or SearchFilters()).expression(None if partitions else modality)
+        partitions, expression = self._scope(collection, modality, filters)
         return self._search_batch(collection, [v.tolist() for v in vectors], k, expression,
                                   group, timeout, on_stage or _no_stage, partitions)
 
@@ -476,11 +474,19 @@ class PatentStore(AliasOperations):
         reason = self.lexical_off(collection)
         if reason:
             raise InvalidQueryError(f"lexical search is off: {reason}")
-        self.load(collection)
-        partitions = ["caption"] if self._partitioned(collection) else None
-        expression = (filters or SearchFilters()).expression(None if partitions else "caption")
+        partitions, expression = self._scope(collection, "caption", filters)
         return self._search_batch(collection, list(texts), k, expression, group, timeout,
                                   on_stage or _no_stage, partitions, field=LEXICAL_FIELD)
+
+    def _scope(self, collection: str, modality: str | None, filters: SearchFilters | None
+               ) -> tuple[list[str] | None, str]:
+        """Load ``collection`` and say where a search of ``modality`` looks: its partition
+        (None: all, with the modality in the filter, for collections made before
+        partitions) and the filter expression."""
+        self.load(collection)
+        partitions = [modality] if modality and self._partitioned(collection) else None
+        return partitions, (filters or SearchFilters()).expression(
+            None if partitions else modality)
 
     def _search_batch(self, collection: str, data: list, k: int, expression: str,
                       group: bool, timeout: float | None, on_stage: StageTimer,

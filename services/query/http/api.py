@@ -12,6 +12,7 @@ import io
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, date, datetime
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -192,12 +193,7 @@ class WebSearch:
                 "filters": self.body.filters.model_dump(), "against": self.body.against,
                 "mode": q.mode if q.all_drawings else "",
                 "drawings": [{"name": d.name, "sha256": hashlib.sha256(d.image).hexdigest(),
-                              "crop": _crop_dict(d.crop)} for d in q.drawings]}
-
-
-def _crop_dict(crop) -> dict | None:
-    return None if crop is None else {"left": crop.left, "top": crop.top,
-                                      "right": crop.right, "bottom": crop.bottom}
+                              "crop": asdict(d.crop) if d.crop else None} for d in q.drawings]}
 
 
 def query_message(body: QueryFieldsIn) -> search_pb2.Query:

@@ -6,21 +6,12 @@ areas; the test shows the extracted drawing is the closer of the two to the real
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
-from harness.photos import drawing_lines, photo_of
+from harness.photos import drawing_lines, photo_of, share_near
 from patentclip.drawings.photo import photo_to_line_drawing
 from patentclip.drawings.preprocess import DrawingPreprocessor
-
-TOLERANCE = 4  # pixels
-
-
-def near(mask: np.ndarray, target: np.ndarray) -> float:
-    """The share of ``mask``'s pixels within TOLERANCE of ``target``'s."""
-    distance = cv2.distanceTransform((~target).astype(np.uint8), cv2.DIST_L2, 3)
-    return float((distance[mask] <= TOLERANCE).mean()) if mask.any() else 0.0
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +27,10 @@ def test_a_photo_becomes_the_line_drawing_of_its_design(drawings):
         photo = decoder.decode(photo_of(drawing, seed))
         extracted = np.asarray(photo_to_line_drawing(photo)) < 128
         assert extracted.shape == lines.shape
-        precision.append(near(extracted, lines))
-        recall.append(near(lines, extracted))
+        precision.append(share_near(extracted, lines))
+        recall.append(share_near(lines, extracted))
         # What line mode gives the model: the photo's dark pixels, fills included
-        shaded.append(near(np.asarray(photo) < 160, lines))
+        shaded.append(share_near(np.asarray(photo) < 160, lines))
     assert np.mean(precision) > 0.9 and min(precision) > 0.75, precision
     assert np.mean(recall) > 0.7, recall
     assert np.mean(precision) > np.mean(shaded) + 0.1, (precision, shaded)
