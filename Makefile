@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/patentclip/v1/*.proto)
 
 .PHONY: install tools demo test test-unit proto proto-check lint clean bench-ingest bench-query \
         experiment-loss dashboards up down bench-encoder bench-search bench-latency bench-query-modes bench \
-        bench-quick soak bench-backfill bench-gpu bench-train bench-gate bench-web bench-figures
+        bench-quick soak bench-backfill bench-gpu bench-train bench-gate bench-web bench-figures bench-parts
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_FILE := deploy/compose/docker-compose.yml
 
@@ -112,6 +112,9 @@ bench-query-modes: install
 # Figure segmentation and "FIG. n" labels (Tesseract) on every real shared grant's sheets.
 bench-figures: install tools
 	$(PY) -m benchmarks.figures --out reports/bench-figures $(BENCH_ARGS)
+
+bench-parts: install tools
+	$(PY) -m benchmarks.parts --out reports/bench-parts $(BENCH_ARGS)
 
 bench-gate: install
 	$(PY) -m benchmarks.gate_rates --out reports/bench-gate $(BENCH_ARGS)

@@ -21,7 +21,6 @@ per sheet. Writes ``figures.json``, ``figures.md``, ``figures.png`` (the machine
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from harness import REPO
+from harness.bench import write_report
 from harness.gate_simulation import wilson
 from harness.machine import machine, machine_line
 from patentclip.drawings.figures import TesseractReader, segment
@@ -91,11 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for d in tqdm(documents, desc="grants", unit="grant")
             for row in grant_rows(d, reader, decoder)]
     result = {"machine": machine(), "summary": summary(rows), "sheets": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "figures.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "figures.md").write_text(table(result))
-    plot(result["summary"], args.out / "figures.png")
-    print(table(result))
+    write_report(args.out, "figures", result, table,
+                 lambda r, path: plot(r["summary"], path))
     return 0
 
 

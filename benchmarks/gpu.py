@@ -331,7 +331,7 @@ def ingest_rate(device: str, plan: Plan, work: Path, decode_workers: int) -> dic
     try:
         embedder.embed(embedder.prepare(jobs[:64]))  # warm-up: kernels, pools
         started = time.perf_counter()  # decode alone, all workers
-        pixels = [f.result() for f in embedder.prepare(jobs).futures]
+        pixels = [f.result().sheet for f in embedder.prepare(jobs).futures]
         decode_rate = len(jobs) / (time.perf_counter() - started)
         captions = [job.grant.sheet_caption(job.sheet) for job in jobs]
         _sync(device)

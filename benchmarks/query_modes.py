@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import re
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from harness import REPO
+from harness.bench import write_report
 from harness.machine import machine, machine_line
 from harness.services import index_samples, make_bundle
 from patentclip.model.encoder import Encoder, create_tiny_model
@@ -162,11 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["photo"] = photo_mode(engine, sources)
             store.close()
         results["impact"] = impact_lexical(args.impact, root, args.limit)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "modes.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "modes.md").write_text(table(results))
-    plot(results, args.out / "modes.png")
-    print(table(results))
+    write_report(args.out, "modes", results, table, plot)
     return 0
 
 

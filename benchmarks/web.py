@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from harness import REPO
 from harness.bench import in_child, random_weights_model
-from harness.browser import chromium
+from harness.browser import chromium, drag_crop
 from harness.machine import machine
 from harness.processes import free_port
 from harness.services import QueryProcess
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "reports" / "bench-web")
     p.add_argument("--screenshots", type=Path, default=None,
                    help="also write the app's main screens here (docs/screenshots)")
+    p.add_argument("--screenshots-only", action="store_true",
+                   help="only the screens, over an index with part tiles and USD0919445's "
+                   "figure labels read (the part-match and figure screens too)")
     args = p.parse_args(argv)
     if not all(s.is_dir() for s in SAMPLES):
         print(f"{SHARED} lacks the sample grants: nothing to measure", file=sys.stderr)
@@ -58,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = _model(args.model, work)
-        sheets = in_child(_index, str(model), str(work / "patents.db"), str(work / "images"))
+        sheets = in_child(_index, str(model), str(work / "patents.db"), str(work / "images"),
+                          args.screenshots_only)
         http_port = free_port()
         service = QueryProcess(model, str(work / "patents.db"), "web", work / "query.log", env={
             "PATENTCLIP_IMAGES_DIR": str(work / "images"),
@@ -67,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             "PATENTCLIP_QUERY_HTTP_HOST": "127.0.0.1"})
         try:
             service.wait_serving(timeout=300)
+            if args.screenshots_only:
+                screenshots(http_port, args.screenshots or REPO / "docs" / "screenshots",
+                            parts=True)
+                return 0
             results = measure(service, http_port, args)
             if args.screenshots:
                 screenshots(http_port, args.screenshots)
@@ -91,16 +99,21 @@ def _model(name: str, work: Path) -> Path:
     return random_weights_model("ViT-B-32", work / "model")
 
 
-def _index(model_dir: str, uri: str, images: str) -> int:
-    """The samples indexed in a child process (it must release the Milvus Lite file)."""
+def _index(model_dir: str, uri: str, images: str, parts: bool = False) -> int:
+    """The samples indexed in a child process (it must release the Milvus Lite file); with
+    ``parts``, part tiles (0.5) and USD0919445's figure labels read."""
+    from harness.services import LabelsOf
     from patentclip.drawings.imagestore import LocalImageStore
+    from patentclip.drawings.parts import Tiling
     from patentclip.ingest.indexer import Indexer
     from patentclip.model.encoder import Encoder
     from patentclip.store import PatentStore
 
     store = PatentStore(uri, prefix="web")
     summary = Indexer(Encoder.load(f"local-dir:{model_dir}"), store, LocalImageStore(images),
-                      progress=True).index(list(SAMPLES))
+                      progress=True, tiling=Tiling((0.5,)) if parts else None,
+                      labeller=LabelsOf(("D0919445",)) if parts else None
+                      ).index(list(SAMPLES))
     store.set_alias(store.live_alias, summary.collection)
     store.close()
     return summary.sheets
@@ -240,9 +253,10 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def screenshots(port: int, out: Path) -> None:
+def screenshots(port: int, out: Path, parts: bool = False) -> None:
     """The main screens, on the real samples: results, drawing with crop, filter, patent
-    view, compare, and the token prompt."""
+    view, compare, and the token prompt; with ``parts`` (an index with part tiles and
+    USD0919445's labels read), also a crop matched by parts and a sheet's figures."""
     out.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}/"
     drawing = sorted((SHARED / "uspto-sample").rglob("*D00001.TIF"))[3]
@@ -267,11 +281,7 @@ def screenshots(port: int, out: Path) -> None:
         page.fill("#query-text", "")
         page.set_input_files("#file-input", str(drawing))
         page.wait_for_selector("#query-preview[src^='blob:']")
-        box = page.locator("#query-preview").bounding_box()
-        page.mouse.move(box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.15)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.55, steps=4)
-        page.mouse.up()
+        drag_crop(page, 0.15, 0.15, 0.6, 0.55)
         page.click("#search-button")
         page.wait_for_selector("#results .card img[data-loaded]")
         settle("drawing-crop")
@@ -290,8 +300,35 @@ def screenshots(port: int, out: Path) -> None:
         page.click("#search-button")
         page.wait_for_selector("#message[data-kind=empty]")
         settle("empty-result")
+        if parts:
+            part_screens(page, out, settle)
         page.close()
     print(f"screenshots in {out}")
+
+
+def part_screens(page, out: Path, settle) -> None:
+    """FIG. 4 of USD0919445 cropped: where each hit matched; then its patent view's sheet 2
+    with each figure boxed, numbered and named by view."""
+    sheet = next((SHARED / "uspto-sample").glob("USD0919445-*/*-D00002.TIF"))
+    page.fill("#date-from", "")
+    page.fill("#query-text", "")
+    page.set_input_files("#file-input", str(sheet))
+    page.wait_for_selector("#query-preview[src^='blob:']")
+    drag_crop(page, 0.55, 0.12, 0.98, 0.42)
+    with page.expect_response(lambda r: "/api/search" in r.url):
+        page.click("#search-button")
+    page.wait_for_selector("#results .card .mark.match")
+    page.wait_for_selector("#results .card img[data-loaded]")
+    settle("part-match")
+    page.click("#remove-drawing")
+    page.fill("#query-text", "dispenser bottle")
+    page.click("#search-button")
+    page.wait_for_selector("#results .card[data-patent='D0919445']")
+    page.locator("#results .card[data-patent='D0919445'] .thumb").first.click()
+    page.wait_for_selector("#patent-sheets figure[data-sheet='2'] img[data-loaded]")
+    page.locator("#patent-sheets figure[data-sheet='2']").scroll_into_view_if_needed()
+    settle("figures")
+    page.keyboard.press("Escape")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """What several benchmarks share: models with seeded random weights, a Milvus to run on,
-and the query service set up for load (text cache off, batching on or off)."""
+the query service set up for load (text cache off, batching on or off), and the report
+every benchmark leaves (JSON, a table, a plot)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.processes import MilvusServerProcess
@@ -61,3 +64,14 @@ def query_service_for_load(uri: str, model_dir: Path, prefix: str, log: Path,
         "PATENTCLIP_QUERY_MAX_DELAY_MS": "5", "PATENTCLIP_QUERY_TEXT_CACHE_SIZE": "0",
         "PATENTCLIP_QUERY_SEARCH_MAX_BATCH": "16" if batching else "1",
         "PATENTCLIP_QUERY_MAX_WORKERS": "64", "PATENTCLIP_QUERY_ALIAS_POLL_S": "5"})
+
+
+def write_report(out: Path, name: str, result: dict, table: Callable[[dict], str],
+                 plot: Callable[[dict, Path], None]) -> None:
+    """``<name>.json``, ``<name>.md`` (the table, also printed) and ``<name>.png`` in
+    ``out``: what people look at, beside the numbers."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.md").write_text(table(result))
+    plot(result, out / f"{name}.png")
+    print(table(result))

@@ -34,3 +34,13 @@ def chromium() -> Iterator:
             yield browser
         finally:
             browser.close()
+
+
+def drag_crop(page, left: float, top: float, right: float, bottom: float) -> None:
+    """Drag the query preview's crop from (left, top) to (right, bottom), fractions of the
+    drawing shown: as an examiner selects the part to search for."""
+    box = page.locator("#query-preview").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * left, box["y"] + box["height"] * top)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * right, box["y"] + box["height"] * bottom, steps=5)
+    page.mouse.up()

@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,12 +38,14 @@ def make_bundle(out: Path, patents: int, seed: int = 0, day: str = "2021-01-05",
                                                    first_number=first_number)
 
 
-def publish(kafka: KafkaSettings, images_dir: Path, *sources: Path) -> PublishSummary:
+def publish(kafka: KafkaSettings, images_dir: Path, *sources: Path,
+            labeller=None) -> PublishSummary:
     ensure_topics(kafka, kafka.topic, kafka.dlq_topic)
     producer = make_producer(kafka, "test-publisher")
     try:
         return GrantPublisher(producer, LocalImageStore(images_dir), kafka.topic,
-                              send_timeout_s=10, progress=False).publish(sources)
+                              send_timeout_s=10, progress=False,
+                              labeller=labeller).publish(sources)
     finally:
         producer.close(timeout=5)
 
@@ -70,10 +73,13 @@ def settings(kafka: KafkaSettings, milvus_uri: str, model_dir: Path, images_dir:
     return EmbedderSettings(core, kafka, replace(FAST_CONSUMER, **consumer))
 
 
-def stored_ids(store, collection: str) -> list[str]:
+def stored_ids(store, collection: str, kinds: tuple[str, ...] = ("drawing", "caption")
+               ) -> list[str]:
+    """The keys of the collection's rows of ``kinds`` (by default the sheets' own rows, not
+    their figures' and parts')."""
     store.load(collection)
-    rows = store.client.query(collection, filter='id != ""', output_fields=["id"],
-                              limit=16384, consistency_level="Strong")
+    rows = store.client.query(collection, filter=f"modality in {list(kinds)!r}".replace(
+        "'", '"'), output_fields=["id"], limit=16384, consistency_level="Strong")
     return [r["id"] for r in rows]
 
 
@@ -361,16 +367,37 @@ class QueryLoad:
         return self.codes
 
 
-def index_samples(encoder, root: Path, prefix: str, *sources: Path):
+class LabelsOf:
+    """A figure labeller (``PATENTCLIP_FIGURE_LABELS``) that reads only ``patents``: the
+    real thing for the grants a test looks at, without Tesseract's 0.5 s a sheet for all."""
+
+    def __init__(self, patents: Sequence[str]) -> None:
+        from patentclip.ingest.figures import FigureLabeller
+
+        self.patents, self.labeller = set(patents), FigureLabeller()
+
+    def label(self, document):
+        if document.grant.patent_number not in self.patents:
+            return document, ""
+        return self.labeller.label(document)
+
+
+def index_samples(encoder, root: Path, prefix: str, *sources: Path, parts: bool = False,
+                  labelled: Sequence[str] = ()):
     """Real sample grants indexed with ``encoder`` into a Milvus Lite file under ``root``,
-    the live alias set: (store, images dir, {patent: GrantDocument}, collection)."""
+    the live alias set: (store, images dir, {patent: GrantDocument}, collection). With
+    ``parts``, part tiles as ``PATENTCLIP_PART_TILES=0.5`` stores them; ``labelled``: the
+    grants whose figure labels are read (as ``PATENTCLIP_FIGURE_LABELS`` reads all)."""
+    from patentclip.drawings.parts import Tiling
     from patentclip.ingest.indexer import Indexer
     from patentclip.store import PatentStore
 
     store = PatentStore(str(root / "patents.db"), prefix=prefix)
     images = root / "images"
-    summary = Indexer(encoder, store, LocalImageStore(images), progress=False).index(
-        list(sources))
+    tiling = Tiling((0.5,)) if parts else None
+    summary = Indexer(encoder, store, LocalImageStore(images), progress=False,
+                      labeller=LabelsOf(labelled) if labelled else None,
+                      tiling=tiling).index(list(sources))
     store.set_alias(store.live_alias, summary.collection)
     documents = {d.grant.patent_number: d for source in sources
                  for d in GrantReader().read(source)}

@@ -187,6 +187,19 @@ class CoreSettings(Section):
     onnx_cache_dir: str = setting("data/onnx", "exported towers per version")
     figure_labels: bool = setting(False, "read the FIG. labels of sheets whose figures the "
                                   "XML leaves unknown (Tesseract; ~0.5 s a sheet)")
+    part_tiles: str = setting("", "tiles of each figure stored for part matching, as "
+                              "fractions of its sides ('0.5': 9 tiles, '0.5,0.3'); '' none")
+
+    def tile_scales(self) -> tuple[float, ...]:
+        """The part tiles' scales PATENTCLIP_PART_TILES asks for (): no part rows)."""
+        try:
+            scales = tuple(float(v) for v in self.part_tiles.replace(" ", "").split(",") if v)
+        except ValueError:
+            scales = (-1.0,)
+        if not all(0.1 <= s < 1.0 for s in scales):
+            raise InvalidInputError(f"PATENTCLIP_PART_TILES {self.part_tiles!r}: expected "
+                                    "fractions in [0.1, 1), comma-separated (e.g. 0.5,0.3)")
+        return scales
 
     def encoder_options(self) -> dict:
         """Keyword arguments of Encoder.load for serving: device, batch size and backend."""

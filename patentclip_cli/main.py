@@ -31,6 +31,7 @@ from datetime import date
 from pathlib import Path
 
 from patentclip.config import CoreSettings, given_flags
+from patentclip.drawings.parts import Tiling
 from patentclip.errors import (
     ERROR_ANSWERS,
     AuthError,
@@ -41,6 +42,7 @@ from patentclip.errors import (
 from patentclip.grants.model import (
     LOCARNO_MAIN_CLASSES,
     SHEET_VIEWS,
+    Region,
     iso_date,
     normalize_patent_number,
     yyyymmdd,
@@ -235,7 +237,7 @@ def _run_index(args, settings: CoreSettings) -> int:
             labeller = FigureLabeller()
         indexer = Indexer(encoder, store, LocalImageStore(settings.images_dir),
                           batch_size=settings.batch_size, progress=not args.no_progress,
-                          labeller=labeller)
+                          labeller=labeller, tiling=Tiling.of(settings.tile_scales()))
         summary = indexer.index(args.sources)
         live = _set_live_if_needed(store, summary.collection, args.set_live)
     print(f"indexed {summary.grants} grants, {summary.sheets} sheets ({summary.rows} rows) "
@@ -477,7 +479,9 @@ def _hit_from_proto(h) -> Hit:
     return Hit(patent=h.patent_number, sheet=h.sheet, modality=h.matched, score=h.score,
                view=h.view_name, locarno=h.locarno, grant_date=h.grant_date, title=h.title,
                figures=tuple(h.figure_numbers), caption=h.figure_description,
-               image_uri=h.image_uri, legs=tuple(h.found_by))
+               image_uri=h.image_uri, legs=tuple(h.found_by),
+               region=Region(h.region.left, h.region.top, h.region.right, h.region.bottom)
+               if h.HasField("region") else None)
 
 
 def _run_collections(args, settings: CoreSettings) -> int:
@@ -497,7 +501,9 @@ def _run_collections(args, settings: CoreSettings) -> int:
 
 
 def format_hits(hits: list[Hit]) -> str:
-    """A readable fixed-width table: rank, patent, title, sheet, view, Locarno, score."""
+    """A readable fixed-width table: rank, patent, title, sheet, view, Locarno, score, the
+    legs that found it and where on the sheet it matched (the figure or part, as fractions
+    of the sheet: left,top-right,bottom)."""
     header = f"{'#':>3}  {'patent':<9} {'title':<40} {'sheet':>5} {'view':<12} " \
              f"{'locarno':<7} {'granted':<10} {'match':<7} {'score':>6}  found by"
     lines = [header, "-" * len(header)]
@@ -506,8 +512,17 @@ def format_hits(hits: list[Hit]) -> str:
         granted = iso_date(h.grant_date)
         lines.append(f"{rank:>3}  {h.patent:<9} {title:<40} {h.sheet:>5} {h.view:<12} "
                      f"{h.locarno:<7} {granted:<10} {h.modality:<7} {h.score:>6.3f}  "
-                     f"{', '.join(h.legs)}")
+                     f"{', '.join(h.legs)}{_where(h)}")
     return "\n".join(lines)
+
+
+def _where(hit: Hit) -> str:
+    """Where on its sheet a hit matched: "; matched FIG. 4 at 0.53,0.11-1.00,0.43"."""
+    if hit.region is None:
+        return ""
+    r = hit.region
+    figure = f" FIG. {hit.figures[0]}" if len(hit.figures) == 1 else ""
+    return f"; matched{figure} at {r.left:.2f},{r.top:.2f}-{r.right:.2f},{r.bottom:.2f}"
 
 
 def _set_live_if_needed(store: PatentStore, collection: str, force: bool) -> str:

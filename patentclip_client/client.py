@@ -5,6 +5,12 @@
                              locarno=["0204"], date_from=date(2019, 1, 1))
         for hit in page.hits: ...
         more = client.search(..., page_token=page.next_page_token)
+        part = client.search(image=open("kettle.tif", "rb").read(), crop=(0.6, 0.2, 1, 0.7))
+        hit = part.hits[0]  # hit.matched: "part"; hit.figure_numbers: the figure it is in
+        hit.region if hit.HasField("region") else None  # where on its sheet it matched
+
+``hit.region`` (fractions of the sheet) is the part of the hit's drawing that matched best,
+where the collection holds figure or part rows (``docs/figures.md``).
 
 Security: ``token`` is sent as ``authorization: Bearer <token>`` on every call;
 ``ca_cert`` (PEM path) switches to TLS, and ``client_cert`` + ``client_key`` add a client

@@ -70,10 +70,13 @@ pc generate --out $DEMO/bundles --date 2021-01-05 --patents $N1 --seed 7
 pc generate --out $DEMO/bundles --date 2021-01-12 --patents $N2 --seed 8
 pc generate --out $DEMO/bundles --date 2021-01-19 --patents $N3 --seed 9
 pc model init-tiny --out $DEMO/models/patentclip-tiny
-pc index $DEMO/bundles/I20210105.tar
+# Part tiles for the first week (PATENTCLIP_PART_TILES, off by default): a cropped query
+# is matched against parts of sheets too, and each hit says where it matched.
+PATENTCLIP_PART_TILES=0.5 pc index $DEMO/bundles/I20210105.tar
 if [ "$QUICK" != 1 ]; then
     pc search --text "front perspective view of a bottle showing our new design" --k 3
     pc search --image "$(ls $DEMO/images/D0900003/*-D00002.TIF)" --k 3
+    pc search --image "$(ls $DEMO/images/D0900003/*-D00002.TIF)" --crop 0.1,0.1,0.6,0.6 --k 3
 fi
 
 step "2. the broker (Tansu), Milvus Lite as a server, and Prometheus when installed"

@@ -59,6 +59,15 @@ INGESTION = Dashboard("patentclip-ingestion", "PatentCLIP / Ingestion",
         ("sum by (reason) (increase(patentclip_embedder_dead_lettered_total[$__rate_interval]))",
          "{{reason}}"),
     )),
+    Panel("Sheets by how their figures are known", (
+        ("sum by (mapping) (increase(patentclip_embedder_sheets_by_figures_total"
+         "[$__rate_interval]))", "{{mapping}}"),
+    ), description="unknown: counts disagree and the labels, where read, disagreed with the "
+       "XML (kept as whole sheets); labels: figures read from the sheet"),
+    Panel("Rows for parts of sheets", (
+        ("sum by (kind) (rate(patentclip_embedder_part_rows_total[$__rate_interval]))",
+         "{{kind}}"),
+    ), unit="ops"),
     Panel("Sheets per micro-batch (p50)", (
         ("histogram_quantile(0.5, sum by (le) "
          "(rate(patentclip_embedder_batch_sheets_bucket[$__rate_interval])))", "p50"),

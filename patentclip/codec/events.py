@@ -23,8 +23,10 @@ from patentclip.grants.model import (
     Citation,
     DrawingSheet,
     Figure,
+    FigureRegion,
     Grant,
     LocarnoClass,
+    Region,
     SheetFigureMapping,
     UspcClass,
     View,
@@ -152,7 +154,8 @@ def grant_to_proto(grant: Grant) -> pb.Grant:
     message.sheets.extend(pb.DrawingSheet(number=s.number, file_name=s.file_name,
                                           image_uri=s.image_uri,
                                           figure_numbers=list(s.figure_numbers),
-                                          mapping=_MAPPING_TO_PB[s.mapping])
+                                          mapping=_MAPPING_TO_PB[s.mapping],
+                                          regions=[_region_to_proto(r) for r in s.regions])
                           for s in grant.sheets)
     message.citations.extend(pb.Citation(country=c.country, doc_number=c.number, kind=c.kind,
                                          date=c.date, name=c.name,
@@ -244,6 +247,29 @@ def _check_sheet(where: str, sheet: pb.DrawingSheet) -> None:
     _check_count(where + ".figure_numbers", "figure_numbers", sheet.figure_numbers)
     for j, figure in enumerate(sheet.figure_numbers):
         _check_figure_number(f"{where}.figure_numbers[{j}]", figure)
+    if sheet.regions and [r.figure_number for r in sheet.regions] != list(
+            sheet.figure_numbers):
+        _invalid(f"{where}.regions: one per figure number, in their order "
+                 f"({', '.join(sheet.figure_numbers)}), expected")
+    for j, figure in enumerate(sheet.regions):
+        box = figure.region
+        try:
+            Region.from_key(Region(box.left, box.top, box.right, box.bottom).key)
+        except ValueError as exc:  # out of 0..1, empty, or thinner than a thousandth
+            _invalid(f"{where}.regions[{j}].region: {exc}")
+
+
+def _region_to_proto(figure: FigureRegion) -> pb.FigureRegion:
+    return pb.FigureRegion(figure_number=figure.number, region=pb.Region(
+        left=figure.region.left, top=figure.region.top, right=figure.region.right,
+        bottom=figure.region.bottom))
+
+
+def _region_from_proto(figure: pb.FigureRegion) -> FigureRegion:
+    """A checked region, kept at the per-mille precision rows store."""
+    box = figure.region
+    return FigureRegion(figure.figure_number, Region.from_key(
+        Region(box.left, box.top, box.right, box.bottom).key))
 
 
 def _check_figure_number(where: str, value: str) -> None:
@@ -282,7 +308,8 @@ def grant_from_proto(message: pb.Grant) -> Grant:
                              f.description) for f in message.figures),
         sheets=tuple(DrawingSheet(s.number, s.file_name, tuple(s.figure_numbers),
                                   _MAPPING_FROM_PB.get(s.mapping, SheetFigureMapping.UNKNOWN),
-                                  s.image_uri) for s in message.sheets),
+                                  s.image_uri, tuple(_region_from_proto(r) for r in s.regions))
+                     for s in message.sheets),
         drawing_notes=tuple(message.drawing_notes), dtd_version=message.dtd_version,
         source=message.source,
         citations=tuple(Citation(c.country, c.doc_number, c.kind, c.date, c.name,

@@ -265,14 +265,63 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class Region:
+    """A box on a drawing sheet as fractions of its width and height (0..1, left < right,
+    top < bottom): where a figure is, a stored part, the part of a hit that matched. Stored
+    in a row's key at per-mille precision (``key``: "250,0,750,500")."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.left < self.right <= 1.0 and 0.0 <= self.top < self.bottom <= 1.0):
+            raise ValueError(f"region {self.as_tuple()}: expected fractions 0..1 with "
+                             "left < right and top < bottom")
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return (self.left, self.top, self.right, self.bottom)
+
+    @property
+    def key(self) -> str:
+        """Per-mille corners: "250,0,750,500"."""
+        return ",".join(str(round(v * 1000)) for v in self.as_tuple())
+
+    @classmethod
+    def from_key(cls, key: str) -> Region:
+        values = [int(v) / 1000 for v in key.split(",")]
+        if len(values) != 4:
+            raise ValueError(f"region key {key!r}: expected four per-mille corners")
+        return cls(*values)
+
+    @classmethod
+    def of_pixels(cls, box: Sequence[int], width: int, height: int) -> Region:
+        """A pixel box (left, top, right, bottom) of a width x height sheet, per-mille."""
+        left, top, right, bottom = (min(max(v / s, 0.0), 1.0) for v, s in
+                                    zip(box, (width, height, width, height), strict=True))
+        return cls.from_key(",".join(str(round(v * 1000)) for v in (left, top, right, bottom)))
+
+
+@dataclass(frozen=True)
+class FigureRegion:
+    """Where one figure is on its sheet, as its label says (read at ingest)."""
+
+    number: str
+    region: Region
+
+
+@dataclass(frozen=True)
 class DrawingSheet:
-    """One drawing image (a TIFF sheet) of a grant."""
+    """One drawing image (a TIFF sheet) of a grant. ``regions``: where each of its figures
+    is, when the sheet's labels were read and agreed with the XML (mapping LABELS)."""
 
     number: int
     file_name: str
     figure_numbers: tuple[str, ...] = ()
     mapping: SheetFigureMapping = SheetFigureMapping.UNKNOWN
     image_uri: str = ""
+    regions: tuple[FigureRegion, ...] = ()
 
     @property
     def front_page(self) -> bool:
@@ -337,13 +386,16 @@ class Grant:
     def figure(self, number: str) -> Figure | None:
         return next((f for f in self.figures if f.number == number), None)
 
-    def with_sheet_labels(self, read: dict[int, Sequence[str]]) -> Grant | None:
+    def with_sheet_labels(self, read: dict[int, Sequence[str]],
+                          regions: dict[int, Sequence[FigureRegion]] | None = None
+                          ) -> Grant | None:
         """This grant with its unmapped sheets' figures as their labels say (``read``: the
         figure numbers read on each sheet, by sheet number), when the labels agree with
         the XML: every unmapped sheet reads at least one label, and the labels, each
         sheet's in figure order and the sheets in order, are the figures the XML
         describes, each once. None when they disagree (the sheets stay "unknown"); the
-        grant itself when no sheet is unmapped."""
+        grant itself when no sheet is unmapped. ``regions``: where each labelled figure
+        is, by sheet; kept on sheets of two or more figures (their figure rows)."""
         unmapped = [s for s in self.sheets if s.mapping is SheetFigureMapping.UNKNOWN]
         if not unmapped:
             return self
@@ -356,8 +408,16 @@ class Grant:
         if any(not labels[s.number] for s in unmapped) or \
                 [n for s in unmapped for n in labels[s.number]] != expected:
             return None
+        boxes = regions or {}
+
+        def kept(sheet: DrawingSheet) -> tuple[FigureRegion, ...]:
+            found = {r.number: r for r in boxes.get(sheet.number, ())}
+            if len(labels[sheet.number]) < 2 or set(found) != set(labels[sheet.number]):
+                return ()
+            return tuple(found[n] for n in labels[sheet.number])
+
         sheets = tuple(replace(s, figure_numbers=tuple(labels[s.number]),
-                               mapping=SheetFigureMapping.LABELS)
+                               mapping=SheetFigureMapping.LABELS, regions=kept(s))
                        if s.mapping is SheetFigureMapping.UNKNOWN else s for s in self.sheets)
         return replace(self, sheets=sheets)
 
@@ -370,6 +430,12 @@ class Grant:
         if not views:
             return "unknown"
         return views.pop() if len(views) == 1 else "mixed"
+
+    def figure_caption(self, number: str) -> str:
+        """A caption for one figure (a figure row): what the patent says of it."""
+        figure = self.figure(number)
+        title = self.title.strip().rstrip(".")
+        return _figure_phrase(figure, title) if figure else f"FIG. {number} of a {title.lower()}"
 
     def sheet_caption(self, sheet: DrawingSheet) -> str:
         """A caption for a sheet built only from what the patent says about it.

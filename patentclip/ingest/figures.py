@@ -4,6 +4,8 @@
 with the figures the XML describes (``Grant.with_sheet_labels``). Where they disagree the
 sheets stay "unknown", and the disagreement is counted (the index summary, the publish
 report). Grants whose counts agree are not read: the XML's mapping holds for them.
+Sheets of two or more figures keep where each is (``DrawingSheet.regions``): the embedder
+writes a row per figure for them.
 
 Costly (0.5 s a sheet on one CPU core, ``docs/figures.md``), so a setting turns it on
 (``PATENTCLIP_FIGURE_LABELS``).
@@ -13,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from patentclip.drawings.figures import LabelReader, TesseractReader, segment
+from patentclip.drawings.figures import LabelReader, SheetFigures, TesseractReader, segment
 from patentclip.drawings.preprocess import DrawingPreprocessor
 from patentclip.errors import ImageDecodeError
-from patentclip.grants.model import SheetFigureMapping
+from patentclip.grants.model import FigureRegion, Region, SheetFigureMapping
 from patentclip.grants.reader import GrantDocument
 
 OUTCOMES = ("mapped", "disagreed")  # a grant whose counts disagree: its labels agreed or not
@@ -36,17 +38,31 @@ class FigureLabeller:
         unmapped = [s for s in grant.sheets if s.mapping is SheetFigureMapping.UNKNOWN]
         if not unmapped:
             return document, ""
-        read = {}
+        read, regions = {}, {}
         for sheet in unmapped:
             data = document.images.get(sheet.file_name)
             if data is None:
                 return document, "disagreed"
             try:
-                read[sheet.number] = segment(self.decoder.decode(data, sheet.file_name),
-                                             self.reader).numbers
+                shown = segment(self.decoder.decode(data, sheet.file_name), self.reader)
             except ImageDecodeError:
                 return document, "disagreed"
-        mapped = grant.with_sheet_labels(read)
+            read[sheet.number] = shown.numbers
+            regions[sheet.number] = figure_regions(shown)
+        mapped = grant.with_sheet_labels(read, regions)
         if mapped is None:
             return document, "disagreed"
         return replace(document, grant=mapped), "mapped"
+
+
+def figure_regions(shown: SheetFigures) -> list[FigureRegion]:
+    """The named figures of a segmented sheet as regions (fractions of the sheet)."""
+    regions = []
+    for figure in shown.figures:
+        try:
+            if figure.number:
+                regions.append(FigureRegion(figure.number, Region.of_pixels(
+                    figure.box, shown.width, shown.height)))
+        except ValueError:  # a box thinner than a thousandth of the sheet: no figure row
+            continue
+    return regions

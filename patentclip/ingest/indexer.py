@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from patentclip.drawings.imagestore import LocalImageStore, store_grant
+from patentclip.drawings.parts import Tiling
 from patentclip.grants.reader import GrantDocument, GrantReader
 from patentclip.ingest.figures import FigureLabeller
 from patentclip.ingest.sheets import PreparedBatch, SheetEmbedder, SheetJob
@@ -51,12 +52,14 @@ class Indexer:
     def __init__(self, encoder: Encoder, store: PatentStore,
                  image_store: LocalImageStore | None = None, batch_size: int = 64,
                  decode_workers: int = 2, progress: bool = True,
-                 labeller: FigureLabeller | None = None) -> None:
+                 labeller: FigureLabeller | None = None, tiling: Tiling | None = None
+                 ) -> None:
         """``labeller``: reads the figure labels of sheets the XML leaves unmapped
-        (``PATENTCLIP_FIGURE_LABELS``); None: they stay "unknown"."""
+        (``PATENTCLIP_FIGURE_LABELS``); None: they stay "unknown". ``tiling``: the part
+        tiles stored for part matching (``PATENTCLIP_PART_TILES``); None: none."""
         self.encoder, self.store, self.image_store = encoder, store, image_store
         self.batch_size, self.progress, self.labeller = batch_size, progress, labeller
-        self.embedder = SheetEmbedder(encoder, decode_workers=decode_workers)
+        self.embedder = SheetEmbedder(encoder, decode_workers=decode_workers, tiling=tiling)
 
     def index(self, sources: Iterable[str | Path]) -> IndexSummary:
         """Read, encode and upsert every design grant in ``sources``; then flush."""

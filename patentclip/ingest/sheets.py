@@ -19,12 +19,19 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
 
 from patentclip.codec.events import REASON_CORRUPT_IMAGE, REASON_MISSING_IMAGE
+from patentclip.drawings.parts import (
+    SheetPart,
+    Tiling,
+    part_pixels,
+    sheet_parts,
+    working_copy,
+)
 from patentclip.errors import (
     ImageDecodeError,
     InvalidInputError,
@@ -81,12 +88,22 @@ class EmbeddedBatch:
     encode_seconds: float
 
 
+@dataclass(frozen=True)
+class SheetPixels:
+    """A decoded sheet's model input, and its parts' (figures, tiles: ``sheet_parts``)."""
+
+    sheet: torch.Tensor
+    parts: tuple[tuple[SheetPart, torch.Tensor], ...] = ()
+
+
 class SheetEmbedder:
-    """Decode in a thread pool, encode drawings and captions with one encoder."""
+    """Decode in a thread pool, encode drawings and captions with one encoder. Each sheet
+    also gets a row per figure where its figures' places are known, and, with a
+    ``tiling``, rows for its parts (``patentclip.drawings.parts``)."""
 
     def __init__(self, encoder: Encoder, images: ImageSource | None = None,
-                 decode_workers: int = 2) -> None:
-        self.encoder, self.images = encoder, images
+                 decode_workers: int = 2, tiling: Tiling | None = None) -> None:
+        self.encoder, self.images, self.tiling = encoder, images, tiling
         self._pool = ThreadPoolExecutor(max_workers=max(1, decode_workers),
                                         thread_name_prefix="decode")
 
@@ -100,7 +117,7 @@ class SheetEmbedder:
     def embed(self, batch: PreparedBatch) -> EmbeddedBatch:
         """Wait for decoding, then encode. Raises UnavailableError if a fetch must be retried."""
         waited = time.perf_counter()
-        ok: list[tuple[SheetJob, torch.Tensor]] = []
+        ok: list[tuple[SheetJob, SheetPixels]] = []
         failures: list[SheetFailure] = []
         for job, future in zip(batch.jobs, batch.futures, strict=True):
             result = future.result()  # UnavailableError propagates: the batch is retried
@@ -113,21 +130,27 @@ class SheetEmbedder:
         rows: list[SheetRow] = []
         if ok:
             captions = [job.grant.sheet_caption(job.sheet) for job, _ in ok]
-            image_vectors = self.encoder.encode_pixels([pixels for _, pixels in ok])
+            image_vectors = self.encoder.encode_pixels([pixels.sheet for _, pixels in ok])
             caption_vectors = self.encoder.encode_texts(captions)
             for (job, _), caption, image_vec, caption_vec in zip(
                     ok, captions, image_vectors, caption_vectors, strict=True):
                 rows.append(sheet_row(job, "drawing", caption, image_vec))
                 rows.append(sheet_row(job, "caption", caption, caption_vec))
+            parts = [(job, part, tensor) for job, pixels in ok for part, tensor in pixels.parts]
+            part_vectors = self.encoder.encode_pixels([tensor for _, _, tensor in parts])
+            rows += [part_row(job, part, vector)
+                     for (job, part, _), vector in zip(parts, part_vectors, strict=True)]
         return EmbeddedBatch(rows=rows, embedded=[job for job, _ in ok], failures=failures,
                              decode_wait_seconds=decode_wait,
                              encode_seconds=time.perf_counter() - started)
 
-    def _pixels(self, job: SheetJob) -> torch.Tensor | SheetFailure:
+    def _pixels(self, job: SheetJob) -> SheetPixels | SheetFailure:
         name = f"{job.grant.patent_number} {job.sheet.file_name}"
         try:
             data = job.data if job.data is not None else self._fetch(job.image_uri)
-            return self.encoder.drawing_pixels(data, name)
+            if self.tiling is None and not job.sheet.regions:
+                return SheetPixels(self.encoder.drawing_pixels(data, name))
+            return self._with_parts(data, name, job.sheet)
         except NotFoundError as exc:
             return SheetFailure(job, REASON_MISSING_IMAGE, str(exc))
         except ImageDecodeError as exc:
@@ -140,6 +163,17 @@ class SheetEmbedder:
             logger.exception("%s: unexpected failure decoding the drawing", name)
             return SheetFailure(job, REASON_CORRUPT_IMAGE,
                                 f"{name}: unreadable drawing ({type(exc).__name__}: {exc})")
+
+    def _with_parts(self, data: bytes, name: str, sheet: DrawingSheet) -> SheetPixels:
+        """Decoded once: the sheet squared, and each of its parts cut out and squared as a
+        cropped query is."""
+        preprocessor = self.encoder.preprocessor
+        image = preprocessor.decode(data, name)
+        square = self.encoder.square_pixels
+        work = working_copy(image, self.tiling, preprocessor.image_size)
+        return SheetPixels(square(preprocessor.square(image)), tuple(
+            (part, square(preprocessor.square(part_pixels(work, part.region))))
+            for part in sheet_parts(work, sheet.regions, self.tiling)))
 
     def _fetch(self, uri: str) -> bytes:
         if self.images is None:
@@ -157,6 +191,18 @@ def sheet_row(job: SheetJob, modality: str, caption: str, vector) -> SheetRow:
         caption=caption, image_uri=job.image_uri or sheet.image_uri,
         text=sheet_words(job, caption) if modality == "caption" else "",
     )
+
+
+def part_row(job: SheetJob, part: SheetPart, vector) -> SheetRow:
+    """The row of a figure of a sheet, or of a part (tile): the figure's view, number and
+    caption where the part is in a known figure, else the sheet's."""
+    grant, sheet = job.grant, job.sheet
+    row = sheet_row(job, part.modality, grant.sheet_caption(sheet), vector)
+    figure = grant.figure(part.figure) if part.figure else None
+    if figure is None:
+        return replace(row, region=part.region)
+    return replace(row, region=part.region, view=figure.view.value, figures=figure.number,
+                   caption=grant.figure_caption(figure.number))
 
 
 def sheet_words(job: SheetJob, caption: str) -> str:

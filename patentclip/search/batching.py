@@ -301,6 +301,10 @@ class BatchedSearch:
         """``PatentStore.patent_rows`` (not batched)."""
         return self.store.patent_rows(collection, patent, with_vectors, strong, timeout)
 
+    def region_rows(self, collection: str, sheets, timeout: float | None = None) -> list:
+        """``PatentStore.region_rows`` (not batched)."""
+        return self.store.region_rows(collection, sheets, timeout)
+
     def lexical_off(self, collection: str) -> str:
         """``PatentStore.lexical_off``."""
         return self.store.lexical_off(collection)
@@ -312,7 +316,7 @@ class BatchedSearch:
                                        on_stage)
 
     def search(self, collection: str, vectors: np.ndarray, k: int, filters=None,
-               modality: str | None = None, group: bool = True,
+               modality: str | tuple[str, ...] | None = None, group: bool = True,
                timeout: float | None = None, on_stage=None) -> list:
         """``PatentStore.search``; one vector goes through the batcher, several go direct."""
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))

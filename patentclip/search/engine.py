@@ -30,7 +30,7 @@ from patentclip.model.classes import MAX_SUGGESTIONS
 from patentclip.search.query import Query
 from patentclip.search.ranking import best_score_fusion, fusion_depth, reciprocal_rank_fusion
 from patentclip.store import MAX_SEARCH_LIMIT, CollectionInfo, Hit, SearchFilters
-from patentclip.store.schema import StoredSheet, stored_sheet
+from patentclip.store.schema import IMAGE_ROWS, StoredSheet, row_region, stored_sheet
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +134,9 @@ class VectorSearch(Protocol):
 
     def lexical_off(self, collection: str) -> str: ...
 
+    def region_rows(self, collection: str, sheets: Sequence[tuple[str, int]],
+                    timeout: float | None = None) -> list[dict]: ...
+
     def search_words(self, collection: str, texts: Sequence[str], k: int,
                      filters: SearchFilters | None = None, group: bool = True,
                      timeout: float | None = None,
@@ -199,12 +202,22 @@ class SearchRequest:
 @dataclass(frozen=True)
 class Source:
     """One ranking to fuse: its name (Hit.legs), the leg searched ("drawing", "caption",
-    "words") and what searches it: query vectors (several: best score) or words."""
+    "words") and what searches it: query vectors (several: best score) or words.
+    ``parts``: a cropped drawing, matched against stored parts as well as sheets and
+    figures."""
 
     name: str
     leg: str
     vectors: np.ndarray | None = None
     text: str = ""
+    parts: bool = False
+
+    @property
+    def rows(self) -> str | tuple[str, ...]:
+        """The kinds of rows the source searches."""
+        if self.leg != "drawing":
+            return self.leg
+        return (*IMAGE_ROWS, "part") if self.parts else IMAGE_ROWS
 
 
 class SearchEngine:
@@ -254,13 +267,19 @@ class SearchEngine:
             image_vectors = self._drawing_vectors(query, deadline)
             legs = ("drawing",) if query.text else self._image_legs(request)
             named = len(image_vectors) > 1 or query.text
-            parts.append([Source(f"view {i + 1}" if named else leg, leg, vector[None, :])
-                          for i, vector in enumerate(image_vectors) for leg in legs])
+            parts.append([Source(f"view {i + 1}" if named else leg, leg, vector[None, :],
+                                 parts=drawing.crop is not None)
+                          for i, (drawing, vector) in enumerate(zip(
+                              query.all_drawings, image_vectors, strict=True))
+                          for leg in legs])
         ranking = self._fuse(parts, request, deadline, request.window)
         result = replace(self._result(ranking, request), legs=tuple(dict.fromkeys(
             s.leg for part in parts for s in part)), legs_note=note)
         if image_vectors is not None:
+            result = self._explained(result, image_vectors, deadline)
             return self._suggested(result, _unit_mean(image_vectors), request, "drawing")
+        if text_vector is not None:
+            result = self._explained(result, text_vector[None, :], deadline)
         return self._suggested(result, text_vector, request, "text")
 
     def _fuse(self, parts: list[list[Source]], request: SearchRequest, deadline: Deadline,
@@ -306,7 +325,32 @@ class SearchEngine:
         sources = [Source(leg, leg, vectors) for leg in self._image_legs(request)]
         result = replace(self._result(self._rank(sources, request, deadline, request.window),
                                       request), legs=tuple(s.leg for s in sources))
+        result = self._explained(result, vectors, deadline)
         return self._suggested(result, _unit_mean(vectors), request, "drawing")
+
+    def _explained(self, result: SearchResult, vectors: np.ndarray, deadline: Deadline
+                   ) -> SearchResult:
+        """Why each hit matched: the part of its sheet most like the query (any of its
+        ``vectors``): the figure or part it matched by, else the best of the sheet's
+        stored figures and parts. Hits of sheets without them keep ``region`` None."""
+        open_hits = [h for h in result.hits if h.region is None]
+        if not open_hits:
+            return result
+        with self.stage("explain"):
+            rows = self.store.region_rows(self.collection, [(h.patent, h.sheet)
+                                                            for h in open_hits],
+                                          timeout=deadline.remaining())
+            best: dict[tuple[str, int], tuple[float, str]] = {}
+            if rows:
+                scores = np.asarray([r["vector"] for r in rows], dtype=np.float32) @ \
+                    np.asarray(vectors, dtype=np.float32).T
+                for row, score in zip(rows, scores.max(axis=1), strict=True):
+                    key = (row["patent"], row["sheet"])
+                    if key not in best or score > best[key][0]:
+                        best[key] = (float(score), row["id"])
+        return replace(result, hits=[
+            replace(h, region=row_region(best[(h.patent, h.sheet)][1]))
+            if h.region is None and (h.patent, h.sheet) in best else h for h in result.hits])
 
     def _suggested(self, result: SearchResult, vector: np.ndarray, request: SearchRequest,
                    source: str) -> SearchResult:
@@ -356,16 +400,16 @@ class SearchEngine:
     def get_patent(self, patent: str, timeout: float | None = None) -> PatentRecord:
         """The patent's metadata and drawing sheets as stored, looked up within the caller's
         ``timeout``; NotFoundError if absent."""
-        rows = [r for r in self.store.patent_rows(self.collection, patent, strong=False,
-                                                  timeout=timeout)
-                if r["modality"] == "drawing"]
+        stored = self.store.patent_rows(self.collection, patent, strong=False, timeout=timeout)
+        rows = [r for r in stored if r["modality"] == "drawing"]
         if not rows:
             raise NotFoundError(f"patent {patent} is not in collection {self.collection}")
+        figures = [r for r in stored if r["modality"] == "figure"]
         first = rows[0]
         return PatentRecord(
             patent=patent, title=first["title"], grant_date=first["grant_date"],
             locarno=first["locarno"],
-            sheets=tuple(stored_sheet(r) for r in rows))
+            sheets=tuple(stored_sheet(r, figures) for r in rows))
 
     def _drawing_vectors(self, query: Query, deadline: Deadline) -> np.ndarray:
         """The vectors of the query's drawings (each decoded, cut to its crop and, for a
@@ -398,7 +442,7 @@ class SearchEngine:
                                            timeout=deadline.remaining(),
                                            on_stage=self.on_stage)[0]
         per_query = self.store.search(self.collection, source.vectors, fetch, request.filters,
-                                      modality=source.leg, group=request.group,
+                                      modality=source.rows, group=request.group,
                                       timeout=deadline.remaining(), on_stage=self.on_stage)
         with self.stage("group"):
             return per_query[0] if len(per_query) == 1 else best_score_fusion(

@@ -51,11 +51,12 @@ class SearchFilters:
         for patent in self.exclude_patents:
             check_patent_number(patent)
 
-    def expression(self, modality: str | None = None) -> str:
-        """The Milvus boolean expression for these filters."""
+    def expression(self, modalities: tuple[str, ...] = ()) -> str:
+        """The Milvus boolean expression for these filters (and, for collections without
+        partitions, the kinds of rows searched)."""
         clauses = []
-        if modality:
-            clauses.append(f'modality == "{modality}"')
+        if modalities:
+            clauses.append(f"modality in {_string_list(modalities)}")
         classes = [c for c in self.locarno if len(c) == 2]
         subclasses = [c for c in self.locarno if len(c) == 4]
         ors = []

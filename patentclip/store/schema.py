@@ -7,6 +7,15 @@ Layout of a collection ``patentclip_<model_version>``:
   (``D0907292-001:drawing`` holds the sheet image's vector, ``D0907292-001:caption`` the
   vector of the caption the patent gives that sheet). One vector field per collection,
   because Milvus 2.3 servers allow only one;
+* rows for parts of a sheet, keyed by the region they show (fractions of the sheet, per
+  mille: ``D0919445-001:figure@52,40,948,470``): a **figure** row for each figure of a
+  sheet of several (its own vector, view and figure number; found by its label at ingest),
+  and **part** rows, tiles of each figure at more than one scale, which cropped queries
+  also match (part matching, ``patentclip.drawings.parts``). Milvus 2.6's multi-vector rows
+  would hold the tiles in the sheet's row; on older backends they are rows of their own,
+  grouped by patent like the others;
+* partitions: ``drawing`` (sheet and figure rows: what a drawing or text searches),
+  ``caption`` and ``part`` (searched by cropped queries only);
 * scalar fields for filtering and display (patent, sheet, view, Locarno, grant date...);
 * HNSW index with COSINE metric; vectors are unit length, so score = cosine similarity;
 * where the backend has full-text search (Milvus Lite 3.x; a Milvus server from 2.5), the
@@ -27,7 +36,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from pymilvus import DataType, Function, FunctionType, MilvusClient
 
-MODALITIES = ("drawing", "caption")
+from patentclip.grants.model import Region
+
+MODALITIES = ("drawing", "caption", "figure", "part")
+PARTITIONS = ("drawing", "caption", "part")  # figure rows live with the sheets they cut
+IMAGE_ROWS = ("drawing", "figure")  # what a drawing or text searches; a crop adds "part"
 VERSION_PROPERTY = "patentclip.model_version"
 DIM_PROPERTY = "patentclip.dim"
 SPEC_PROPERTY = "patentclip.model_spec"  # how to load the model: a query service follows it
@@ -64,10 +77,11 @@ class SheetRow:
     caption: str = ""
     image_uri: str = ""
     text: str = ""  # the words the lexical leg matches (caption rows); "" on drawing rows
+    region: Region | None = None  # figure and part rows: where on the sheet
 
     @property
     def id(self) -> str:
-        return row_id(self.patent, self.sheet, self.modality)
+        return row_id(self.patent, self.sheet, self.modality, self.region)
 
 
 def figure_numbers(figures: str) -> list[str]:
@@ -75,9 +89,21 @@ def figure_numbers(figures: str) -> list[str]:
     return [f for f in figures.split(",") if f]
 
 
-def row_id(patent: str, sheet: int, modality: str) -> str:
-    """The primary key: ``D0907292-001:drawing``."""
-    return f"{patent}-{sheet:03d}:{modality}"
+def row_id(patent: str, sheet: int, modality: str, region: Region | None = None) -> str:
+    """The primary key: ``D0907292-001:drawing``; a part of the sheet adds its region,
+    ``D0907292-001:part@0,0,500,500``."""
+    return f"{patent}-{sheet:03d}:{modality}" + (f"@{region.key}" if region else "")
+
+
+def row_region(key: str) -> Region | None:
+    """The region a row's key names (figure and part rows), None for a whole sheet."""
+    _, at, corners = key.partition("@")
+    return Region.from_key(corners) if at else None
+
+
+def partition_of(modality: str) -> str:
+    """The partition a row of ``modality`` lives in."""
+    return "drawing" if modality == "figure" else modality
 
 
 @dataclass(frozen=True)
@@ -97,27 +123,46 @@ class Hit:
     image_uri: str
     # The legs whose rankings held it ("drawing", "caption", "words"); set by the search.
     legs: tuple[str, ...] = ()
+    # The part of the sheet that matched best (a figure or part row's region, or the best
+    # part of the sheet, ``SearchEngine``); None: the whole sheet.
+    region: Region | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 @dataclass(frozen=True)
+class StoredFigure:
+    """One figure of a sheet of several, as its figure row holds it."""
+
+    number: str
+    view: str
+    region: Region
+
+
+@dataclass(frozen=True)
 class StoredSheet:
-    """One drawing sheet of a patent as its collection holds it (figures decoded once)."""
+    """One drawing sheet of a patent as its collection holds it (figures decoded once);
+    ``regions``: where each figure is, on a sheet of several whose labels were read."""
 
     sheet: int
     view: str
     figures: tuple[str, ...]
     caption: str
     image_uri: str
+    regions: tuple[StoredFigure, ...] = ()
 
 
-def stored_sheet(row: dict) -> StoredSheet:
-    """A drawing row of ``PatentStore.patent_rows`` as a StoredSheet."""
+def stored_sheet(row: dict, figure_rows: Iterable[dict] = ()) -> StoredSheet:
+    """A drawing row of ``PatentStore.patent_rows`` as a StoredSheet, with the figure rows
+    of its sheet."""
+    regions = tuple(StoredFigure(r["figures"], r["view"], row_region(r["id"]))
+                    for r in figure_rows if r["sheet"] == row["sheet"] and "@" in r["id"])
     return StoredSheet(sheet=row["sheet"], view=row["view"],
                        figures=tuple(figure_numbers(row["figures"])), caption=row["caption"],
-                       image_uri=row["image_uri"])
+                       image_uri=row["image_uri"],
+                       regions=tuple(sorted(regions, key=lambda f: (f.region.top,
+                                                                    f.region.left))))
 
 
 @dataclass(frozen=True)
@@ -192,7 +237,8 @@ def hit_from_milvus(raw: dict) -> Hit:
     entity = raw["entity"]
     fields = {k: entity[k] for k in OUTPUT_FIELDS}
     fields["figures"] = tuple(figure_numbers(fields["figures"]))
-    return Hit(score=float(raw["distance"]), **fields)
+    return Hit(score=float(raw["distance"]), region=row_region(str(raw.get("id", ""))),
+               **fields)
 
 
 def vector_dim(description: dict) -> int:
@@ -204,9 +250,18 @@ def vector_dim(description: dict) -> int:
 
 def group_by_patent(hits: Iterable[Hit], k: int) -> list[Hit]:
     """Keep each patent's best hit, in score order, up to ``k`` patents."""
-    best: dict[str, Hit] = {}
+    return _best(hits, k, lambda h: h.patent)
+
+
+def group_by_sheet(hits: Iterable[Hit], k: int) -> list[Hit]:
+    """Keep each sheet's best row (the sheet, a figure or a part of it), up to ``k``."""
+    return _best(hits, k, lambda h: (h.patent, h.sheet, h.modality == "caption"))
+
+
+def _best(hits: Iterable[Hit], k: int, key) -> list[Hit]:
+    best: dict = {}
     for hit in sorted(hits, key=lambda h: -h.score):
-        best.setdefault(hit.patent, hit)
+        best.setdefault(key(hit), hit)
         if len(best) == k:
             break
     return list(best.values())

@@ -44,6 +44,7 @@ from patentclip.store.schema import (
     MAX_SEARCH_LIMIT,
     MODALITIES,
     OUTPUT_FIELDS,
+    PARTITIONS,
     PRETRAINED_PROPERTY,
     SPEC_PROPERTY,
     TEXT_FIELD,
@@ -53,9 +54,11 @@ from patentclip.store.schema import (
     SheetRow,
     collection_name,
     group_by_patent,
+    group_by_sheet,
     has_full_text,
     hit_from_milvus,
     milvus_schema,
+    partition_of,
     row_dict,
     vector_dim,
 )
@@ -115,7 +118,7 @@ class PatentStore(AliasOperations):
         self.uri, self.timeout, self.prefix, self.ef = uri, timeout, prefix, ef
         self.hnsw_params = {"M": hnsw_m, "efConstruction": hnsw_ef_construction}
         self._loaded: set[str] = set()
-        self._partitions: dict[str, bool] = {}  # collection -> has modality partitions
+        self._partitions: dict[str, tuple[str, ...]] = {}  # collection -> its PARTITIONS
         self._lexical: dict[str, str] = {}  # collection -> why it has no lexical leg ("": has)
         self._backend_lexical: str | None = None
         self._loading: set[str] = set()  # background loads in progress
@@ -210,15 +213,16 @@ class PatentStore(AliasOperations):
                 raise ModelVersionMismatchError(
                     f"collection {name} holds {info.model_version} (dim {info.dim}), "
                     f"not {model_version} (dim {dim})")
+            self._ensure_partition(name, "part")  # made before part rows: add theirs
             return name
         full_text = not self.full_text_off()
         self._call(self.client.create_collection, name, schema=milvus_schema(dim, full_text),
                    index_params=self._index_params(full_text),
                    properties={VERSION_PROPERTY: model_version, DIM_PROPERTY: str(dim),
                                SPEC_PROPERTY: model_spec, PRETRAINED_PROPERTY: pretrained})
-        for modality in MODALITIES:  # one partition each: see _partitioned
-            self._call(self.client.create_partition, name, modality)
-        self._partitions[name] = True
+        for partition in PARTITIONS:  # see _partitioned
+            self._call(self.client.create_partition, name, partition)
+        self._partitions[name] = PARTITIONS
         logger.info("created collection %s (model %s, dim %d, lexical leg %s)", name,
                     model_version, dim, "on" if full_text else "off")
         return name
@@ -270,7 +274,8 @@ class PatentStore(AliasOperations):
         self._lexical.pop(name, None)
 
     def _partitioned(self, collection: str) -> bool:
-        """Whether drawing and caption rows live in partitions of their own.
+        """Whether drawing and caption rows live in partitions of their own (part rows too,
+        where the collection has a ``part`` partition: ``_partition_names``).
 
         A filtered HNSW search walks one graph and skips what the filter refuses; with both
         modalities in one graph, a text vector lands among the captions (CLIP's modality
@@ -279,19 +284,35 @@ class PatentStore(AliasOperations):
         text query and 199 for another, a drawing partition all 372. Collections made
         before partitions keep the filter (with a warning: reindex them).
         """
+        return bool(self._partition_names(collection))
+
+    def _partition_names(self, collection: str) -> tuple[str, ...]:
+        """The PARTITIONS ``collection`` has; () for one made before partitions."""
         if collection not in self._partitions:
-            has = all(self._call(self.client.has_partition, collection, m) for m in MODALITIES)
-            if not has:
+            have = tuple(p for p in PARTITIONS
+                         if self._call(self.client.has_partition, collection, p))
+            if not {"drawing", "caption"} <= set(have):
                 logger.warning("collection %s has no modality partitions (made before they "
                                "were introduced): searches filter by modality and may miss "
                                "rows; reindex it (`patentclip reindex`)", collection)
-            self._partitions[collection] = has
+                have = ()
+            self._partitions[collection] = have
         return self._partitions[collection]
+
+    def _ensure_partition(self, collection: str, partition: str) -> None:
+        """Add ``partition`` to a partitioned collection made before it existed (writers)."""
+        have = self._partition_names(collection)
+        if have and partition not in have:
+            self._call(self.client.create_partition, collection, partition)
+            self._partitions[collection] = (*have, partition)
+            self._loaded.discard(collection)  # load again: the new partition with the rest
 
     # -- rows
 
     def upsert(self, collection: str, rows: Sequence[SheetRow]) -> int:
-        """Insert or replace rows by key; returns the number written."""
+        """Insert or replace rows by key; returns the number written. A sheet written again
+        with figure or part rows loses those it had first: their keys follow its figures
+        and tiling, which may have changed."""
         if not rows:
             return 0
         # After an outage, write only into a collection Milvus has loaded again (a cheap
@@ -299,6 +320,7 @@ class PatentStore(AliasOperations):
         # missing afterwards; not reproduced, so not known to be the cause).
         self.load(collection)
         words = not self.lexical_off(collection)
+        self._drop_parts_of(collection, rows)
 
         def stored(row: SheetRow) -> dict:
             values = row_dict(row)
@@ -314,13 +336,31 @@ class PatentStore(AliasOperations):
         # within max_poll_interval, even while Milvus half answers after a restart).
         until = time.monotonic() + self.timeout
         written = 0
-        for modality in MODALITIES:  # a row's id includes its modality: one partition each
-            part = [stored(r) for r in rows if r.modality == modality]
+        for partition in PARTITIONS:  # a row's id includes its modality: one partition each
+            part = [stored(r) for r in rows if partition_of(r.modality) == partition]
             if part:
+                self._ensure_partition(collection, partition)
                 written += int(self._call(self.client.upsert, collection, part,
-                                          partition_name=modality, _until=until
+                                          partition_name=partition, _until=until
                                           ).get("upsert_count", len(part)))
         return written
+
+    def _drop_parts_of(self, collection: str, rows: Sequence[SheetRow]) -> None:
+        """Delete the figure and part rows of the sheets ``rows`` write again, when the
+        write holds such rows itself (writes without them, the default, cost no delete;
+        tiles left by an earlier tiling then stay until a reindex)."""
+        if not any(row.modality in ("figure", "part") for row in rows):
+            return
+        sheets: dict[str, set[int]] = {}
+        for row in rows:
+            if row.modality == "drawing":
+                check_patent_number(row.patent)
+                sheets.setdefault(row.patent, set()).add(int(row.sheet))
+        if sheets:
+            which = " or ".join(f'(patent == "{patent}" and sheet in {sorted(numbers)})'
+                                for patent, numbers in sheets.items())
+            self._call(self.client.delete, collection,
+                       filter=f'modality in ["figure", "part"] and ({which})')
 
     def delete_patent(self, collection: str, patent: str) -> int:
         """Remove every row of ``patent``: a withdrawn patent (a tombstone on the grants
@@ -437,17 +477,41 @@ class PatentStore(AliasOperations):
         """
         check_patent_number(patent)
         self.load(collection)
-        fields = OUTPUT_FIELDS + (["vector"] if with_vectors else [])
+        fields = ["id", *OUTPUT_FIELDS] + (["vector"] if with_vectors else [])
         rows = self._call(self.client.query, collection, filter=f'patent == "{patent}"',
                           output_fields=fields, limit=MAX_SEARCH_LIMIT,
                           consistency_level="Strong" if strong else "Bounded", _timeout=timeout)
         return sorted(rows, key=lambda r: (r["sheet"], r["modality"]))
 
+    def region_rows(self, collection: str, sheets: Sequence[tuple[str, int]],
+                    timeout: float | None = None) -> list[dict]:
+        """The figure and part rows of ``sheets`` ((patent, sheet) pairs) with their keys
+        and vectors: what shows which part of a hit's sheet matched a query best. Bounded
+        consistency, like searches; ``timeout``: the caller's deadline."""
+        if not sheets:
+            return []
+        for patent, _ in sheets:
+            check_patent_number(patent)
+        self.load(collection)
+        have = self._partition_names(collection)
+        which = " or ".join(f'(patent == "{p}" and sheet == {int(n)})'
+                            for p, n in dict.fromkeys(sheets))
+        expression = f"({which})" + ('' if have else ' and modality in ["figure", "part"]')
+        rows = self._call(self.client.query, collection, filter=expression,
+                          output_fields=["id", "patent", "sheet", "modality", "vector"],
+                          partition_names=[p for p in ("drawing", "part") if p in have] or None,
+                          limit=MAX_SEARCH_LIMIT, consistency_level="Bounded",
+                          _timeout=timeout)
+        return [r for r in rows if r["modality"] in ("figure", "part")]
+
     def search(self, collection: str, vectors: np.ndarray, k: int,
-               filters: SearchFilters | None = None, modality: str | None = None,
-               group: bool = True, timeout: float | None = None,
-               on_stage: StageTimer | None = None) -> list[list[Hit]]:
-        """Top-k hits for each query vector; with ``group`` one hit per patent.
+               filters: SearchFilters | None = None,
+               modality: str | tuple[str, ...] | None = None, group: bool = True,
+               timeout: float | None = None, on_stage: StageTimer | None = None
+               ) -> list[list[Hit]]:
+        """Top-k hits for each query vector; with ``group`` one hit per patent, else one
+        per sheet (its best row). ``modality``: the rows searched, one kind or several
+        (``IMAGE_ROWS``; with "part" for a cropped query); None: all.
 
         ``timeout`` (seconds) caps each Milvus call below the store's own timeout: a
         caller's deadline propagates to the search. ``on_stage(name, seconds)`` receives the
@@ -455,10 +519,11 @@ class PatentStore(AliasOperations):
         """
         if not 1 <= k <= MAX_SEARCH_LIMIT:
             raise InvalidQueryError(f"k={k}: must be between 1 and {MAX_SEARCH_LIMIT}")
-        if modality is not None and modality not in MODALITIES:
-            raise InvalidQueryError(f"modality {modality!r}: expected one of {MODALITIES}")
+        kinds = (modality,) if isinstance(modality, str) else tuple(modality or ())
+        if any(m not in MODALITIES for m in kinds):
+            raise InvalidQueryError(f"modality {modality!r}: expected of {MODALITIES}")
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        partitions, expression = self._scope(collection, modality, filters)
+        partitions, expression = self._scope(collection, kinds, filters)
         return self._search_batch(collection, [v.tolist() for v in vectors], k, expression,
                                   group, timeout, on_stage or _no_stage, partitions)
 
@@ -474,19 +539,23 @@ class PatentStore(AliasOperations):
         reason = self.lexical_off(collection)
         if reason:
             raise InvalidQueryError(f"lexical search is off: {reason}")
-        partitions, expression = self._scope(collection, "caption", filters)
+        partitions, expression = self._scope(collection, ("caption",), filters)
         return self._search_batch(collection, list(texts), k, expression, group, timeout,
                                   on_stage or _no_stage, partitions, field=LEXICAL_FIELD)
 
-    def _scope(self, collection: str, modality: str | None, filters: SearchFilters | None
-               ) -> tuple[list[str] | None, str]:
-        """Load ``collection`` and say where a search of ``modality`` looks: its partition
-        (None: all, with the modality in the filter, for collections made before
-        partitions) and the filter expression."""
+    def _scope(self, collection: str, modalities: tuple[str, ...],
+               filters: SearchFilters | None) -> tuple[list[str] | None, str]:
+        """Load ``collection`` and say where a search of ``modalities`` looks: their
+        partitions (each holds whole kinds of rows: drawing and figure rows, captions,
+        parts; a collection without a part partition has no part rows), or, for
+        collections made before partitions, every row with the kinds in the filter; and
+        the filter expression."""
         self.load(collection)
-        partitions = [modality] if modality and self._partitioned(collection) else None
-        return partitions, (filters or SearchFilters()).expression(
-            None if partitions else modality)
+        have = self._partition_names(collection)
+        if not modalities or not have:
+            return None, (filters or SearchFilters()).expression(modalities)
+        wanted = dict.fromkeys(partition_of(m) for m in modalities)
+        return [p for p in wanted if p in have], (filters or SearchFilters()).expression()
 
     def _search_batch(self, collection: str, data: list, k: int, expression: str,
                       group: bool, timeout: float | None, on_stage: StageTimer,
@@ -523,7 +592,7 @@ class PatentStore(AliasOperations):
                 hits = [hit_from_milvus(r) for r in found]
                 if field == LEXICAL_FIELD:  # Lite gives BM25 negated (a distance), a server not
                     hits = [replace(h, modality="words", score=abs(h.score)) for h in hits]
-                results[i] = group_by_patent(hits, k) if group else hits[:k]
+                results[i] = group_by_patent(hits, k) if group else group_by_sheet(hits, k)
                 grew, found_rows[i] = len(hits) > found_rows[i], len(hits)
                 if len(results[i]) < k and grew and limit < MAX_SEARCH_LIMIT:
                     deeper.append(i)

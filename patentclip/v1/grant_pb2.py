@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19patentclip/v1/grant.proto\x12\rpatentclip.v1\"-\n\x0cLocarnoClass\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07\x65\x64ition\x18\x02 \x01(\t\":\n\tUspcClass\x12\x0b\n\x03raw\x18\x01 \x01(\t\x12\x12\n\nnormalized\x18\x02 \x01(\t\x12\x0c\n\x04main\x18\x03 \x01(\x08\"c\n\x06\x46igure\x12\x0e\n\x06number\x18\x01 \x01(\t\x12!\n\x04view\x18\x02 \x01(\x0e\x32\x13.patentclip.v1.View\x12\x11\n\tview_text\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\x90\x01\n\x0c\x44rawingSheet\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x11\n\timage_uri\x18\x03 \x01(\t\x12\x16\n\x0e\x66igure_numbers\x18\x04 \x03(\t\x12\x32\n\x07mapping\x18\x05 \x01(\x0e\x32!.patentclip.v1.SheetFigureMapping\"\x9a\x01\n\x08\x43itation\x12\x0f\n\x07\x63ountry\x18\x01 \x01(\t\x12\x12\n\ndoc_number\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x04 \x01(\x05\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x31\n\x08\x63\x61tegory\x18\x06 \x01(\x0e\x32\x1f.patentclip.v1.CitationCategory\x12\x0c\n\x04text\x18\x07 \x01(\t\"\xf1\x02\n\x05Grant\x12\x15\n\rpatent_number\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x12\n\ngrant_date\x18\x04 \x01(\x05\x12,\n\x07locarno\x18\x05 \x01(\x0b\x32\x1b.patentclip.v1.LocarnoClass\x12&\n\x04uspc\x18\x06 \x03(\x0b\x32\x18.patentclip.v1.UspcClass\x12\r\n\x05\x63laim\x18\x07 \x01(\t\x12&\n\x07\x66igures\x18\x08 \x03(\x0b\x32\x15.patentclip.v1.Figure\x12+\n\x06sheets\x18\t \x03(\x0b\x32\x1b.patentclip.v1.DrawingSheet\x12\x15\n\rdrawing_notes\x18\n \x03(\t\x12\x13\n\x0b\x64td_version\x18\x0b \x01(\t\x12\x0e\n\x06source\x18\x0c \x01(\t\x12*\n\tcitations\x18\r \x03(\x0b\x32\x17.patentclip.v1.Citation\"t\n\nGrantEvent\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12#\n\x05grant\x18\x02 \x01(\x0b\x32\x14.patentclip.v1.Grant\x12\x19\n\x11published_unix_ms\x18\x03 \x01(\x03\x12\x0e\n\x06\x62undle\x18\x04 \x01(\t*\x88\x02\n\x04View\x12\x14\n\x10VIEW_UNSPECIFIED\x10\x00\x12\x0e\n\nVIEW_FRONT\x10\x01\x12\r\n\tVIEW_REAR\x10\x02\x12\r\n\tVIEW_LEFT\x10\x03\x12\x0e\n\nVIEW_RIGHT\x10\x04\x12\x0c\n\x08VIEW_TOP\x10\x05\x12\x0f\n\x0bVIEW_BOTTOM\x10\x06\x12\x14\n\x10VIEW_PERSPECTIVE\x10\x07\x12\x11\n\rVIEW_EXPLODED\x10\x08\x12\x10\n\x0cVIEW_SECTION\x10\t\x12\x0f\n\x0bVIEW_DETAIL\x10\n\x12\x0f\n\x0bVIEW_IN_USE\x10\x0b\x12\x0e\n\nVIEW_OTHER\x10\x0c\x12\x10\n\x0cVIEW_UNKNOWN\x10\r\x12\x0e\n\nVIEW_MIXED\x10\x0e*\xca\x01\n\x12SheetFigureMapping\x12$\n SHEET_FIGURE_MAPPING_UNSPECIFIED\x10\x00\x12&\n\"SHEET_FIGURE_MAPPING_ONE_PER_SHEET\x10\x01\x12#\n\x1fSHEET_FIGURE_MAPPING_FRONT_PAGE\x10\x02\x12 \n\x1cSHEET_FIGURE_MAPPING_UNKNOWN\x10\x03\x12\x1f\n\x1bSHEET_FIGURE_MAPPING_LABELS\x10\x04*\x93\x01\n\x10\x43itationCategory\x12!\n\x1d\x43ITATION_CATEGORY_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43ITATION_CATEGORY_EXAMINER\x10\x01\x12\x1f\n\x1b\x43ITATION_CATEGORY_APPLICANT\x10\x02\x12\x1b\n\x17\x43ITATION_CATEGORY_OTHER\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19patentclip/v1/grant.proto\x12\rpatentclip.v1\"-\n\x0cLocarnoClass\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07\x65\x64ition\x18\x02 \x01(\t\":\n\tUspcClass\x12\x0b\n\x03raw\x18\x01 \x01(\t\x12\x12\n\nnormalized\x18\x02 \x01(\t\x12\x0c\n\x04main\x18\x03 \x01(\x08\"c\n\x06\x46igure\x12\x0e\n\x06number\x18\x01 \x01(\t\x12!\n\x04view\x18\x02 \x01(\x0e\x32\x13.patentclip.v1.View\x12\x11\n\tview_text\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\xbe\x01\n\x0c\x44rawingSheet\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x11\n\timage_uri\x18\x03 \x01(\t\x12\x16\n\x0e\x66igure_numbers\x18\x04 \x03(\t\x12\x32\n\x07mapping\x18\x05 \x01(\x0e\x32!.patentclip.v1.SheetFigureMapping\x12,\n\x07regions\x18\x06 \x03(\x0b\x32\x1b.patentclip.v1.FigureRegion\"B\n\x06Region\x12\x0c\n\x04left\x18\x01 \x01(\x02\x12\x0b\n\x03top\x18\x02 \x01(\x02\x12\r\n\x05right\x18\x03 \x01(\x02\x12\x0e\n\x06\x62ottom\x18\x04 \x01(\x02\"L\n\x0c\x46igureRegion\x12\x15\n\rfigure_number\x18\x01 \x01(\t\x12%\n\x06region\x18\x02 \x01(\x0b\x32\x15.patentclip.v1.Region\"\x9a\x01\n\x08\x43itation\x12\x0f\n\x07\x63ountry\x18\x01 \x01(\t\x12\x12\n\ndoc_number\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x04 \x01(\x05\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x31\n\x08\x63\x61tegory\x18\x06 \x01(\x0e\x32\x1f.patentclip.v1.CitationCategory\x12\x0c\n\x04text\x18\x07 \x01(\t\"\xf1\x02\n\x05Grant\x12\x15\n\rpatent_number\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x12\n\ngrant_date\x18\x04 \x01(\x05\x12,\n\x07locarno\x18\x05 \x01(\x0b\x32\x1b.patentclip.v1.LocarnoClass\x12&\n\x04uspc\x18\x06 \x03(\x0b\x32\x18.patentclip.v1.UspcClass\x12\r\n\x05\x63laim\x18\x07 \x01(\t\x12&\n\x07\x66igures\x18\x08 \x03(\x0b\x32\x15.patentclip.v1.Figure\x12+\n\x06sheets\x18\t \x03(\x0b\x32\x1b.patentclip.v1.DrawingSheet\x12\x15\n\rdrawing_notes\x18\n \x03(\t\x12\x13\n\x0b\x64td_version\x18\x0b \x01(\t\x12\x0e\n\x06source\x18\x0c \x01(\t\x12*\n\tcitations\x18\r \x03(\x0b\x32\x17.patentclip.v1.Citation\"t\n\nGrantEvent\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12#\n\x05grant\x18\x02 \x01(\x0b\x32\x14.patentclip.v1.Grant\x12\x19\n\x11published_unix_ms\x18\x03 \x01(\x03\x12\x0e\n\x06\x62undle\x18\x04 \x01(\t*\x88\x02\n\x04View\x12\x14\n\x10VIEW_UNSPECIFIED\x10\x00\x12\x0e\n\nVIEW_FRONT\x10\x01\x12\r\n\tVIEW_REAR\x10\x02\x12\r\n\tVIEW_LEFT\x10\x03\x12\x0e\n\nVIEW_RIGHT\x10\x04\x12\x0c\n\x08VIEW_TOP\x10\x05\x12\x0f\n\x0bVIEW_BOTTOM\x10\x06\x12\x14\n\x10VIEW_PERSPECTIVE\x10\x07\x12\x11\n\rVIEW_EXPLODED\x10\x08\x12\x10\n\x0cVIEW_SECTION\x10\t\x12\x0f\n\x0bVIEW_DETAIL\x10\n\x12\x0f\n\x0bVIEW_IN_USE\x10\x0b\x12\x0e\n\nVIEW_OTHER\x10\x0c\x12\x10\n\x0cVIEW_UNKNOWN\x10\r\x12\x0e\n\nVIEW_MIXED\x10\x0e*\xca\x01\n\x12SheetFigureMapping\x12$\n SHEET_FIGURE_MAPPING_UNSPECIFIED\x10\x00\x12&\n\"SHEET_FIGURE_MAPPING_ONE_PER_SHEET\x10\x01\x12#\n\x1fSHEET_FIGURE_MAPPING_FRONT_PAGE\x10\x02\x12 \n\x1cSHEET_FIGURE_MAPPING_UNKNOWN\x10\x03\x12\x1f\n\x1bSHEET_FIGURE_MAPPING_LABELS\x10\x04*\x93\x01\n\x10\x43itationCategory\x12!\n\x1d\x43ITATION_CATEGORY_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43ITATION_CATEGORY_EXAMINER\x10\x01\x12\x1f\n\x1b\x43ITATION_CATEGORY_APPLICANT\x10\x02\x12\x1b\n\x17\x43ITATION_CATEGORY_OTHER\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'patentclip.v1.grant_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VIEW']._serialized_start=1047
-  _globals['_VIEW']._serialized_end=1311
-  _globals['_SHEETFIGUREMAPPING']._serialized_start=1314
-  _globals['_SHEETFIGUREMAPPING']._serialized_end=1516
-  _globals['_CITATIONCATEGORY']._serialized_start=1519
-  _globals['_CITATIONCATEGORY']._serialized_end=1666
+  _globals['_VIEW']._serialized_start=1239
+  _globals['_VIEW']._serialized_end=1503
+  _globals['_SHEETFIGUREMAPPING']._serialized_start=1506
+  _globals['_SHEETFIGUREMAPPING']._serialized_end=1708
+  _globals['_CITATIONCATEGORY']._serialized_start=1711
+  _globals['_CITATIONCATEGORY']._serialized_end=1858
   _globals['_LOCARNOCLASS']._serialized_start=44
   _globals['_LOCARNOCLASS']._serialized_end=89
   _globals['_USPCCLASS']._serialized_start=91
@@ -44,11 +44,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FIGURE']._serialized_start=151
   _globals['_FIGURE']._serialized_end=250
   _globals['_DRAWINGSHEET']._serialized_start=253
-  _globals['_DRAWINGSHEET']._serialized_end=397
-  _globals['_CITATION']._serialized_start=400
-  _globals['_CITATION']._serialized_end=554
-  _globals['_GRANT']._serialized_start=557
-  _globals['_GRANT']._serialized_end=926
-  _globals['_GRANTEVENT']._serialized_start=928
-  _globals['_GRANTEVENT']._serialized_end=1044
+  _globals['_DRAWINGSHEET']._serialized_end=443
+  _globals['_REGION']._serialized_start=445
+  _globals['_REGION']._serialized_end=511
+  _globals['_FIGUREREGION']._serialized_start=513
+  _globals['_FIGUREREGION']._serialized_end=589
+  _globals['_CITATION']._serialized_start=592
+  _globals['_CITATION']._serialized_end=746
+  _globals['_GRANT']._serialized_start=749
+  _globals['_GRANT']._serialized_end=1118
+  _globals['_GRANTEVENT']._serialized_start=1120
+  _globals['_GRANTEVENT']._serialized_end=1236
 # @@protoc_insertion_point(module_scope)

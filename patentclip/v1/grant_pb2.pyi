@@ -95,18 +95,40 @@ class Figure(_message.Message):
     def __init__(self, number: _Optional[str] = ..., view: _Optional[_Union[View, str]] = ..., view_text: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class DrawingSheet(_message.Message):
-    __slots__ = ("number", "file_name", "image_uri", "figure_numbers", "mapping")
+    __slots__ = ("number", "file_name", "image_uri", "figure_numbers", "mapping", "regions")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     FILE_NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_URI_FIELD_NUMBER: _ClassVar[int]
     FIGURE_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     MAPPING_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
     number: int
     file_name: str
     image_uri: str
     figure_numbers: _containers.RepeatedScalarFieldContainer[str]
     mapping: SheetFigureMapping
-    def __init__(self, number: _Optional[int] = ..., file_name: _Optional[str] = ..., image_uri: _Optional[str] = ..., figure_numbers: _Optional[_Iterable[str]] = ..., mapping: _Optional[_Union[SheetFigureMapping, str]] = ...) -> None: ...
+    regions: _containers.RepeatedCompositeFieldContainer[FigureRegion]
+    def __init__(self, number: _Optional[int] = ..., file_name: _Optional[str] = ..., image_uri: _Optional[str] = ..., figure_numbers: _Optional[_Iterable[str]] = ..., mapping: _Optional[_Union[SheetFigureMapping, str]] = ..., regions: _Optional[_Iterable[_Union[FigureRegion, _Mapping]]] = ...) -> None: ...
+
+class Region(_message.Message):
+    __slots__ = ("left", "top", "right", "bottom")
+    LEFT_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_FIELD_NUMBER: _ClassVar[int]
+    BOTTOM_FIELD_NUMBER: _ClassVar[int]
+    left: float
+    top: float
+    right: float
+    bottom: float
+    def __init__(self, left: _Optional[float] = ..., top: _Optional[float] = ..., right: _Optional[float] = ..., bottom: _Optional[float] = ...) -> None: ...
+
+class FigureRegion(_message.Message):
+    __slots__ = ("figure_number", "region")
+    FIGURE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    figure_number: str
+    region: Region
+    def __init__(self, figure_number: _Optional[str] = ..., region: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
 
 class Citation(_message.Message):
     __slots__ = ("country", "doc_number", "kind", "date", "name", "category", "text")

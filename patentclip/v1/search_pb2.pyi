@@ -163,7 +163,7 @@ class SearchByTextAndImageRequest(_message.Message):
     def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., crop: _Optional[_Union[Crop, _Mapping]] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("patent_number", "title", "grant_date", "locarno", "sheet", "figure_numbers", "view", "figure_description", "score", "image_uri", "matched", "view_name", "drawing", "found_by")
+    __slots__ = ("patent_number", "title", "grant_date", "locarno", "sheet", "figure_numbers", "view", "figure_description", "score", "image_uri", "matched", "view_name", "drawing", "found_by", "region")
     PATENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     GRANT_DATE_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +178,7 @@ class Hit(_message.Message):
     VIEW_NAME_FIELD_NUMBER: _ClassVar[int]
     DRAWING_FIELD_NUMBER: _ClassVar[int]
     FOUND_BY_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
     patent_number: str
     title: str
     grant_date: int
@@ -192,7 +193,8 @@ class Hit(_message.Message):
     view_name: str
     drawing: SheetRef
     found_by: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, patent_number: _Optional[str] = ..., title: _Optional[str] = ..., grant_date: _Optional[int] = ..., locarno: _Optional[str] = ..., sheet: _Optional[int] = ..., figure_numbers: _Optional[_Iterable[str]] = ..., view: _Optional[_Union[_grant_pb2.View, str]] = ..., figure_description: _Optional[str] = ..., score: _Optional[float] = ..., image_uri: _Optional[str] = ..., matched: _Optional[str] = ..., view_name: _Optional[str] = ..., drawing: _Optional[_Union[SheetRef, _Mapping]] = ..., found_by: _Optional[_Iterable[str]] = ...) -> None: ...
+    region: _grant_pb2.Region
+    def __init__(self, patent_number: _Optional[str] = ..., title: _Optional[str] = ..., grant_date: _Optional[int] = ..., locarno: _Optional[str] = ..., sheet: _Optional[int] = ..., figure_numbers: _Optional[_Iterable[str]] = ..., view: _Optional[_Union[_grant_pb2.View, str]] = ..., figure_description: _Optional[str] = ..., score: _Optional[float] = ..., image_uri: _Optional[str] = ..., matched: _Optional[str] = ..., view_name: _Optional[str] = ..., drawing: _Optional[_Union[SheetRef, _Mapping]] = ..., found_by: _Optional[_Iterable[str]] = ..., region: _Optional[_Union[_grant_pb2.Region, _Mapping]] = ...) -> None: ...
 
 class LocarnoCount(_message.Message):
     __slots__ = ("locarno_class", "results")

@@ -35,6 +35,7 @@ from patentclip.codec.events import (
     decode_event,
     tombstone_patent,
 )
+from patentclip.drawings.parts import Tiling
 from patentclip.errors import EventDecodeError, UnavailableError
 from patentclip.ingest.sheets import EmbeddedBatch, PreparedBatch, SheetEmbedder, SheetJob
 from patentclip.model.encoder import Encoder
@@ -103,7 +104,8 @@ class GrantConsumer:
         self.settings, self.encoder, self.store = settings, encoder, store
         self.metrics = metrics or EmbedderMetrics()
         self.stop = stop or threading.Event()
-        self.embedder = SheetEmbedder(encoder, images, settings.consumer.decode_workers)
+        self.embedder = SheetEmbedder(encoder, images, settings.consumer.decode_workers,
+                                      Tiling.of(settings.core.tile_scales()))
         self.failpoints = Failpoints(settings.consumer.failpoint)
         self.progress, self.prefetch = progress, prefetch
         self.summary = ConsumeSummary(model_version=encoder.model_version)
@@ -358,6 +360,11 @@ class GrantConsumer:
                        if id(r) not in dead_records and r.value is not None)
         self.metrics.grants_ingested.inc(ingested)
         self.metrics.sheets_embedded.inc(len(embedded.embedded))
+        for job in embedded.embedded:
+            self.metrics.sheets_by_figures.labels(job.sheet.mapping.value).inc()
+        for row in embedded.rows:
+            if row.modality in ("figure", "part"):
+                self.metrics.part_rows.labels(row.modality).inc()
         for d in dead:
             self.metrics.dead_lettered.labels(d.reason).inc()
             self.summary.dead_lettered[d.reason] = self.summary.dead_lettered.get(d.reason,

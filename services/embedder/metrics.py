@@ -1,8 +1,8 @@
 """The embedder's Prometheus metrics (one registry per service instance).
 
 Labels are bounded: stage (5 values), reason (the fixed dead-letter codes), dependency
-(milvus, image_store, kafka) and partition (the topic's partition count). Never a patent
-number.
+(milvus, image_store, kafka), mapping (4 values), kind (figure, part) and partition (the
+topic's partition count). Never a patent number.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from patentclip.codec.events import DEAD_LETTER_REASONS
+from patentclip.grants.model import SheetFigureMapping
 
 STAGES = ("decode", "encode", "upsert", "commit", "flush")
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -31,6 +32,16 @@ class EmbedderMetrics:
         self.sheets_embedded = Counter(
             "patentclip_embedder_sheets_embedded_total",
             "Drawing sheets encoded and upserted (drawing + caption rows)", registry=r)
+        self.sheets_by_figures = Counter(
+            "patentclip_embedder_sheets_by_figures_total",
+            "Sheets embedded, by how their figures are known: one-per-sheet (the XML's "
+            "counts agree), labels (read from the sheet), unknown (counts disagree and the "
+            "labels, where read, disagreed with the XML: kept as whole sheets), front-page",
+            ["mapping"], registry=r)
+        self.part_rows = Counter(
+            "patentclip_embedder_part_rows_total",
+            "Rows written for parts of sheets: a figure of a sheet of several, or a tile",
+            ["kind"], registry=r)
         self.dead_lettered = Counter(
             "patentclip_embedder_dead_lettered_total",
             "Events sent to the dead-letter topic, by reason", ["reason"], registry=r)
@@ -67,6 +78,10 @@ class EmbedderMetrics:
             self.stage_seconds.labels(stage)  # increase() see the first event too
         for reason in DEAD_LETTER_REASONS:
             self.dead_lettered.labels(reason)
+        for mapping in SheetFigureMapping:
+            self.sheets_by_figures.labels(mapping.value)
+        for kind in ("figure", "part"):
+            self.part_rows.labels(kind)
         for dependency in ("milvus", "image_store", "kafka"):
             self.retries.labels(dependency)
 

@@ -87,6 +87,7 @@ def _exported_names() -> set[str]:
 
 def test_metric_names_follow_prometheus_conventions_with_bounded_labels():
     allowed_labels = {"stage", "reason", "dependency", "partition", "method", "code", "kind",
+                      "mapping",
                       "result", "status", "step", "decision", "model", "metric", "le",
                       "model_version", "collection", "candidate", "parent", "eval_set"}
     for registry in _registries():

@@ -30,7 +30,9 @@ def test_indexing_with_figure_labels_gives_unmapped_sheets_their_figures(tmp_pat
     from patentclip.grants.reader import GrantReader
     from patentclip.ingest.figures import FigureLabeller
     from patentclip.ingest.indexer import Indexer
-    from patentclip.store import PatentStore
+    from patentclip.search.engine import SearchEngine, SearchRequest
+    from patentclip.search.query import Query
+    from patentclip.store import PatentStore, SearchFilters
 
     source = tmp_path / "grants"
     shutil.copytree(sample_dir / GRANT, source / GRANT)
@@ -48,7 +50,58 @@ def test_indexing_with_figure_labels_gives_unmapped_sheets_their_figures(tmp_pat
     with PatentStore(str(tmp_path / "p.db"), prefix="fl") as store:
         summary = Indexer(encoder, store, progress=False, labeller=labeller).index([source])
         assert summary.figure_labels == {"mapped": 1} and calls
-        rows = [r for r in store.patent_rows(summary.collection, "D0919445")
-                if r["modality"] == "drawing" and r["sheet"] > 0]
+        stored = store.patent_rows(summary.collection, "D0919445")
+        engine = SearchEngine(encoder, store, summary.collection)
+        top = engine.search(Query(text="dispenser bottle"),
+                            SearchRequest(filters=SearchFilters(views=("top",))))
+        record = engine.get_patent("D0919445")
+    rows = [r for r in stored if r["modality"] == "drawing" and r["sheet"] > 0]
     assert [r["figures"] for r in rows] == ["1,2", "3,4,5", "6"]
     assert all(r["view"] != "unknown" for r in rows[2:]), rows
+    # A row per figure of the sheets of several: its number, its view, where it is.
+    figures = [(r["sheet"], r["figures"], r["view"]) for r in stored if r["modality"] == "figure"]
+    assert figures == [(1, "1", "perspective"), (1, "2", "front"), (2, "3", "right"),
+                       (2, "4", "top"), (2, "5", "bottom")]
+    # A view filter acts on figures: the top view (FIG. 4, on sheet 2 with two others)
+    # answers for its sheet, and the hit names the figure and where it is.
+    (hit,) = top.hits
+    assert (hit.patent, hit.sheet, hit.modality, hit.figures, hit.view) == (
+        "D0919445", 2, "figure", ("4",), "top")
+    assert hit.region.left > 0.5 and hit.region.bottom < 0.5  # upper right of the sheet
+    # The patent view's sheets: where each figure is, with its view.
+    second = next(s for s in record.sheets if s.sheet == 2)
+    assert [(f.number, f.view) for f in second.regions] == [("3", "right"), ("4", "top"),
+                                                           ("5", "bottom")]  # top to bottom
+
+
+def test_published_labels_reach_the_embedder_as_figure_rows(tmp_path, sample_dir, encoder,
+                                                            tiny_model_dir, kafka_settings):
+    """PATENTCLIP_FIGURE_LABELS at the publisher: the grant event carries each figure's
+    region (the topic is the system of record), and the embedder writes a row per figure
+    and counts the sheets by how their figures are known."""
+    from harness.services import publish, settings, stored_ids
+    from patentclip.drawings.imagestore import LocalImageStore
+    from patentclip.ingest.figures import FigureLabeller
+    from patentclip.store import PatentStore
+    from services.embedder.consumer import GrantConsumer
+    from services.embedder.metrics import EmbedderMetrics
+
+    source = tmp_path / "grants"
+    shutil.copytree(sample_dir / GRANT, source / GRANT)
+    images = tmp_path / "images"
+    published = publish(kafka_settings, images, source, labeller=FigureLabeller())
+    assert published.published == 1 and published.bundles[0].figure_labels == {"mapped": 1}
+    metrics = EmbedderMetrics()
+    embedder = settings(kafka_settings, str(tmp_path / "p.db"), tiny_model_dir, images, "fk")
+    with PatentStore(embedder.core.milvus_uri, prefix="fk") as store:
+        consumer = GrantConsumer(embedder, encoder, store, LocalImageStore(images), metrics)
+        summary = consumer.run(until_caught_up=True)
+        figures = sorted(stored_ids(store, summary.collection, ("figure",)))
+    assert [key.split("@")[0] for key in figures] == ["D0919445-001:figure"] * 2 + [
+        "D0919445-002:figure"] * 3
+    sheets = {m: metrics.registry.get_sample_value(
+        "patentclip_embedder_sheets_by_figures_total", {"mapping": m})
+        for m in ("labels", "front-page", "unknown")}
+    assert sheets == {"labels": 3.0, "front-page": 1.0, "unknown": 0.0}
+    assert metrics.registry.get_sample_value("patentclip_embedder_part_rows_total",
+                                             {"kind": "figure"}) == 5

@@ -193,6 +193,58 @@ def test_a_collection_made_before_modality_partitions_still_searches(store, capl
     assert "has no modality partitions" in caplog.text
 
 
+def test_figure_and_part_rows_are_searched_by_kind_and_keep_their_regions(store):
+    """Figure rows live with the sheets (a drawing search finds them), part rows in their
+    own partition (only a search that asks for parts finds them); both keyed by region;
+    ungrouped results keep one row per sheet; region_rows returns a sheet's parts."""
+    from dataclasses import replace
+
+    from patentclip.grants.model import Region
+    from patentclip.store.schema import IMAGE_ROWS
+
+    name = store.ensure_collection("m1", DIM)
+    data = rows(n_patents=3)
+    rng = np.random.default_rng(7)
+
+    def unit():
+        v = rng.normal(size=DIM)
+        return v / np.linalg.norm(v)
+
+    figure = SheetRow(patent="D0900001", sheet=2, modality="figure", vector=unit(),
+                      view="bottom", figures="5", region=Region(0.5, 0.6, 1.0, 0.9))
+    tiles = [SheetRow(patent="D0900002", sheet=1, modality="part", vector=unit(), view="top",
+                      figures="1", region=Region(x / 4, 0.0, x / 4 + 0.5, 0.5))
+             for x in range(3)]
+    assert store.upsert(name, [*data, figure, *tiles]) == len(data) + 4
+    store.flush(name)
+    assert (store.count(name, "figure"), store.count(name, "part")) == (1, 3)
+    sheets = store.search(name, np.asarray(figure.vector), 1, modality=IMAGE_ROWS)[0]
+    assert (sheets[0].modality, sheets[0].figures, sheets[0].view, sheets[0].region) == (
+        "figure", ("5",), "bottom", figure.region)
+    tile = tiles[1]
+    without = store.search(name, np.asarray(tile.vector), 20, modality=IMAGE_ROWS)[0]
+    assert all(h.modality != "part" for h in without)
+    found = store.search(name, np.asarray(tile.vector), 2, modality=(*IMAGE_ROWS, "part"),
+                         group=False)[0]
+    assert (found[0].modality, found[0].region) == ("part", tile.region)
+    assert len({(h.patent, h.sheet) for h in found}) == len(found)  # a sheet once
+    viewed = store.search(name, np.asarray(figure.vector), 5, SearchFilters(views=("bottom",)),
+                          modality=IMAGE_ROWS)[0]
+    assert [(h.patent, h.modality) for h in viewed] == [("D0900001", "figure")]
+    regions = store.region_rows(name, [("D0900002", 1), ("D0900001", 2), ("D0900000", 0)])
+    assert sorted(r["id"] for r in regions) == sorted([figure.id, *(t.id for t in tiles)])
+    assert all(len(r["vector"]) == DIM for r in regions)
+    # Written again with other tiles (a new tiling, labels read since), the sheet keeps
+    # only its new parts; other sheets keep theirs.
+    sheet = next(r for r in data if (r.patent, r.sheet, r.modality) == ("D0900002", 1,
+                                                                         "drawing"))
+    store.upsert(name, [sheet, replace(tiles[0], region=Region(0.0, 0.5, 0.5, 1.0))])
+    store.flush(name)
+    kept = store.region_rows(name, [("D0900002", 1), ("D0900001", 2)])
+    assert sorted(r["id"] for r in kept) == sorted(
+        [figure.id, "D0900002-001:part@0,500,500,1000"])
+
+
 WORDS = {0: "Bottle with a hinged lid", 1: "Microphone stand", 2: "Wheel for a vehicle",
          3: "Hinged box", 4: "Bottle cap", 5: "Lamp shade"}
 

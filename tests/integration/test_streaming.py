@@ -72,16 +72,35 @@ def test_publish_and_ingest_real_and_generated_grants_exactly_once(
 
     # Publishing the same week again changes nothing downstream; once the topic is quiet
     # the embedder seals what it wrote (one flush), so Milvus Lite searches indexed rows.
+    # This embedder also stores part tiles (PATENTCLIP_PART_TILES=0.5), beside the rows.
     again = publish(kafka_settings, images, bundle)
     assert again.published == 10
     metrics = EmbedderMetrics()
-    consumer = GrantConsumer(embedder, encoder, store, LocalImageStore(images), metrics)
+    # A batch now encodes about five times the images: the poll interval must cover it
+    # (300 s by default; the tests' fast consumer has 6 s).
+    tiled = replace(embedder, core=replace(embedder.core, part_tiles="0.5"),
+                    consumer=replace(embedder.consumer, max_poll_interval_ms=60_000))
+    consumer = GrantConsumer(tiled, encoder, store, LocalImageStore(images), metrics)
     summary = consumer.run(until_caught_up=True)
     assert summary.events == 10
     assert sorted(stored_ids(store, summary.collection)) == sorted(ids)
     flushes = metrics.registry.get_sample_value("patentclip_embedder_stage_seconds_count",
                                                 {"stage": "flush"})
     assert flushes == 1
+    # The week's sheets by how their figures are known (none read from labels: off by
+    # default, so sheets of grants whose counts disagree stay unknown), and their parts.
+    sample = {m: metrics.registry.get_sample_value(
+        "patentclip_embedder_sheets_by_figures_total", {"mapping": m})
+        for m in ("one-per-sheet", "unknown", "labels", "front-page")}
+    documents = list(GrantReader().read(bundle))
+    assert sample == {m: float(sum(s.mapping.value == m for d in documents
+                                   for s in d.grant.sheets if s.file_name in d.images))
+                      for m in sample}
+    week = {d.grant.patent_number for d in documents}
+    parts = sum(i.split("-")[0] in week for i in stored_ids(store, summary.collection,
+                                                             ("part",)))
+    assert parts > 0 and metrics.registry.get_sample_value(
+        "patentclip_embedder_part_rows_total", {"kind": "part"}) == parts
 
 
 def test_poison_messages_are_dead_lettered_and_the_rest_ingested(

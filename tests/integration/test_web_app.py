@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from harness.browser import chromium
+from harness.browser import chromium, drag_crop
 from patentclip.config import CoreSettings
 from patentclip.store import PatentStore
 from services.common.auth import Role, new_token, token_line
@@ -29,8 +29,15 @@ TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
-def corpus(sample_corpus):
-    return sample_corpus
+def corpus(tmp_path_factory, encoder, sample_dir):
+    """The 40 sample grants with part tiles, and USD0919445's figure labels read (its XML
+    says 6 figures on 3 sheets, not which is where): figure rows."""
+    from harness.services import index_samples
+
+    corpus = index_samples(encoder, tmp_path_factory.mktemp("web"), "web", sample_dir,
+                           parts=True, labelled=("D0919445",))
+    yield corpus
+    corpus[0].close()
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +147,8 @@ def test_text_search_shows_drawings_with_their_facts_and_the_header(app, server,
     _search_text(app, "front perspective view of a bottle")
     info = server.live.current()
     header = app.inner_text("#server-info")
-    assert info.model_version in header and f"{info.rows // 2} drawing sheets" in header
+    assert info.model_version in header and f"{info.sheets} drawing sheets" in header
+    assert info.sheets == sum(len(d.images) for d in corpus[2].values())
     cards = _cards(app)
     assert len(cards) == 24 and len({c["patent"] for c in cards}) == 24
     assert [c["rank"] for c in cards] == list(range(1, 25))
@@ -194,11 +202,7 @@ def test_a_drawing_upload_finds_its_patent_and_a_crop_searches_part_of_it(app, c
     assert query["kind"] == "drawing" and query["crop"] is None
     assert query["image_sha256"] == hashlib.sha256(data).hexdigest()
 
-    box = app.locator("#query-preview").bounding_box()
-    app.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.2)
-    app.mouse.down()
-    app.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.7, steps=5)
-    app.mouse.up()
+    drag_crop(app, 0.1, 0.2, 0.6, 0.7)
     assert "searching the selected part" in app.inner_text("#crop-label")
     cropped = _wait_search(app, lambda: app.click("#search-button"))
     crop = cropped["record"]["query"]["crop"]
@@ -734,3 +738,66 @@ def test_a_sketch_drawn_by_pointer_and_touch_with_undo_and_clear_is_searched(app
     assert query["image_name"] == "sketch.png" and response["hits"]
     assert app.input_value("#query-mode") == "sketch"
     assert not app.locator("#sketch-view").evaluate("d => d.open")
+
+
+def _marks(page, selector: str) -> list[dict]:
+    """The boxes drawn over drawings: their region, label and place relative to the image."""
+    return page.eval_on_selector_all(selector, """marks => marks.map(m => {
+        const img = m.parentElement.querySelector("img").getBoundingClientRect();
+        const box = m.getBoundingClientRect();
+        return { region: m.dataset.region.split(",").map(Number), label: m.title,
+                 at: [(box.left - img.left) / img.width, (box.top - img.top) / img.height,
+                      (box.right - img.left) / img.width, (box.bottom - img.top) / img.height] };
+    })""")
+
+
+def test_a_cropped_part_shows_where_each_hit_matched_and_figures_keep_their_views(
+        app, corpus, tmp_path):
+    """USD0919445 (6 figures on 3 sheets; labels read at ingest): a crop of FIG. 4 (the top
+    view, upper right of sheet 2) is matched against parts; every hit's thumbnail and its
+    compare pane show the part of its sheet that matched; the patent view boxes each
+    figure with its number and view; a view filter finds the sheet by its figure."""
+    document = corpus[2]["D0919445"]
+    name = next(n for n in document.images if n.endswith("D00002.TIF"))
+    path = tmp_path / name
+    path.write_bytes(document.images[name])
+    app.set_input_files("#file-input", str(path))
+    app.wait_for_selector("#query-preview[src^='blob:']")
+    drag_crop(app, 0.55, 0.12, 0.98, 0.42)
+    response = _wait_search(app, lambda: app.click("#search-button"))
+    hits = response["hits"]
+    assert {h["matched"] for h in hits} & {"part", "figure"}, hits
+    assert all(h["region"] for h in hits)  # every sheet of the corpus has parts
+    app.wait_for_selector("#results .card img[data-loaded]")
+    marks = _marks(app, "#results .card .mark.match")
+    assert len(marks) == len(hits) and all(
+        abs(a - b) < 1e-3 for m, h in zip(marks, hits, strict=True)
+        for a, b in zip(m["region"], h["region"], strict=True))
+    loaded = app.eval_on_selector_all("#results .card", "cards => cards.map(c => "
+                                      "!!c.querySelector('img[data-loaded]'))")
+    for mark, hit, ready in zip(marks, hits, loaded, strict=True):
+        assert mark["label"].startswith("matched here")
+        if ready:  # drawn over the drawing where the region is (fractions of the sheet)
+            assert all(abs(a - b) < 0.02 for a, b in zip(mark["at"], hit["region"],
+                                                         strict=True)), (mark, hit)
+    app.locator("#results .card").first.locator("[data-act=compare]").click()
+    app.click("#compare-button")
+    app.wait_for_selector("#compare-view[open]")
+    app.wait_for_function("() => document.querySelectorAll('#compare-panes img[src^=\"blob:\"]')"
+                          ".length === 2")
+    pane = _marks(app, "#compare-panes .mark.match")
+    assert len(pane) == 1 and all(abs(a - b) < 0.02 for a, b in zip(
+        pane[0]["at"], hits[0]["region"], strict=True)), pane
+    app.keyboard.press("Escape")
+
+    _search_text(app, "dispenser bottle")
+    app.locator("#results .card[data-patent='D0919445'] .thumb").first.click()
+    app.wait_for_selector("#patent-view[open]")
+    app.wait_for_selector("#patent-sheets figure[data-sheet='2'] img[data-loaded]")
+    figures = _marks(app, "#patent-sheets figure[data-sheet='2'] .mark.figure")
+    assert [m["label"] for m in figures] == ["FIG. 3 (right)", "FIG. 4 (top)",
+                                             "FIG. 5 (bottom)"], figures
+    assert "FIG. 3, 4, 5" in app.inner_text("#patent-sheets figure[data-sheet='2']")
+    top = _api_search(app, {"text": "dispenser bottle", "filters": {"views": ["top"]}})
+    found = next(h for h in top["hits"] if h["patent"] == "D0919445")
+    assert found["figures"] == ["4"] and found["view"] == "top" and found["sheet"] == 2, found

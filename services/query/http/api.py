@@ -253,7 +253,8 @@ def hit(h: Hit, rank: int) -> dict:
             "locarno_title": LOCARNO_MAIN_CLASSES.get(h.locarno[:2], ""), "sheet": h.sheet,
             "view": h.view, "figures": list(h.figures),
             "figure_text": h.caption, "score": round(float(h.score), 4), "matched": h.modality,
-            "found_by": list(h.legs), "drawing": drawing_url(h.patent, h.sheet)}
+            "found_by": list(h.legs), "drawing": drawing_url(h.patent, h.sheet),
+            "region": list(h.region.as_tuple()) if h.region else None}
 
 
 def search_response(query: WebSearch, result: SearchResult) -> dict:
@@ -294,7 +295,10 @@ def patent_view(record: PatentRecord, grant: Grant | None, model_version: str,
             [sheet.caption] if sheet.caption else [])
         sheets.append({"sheet": sheet.sheet, "view": sheet.view, "figures": list(sheet.figures),
                        "descriptions": texts, "drawing": drawing_url(record.patent,
-                                                                     sheet.sheet)})
+                                                                     sheet.sheet),
+                       "regions": [{"figure": f.number, "view": f.view,
+                                    "region": list(f.region.as_tuple())}
+                                   for f in sheet.regions]})
     return {"patent": record.patent, "title": record.title, "kind": grant.kind if grant else "",
             "grant_date": iso_date(record.grant_date), "locarno": record.locarno,
             "locarno_title": LOCARNO_MAIN_CLASSES.get(record.locarno[:2], ""),

@@ -99,7 +99,7 @@ def _add_api(app: FastAPI, backend: WebBackend) -> None:
     def info() -> dict:
         snap = backend.snapshot()
         return {"model_version": snap.model_version, "collection": snap.collection,
-                "alias": backend.live.alias, "corpus_sheets": snap.rows // 2,
+                "alias": backend.live.alias, "corpus_sheets": snap.sheets,
                 "dim": snap.encoder.dim, "max_image_bytes": backend.max_image_bytes,
                 "auth": backend.authenticator is not None,
                 "drawings": backend.stored.renderer is not None, "views": list(SHEET_VIEWS),

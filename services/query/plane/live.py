@@ -47,6 +47,7 @@ class Snapshot:
     encoder: BatchedEncoder
     collection: str
     rows: int
+    sheets: int  # drawing sheets (rows also holds captions, figures and parts)
 
     @property
     def model_version(self) -> str:
@@ -228,7 +229,8 @@ class LiveSearch:
         engine = SearchEngine(batched, self.searches, info.name,
                               on_stage=lambda s, t: self.metrics.stage.labels(s).observe(t))
         self.store.load(info.name)
-        return Snapshot(engine=engine, encoder=batched, collection=info.name, rows=info.rows)
+        return Snapshot(engine=engine, encoder=batched, collection=info.name, rows=info.rows,
+                        sheets=self.store.count(info.name, "drawing"))
 
     def _encoder_for(self, info: CollectionInfo) -> Encoder:
         if info.model_version in self._encoders:

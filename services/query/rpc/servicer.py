@@ -93,7 +93,7 @@ class PatentSearchServicer(search_pb2_grpc.PatentSearchServicer):
         snap = self.live.current()
         return search_pb2.ServerInfoResponse(
             model_version=snap.model_version, collection=snap.collection,
-            alias=self.live.alias, corpus_sheets=snap.rows // 2, dim=snap.encoder.dim,
+            alias=self.live.alias, corpus_sheets=snap.sheets, dim=snap.encoder.dim,
             lexical=not snap.engine.lexical_off, lexical_note=snap.engine.lexical_off)
 
     def Reload(self, request, context):  # noqa: N802 (admin role: see interceptor)

@@ -78,6 +78,18 @@ async function main() {
     ? { code: "OK", suggested: suggest.reply.suggested_classes.length,
         note: suggest.reply.suggestions_note }
     : suggest;
+  // A part of the drawing: matched against stored parts; each hit says where on its sheet.
+  const part = await call(search, "Search", { query: { image: drawing,
+    crop: { left: 0.3, top: 0.3, right: 0.7, bottom: 0.7 } }, options: { top_k: 3 } });
+  out.part = part.code !== "OK" ? part : { code: "OK", hits: part.reply.hits.map((h) => ({
+    patent: h.patent_number, sheet: h.sheet, matched: h.matched, region: h.region,
+    figures: h.figure_numbers })) };
+  // A grant whose figures were read from their labels: where each figure is, and its view.
+  const labelled = await call(search, "GetPatent", { patent_number: "D919445" });
+  out.labelled = labelled.code !== "OK" ? labelled : { code: "OK",
+    sheets: labelled.reply.grant.sheets.map((s) => ({ number: s.number, mapping: s.mapping,
+      figures: s.figure_numbers, regions: s.regions.map((r) => r.figure_number) })),
+    views: Object.fromEntries(labelled.reply.grant.figures.map((f) => [f.number, f.view])) };
   out.typed_patent = await call(search, "GetPatent", { patent_number: patent });
   if (out.typed_patent.code === "OK") {
     const grant = out.typed_patent.reply.grant;

@@ -14,8 +14,10 @@ from services.query.main import QueryServer
 
 @pytest.fixture(scope="package")
 def corpus(tmp_path_factory, encoder, sample_dir):
-    """(store, images dir, {patent: GrantDocument}, collection)."""
-    corpus = index_samples(encoder, tmp_path_factory.mktemp("query"), "query", sample_dir)
+    """(store, images dir, {patent: GrantDocument}, collection): with part tiles, and the
+    figure labels of USD0919445 read (6 figures on 3 sheets: figure rows)."""
+    corpus = index_samples(encoder, tmp_path_factory.mktemp("query"), "query", sample_dir,
+                           parts=True, labelled=("D0919445",))
     yield corpus
     corpus[0].close()
 

@@ -40,6 +40,16 @@ def test_cli_talks_to_the_server(server, corpus, capsys, tmp_path):
                   ["--similar", patent, "--sheet", "1"]):  # every mode, remotely too
         assert main(["search", "--server", target, *flags, "--json"]) == 0, flags
         assert json.loads(capsys.readouterr().out)["hits"], flags
+    # A part (FIG. 4 of USD0919445's sheet 2): each hit says where on its sheet it matched.
+    labelled = corpus[2]["D0919445"]
+    sheet = tmp_path / "sheet2.tif"
+    sheet.write_bytes(next(d for n, d in labelled.images.items() if n.endswith("D00002.TIF")))
+    part = ["search", "--server", target, "--image", str(sheet), "--crop", "0.55,0.1,1,0.45"]
+    assert main([*part, "--k", "3"]) == 0
+    assert capsys.readouterr().out.count("; matched") == 3
+    assert main([*part, "--json"]) == 0
+    regions = [h["region"] for h in json.loads(capsys.readouterr().out)["hits"]]
+    assert all(0 <= r["left"] < r["right"] <= 1 for r in regions), regions
     # What a grant cites, from GetPatent: the same rows as the local image store gives.
     document = corpus[2][patent]
     assert main(["cites", patent, "--server", target, "--json"]) == 0
@@ -95,6 +105,19 @@ def test_a_node_grpc_js_client_searches_pages_fetches_a_thumbnail_and_gets_clear
     assert "8 drawings in one query, limit 7" in out["too_many"]["details"]
     assert out["bad_mode"] == {"code": "INVALID_ARGUMENT", "details":
                                "mode: 'x-ray' is not one of line, photo, sketch"}
+    part = out["part"]  # a crop: matched against parts, each hit with its region
+    assert part["code"] == "OK" and len(part["hits"]) == 3
+    for hit in part["hits"]:
+        box = hit["region"]
+        assert 0 <= box["left"] < box["right"] <= 1 and 0 <= box["top"] < box["bottom"] <= 1
+    assert {h["matched"] for h in part["hits"]} <= {"drawing", "figure", "part"}
+    labelled = out["labelled"]  # USD0919445: 6 figures on 3 sheets, read from the labels
+    assert labelled["code"] == "OK"
+    assert [(s["figures"], s["regions"]) for s in labelled["sheets"] if s["number"]] == [
+        (["1", "2"], ["1", "2"]), (["3", "4", "5"], ["3", "4", "5"]), (["6"], [])]
+    assert {s["mapping"] for s in labelled["sheets"] if s["number"]} == {
+        "SHEET_FIGURE_MAPPING_LABELS"}
+    assert labelled["views"]["4"] == "VIEW_TOP" and labelled["views"]["2"] == "VIEW_FRONT"
     assert out["suggest"]["code"] == "OK" and out["suggest"]["suggested"] == 0
     assert "no classification head" in out["suggest"]["note"]
     grant = corpus[2][patent].grant

@@ -165,3 +165,36 @@ def test_a_uri_that_cannot_be_read_is_the_uri_fault_never_retried(images, uri, e
     with pytest.raises(error):
         images.get(uri)
 
+
+
+def _two_figures() -> Grant:
+    from patentclip.grants.model import FigureRegion, Region, SheetFigureMapping
+
+    sheet = replace(_grant().sheets[0], figure_numbers=("1", "2"),
+                    mapping=SheetFigureMapping.LABELS, regions=(
+                        FigureRegion("1", Region(0.0, 0.0, 0.479, 0.953)),
+                        FigureRegion("2", Region(0.522, 0.0, 1.0, 0.917))))
+    return _grant(sheets=(sheet,))
+
+
+def test_figure_regions_round_trip_and_a_foreign_producers_are_checked_by_field():
+    assert decode_event(encode_event(_two_figures())).grant == _two_figures()
+
+    def event(mutate) -> bytes:
+        from patentclip.v1 import grant_pb2 as pb
+        message = pb.GrantEvent(schema_version=1, grant=grant_to_proto(_two_figures()))
+        mutate(message.grant.sheets[0])
+        return message.SerializeToString()
+
+    def swap(sheet):  # one per figure number, in their order
+        sheet.regions[0].figure_number, sheet.regions[1].figure_number = "2", "1"
+
+    def box(left=0.0, top=0.0, right=0.5, bottom=0.5):
+        def mutate(sheet):
+            r = sheet.regions[1].region
+            r.left, r.top, r.right, r.bottom = left, top, right, bottom
+        return mutate
+
+    assert "sheets[0].regions: one per figure number" in _refused(event(swap))
+    for bad in (box(right=1.5), box(left=0.6), box(top=float("nan")), box(right=0.0004)):
+        assert "sheets[0].regions[1].region" in _refused(event(bad))

@@ -6,9 +6,10 @@ import random
 import pytest
 
 from patentclip.errors import InvalidQueryError
+from patentclip.grants.model import Region
 from patentclip.search.ranking import reciprocal_rank_fusion
 from patentclip.store import MAX_SEARCH_LIMIT, Hit, SearchFilters, row_id
-from patentclip.store.schema import group_by_patent
+from patentclip.store.schema import group_by_patent, row_region
 
 
 def hit(patent, sheet, score, modality="drawing"):
@@ -17,16 +18,20 @@ def hit(patent, sheet, score, modality="drawing"):
                image_uri="")
 
 
-def test_row_id_is_patent_sheet_modality():
+def test_row_id_is_patent_sheet_modality_and_a_part_its_region():
     assert row_id("D0907292", 3, "drawing") == "D0907292-003:drawing"
+    region = Region(0.25, 0.0, 0.75, 0.5)
+    key = row_id("D0907292", 3, "part", region)
+    assert key == "D0907292-003:part@250,0,750,500"
+    assert row_region(key) == region and row_region("D0907292-003:drawing") is None
 
 
 def test_filter_expression():
     f = SearchFilters(locarno=("02", "0901"), date_from=20210101, date_to=20211231,
                       views=("front", "top"))
-    assert f.expression("drawing") == (
-        'modality == "drawing" and (locarno_class in ["02"] or locarno in ["0901"]) and '
-        'grant_date >= 20210101 and grant_date <= 20211231 and view in ["front", "top"]')
+    assert f.expression(("drawing", "figure")) == (
+        'modality in ["drawing", "figure"] and (locarno_class in ["02"] or locarno in ["0901"]) '
+        'and grant_date >= 20210101 and grant_date <= 20211231 and view in ["front", "top"]')
     assert SearchFilters().expression() == ""
 
 
@@ -98,11 +103,19 @@ def test_the_engine_runs_every_query_kind_through_one_search():
         def search(self, collection, vectors, k, filters=None, modality=None, group=True,
                    timeout=None, on_stage=None):
             calls.append(("search", modality, filters.exclude_patents))
-            return [[hit("D0900001", 1, 0.9, modality)] for _ in vectors]
+            kind = modality if isinstance(modality, str) else "drawing"
+            return [[hit("D0900001", 1, 0.9, kind)] for _ in vectors]
 
         def patent_rows(self, collection, patent, with_vectors=False, strong=True,
                         timeout=None):
             return [{"modality": "drawing", "sheet": 1, "vector": [1.0, 0.0]}]
+
+        def region_rows(self, collection, sheets, timeout=None):
+            assert sheets == [("D0900001", 1)]
+            return [{"id": f"D0900001-001:part@{key}", "patent": "D0900001", "sheet": 1,
+                     "modality": "part", "vector": vector}
+                    for key, vector in (("0,0,500,500", [0.0, 1.0]),
+                                        ("500,500,1000,1000", [1.0, 0.0]))]
 
         def lexical_off(self, collection):
             return ""
@@ -120,17 +133,23 @@ def test_the_engine_runs_every_query_kind_through_one_search():
         result = engine.search(query, SearchRequest())
         assert result.hits[0].patent == "D0900001"
         searched = [c[1] for c in calls if c[0] == "search"]
-        expected = {"text": ["drawing", "caption", "words"], "drawing": ["drawing"],
-                    "text+drawing": ["drawing", "caption", "words", "drawing"],
-                    "similar": ["drawing"]}[query.kind]
+        images, parts = ("drawing", "figure"), ("drawing", "figure", "part")  # rows searched
+        expected = {"text": [images, "caption", "words"], "drawing": [parts],
+                    "text+drawing": [images, "caption", "words", images],
+                    "similar": [images]}[query.kind]
         assert searched == expected, query.kind
-        assert result.legs == tuple(dict.fromkeys(expected)), query.kind
+        assert result.legs == tuple(dict.fromkeys(
+            "drawing" if isinstance(leg, tuple) else leg for leg in expected)), query.kind
+        # Why it matched: the part of the sheet nearest the query's vector ([1, 1] is as
+        # near both: the first; the patent's drawing [1, 0]: the second).
+        near = Region(0.5, 0.5, 1.0, 1.0) if query.kind == "similar" else Region(0, 0, .5, .5)
+        assert result.hits[0].region == near, query.kind
         found = {"text": ("drawing", "caption", "words"), "drawing": ("drawing",),
                  "text+drawing": ("drawing", "caption", "words", "view 1"),
                  "similar": ("drawing",)}[query.kind]
         assert result.hits[0].legs == found, query.kind
     assert decoded == [(b"png", "d.png", crop), (b"png", "query image", None)]
-    assert calls[-1] == ("search", "drawing", ("D0907292",))  # similar excludes itself
+    assert calls[-1] == ("search", ("drawing", "figure"), ("D0907292",))  # excludes itself
 
 
 def brute_force_group(hits, k):

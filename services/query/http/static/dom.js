@@ -28,3 +28,19 @@ export function checkbox(id, value, text, count, onChange, checked = false) {
     el("span", { text }),
     ...(count !== "" ? [el("span", { class: "count", text: String(count) })] : []));
 }
+
+// A drawing with boxes over it (fractions of the sheet: [left, top, right, bottom]), each
+// with its label: where a hit matched, where each figure of a sheet is. DOM, never HTML.
+export function framed(img, boxes) {
+  const marks = boxes.filter((b) => b.region).map(({ region, label, kind }) => {
+    const [left, top, right, bottom] = region.map(Number);
+    const mark = el("span", { class: `mark ${kind}`, title: label,
+                              attrs: { role: "img", "aria-label": label } });
+    Object.assign(mark.style, { left: `${left * 100}%`, top: `${top * 100}%`,
+                                width: `${(right - left) * 100}%`,
+                                height: `${(bottom - top) * 100}%` });
+    mark.dataset.region = region.join(",");
+    return mark;
+  });
+  return el("span", { class: "framed" }, img, ...marks);
+}

@@ -2,10 +2,10 @@
 // compare: two drawings side by side (the query and a hit, or two hits).
 
 import { api, loadDrawing } from "./api.js";
-import { $, button, el } from "./dom.js";
+import { $, button, el, framed } from "./dom.js";
 import { queryImage } from "./drawing.js";
 import { report } from "./messages.js";
-import { moreLike } from "./results.js";
+import { matchLabel, moreLike } from "./results.js";
 import { state } from "./state.js";
 
 export async function openPatent(patent) {
@@ -60,7 +60,9 @@ function sheetFigure(view, sheet) {
   loadDrawing(img, `${sheet.drawing}?size=medium`);
   const figures = sheet.figures.length ? ` · FIG. ${sheet.figures.join(", ")}` : "";
   const hit = { patent: view.patent, sheet: sheet.sheet, title: view.title, drawing: sheet.drawing };
-  return el("figure", { class: "sheet", data: { sheet: sheet.sheet } }, img,
+  const boxes = sheet.regions.map((f) => ({ region: f.region, kind: "figure",
+                                            label: `FIG. ${f.figure} (${f.view})` }));
+  return el("figure", { class: "sheet", data: { sheet: sheet.sheet } }, framed(img, boxes),
     el("figcaption", {}, el("strong", { text: `Sheet ${sheet.sheet}${figures}` }),
        ...sheet.descriptions.map((text) => el("p", { text }))),
     el("div", { class: "row" },
@@ -75,7 +77,8 @@ export function toggleCompare(hit) {
   else {
     if (state.compare.length === 2) state.compare.shift();
     state.compare.push({ key, label: `${hit.patent} sheet ${hit.sheet} — ${hit.title}`,
-                         url: `${hit.drawing}?size=medium` });
+                         url: `${hit.drawing}?size=medium`, region: hit.region,
+                         regionLabel: hit.region ? matchLabel(hit) : "" });
   }
   updateCompare();
 }
@@ -103,7 +106,9 @@ export function openCompare() {
   const panes = compareItems().map((item) => {
     const img = el("img", { alt: item.label });
     if (item.query) queryImage(img); else loadDrawing(img, item.url);
-    return el("figure", { data: { key: item.key } }, img, el("figcaption", { text: item.label }));
+    const boxes = [{ region: item.region, label: item.regionLabel, kind: "match" }];
+    return el("figure", { data: { key: item.key } }, framed(img, boxes),
+              el("figcaption", { text: item.label }));
   });
   $("#compare-panes").replaceChildren(...panes);
   $("#compare-view").showModal();

@@ -2,7 +2,7 @@
 // the Locarno counts and the search record for the file.
 
 import { api, loadDrawing, postJson } from "./api.js";
-import { $, button, checkbox, el } from "./dom.js";
+import { $, button, checkbox, el, framed } from "./dom.js";
 import { clearDrawings } from "./drawing.js";
 import { hideMessage, report, showMessage } from "./messages.js";
 import { openPatent, toggleCompare, updateCompare } from "./patent.js";
@@ -124,6 +124,13 @@ function renderResults(response) {
   updateCompare();
 }
 
+// What the box over a hit's drawing says: the figure or part that matched best.
+export function matchLabel(hit) {
+  const figure = hit.figures.length === 1 ? `FIG. ${hit.figures[0]}` : "the sheet";
+  const what = hit.matched === "part" ? `a part of ${figure}` : figure;
+  return `matched here: ${what}`;
+}
+
 function card(hit) {
   const figures = hit.figures.length ? ` · FIG. ${hit.figures.join(", ")}` : "";
   const where = `${hit.patent} sheet ${hit.sheet}`;
@@ -136,7 +143,8 @@ function card(hit) {
     attrs: { role: "listitem", "aria-label": `${hit.patent}, ${hit.title}, sheet ${hit.sheet}` },
   },
   el("div", { class: "thumb", on: { click: () => openPatent(hit.patent) } },
-     el("img", { alt: where, data: { src: `${hit.drawing}?size=thumbnail` } })),
+     framed(el("img", { alt: where, data: { src: `${hit.drawing}?size=thumbnail` } }),
+            [{ region: hit.region, label: matchLabel(hit), kind: "match" }])),
   el("div", { class: "num", text: `${hit.patent} ` },
      el("span", { class: "muted", text: `sheet ${hit.sheet}${figures}` })),
   el("div", { class: "title", text: hit.title }),
