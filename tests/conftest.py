@@ -8,6 +8,7 @@ started once per session on free ports and stopped at the end.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -131,12 +132,14 @@ def sample_corpus(request, tmp_path_factory, encoder, sample_dir):
 def milvus_server():
     """The session's one real Milvus 2.3.5 server (one per machine: its embedded etcd's
     peer port 2380 is fixed). Outage tests kill and restart it on the same data and ports."""
-    server = MilvusServerProcess(Path(tempfile.mkdtemp(prefix="milvus-server-"))).start()
+    base = Path(tempfile.mkdtemp(prefix="milvus-server-"))
+    server = MilvusServerProcess(base).start()
     _SESSION_SERVERS["milvus"] = server
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(base, ignore_errors=True)  # its binaries and data: 0.5 GB a session
 
 
 _SESSION_SERVERS: dict[str, MilvusServerProcess] = {}

@@ -242,15 +242,18 @@ class Rollout:
                 decision: RolloutDecision) -> None:
         collection = self.reindex(candidate)
         decision.collection = collection
-        rows = self.store.count(collection)
-        live_rows = self.store.count(live.name) if live is not None else rows
+        # Complete means every sheet: figure and part rows follow settings (labels read,
+        # PATENTCLIP_PART_TILES), which may differ between the two collections.
+        rows = self.store.count(collection, "drawing")
+        live_rows = self.store.count(live.name, "drawing") if live is not None else rows
         if rows != live_rows:
-            decision.reasons.append(f"row count: {collection} has {rows} rows, live "
+            decision.reasons.append(f"row count: {collection} has {rows} drawing sheets, live "
                                     f"{live.name} has {live_rows}; alias not switched")
             return
         self.store.set_alias(self.store.live_alias, collection)
         decision.decision = "promoted"
-        decision.reasons.append(f"reindexed {rows} rows; live alias {self.store.live_alias}: "
+        decision.reasons.append(f"reindexed {rows} drawing sheets; live alias "
+                                f"{self.store.live_alias}: "
                                 f"{live.name if live else '(none)'} -> {collection}")
         decision.reasons.append(
             f"next: run the embedder with PATENTCLIP_MODEL={candidate.spec}; its consumer "

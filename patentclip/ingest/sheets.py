@@ -79,7 +79,8 @@ class PreparedBatch:
 
 @dataclass
 class EmbeddedBatch:
-    """Rows to upsert (two per sheet: drawing and caption), failures, stage timings."""
+    """Rows to upsert (two per sheet, drawing and caption, then its figures and parts),
+    failures, stage timings."""
 
     rows: list[SheetRow]
     embedded: list[SheetJob]
