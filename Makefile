@@ -37,7 +37,7 @@ demo: install
 # the 2-core AMD EPYC VM). Each test file stays on one worker, and every test on the real
 # Milvus server shares one worker (tests/conftest.py: pytest_xdist_make_scheduler).
 test: install tools
-	$(PY) -m pytest -n 5
+	$(PY) -m pytest -n 4
 
 test-unit: install
 	$(PY) -m pytest tests/unit

@@ -301,6 +301,10 @@ class BatchedSearch:
         """``PatentStore.patent_rows`` (not batched)."""
         return self.store.patent_rows(collection, patent, with_vectors, strong, timeout)
 
+    def has_region_rows(self, collection: str, timeout: float | None = None) -> bool:
+        """``PatentStore.has_region_rows`` (not batched)."""
+        return self.store.has_region_rows(collection, timeout)
+
     def region_rows(self, collection: str, sheets, timeout: float | None = None) -> list:
         """``PatentStore.region_rows`` (not batched)."""
         return self.store.region_rows(collection, sheets, timeout)

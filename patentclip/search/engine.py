@@ -35,6 +35,7 @@ from patentclip.store.schema import IMAGE_ROWS, StoredSheet, row_region, stored_
 logger = logging.getLogger(__name__)
 
 MAX_TOP_K = 200
+REGIONS_RECHECK_S = 60.0  # how long "this collection has no figure or part rows" holds
 MAX_RESULT_WINDOW = 1000  # offset + top_k: deeper pages are not served
 AGAINST = ("drawing", "caption", "both", "words", "all")
 LEGS = {"both": ("drawing", "caption"), "all": ("drawing", "caption", "words")}
@@ -137,6 +138,8 @@ class VectorSearch(Protocol):
     def region_rows(self, collection: str, sheets: Sequence[tuple[str, int]],
                     timeout: float | None = None) -> list[dict]: ...
 
+    def has_region_rows(self, collection: str, timeout: float | None = None) -> bool: ...
+
     def search_words(self, collection: str, texts: Sequence[str], k: int,
                      filters: SearchFilters | None = None, group: bool = True,
                      timeout: float | None = None,
@@ -234,6 +237,7 @@ class SearchEngine:
         self.encoder, self.store, self.collection = encoder, store, info.name
         # Why the collection has no lexical (BM25) leg; "" when it has one.
         self.lexical_off = store.lexical_off(info.name)
+        self._no_regions_until = 0.0  # monotonic time to look for figure or part rows again
 
     @property
     def model_version(self) -> str:
@@ -334,7 +338,7 @@ class SearchEngine:
         ``vectors``): the figure or part it matched by, else the best of the sheet's
         stored figures and parts. Hits of sheets without them keep ``region`` None."""
         open_hits = [h for h in result.hits if h.region is None]
-        if not open_hits:
+        if not open_hits or not self._has_regions(deadline):
             return result
         with self.stage("explain"):
             rows = self.store.region_rows(self.collection, [(h.patent, h.sheet)
@@ -351,6 +355,17 @@ class SearchEngine:
         return replace(result, hits=[
             replace(h, region=row_region(best[(h.patent, h.sheet)][1]))
             if h.region is None and (h.patent, h.sheet) in best else h for h in result.hits])
+
+    def _has_regions(self, deadline: Deadline) -> bool:
+        """Whether the collection holds figure or part rows; a "no" is kept for
+        REGIONS_RECHECK_S, so a collection without them costs no lookup per search (and
+        one whose ingest starts writing parts shows them within a minute)."""
+        if time.monotonic() < self._no_regions_until:
+            return False
+        if self.store.has_region_rows(self.collection, timeout=deadline.remaining()):
+            return True
+        self._no_regions_until = time.monotonic() + REGIONS_RECHECK_S
+        return False
 
     def _suggested(self, result: SearchResult, vector: np.ndarray, request: SearchRequest,
                    source: str) -> SearchResult:

@@ -483,6 +483,14 @@ class PatentStore(AliasOperations):
                           consistency_level="Strong" if strong else "Bounded", _timeout=timeout)
         return sorted(rows, key=lambda r: (r["sheet"], r["modality"]))
 
+    def has_region_rows(self, collection: str, timeout: float | None = None) -> bool:
+        """Whether ``collection`` holds any figure or part row (one row looked up)."""
+        self.load(collection)
+        rows = self._call(self.client.query, collection,
+                          filter='modality in ["figure", "part"]', output_fields=["id"],
+                          limit=1, consistency_level="Bounded", _timeout=timeout)
+        return bool(rows)
+
     def region_rows(self, collection: str, sheets: Sequence[tuple[str, int]],
                     timeout: float | None = None) -> list[dict]:
         """The figure and part rows of ``sheets`` ((patent, sheet) pairs) with their keys

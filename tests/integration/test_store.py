@@ -215,8 +215,12 @@ def test_figure_and_part_rows_are_searched_by_kind_and_keep_their_regions(store)
     tiles = [SheetRow(patent="D0900002", sheet=1, modality="part", vector=unit(), view="top",
                       figures="1", region=Region(x / 4, 0.0, x / 4 + 0.5, 0.5))
              for x in range(3)]
-    assert store.upsert(name, [*data, figure, *tiles]) == len(data) + 4
+    assert store.upsert(name, data) == len(data)
     store.flush(name)
+    assert not store.has_region_rows(name)
+    assert store.upsert(name, [figure, *tiles]) == 4
+    store.flush(name)
+    assert store.has_region_rows(name)
     assert (store.count(name, "figure"), store.count(name, "part")) == (1, 3)
     sheets = store.search(name, np.asarray(figure.vector), 1, modality=IMAGE_ROWS)[0]
     assert (sheets[0].modality, sheets[0].figures, sheets[0].view, sheets[0].region) == (

@@ -110,6 +110,9 @@ def test_the_engine_runs_every_query_kind_through_one_search():
                         timeout=None):
             return [{"modality": "drawing", "sheet": 1, "vector": [1.0, 0.0]}]
 
+        def has_region_rows(self, collection, timeout=None):
+            return True
+
         def region_rows(self, collection, sheets, timeout=None):
             assert sheets == [("D0900001", 1)]
             return [{"id": f"D0900001-001:part@{key}", "patent": "D0900001", "sheet": 1,
@@ -214,3 +217,45 @@ def test_fusion_depth_is_a_fixed_ladder_so_pages_agree():
     assert {fusion_depth(d, MAX_SEARCH_LIMIT) for d in range(1, 51)} == {100}
     assert fusion_depth(51, MAX_SEARCH_LIMIT) == 200
     assert fusion_depth(1000, MAX_SEARCH_LIMIT) == 3200
+
+
+def test_a_collection_without_figure_or_part_rows_costs_no_region_lookup_per_search():
+    """Why-it-matched looks regions up only where the collection holds them; a "no" is
+    kept for a while (REGIONS_RECHECK_S), so plain collections pay one check, not one a
+    search."""
+    import numpy as np
+
+    from patentclip.search.engine import SearchEngine, SearchRequest
+    from patentclip.search.query import Query
+    from patentclip.store import CollectionInfo
+
+    asked = []
+
+    class Encoder:
+        model_version, dim = "m1", 2
+
+        def encode_texts(self, texts, timeout=None):
+            return np.ones((len(texts), 2), np.float32)
+
+    class Store:
+        def describe(self, name):
+            return CollectionInfo(name=name, model_version="m1", dim=2, rows=1)
+
+        def lexical_off(self, collection):
+            return "off"
+
+        def search(self, collection, vectors, k, filters=None, modality=None, group=True,
+                   timeout=None, on_stage=None):
+            return [[hit("D0900001", 1, 0.9, "drawing")] for _ in vectors]
+
+        def has_region_rows(self, collection, timeout=None):
+            asked.append("has")
+            return False
+
+        def region_rows(self, collection, sheets, timeout=None):
+            raise AssertionError("no region rows to look up")
+
+    engine = SearchEngine(Encoder(), Store(), "c")
+    for _ in range(3):
+        assert engine.search(Query(text="lid"), SearchRequest()).hits[0].region is None
+    assert asked == ["has"]
