@@ -30,6 +30,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from patentclip.codec.events import region_from_proto
 from patentclip.config import CoreSettings, given_flags
 from patentclip.drawings.parts import Tiling
 from patentclip.errors import (
@@ -42,7 +43,6 @@ from patentclip.errors import (
 from patentclip.grants.model import (
     LOCARNO_MAIN_CLASSES,
     SHEET_VIEWS,
-    Region,
     iso_date,
     normalize_patent_number,
     yyyymmdd,
@@ -480,8 +480,7 @@ def _hit_from_proto(h) -> Hit:
                view=h.view_name, locarno=h.locarno, grant_date=h.grant_date, title=h.title,
                figures=tuple(h.figure_numbers), caption=h.figure_description,
                image_uri=h.image_uri, legs=tuple(h.found_by),
-               region=Region(h.region.left, h.region.top, h.region.right, h.region.bottom)
-               if h.HasField("region") else None)
+               region=region_from_proto(h.region) if h.HasField("region") else None)
 
 
 def _run_collections(args, settings: CoreSettings) -> int:

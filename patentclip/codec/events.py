@@ -155,7 +155,7 @@ def grant_to_proto(grant: Grant) -> pb.Grant:
                                           image_uri=s.image_uri,
                                           figure_numbers=list(s.figure_numbers),
                                           mapping=_MAPPING_TO_PB[s.mapping],
-                                          regions=[_region_to_proto(r) for r in s.regions])
+                                          regions=[_figure_to_proto(r) for r in s.regions])
                           for s in grant.sheets)
     message.citations.extend(pb.Citation(country=c.country, doc_number=c.number, kind=c.kind,
                                          date=c.date, name=c.name,
@@ -252,24 +252,30 @@ def _check_sheet(where: str, sheet: pb.DrawingSheet) -> None:
         _invalid(f"{where}.regions: one per figure number, in their order "
                  f"({', '.join(sheet.figure_numbers)}), expected")
     for j, figure in enumerate(sheet.regions):
-        box = figure.region
         try:
-            Region.from_key(Region(box.left, box.top, box.right, box.bottom).key)
+            region_from_proto(figure.region)
         except ValueError as exc:  # out of 0..1, empty, or thinner than a thousandth
             _invalid(f"{where}.regions[{j}].region: {exc}")
 
 
-def _region_to_proto(figure: FigureRegion) -> pb.FigureRegion:
-    return pb.FigureRegion(figure_number=figure.number, region=pb.Region(
-        left=figure.region.left, top=figure.region.top, right=figure.region.right,
-        bottom=figure.region.bottom))
+def region_to_proto(region: Region) -> pb.Region:
+    """A Region as the protos carry it (a figure's place, a hit's matched part)."""
+    return pb.Region(left=region.left, top=region.top, right=region.right,
+                     bottom=region.bottom)
 
 
-def _region_from_proto(figure: pb.FigureRegion) -> FigureRegion:
-    """A checked region, kept at the per-mille precision rows store."""
-    box = figure.region
-    return FigureRegion(figure.figure_number, Region.from_key(
-        Region(box.left, box.top, box.right, box.bottom).key))
+def region_from_proto(box: pb.Region) -> Region:
+    """A Region from the protos, at the per-mille precision rows keep; ValueError when
+    it is no region."""
+    return Region.per_mille(box.left, box.top, box.right, box.bottom)
+
+
+def _figure_from_proto(figure: pb.FigureRegion) -> FigureRegion:
+    return FigureRegion(figure.figure_number, region_from_proto(figure.region))
+
+
+def _figure_to_proto(figure: FigureRegion) -> pb.FigureRegion:
+    return pb.FigureRegion(figure_number=figure.number, region=region_to_proto(figure.region))
 
 
 def _check_figure_number(where: str, value: str) -> None:
@@ -308,7 +314,7 @@ def grant_from_proto(message: pb.Grant) -> Grant:
                              f.description) for f in message.figures),
         sheets=tuple(DrawingSheet(s.number, s.file_name, tuple(s.figure_numbers),
                                   _MAPPING_FROM_PB.get(s.mapping, SheetFigureMapping.UNKNOWN),
-                                  s.image_uri, tuple(_region_from_proto(r) for r in s.regions))
+                                  s.image_uri, tuple(_figure_from_proto(r) for r in s.regions))
                      for s in message.sheets),
         drawing_notes=tuple(message.drawing_notes), dtd_version=message.dtd_version,
         source=message.source,

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from patentclip.drawings.preprocess import INK_BELOW
 from patentclip.grants.model import FigureRegion, Region
 
-INK_BELOW = 160  # as trim_margins
 MIN_INK = 0.003  # share of a tile's pixels that are ink (at MASK_SIDE); emptier: dropped
 MASK_SIDE = 512
 
@@ -73,12 +73,8 @@ def sheet_parts(image: Image.Image, figures: Sequence[FigureRegion],
 
 
 def part_pixels(image: Image.Image, region: Region) -> Image.Image:
-    """The part of a sheet ``region`` covers, at full resolution (to be squared)."""
-    width, height = image.size
-    box = (int(region.left * width), int(region.top * height),
-           max(round(region.right * width), int(region.left * width) + 1),
-           max(round(region.bottom * height), int(region.top * height) + 1))
-    return image.crop(box)
+    """The part of a sheet ``region`` covers, cut as a query's crop is (to be squared)."""
+    return image.crop(region.pixels(*image.size))
 
 
 def _tiles(area: Region, tiling: Tiling) -> list[Region]:
@@ -89,11 +85,10 @@ def _tiles(area: Region, tiling: Tiling) -> list[Region]:
         offsets = np.linspace(0.0, 1 - scale, steps)
         for dy in offsets:
             for dx in offsets:
-                key = ",".join(str(round(v * 1000)) for v in (
-                    area.left + dx * width, area.top + dy * height,
-                    area.left + (dx + scale) * width, area.top + (dy + scale) * height))
                 try:
-                    tile = Region.from_key(key)
+                    tile = Region.per_mille(
+                        area.left + dx * width, area.top + dy * height,
+                        area.left + (dx + scale) * width, area.top + (dy + scale) * height)
                 except ValueError:  # thinner than a thousandth of the sheet
                     continue
                 if tile not in tiles:

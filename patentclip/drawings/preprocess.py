@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from patentclip.errors import ImageDecodeError, InvalidQueryError
+from patentclip.grants.model import Region
 
 # The version of what decode + square make of a drawing. Bump it with any change to their
 # output (trim, resize, padding, thresholds): caches and stored benchmark results carry
 # it, so pixels or results of another preprocessing are never reused as if current.
 PREPROCESS_VERSION = 1
+INK_BELOW = 160  # grey levels darker than this are ink (the margins' trim, parts' ink)
 DEFAULT_MAX_PIXELS = 60_000_000  # a 300 dpi US-letter sheet is ~8.4M pixels
 # The only formats decoded: what USPTO ships and what examiners upload. Pillow would open
 # every format it knows otherwise (EPS reaches Ghostscript, PSD, ICNS, ...).
@@ -48,10 +50,9 @@ class CropBox:
                                     "required (an empty region)")
 
     def pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
-        """The box in pixels of a width x height image, at least one pixel each way."""
-        left, top = int(self.left * width), int(self.top * height)
-        return (left, top, max(round(self.right * width), left + 1),
-                max(round(self.bottom * height), top + 1))
+        """The box in pixels of a width x height image, at least one pixel each way (cut
+        as a stored part is: ``Region.pixels``)."""
+        return Region(self.left, self.top, self.right, self.bottom).pixels(width, height)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class DrawingPreprocessor:
         return self.query(data, name).convert("RGB")
 
 
-def trim_margins(image: Image.Image, ink_below: int = 160, margin: float = 0.02
+def trim_margins(image: Image.Image, ink_below: int = INK_BELOW, margin: float = 0.02
                  ) -> Image.Image:
     """Crop a grayscale sheet to the box around its ink, plus a small white margin.
 

@@ -296,11 +296,23 @@ class Region:
         return cls(*values)
 
     @classmethod
+    def per_mille(cls, left: float, top: float, right: float, bottom: float) -> Region:
+        """The region of these fractions at the per-mille precision rows keep; ValueError
+        when it is out of 0..1, empty, or thinner than a thousandth of the sheet."""
+        return cls.from_key(",".join(str(round(v * 1000)) for v in (left, top, right, bottom)))
+
+    @classmethod
     def of_pixels(cls, box: Sequence[int], width: int, height: int) -> Region:
         """A pixel box (left, top, right, bottom) of a width x height sheet, per-mille."""
-        left, top, right, bottom = (min(max(v / s, 0.0), 1.0) for v, s in
-                                    zip(box, (width, height, width, height), strict=True))
-        return cls.from_key(",".join(str(round(v * 1000)) for v in (left, top, right, bottom)))
+        return cls.per_mille(*(min(max(v / s, 0.0), 1.0) for v, s in
+                               zip(box, (width, height, width, height), strict=True)))
+
+    def pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The box in pixels of a width x height image, at least one pixel each way: where
+        a query's crop and a stored part are cut, the same way."""
+        left, top = int(self.left * width), int(self.top * height)
+        return (left, top, max(round(self.right * width), left + 1),
+                max(round(self.bottom * height), top + 1))
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 from patentclip.codec.api import AGAINST_PB_TO_NAME, view_from_proto, view_to_proto
-from patentclip.codec.events import CATEGORY_TO_PB, grant_to_proto
+from patentclip.codec.events import CATEGORY_TO_PB, grant_to_proto, region_to_proto
 from patentclip.drawings.render import RenderedDrawing
 from patentclip.errors import InvalidQueryError
-from patentclip.grants.model import (
-    LOCARNO_MAIN_CLASSES,
-    Grant,
-    Region,
-    normalize_patent_number,
-)
+from patentclip.grants.model import LOCARNO_MAIN_CLASSES, Grant, normalize_patent_number
 from patentclip.search.engine import Deadline, PatentRecord, SearchRequest, SearchResult
 from patentclip.store import Hit, SearchFilters
 from patentclip.store.schema import StoredSheet
@@ -120,11 +115,7 @@ def hit(h: Hit) -> search_pb2.Hit:
         view=view_to_proto(h.view), view_name=h.view,
         figure_description=h.caption, score=h.score, image_uri=h.image_uri,
         matched=h.modality, drawing=search_pb2.SheetRef(patent_number=h.patent, sheet=h.sheet),
-        found_by=h.legs, region=region(h.region) if h.region else None)
-
-
-def region(r: Region) -> grant_pb2.Region:
-    return grant_pb2.Region(left=r.left, top=r.top, right=r.right, bottom=r.bottom)
+        found_by=h.legs, region=region_to_proto(h.region) if h.region else None)
 
 
 def patent_response(record: PatentRecord, grant: Grant | None, model_version: str,
@@ -140,7 +131,7 @@ def patent_response(record: PatentRecord, grant: Grant | None, model_version: st
             message.sheets.add(number=sheet.sheet, image_uri=sheet.image_uri,
                                figure_numbers=sheet.figures, regions=[
                                    grant_pb2.FigureRegion(figure_number=f.number,
-                                                          region=region(f.region))
+                                                          region=region_to_proto(f.region))
                                    for f in sheet.regions])
             views = {f.number: f.view for f in sheet.regions}  # a sheet of several figures
             for number in sheet.figures:
