@@ -18,6 +18,7 @@ from harness import REPO
 from harness.processes import free_port
 from patentclip.drawings.imagestore import LocalImageStore
 from patentclip.grants.reader import GrantReader
+from patentclip.ingest.figures import FigureLabeller
 from services.common.broker import KafkaSettings, ensure_topics, make_producer
 from services.embedder.config import ConsumerSettings, EmbedderSettings
 from services.publisher import GrantPublisher, PublishSummary
@@ -367,19 +368,18 @@ class QueryLoad:
         return self.codes
 
 
-class LabelsOf:
+class LabelsOf(FigureLabeller):
     """A figure labeller (``PATENTCLIP_FIGURE_LABELS``) that reads only ``patents``: the
     real thing for the grants a test looks at, without Tesseract's 0.5 s a sheet for all."""
 
     def __init__(self, patents: Sequence[str]) -> None:
-        from patentclip.ingest.figures import FigureLabeller
-
-        self.patents, self.labeller = set(patents), FigureLabeller()
+        super().__init__()
+        self.patents = set(patents)
 
     def label(self, document):
         if document.grant.patent_number not in self.patents:
             return document, ""
-        return self.labeller.label(document)
+        return super().label(document)
 
 
 def index_samples(encoder, root: Path, prefix: str, *sources: Path, parts: bool = False,

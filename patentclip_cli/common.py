@@ -42,3 +42,13 @@ def load_encoder(settings: CoreSettings):
     from patentclip.model.encoder import Encoder
 
     return Encoder.from_settings(settings)
+
+
+def figure_labeller(settings: CoreSettings):
+    """The figure-label reader PATENTCLIP_FIGURE_LABELS asks for (None: off), for `index`
+    and `publish`; imported on use (OpenCV)."""
+    if not settings.figure_labels:
+        return None
+    from patentclip.ingest.figures import FigureLabeller
+
+    return FigureLabeller()

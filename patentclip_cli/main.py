@@ -55,6 +55,7 @@ from patentclip_cli.common import (
     EXIT_USAGE,
     common_flags,
     core_flags,
+    figure_labeller,
     load_encoder,
 )
 
@@ -230,14 +231,10 @@ def _run_index(args, settings: CoreSettings) -> int:
             raise InvalidInputError(f"{source}: no such file or folder")
     encoder = load_encoder(settings)
     with open_store(settings) as store:
-        labeller = None
-        if settings.figure_labels:
-            from patentclip.ingest.figures import FigureLabeller
-
-            labeller = FigureLabeller()
         indexer = Indexer(encoder, store, LocalImageStore(settings.images_dir),
                           batch_size=settings.batch_size, progress=not args.no_progress,
-                          labeller=labeller, tiling=Tiling.of(settings.tile_scales()))
+                          labeller=figure_labeller(settings),
+                          tiling=Tiling.of(settings.tile_scales()))
         summary = indexer.index(args.sources)
         live = _set_live_if_needed(store, summary.collection, args.set_live)
     print(f"indexed {summary.grants} grants, {summary.sheets} sheets ({summary.rows} rows) "

@@ -17,7 +17,14 @@ from pathlib import Path
 from patentclip.config import CoreSettings, flag_parser, given_flags
 from patentclip.errors import InvalidInputError
 from patentclip.grants.model import normalize_patent_number
-from patentclip_cli.common import EXIT_FAILED, core_flags, kafka_flags, kafka_settings, load_encoder
+from patentclip_cli.common import (
+    EXIT_FAILED,
+    core_flags,
+    figure_labeller,
+    kafka_flags,
+    kafka_settings,
+    load_encoder,
+)
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
@@ -76,7 +83,7 @@ def _run_publish(args, settings: CoreSettings) -> int:
         publisher = GrantPublisher(producer, LocalImageStore(settings.images_dir), kafka.topic,
                                    send_timeout_s=kafka.request_timeout_ms / 1000,
                                    progress=not args.no_progress, state=state,
-                                   labeller=_labeller(settings))
+                                   labeller=figure_labeller(settings))
         summary = publisher.publish(args.sources)
     finally:
         producer.close(timeout=10)
@@ -125,11 +132,3 @@ def run_serve(args, settings: CoreSettings) -> int:
 
     return embedder_main(args.service_args)
 
-
-def _labeller(settings):
-    """The figure-label reader PATENTCLIP_FIGURE_LABELS asks for (None: off)."""
-    if not settings.figure_labels:
-        return None
-    from patentclip.ingest.figures import FigureLabeller
-
-    return FigureLabeller()

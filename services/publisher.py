@@ -217,9 +217,7 @@ class GrantPublisher:
     def _send(self, document: GrantDocument, bundle_name: str, summary: PublishSummary,
               bundle: BundleSummary):
         if self.labeller is not None:
-            document, outcome = self.labeller.label(document)
-            if outcome:
-                bundle.figure_labels[outcome] = bundle.figure_labels.get(outcome, 0) + 1
+            document = self.labeller.counted(document, bundle.figure_labels)
         grant = store_grant(self.images, document)
         if document.missing_images:  # text-only sources (ipg) expect none and list none
             summary.incomplete.append(

@@ -443,11 +443,10 @@ class Grant:
             return "unknown"
         return views.pop() if len(views) == 1 else "mixed"
 
-    def figure_caption(self, number: str) -> str:
-        """A caption for one figure (a figure row): what the patent says of it."""
-        figure = self.figure(number)
-        title = self.title.strip().rstrip(".")
-        return _figure_phrase(figure, title) if figure else f"FIG. {number} of a {title.lower()}"
+    def figure_caption(self, figure: Figure) -> str:
+        """A caption for one figure (a figure row, and each figure of a sheet's caption):
+        its description, "thereof" read as the title (``sheet_caption``)."""
+        return _figure_phrase(figure, self.title.strip().rstrip("."))
 
     def sheet_caption(self, sheet: DrawingSheet) -> str:
         """A caption for a sheet built only from what the patent says about it.
@@ -456,10 +455,10 @@ class Grant:
         replaced by the title: "FIG. 2 is a bottom view thereof" -> "bottom view of a
         shaving blade cartridge".
         """
-        title = self.title.strip().rstrip(".")
-        parts = [_figure_phrase(f, title) for f in self.sheet_figures(sheet)]
+        parts = [self.figure_caption(f) for f in self.sheet_figures(sheet)]
         if parts:
             return "; ".join(parts)
+        title = self.title.strip().rstrip(".")
         if sheet.front_page:
             return f"front page drawing of a {title.lower()}"
         return self.unmapped_caption()

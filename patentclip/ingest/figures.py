@@ -31,6 +31,14 @@ class FigureLabeller:
         self.reader = reader or TesseractReader()
         self.decoder = DrawingPreprocessor(224)
 
+    def counted(self, document: GrantDocument, counts: dict[str, int]) -> GrantDocument:
+        """``label``, with its outcome counted in ``counts`` (an index summary, a bundle's
+        row of the publish report)."""
+        document, outcome = self.label(document)
+        if outcome:
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return document
+
     def label(self, document: GrantDocument) -> tuple[GrantDocument, str]:
         """The document with its sheets mapped by their labels, and the outcome: "" (no
         sheet needed it), "mapped" or "disagreed"."""

@@ -92,9 +92,7 @@ class Indexer:
         for document in documents:
             summary.grants += 1
             if self.labeller is not None:
-                document, outcome = self.labeller.label(document)
-                if outcome:
-                    summary.figure_labels[outcome] = summary.figure_labels.get(outcome, 0) + 1
+                document = self.labeller.counted(document, summary.figure_labels)
             grant = (store_grant(self.image_store, document) if self.image_store
                      else document.grant)
             for sheet in grant.sheets:

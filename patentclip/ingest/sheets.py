@@ -203,7 +203,7 @@ def part_row(job: SheetJob, part: SheetPart, vector) -> SheetRow:
     if figure is None:
         return replace(row, region=part.region)
     return replace(row, region=part.region, view=figure.view.value, figures=figure.number,
-                   caption=grant.figure_caption(figure.number))
+                   caption=grant.figure_caption(figure))
 
 
 def sheet_words(job: SheetJob, caption: str) -> str:

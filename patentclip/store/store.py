@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -351,16 +351,10 @@ class PatentStore(AliasOperations):
         tiles left by an earlier tiling then stay until a reindex)."""
         if not any(row.modality in ("figure", "part") for row in rows):
             return
-        sheets: dict[str, set[int]] = {}
-        for row in rows:
-            if row.modality == "drawing":
-                check_patent_number(row.patent)
-                sheets.setdefault(row.patent, set()).add(int(row.sheet))
+        sheets = [(row.patent, row.sheet) for row in rows if row.modality == "drawing"]
         if sheets:
-            which = " or ".join(f'(patent == "{patent}" and sheet in {sorted(numbers)})'
-                                for patent, numbers in sheets.items())
             self._call(self.client.delete, collection,
-                       filter=f'modality in ["figure", "part"] and ({which})')
+                       filter=f'modality in ["figure", "part"] and {_of_sheets(sheets)}')
 
     def delete_patent(self, collection: str, patent: str) -> int:
         """Remove every row of ``patent``: a withdrawn patent (a tombstone on the grants
@@ -498,13 +492,11 @@ class PatentStore(AliasOperations):
         consistency, like searches; ``timeout``: the caller's deadline."""
         if not sheets:
             return []
-        for patent, _ in sheets:
-            check_patent_number(patent)
+        expression = _of_sheets(sheets)
         self.load(collection)
         have = self._partition_names(collection)
-        which = " or ".join(f'(patent == "{p}" and sheet == {int(n)})'
-                            for p, n in dict.fromkeys(sheets))
-        expression = f"({which})" + ('' if have else ' and modality in ["figure", "part"]')
+        if not have:
+            expression += ' and modality in ["figure", "part"]'
         rows = self._call(self.client.query, collection, filter=expression,
                           output_fields=["id", "patent", "sheet", "modality", "vector"],
                           partition_names=[p for p in ("drawing", "part") if p in have] or None,
@@ -728,6 +720,17 @@ class PatentStore(AliasOperations):
                         time.monotonic() - down)
             for listener in self._listeners:
                 listener(True, "")
+
+
+def _of_sheets(sheets: Iterable[tuple[str, int]]) -> str:
+    """The Milvus expression of the rows of these (patent, sheet) pairs, one clause a
+    patent: '(patent == "D0919445" and sheet in [1, 2])'. Patent numbers are checked."""
+    numbers: dict[str, set[int]] = {}
+    for patent, sheet in sheets:
+        check_patent_number(patent)
+        numbers.setdefault(patent, set()).add(int(sheet))
+    return "(" + " or ".join(f'(patent == "{patent}" and sheet in {sorted(found)})'
+                             for patent, found in numbers.items()) + ")"
 
 
 def _full_text_off(server_version: str) -> str:
